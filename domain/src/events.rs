@@ -1,0 +1,233 @@
+//! The events of the log. Every fact Registre knows is one of these, and they
+//! are never changed once written: a correction is a new event with a reason.
+//!
+//! The stored form (event type, schema version, JSON data) is separate from this
+//! enum; [`crate::codec`] converts between the two and is the one place where
+//! older schema versions are upcast.
+
+use crate::ids::*;
+use crate::values::*;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+// ---- Roster ---------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EstablishmentCreated {
+    pub establishment_id: EstablishmentId,
+    pub uai: Uai,
+    pub name: String,
+    pub time_zone: TimeZone,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassCreated {
+    pub class_id: ClassId,
+    pub establishment_id: EstablishmentId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonRegistered {
+    pub person_id: PersonId,
+    pub external_id: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub establishment_id: Option<EstablishmentId>,
+}
+
+/// A student record is created by its first enrolment; a later one moves the
+/// student to another class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudentEnrolled {
+    pub student_id: StudentId,
+    pub person_id: PersonId,
+    pub class_id: ClassId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardianLinked {
+    pub student_id: StudentId,
+    pub guardian_id: PersonId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TeacherAssigned {
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+}
+
+// ---- Grades -----------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssessmentCreated {
+    pub assessment_id: AssessmentId,
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+    pub title: String,
+    pub date: NaiveDate,
+    pub coefficient: f64,
+    pub out_of: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradeRecorded {
+    pub grade_id: GradeId,
+    pub assessment_id: AssessmentId,
+    pub student_id: StudentId,
+    /// Present exactly when `status` is GRADED.
+    pub score: Option<f64>,
+    pub status: GradeStatus,
+}
+
+/// Rectification: the earlier value stays in the event so that the audit trail
+/// shows what was changed, by whom and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradeCorrected {
+    pub grade_id: GradeId,
+    pub assessment_id: AssessmentId,
+    pub student_id: StudentId,
+    pub previous_score: Option<f64>,
+    pub previous_status: GradeStatus,
+    pub score: Option<f64>,
+    pub status: GradeStatus,
+    pub reason: String,
+}
+
+// ---- Absences -----------------------------------------------------------
+
+/// Reported by the roll call (a teacher) or by education staff.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceReported {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub kind: AbsenceKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Present exactly when `kind` is LATENESS, and then > 0.
+    pub minutes_late: Option<u32>,
+}
+
+/// A guardian announces an absence in advance (a medical appointment): it is
+/// PENDING review with the guardian's reason from the start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceDeclared {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// The roll call found a student absent whose absence was already declared:
+/// the declared absence is confirmed instead of a duplicate being reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeclaredAbsenceConfirmed {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+}
+
+/// A guardian's justification: UNJUSTIFIED or REJECTED becomes PENDING.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceJustified {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub reason: String,
+}
+
+/// Education staff's review: PENDING becomes ACCEPTED or REJECTED.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JustificationReviewed {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub accepted: bool,
+    pub comment: Option<String>,
+}
+
+/// An entry made in error; it stays in the log, and views drop it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceCancelled {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub reason: String,
+}
+
+// ---- Homework (cahier de textes) -------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeworkAssigned {
+    pub homework_id: HomeworkId,
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+    pub title: String,
+    pub description: String,
+    pub due: NaiveDate,
+    /// The day it was assigned, in the establishment's time zone.
+    pub assigned_on: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeworkAmended {
+    pub homework_id: HomeworkId,
+    pub class_id: ClassId,
+    pub title: String,
+    pub description: String,
+    pub due: NaiveDate,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeworkWithdrawn {
+    pub homework_id: HomeworkId,
+    pub class_id: ClassId,
+    pub reason: String,
+}
+
+// ---- Messages ----------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub message_id: MessageId,
+    pub thread_id: ThreadId,
+    pub from: PersonId,
+    pub to: Vec<PersonId>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Read receipt of one recipient.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageRead {
+    pub message_id: MessageId,
+    pub thread_id: ThreadId,
+    pub reader: PersonId,
+}
+
+/// Every fact of the log. Variant names are the stored event types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum DomainEvent {
+    EstablishmentCreated(EstablishmentCreated),
+    ClassCreated(ClassCreated),
+    PersonRegistered(PersonRegistered),
+    StudentEnrolled(StudentEnrolled),
+    GuardianLinked(GuardianLinked),
+    TeacherAssigned(TeacherAssigned),
+    AssessmentCreated(AssessmentCreated),
+    GradeRecorded(GradeRecorded),
+    GradeCorrected(GradeCorrected),
+    AbsenceReported(AbsenceReported),
+    AbsenceDeclared(AbsenceDeclared),
+    DeclaredAbsenceConfirmed(DeclaredAbsenceConfirmed),
+    AbsenceJustified(AbsenceJustified),
+    JustificationReviewed(JustificationReviewed),
+    AbsenceCancelled(AbsenceCancelled),
+    HomeworkAssigned(HomeworkAssigned),
+    HomeworkAmended(HomeworkAmended),
+    HomeworkWithdrawn(HomeworkWithdrawn),
+    MessageSent(MessageSent),
+    MessageRead(MessageRead),
+}

@@ -1,0 +1,1 @@
+//! Helpers to read golden logs (JSON lines) for the replay tests.

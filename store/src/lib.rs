@@ -1,0 +1,225 @@
+//! The event log of Registre: append-only, globally ordered, hash-chained.
+//!
+//! One [`EventStore`] interface, two backends: PostgreSQL for production and an
+//! embedded SQLite file as the zero-setup default. The store knows nothing of
+//! the domain: it keeps `(event_type, schema_version, data)` and metadata, and
+//! hands back [`RecordedEvent`]s with their global [`Position`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Global position in the log: starts at 1, gap-free, and a reader that has
+/// seen position P never later sees a new event below P.
+pub type Position = u64;
+
+/// Version of an event within its stream: the first event is version 1.
+pub type StreamVersion = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds (used only where order does not matter).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exact(StreamVersion),
+}
+
+/// Who caused an event. `None` in [`EventMetadata::actor`] marks a system event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub person_id: Uuid,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub actor: Option<Actor>,
+    /// The request that caused it (one per GraphQL operation or CLI command).
+    pub correlation_id: Uuid,
+    /// The event or command that caused it, when there is one.
+    pub causation_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Why: mandatory on corrections, cancellations and withdrawals.
+    pub reason: Option<String>,
+}
+
+/// An event to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// UUIDv7.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+    pub metadata: EventMetadata,
+}
+
+/// An idempotency key and a fingerprint of the command it was sent with. The
+/// same key with the same fingerprint answers the original outcome; the same
+/// key with another fingerprint is refused ([`StoreError::IdempotencyKeyReused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendRequest {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An event as the log holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: String,
+    pub stream_version: StreamVersion,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+    /// SHA-256 chaining this event to the one before it (see [`chain`]).
+    #[serde(with = "hex_bytes")]
+    pub hash: [u8; 32],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendOutcome {
+    pub events: Vec<RecordedEvent>,
+    /// True when the idempotency key had been seen: nothing new was written and
+    /// `events` are the ones the first request wrote.
+    pub deduplicated: bool,
+}
+
+impl AppendOutcome {
+    pub fn last_position(&self) -> Position {
+        self.events.last().map(|e| e.position).unwrap_or(0)
+    }
+}
+
+/// A persisted fold (projection state or aggregate snapshot) with the log
+/// position it reflects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub key: String,
+    pub version: u32,
+    pub position: Position,
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Someone else appended to the stream first. Retry with fresh state.
+    #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
+    Conflict {
+        stream_id: String,
+        expected: ExpectedVersion,
+        actual: StreamVersion,
+    },
+    #[error("idempotency key {0} was already used for a different command")]
+    IdempotencyKeyReused(String),
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    /// The database is unreachable or failed. Its text is for logs only.
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// The log does not verify or does not decode.
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends atomically: all events or none. Checks `expected` and the
+    /// idempotency key under the same serialization that allocates positions.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome>;
+
+    /// Appends several streams in one transaction, all or nothing (seeding,
+    /// imports, benchmarks). Each request is checked as [`EventStore::append`] would.
+    async fn append_batch(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>>;
+
+    /// The outcome recorded for an idempotency key, if it was used.
+    async fn find_idempotent(&self, key: &str) -> Result<Option<AppendOutcome>>;
+
+    /// Events of one stream with version > `after_version`, in order.
+    async fn read_stream(&self, stream_id: &str, after_version: StreamVersion) -> Result<Vec<RecordedEvent>>;
+
+    /// At most `limit` events with position > `after`, in order.
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// Events at the given positions (any order in, position order out).
+    async fn read_positions(&self, positions: &[Position]) -> Result<Vec<RecordedEvent>>;
+
+    /// The last committed position (0 for an empty log).
+    async fn head(&self) -> Result<Position>;
+
+    /// A wake-up signal carrying the newest head this node has heard of, from
+    /// its own appends or from other nodes. Best effort: readers still read the
+    /// log itself from their checkpoint.
+    fn wakeups(&self) -> watch::Receiver<Position>;
+
+    async fn load_snapshot(&self, key: &str) -> Result<Option<Snapshot>>;
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+
+    /// Appends read-access records (the CNIL access log and the usage
+    /// indicators' input). Not events: they are purged after their retention
+    /// period. Ids are allocated in commit order, like positions.
+    async fn record_access(&self, entries: Vec<NewAccess>) -> Result<()>;
+    /// Access records with id > `after`, oldest first.
+    async fn read_access(&self, after: u64, limit: usize) -> Result<Vec<AccessRecord>>;
+    /// Access records about one person, oldest first.
+    async fn access_about(&self, subject_id: Uuid) -> Result<Vec<AccessRecord>>;
+    /// Deletes access records older than `before`; returns how many.
+    async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// One read of a person's data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewAccess {
+    pub at: DateTime<Utc>,
+    pub viewer_id: Uuid,
+    /// ENT profile of the viewer for usage indicators: ELEVE, ENSEIGNANT, PARENT, AUTRE.
+    pub viewer_profile: String,
+    /// Whose data was read; `None` for reads about no one in particular.
+    pub subject_id: Option<Uuid>,
+    /// What was read: the GraphQL field path or operation name.
+    pub operation: String,
+    /// ENT service code: Notes, Absences, Cahier_Textes, Courrier_Electronique, Services_Vie_Scolaire...
+    pub service: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    pub id: u64,
+    #[serde(flatten)]
+    pub access: NewAccess,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("a hash is 32 bytes"))
+    }
+}
