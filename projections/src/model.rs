@@ -1,0 +1,682 @@
+//! The read model's state and its fold: one in-memory structure, updated event
+//! by event, whose checkpoint (the last applied log position) is a field of the
+//! state itself. A snapshot of the struct is therefore always consistent: it
+//! cannot hold an event's effect without also holding its position, so a
+//! restart from it neither applies an event twice nor skips one.
+//!
+//! Every map is a `BTreeMap` keyed by a typed id: the JSON form is stable (golden
+//! snapshots diff cleanly) and two models folded from the same log compare equal.
+//! Events that reference something the model does not know (a grade for an
+//! unknown assessment, a read receipt for an unknown message) are recorded in
+//! the audit index and otherwise ignored: the domain refuses such commands, and
+//! a fold must never panic on the log it is given.
+
+use crate::usage::{PseudonymKey, UsageIndicators};
+use chrono::{DateTime, NaiveDate, Utc};
+use registre_domain::codec::DecodeError;
+use registre_domain::{
+    AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, EstablishmentId, GradeId,
+    GradeStatus, HomeworkId, JustificationState, MessageId, PersonId, Role, StudentId, ThreadId,
+    TimeZone,
+};
+use registre_store::{AccessRecord, Position, RecordedEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// Why an event could not be applied. The model is left at the event before.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error("event at position {position} does not decode: {source}")]
+    Decode {
+        position: Position,
+        #[source]
+        source: DecodeError,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Establishment {
+    pub id: EstablishmentId,
+    pub uai: String,
+    pub name: String,
+    pub time_zone: TimeZone,
+    /// In creation order.
+    pub classes: Vec<ClassId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchoolClass {
+    pub id: ClassId,
+    pub establishment_id: EstablishmentId,
+    pub name: String,
+    /// Students currently enrolled in this class.
+    pub students: BTreeSet<StudentId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Person {
+    pub id: PersonId,
+    pub external_id: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub establishment_id: Option<EstablishmentId>,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Student {
+    pub id: StudentId,
+    pub person_id: PersonId,
+    pub class_id: ClassId,
+    pub guardians: BTreeSet<PersonId>,
+}
+
+/// A teacher teaches a subject to a class.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Teaching {
+    pub class_id: ClassId,
+    pub subject: String,
+    pub teacher_id: PersonId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assessment {
+    pub id: AssessmentId,
+    pub class_id: ClassId,
+    /// The owner: only they record and correct its grades.
+    pub teacher_id: PersonId,
+    pub subject: String,
+    pub title: String,
+    pub date: NaiveDate,
+    pub coefficient: f64,
+    pub out_of: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grade {
+    pub id: GradeId,
+    pub assessment_id: AssessmentId,
+    pub student_id: StudentId,
+    /// The current value: a correction replaces it (the audit trail keeps the old one).
+    pub score: Option<f64>,
+    pub status: GradeStatus,
+    /// When and by whom the current value was recorded (the correction's, if any).
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: PersonId,
+    pub corrections: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Absence {
+    pub id: AbsenceId,
+    pub student_id: StudentId,
+    pub kind: AbsenceKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub minutes_late: Option<u32>,
+    pub state: JustificationState,
+    /// The guardian's latest reason (declaration or justification).
+    pub reason: Option<String>,
+    pub review_comment: Option<String>,
+    /// Announced by a guardian before the roll call.
+    pub declared_in_advance: bool,
+    /// For a declared absence: the roll call found the student absent.
+    pub confirmed: bool,
+    /// The actor of the first event; `None` for a system import.
+    pub reported_by: Option<PersonId>,
+    pub reported_at: DateTime<Utc>,
+    /// Position of the event that created it (subscriptions resume from it).
+    pub position: Position,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Homework {
+    pub id: HomeworkId,
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+    pub title: String,
+    pub description: String,
+    pub due: NaiveDate,
+    pub assigned_on: NaiveDate,
+    pub assigned_at: DateTime<Utc>,
+    pub amended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub from: PersonId,
+    pub to: Vec<PersonId>,
+    pub subject: String,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+    /// First read receipt of each recipient.
+    pub read_at: BTreeMap<PersonId, DateTime<Utc>>,
+    pub position: Position,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Thread {
+    pub id: ThreadId,
+    /// In log order.
+    pub messages: Vec<MessageId>,
+    /// Senders and recipients of any message of the thread.
+    pub participants: BTreeSet<PersonId>,
+}
+
+/// The whole read model of one node. Queries are methods (see the `views`,
+/// `teacher` and `stats` modules); [`ReadModel::apply`] is the only writer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadModel {
+    /// Last applied log position (0: nothing applied).
+    pub(crate) position: Position,
+    pub(crate) establishments: BTreeMap<EstablishmentId, Establishment>,
+    pub(crate) classes: BTreeMap<ClassId, SchoolClass>,
+    pub(crate) persons: BTreeMap<PersonId, Person>,
+    pub(crate) person_by_external_id: BTreeMap<String, PersonId>,
+    pub(crate) students: BTreeMap<StudentId, Student>,
+    pub(crate) student_by_person: BTreeMap<PersonId, StudentId>,
+    pub(crate) children: BTreeMap<PersonId, BTreeSet<StudentId>>,
+    pub(crate) teachings: BTreeSet<Teaching>,
+    pub(crate) assessments: BTreeMap<AssessmentId, Assessment>,
+    pub(crate) assessments_by_class: BTreeMap<ClassId, BTreeSet<AssessmentId>>,
+    pub(crate) grades: BTreeMap<GradeId, Grade>,
+    pub(crate) grades_by_student: BTreeMap<StudentId, BTreeSet<GradeId>>,
+    pub(crate) grades_by_assessment: BTreeMap<AssessmentId, BTreeSet<GradeId>>,
+    pub(crate) absences: BTreeMap<AbsenceId, Absence>,
+    pub(crate) absences_by_student: BTreeMap<StudentId, BTreeSet<AbsenceId>>,
+    pub(crate) cancelled_absences: BTreeSet<AbsenceId>,
+    pub(crate) homework: BTreeMap<HomeworkId, Homework>,
+    pub(crate) homework_by_class: BTreeMap<ClassId, BTreeSet<HomeworkId>>,
+    pub(crate) withdrawn_homework: BTreeSet<HomeworkId>,
+    pub(crate) messages: BTreeMap<MessageId, Message>,
+    pub(crate) threads: BTreeMap<ThreadId, Thread>,
+    /// Messages received by each person, in log order.
+    pub(crate) received: BTreeMap<PersonId, Vec<MessageId>>,
+    /// Messages sent by each person, in log order.
+    pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
+    /// Audit index: the log positions of the events about each person.
+    pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
+    pub(crate) usage: UsageIndicators,
+}
+
+/// What the fold needs from an event's envelope.
+#[derive(Clone, Copy, Debug)]
+struct Envelope {
+    position: Position,
+    recorded_at: DateTime<Utc>,
+    actor: Option<PersonId>,
+}
+
+impl ReadModel {
+    /// Name of the projection: the snapshot key.
+    pub const NAME: &'static str = "read_model";
+    /// Bump whenever the fold or the state's shape changes: a snapshot of
+    /// another version is discarded and the model is rebuilt from the log.
+    pub const VERSION: u32 = 1;
+
+    /// An empty model whose usage indicators pseudonymise viewers with `key`.
+    pub fn new(key: PseudonymKey) -> Self {
+        let mut model = Self::default();
+        model.usage.set_key(key);
+        model
+    }
+
+    /// Restores a model from its snapshot bytes. The pseudonym key is not part
+    /// of a snapshot (it is a secret, snapshots are data) and is set again here.
+    pub fn from_snapshot(bytes: &[u8], key: PseudonymKey) -> Result<Self, serde_json::Error> {
+        let mut model: Self = serde_json::from_slice(bytes)?;
+        model.usage.set_key(key);
+        Ok(model)
+    }
+
+    /// The snapshot bytes (serde JSON) of this model, position included.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// The last log position applied (0 for an empty model).
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The last access-record id folded into the usage indicators.
+    pub fn access_checkpoint(&self) -> u64 {
+        self.usage.checkpoint()
+    }
+
+    /// Applies one recorded event. An event at or below the checkpoint was
+    /// already applied and is skipped, which makes re-delivery harmless.
+    pub fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        if recorded.position <= self.position {
+            return Ok(());
+        }
+        let event = DomainEvent::decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.data,
+        )
+        .map_err(|source| ApplyError::Decode {
+            position: recorded.position,
+            source,
+        })?;
+        let envelope = Envelope {
+            position: recorded.position,
+            recorded_at: recorded.recorded_at,
+            actor: recorded
+                .metadata
+                .actor
+                .as_ref()
+                .map(|a| PersonId(a.person_id)),
+        };
+        // The audit index is computed before the fold: an absence's student is
+        // looked up in the state as it was when the event was written.
+        for person in self.people_concerned(&event) {
+            self.audit
+                .entry(person)
+                .or_default()
+                .push(recorded.position);
+        }
+        self.fold(event, envelope);
+        self.position = recorded.position;
+        Ok(())
+    }
+
+    /// Applies a batch in order; stops at the first event that does not decode,
+    /// leaving the model consistent at the event before it.
+    pub fn apply_all<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a RecordedEvent>,
+    ) -> Result<(), ApplyError> {
+        for e in events {
+            self.apply(e)?;
+        }
+        Ok(())
+    }
+
+    /// Folds one access record into the usage indicators (second checkpoint).
+    pub fn apply_access(&mut self, record: &AccessRecord) {
+        let zone = self.zone_of_person(PersonId(record.access.viewer_id));
+        self.usage.apply(record, zone);
+    }
+
+    /// The people an event is about, for the audit trail: the person of the
+    /// student for grades and absences, both ends of a guardian link, sender
+    /// and recipients of a message, the teacher of an assessment or homework.
+    ///
+    /// Computed here because the domain crate does not (yet) say it: it needs
+    /// the roster to map a student id to its person.
+    pub fn people_concerned(&self, event: &DomainEvent) -> Vec<PersonId> {
+        use DomainEvent::*;
+        let student = |id: &StudentId| self.students.get(id).map(|s| s.person_id);
+        let mut people: Vec<PersonId> = match event {
+            EstablishmentCreated(_) | ClassCreated(_) => vec![],
+            PersonRegistered(e) => vec![e.person_id],
+            StudentEnrolled(e) => vec![e.person_id],
+            GuardianLinked(e) => student(&e.student_id)
+                .into_iter()
+                .chain([e.guardian_id])
+                .collect(),
+            TeacherAssigned(e) => vec![e.teacher_id],
+            AssessmentCreated(e) => vec![e.teacher_id],
+            GradeRecorded(e) => student(&e.student_id).into_iter().collect(),
+            GradeCorrected(e) => student(&e.student_id).into_iter().collect(),
+            AbsenceReported(e) => student(&e.student_id).into_iter().collect(),
+            AbsenceDeclared(e) => student(&e.student_id).into_iter().collect(),
+            DeclaredAbsenceConfirmed(e) => student(&e.student_id).into_iter().collect(),
+            AbsenceJustified(e) => student(&e.student_id).into_iter().collect(),
+            JustificationReviewed(e) => student(&e.student_id).into_iter().collect(),
+            AbsenceCancelled(e) => student(&e.student_id).into_iter().collect(),
+            HomeworkAssigned(e) => vec![e.teacher_id],
+            HomeworkAmended(e) => self
+                .homework
+                .get(&e.homework_id)
+                .map(|h| h.teacher_id)
+                .into_iter()
+                .collect(),
+            HomeworkWithdrawn(e) => self
+                .homework
+                .get(&e.homework_id)
+                .map(|h| h.teacher_id)
+                .into_iter()
+                .collect(),
+            MessageSent(e) => std::iter::once(e.from)
+                .chain(e.to.iter().copied())
+                .collect(),
+            MessageRead(e) => vec![e.reader],
+        };
+        people.sort();
+        people.dedup();
+        people
+    }
+
+    fn fold(&mut self, event: DomainEvent, env: Envelope) {
+        use DomainEvent::*;
+        match event {
+            EstablishmentCreated(e) => {
+                let classes = self
+                    .establishments
+                    .get(&e.establishment_id)
+                    .map(|x| x.classes.clone())
+                    .unwrap_or_default();
+                self.establishments.insert(
+                    e.establishment_id,
+                    Establishment {
+                        id: e.establishment_id,
+                        uai: e.uai.as_str().to_owned(),
+                        name: e.name,
+                        time_zone: e.time_zone,
+                        classes,
+                    },
+                );
+            }
+            ClassCreated(e) => {
+                if let Some(est) = self.establishments.get_mut(&e.establishment_id) {
+                    if !est.classes.contains(&e.class_id) {
+                        est.classes.push(e.class_id);
+                    }
+                }
+                let students = self
+                    .classes
+                    .get(&e.class_id)
+                    .map(|c| c.students.clone())
+                    .unwrap_or_default();
+                self.classes.insert(
+                    e.class_id,
+                    SchoolClass {
+                        id: e.class_id,
+                        establishment_id: e.establishment_id,
+                        name: e.name,
+                        students,
+                    },
+                );
+            }
+            PersonRegistered(e) => {
+                if let Some(old) = self.persons.get(&e.person_id) {
+                    if old.external_id != e.external_id {
+                        self.person_by_external_id.remove(&old.external_id);
+                    }
+                }
+                self.person_by_external_id
+                    .insert(e.external_id.clone(), e.person_id);
+                self.persons.insert(
+                    e.person_id,
+                    Person {
+                        id: e.person_id,
+                        external_id: e.external_id,
+                        display_name: e.display_name,
+                        roles: e.roles,
+                        establishment_id: e.establishment_id,
+                        registered_at: env.recorded_at,
+                    },
+                );
+            }
+            StudentEnrolled(e) => {
+                let guardians = match self.students.get(&e.student_id) {
+                    Some(previous) => {
+                        if let Some(c) = self.classes.get_mut(&previous.class_id) {
+                            c.students.remove(&e.student_id);
+                        }
+                        previous.guardians.clone()
+                    }
+                    None => BTreeSet::new(),
+                };
+                if let Some(c) = self.classes.get_mut(&e.class_id) {
+                    c.students.insert(e.student_id);
+                }
+                self.student_by_person.insert(e.person_id, e.student_id);
+                self.students.insert(
+                    e.student_id,
+                    Student {
+                        id: e.student_id,
+                        person_id: e.person_id,
+                        class_id: e.class_id,
+                        guardians,
+                    },
+                );
+            }
+            GuardianLinked(e) => {
+                if let Some(s) = self.students.get_mut(&e.student_id) {
+                    s.guardians.insert(e.guardian_id);
+                    self.children
+                        .entry(e.guardian_id)
+                        .or_default()
+                        .insert(e.student_id);
+                }
+            }
+            TeacherAssigned(e) => {
+                self.teachings.insert(Teaching {
+                    class_id: e.class_id,
+                    subject: e.subject,
+                    teacher_id: e.teacher_id,
+                });
+            }
+            AssessmentCreated(e) => {
+                self.assessments_by_class
+                    .entry(e.class_id)
+                    .or_default()
+                    .insert(e.assessment_id);
+                self.assessments.insert(
+                    e.assessment_id,
+                    Assessment {
+                        id: e.assessment_id,
+                        class_id: e.class_id,
+                        teacher_id: e.teacher_id,
+                        subject: e.subject,
+                        title: e.title,
+                        date: e.date,
+                        coefficient: e.coefficient,
+                        out_of: e.out_of,
+                    },
+                );
+            }
+            GradeRecorded(e) => {
+                let Some(assessment) = self.assessments.get(&e.assessment_id) else {
+                    return;
+                };
+                let recorded_by = env.actor.unwrap_or(assessment.teacher_id);
+                self.grades_by_student
+                    .entry(e.student_id)
+                    .or_default()
+                    .insert(e.grade_id);
+                self.grades_by_assessment
+                    .entry(e.assessment_id)
+                    .or_default()
+                    .insert(e.grade_id);
+                self.grades.insert(
+                    e.grade_id,
+                    Grade {
+                        id: e.grade_id,
+                        assessment_id: e.assessment_id,
+                        student_id: e.student_id,
+                        score: e.score,
+                        status: e.status,
+                        recorded_at: env.recorded_at,
+                        recorded_by,
+                        corrections: 0,
+                    },
+                );
+            }
+            GradeCorrected(e) => {
+                if let Some(g) = self.grades.get_mut(&e.grade_id) {
+                    g.score = e.score;
+                    g.status = e.status;
+                    g.recorded_at = env.recorded_at;
+                    if let Some(actor) = env.actor {
+                        g.recorded_by = actor;
+                    }
+                    g.corrections += 1;
+                }
+            }
+            AbsenceReported(e) => {
+                self.insert_absence(Absence {
+                    id: e.absence_id,
+                    student_id: e.student_id,
+                    kind: e.kind,
+                    start: e.start,
+                    end: e.end,
+                    minutes_late: e.minutes_late,
+                    state: JustificationState::Unjustified,
+                    reason: None,
+                    review_comment: None,
+                    declared_in_advance: false,
+                    confirmed: true,
+                    reported_by: env.actor,
+                    reported_at: env.recorded_at,
+                    position: env.position,
+                });
+            }
+            AbsenceDeclared(e) => {
+                self.insert_absence(Absence {
+                    id: e.absence_id,
+                    student_id: e.student_id,
+                    kind: AbsenceKind::Absence,
+                    start: e.start,
+                    end: e.end,
+                    minutes_late: None,
+                    state: JustificationState::Pending,
+                    reason: Some(e.reason),
+                    review_comment: None,
+                    declared_in_advance: true,
+                    confirmed: false,
+                    reported_by: env.actor,
+                    reported_at: env.recorded_at,
+                    position: env.position,
+                });
+            }
+            DeclaredAbsenceConfirmed(e) => {
+                if let Some(a) = self.absences.get_mut(&e.absence_id) {
+                    a.confirmed = true;
+                }
+            }
+            AbsenceJustified(e) => {
+                if let Some(a) = self.absences.get_mut(&e.absence_id) {
+                    a.state = JustificationState::Pending;
+                    a.reason = Some(e.reason);
+                    a.review_comment = None;
+                }
+            }
+            JustificationReviewed(e) => {
+                if let Some(a) = self.absences.get_mut(&e.absence_id) {
+                    a.state = if e.accepted {
+                        JustificationState::Accepted
+                    } else {
+                        JustificationState::Rejected
+                    };
+                    a.review_comment = e.comment;
+                }
+            }
+            AbsenceCancelled(e) => {
+                if let Some(a) = self.absences.remove(&e.absence_id) {
+                    if let Some(set) = self.absences_by_student.get_mut(&a.student_id) {
+                        set.remove(&e.absence_id);
+                    }
+                }
+                self.cancelled_absences.insert(e.absence_id);
+            }
+            HomeworkAssigned(e) => {
+                self.homework_by_class
+                    .entry(e.class_id)
+                    .or_default()
+                    .insert(e.homework_id);
+                self.homework.insert(
+                    e.homework_id,
+                    Homework {
+                        id: e.homework_id,
+                        class_id: e.class_id,
+                        teacher_id: e.teacher_id,
+                        subject: e.subject,
+                        title: e.title,
+                        description: e.description,
+                        due: e.due,
+                        assigned_on: e.assigned_on,
+                        assigned_at: env.recorded_at,
+                        amended_at: None,
+                    },
+                );
+            }
+            HomeworkAmended(e) => {
+                if let Some(h) = self.homework.get_mut(&e.homework_id) {
+                    h.title = e.title;
+                    h.description = e.description;
+                    h.due = e.due;
+                    h.amended_at = Some(env.recorded_at);
+                }
+            }
+            HomeworkWithdrawn(e) => {
+                if let Some(h) = self.homework.remove(&e.homework_id) {
+                    if let Some(set) = self.homework_by_class.get_mut(&h.class_id) {
+                        set.remove(&e.homework_id);
+                    }
+                }
+                self.withdrawn_homework.insert(e.homework_id);
+            }
+            MessageSent(e) => {
+                let thread = self.threads.entry(e.thread_id).or_insert_with(|| Thread {
+                    id: e.thread_id,
+                    ..Thread::default()
+                });
+                if self.messages.contains_key(&e.message_id) {
+                    return;
+                }
+                thread.messages.push(e.message_id);
+                thread.participants.insert(e.from);
+                thread.participants.extend(e.to.iter().copied());
+                self.sent.entry(e.from).or_default().push(e.message_id);
+                let mut recipients = e.to.clone();
+                recipients.sort();
+                recipients.dedup();
+                for r in &recipients {
+                    self.received.entry(*r).or_default().push(e.message_id);
+                }
+                self.messages.insert(
+                    e.message_id,
+                    Message {
+                        id: e.message_id,
+                        thread_id: e.thread_id,
+                        from: e.from,
+                        to: e.to,
+                        subject: e.subject,
+                        body: e.body,
+                        sent_at: env.recorded_at,
+                        read_at: BTreeMap::new(),
+                        position: env.position,
+                    },
+                );
+            }
+            MessageRead(e) => {
+                if let Some(m) = self.messages.get_mut(&e.message_id) {
+                    if m.to.contains(&e.reader) {
+                        m.read_at.entry(e.reader).or_insert(env.recorded_at);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert_absence(&mut self, absence: Absence) {
+        if self.cancelled_absences.contains(&absence.id) {
+            return;
+        }
+        self.absences_by_student
+            .entry(absence.student_id)
+            .or_default()
+            .insert(absence.id);
+        self.absences.insert(absence.id, absence);
+    }
+}
