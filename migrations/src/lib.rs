@@ -1,6 +1,8 @@
 //! Registre's SQL schema as numbered, commented migrations, embedded in the
 //! binary so that `registre migrate` needs no files beside it. A migration is
-//! never edited once applied: a change is a new file.
+//! never edited once applied: a change is a new file. The runner lives in
+//! `registre-store` (it needs the database drivers); this crate only holds the
+//! text, so that tools can list or print the schema without a database.
 
 /// One migration: applied in `version` order, once.
 #[derive(Clone, Copy, Debug)]
@@ -10,5 +12,58 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const POSTGRES: &[Migration] = &[];
-pub const SQLITE: &[Migration] = &[];
+/// PostgreSQL migrations, in version order.
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event_log",
+        sql: include_str!("../postgres/0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "snapshots",
+        sql: include_str!("../postgres/0002_snapshots.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "access_log",
+        sql: include_str!("../postgres/0003_access_log.sql"),
+    },
+];
+
+/// SQLite migrations, in version order; the same versions as [`POSTGRES`].
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event_log",
+        sql: include_str!("../sqlite/0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "snapshots",
+        sql: include_str!("../sqlite/0002_snapshots.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "access_log",
+        sql: include_str!("../sqlite/0003_access_log.sql"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_increasing_and_match_across_backends() {
+        for set in [POSTGRES, SQLITE] {
+            for (i, m) in set.iter().enumerate() {
+                assert_eq!(m.version as usize, i + 1, "{} is out of order", m.name);
+                assert!(!m.sql.trim().is_empty(), "{} is empty", m.name);
+            }
+        }
+        let pg: Vec<_> = POSTGRES.iter().map(|m| (m.version, m.name)).collect();
+        let lite: Vec<_> = SQLITE.iter().map(|m| (m.version, m.name)).collect();
+        assert_eq!(pg, lite);
+    }
+}
