@@ -1,1 +1,331 @@
-//! Placeholder: being written.
+//! Every authorization rule of Registre, in one place, decided from the roster
+//! held in the read model. Resolvers and commands ask here and nowhere else.
+//!
+//! Reading:
+//! - a STUDENT sees only themself; a GUARDIAN only their children;
+//! - a TEACHER sees the students of the classes they teach, and of those only
+//!   the grades and homework of the subjects they teach there;
+//! - EDUCATION_STAFF and HEAD see everything of their establishment;
+//! - an AUDITOR reads the audit queries (auditTrail, accessLog, studentAsOf,
+//!   absenceStats) and nothing else;
+//! - ADMIN sees the roster (establishments, classes, people, enrolments) but not
+//!   grades, absences, homework or messages: administering accounts is no reason
+//!   to read a child's record.
+//!
+//! Writing to someone (`sendMessage`), the rule this file defines because the
+//! contract leaves it open: two people may write to each other when
+//! - one is a GUARDIAN and the other a TEACHER, EDUCATION_STAFF or HEAD of an
+//!   establishment where one of the guardian's children is enrolled;
+//! - both work in the same establishment (TEACHER, EDUCATION_STAFF, HEAD);
+//! - one is a STUDENT and the other teaches their class, or is EDUCATION_STAFF or
+//!   HEAD of their establishment.
+//!
+//! Guardians do not write to each other and students do not write to each
+//! other through Registre. Replying in a thread needs being one of its
+//! participants, and every recipient must still be someone the sender may
+//! write to.
+//!
+//! A refusal never says whether the thing exists: callers answer FORBIDDEN for
+//! anything the viewer could not see even if it existed.
+
+use crate::app::model::{Assessment, Model};
+use registre_domain::{ClassId, EstablishmentId, PersonId, Role, StudentId};
+
+/// The authenticated person behind a request, resolved in the roster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub person: PersonId,
+    pub subject: String,
+    /// Listed in REGISTRE_ADMIN_SUBJECTS (or registered with the ADMIN role).
+    pub admin: bool,
+    pub roles: Vec<Role>,
+    pub establishment: Option<EstablishmentId>,
+}
+
+impl Viewer {
+    pub fn has(&self, role: Role) -> bool {
+        (role == Role::Admin && self.admin) || self.roles.contains(&role)
+    }
+
+    /// HEAD or EDUCATION_STAFF of this establishment.
+    fn runs(&self, establishment: Option<EstablishmentId>) -> bool {
+        establishment.is_some()
+            && self.establishment == establishment
+            && (self.has(Role::Head) || self.has(Role::EducationStaff))
+    }
+
+    /// ENT usage profile (for the access log's indicators).
+    pub fn profile(&self) -> &'static str {
+        if self.has(Role::Student) {
+            "ELEVE"
+        } else if self.has(Role::Teacher) {
+            "ENSEIGNANT"
+        } else if self.has(Role::Guardian) {
+            "PARENT"
+        } else {
+            "AUTRE"
+        }
+    }
+
+    /// The role written in events' actor metadata: the most specific one held.
+    pub fn acting_role(&self) -> Role {
+        const ORDER: [Role; 7] = [
+            Role::Admin,
+            Role::Head,
+            Role::EducationStaff,
+            Role::Teacher,
+            Role::Auditor,
+            Role::Guardian,
+            Role::Student,
+        ];
+        ORDER
+            .into_iter()
+            .find(|r| self.has(*r))
+            .unwrap_or(Role::Student)
+    }
+}
+
+/// A teacher of this class (any subject).
+pub fn teaches_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
+    v.has(Role::Teacher)
+        && m.classes
+            .get(&class)
+            .is_some_and(|c| c.teachers.iter().any(|(t, _)| *t == v.person))
+}
+
+/// A teacher of this class and subject.
+pub fn teaches(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
+    v.has(Role::Teacher)
+        && m.classes
+            .get(&class)
+            .is_some_and(|c| c.teachers.contains(&(v.person, subject.to_owned())))
+}
+
+/// May the viewer see this student's roster entry (person, class, guardians)?
+pub fn can_see_student(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    v.admin || v.has(Role::Admin) || can_read_record(m, v, student) || (s.person == v.person)
+}
+
+/// May the viewer read this student's record (grades, absences, homework)?
+pub fn can_read_record(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    (v.has(Role::Student) && s.person == v.person)
+        || (v.has(Role::Guardian) && s.guardians.contains(&v.person))
+        || teaches_class(m, v, s.class)
+        || v.runs(m.establishment_of_class(s.class))
+}
+
+/// May the viewer see this grade's assessment? Teachers see the subjects they
+/// teach; everyone else who may read the record sees all of it.
+pub fn can_see_assessment_of(m: &Model, v: &Viewer, student: StudentId, a: &Assessment) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    let as_family = (v.has(Role::Student) && s.person == v.person)
+        || (v.has(Role::Guardian) && s.guardians.contains(&v.person));
+    as_family || v.runs(m.establishment_of_class(a.class)) || teaches(m, v, a.class, &a.subject)
+}
+
+/// Homework of a class and subject: same rule as grades, the class being the
+/// student's one.
+pub fn can_see_homework(
+    m: &Model,
+    v: &Viewer,
+    student: StudentId,
+    class: ClassId,
+    subject: &str,
+) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    let as_family = (v.has(Role::Student) && s.person == v.person)
+        || (v.has(Role::Guardian) && s.guardians.contains(&v.person));
+    as_family || v.runs(m.establishment_of_class(class)) || teaches(m, v, class, subject)
+}
+
+/// `schoolClass(id)`: its staff, its teachers, its students and their guardians.
+pub fn can_see_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
+    let Some(c) = m.classes.get(&class) else {
+        return false;
+    };
+    v.admin
+        || v.has(Role::Admin)
+        || v.runs(Some(c.establishment))
+        || teaches_class(m, v, class)
+        || c.students.iter().any(|s| {
+            m.students
+                .get(s)
+                .is_some_and(|st| st.person == v.person || st.guardians.contains(&v.person))
+        })
+}
+
+/// auditTrail and accessLog.
+pub fn can_audit(v: &Viewer) -> bool {
+    v.has(Role::Auditor) || v.has(Role::Admin)
+}
+
+/// studentAsOf: auditors only.
+pub fn can_read_as_of(v: &Viewer) -> bool {
+    v.has(Role::Auditor)
+}
+
+/// absenceStats of a class: HEAD and EDUCATION_STAFF of its establishment, AUDITOR.
+pub fn can_read_absence_stats(m: &Model, v: &Viewer, class: ClassId) -> bool {
+    v.has(Role::Auditor) || v.runs(m.establishment_of_class(class))
+}
+
+// ---- Mutations -----------------------------------------------------------
+
+pub fn can_create_establishment(v: &Viewer) -> bool {
+    v.has(Role::Admin)
+}
+
+/// createClass, enrollStudent, linkGuardian, assignTeacher: ADMIN, or HEAD of
+/// the establishment concerned.
+pub fn can_manage_roster(v: &Viewer, establishment: Option<EstablishmentId>) -> bool {
+    v.has(Role::Admin)
+        || (v.has(Role::Head) && establishment.is_some() && v.establishment == establishment)
+}
+
+/// registerPerson: ADMIN anything; a HEAD registers teachers, staff, students
+/// and guardians, and only into their own establishment.
+pub fn can_register(v: &Viewer, roles: &[Role], establishment: Option<EstablishmentId>) -> bool {
+    if v.has(Role::Admin) {
+        return true;
+    }
+    let head_grantable = |r: &Role| {
+        matches!(
+            r,
+            Role::Teacher | Role::EducationStaff | Role::Student | Role::Guardian
+        )
+    };
+    v.has(Role::Head)
+        && roles.iter().all(head_grantable)
+        && (establishment.is_none() || establishment == v.establishment)
+}
+
+/// reportAbsence: TEACHER of the student's class, EDUCATION_STAFF of its establishment.
+pub fn can_report_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    teaches_class(m, v, s.class)
+        || (v.has(Role::EducationStaff)
+            && v.establishment.is_some()
+            && v.establishment == m.establishment_of_class(s.class))
+}
+
+/// justifyAbsence and declareAbsence: a GUARDIAN of the student.
+pub fn can_justify_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    v.has(Role::Guardian)
+        && m.students
+            .get(&student)
+            .is_some_and(|s| s.guardians.contains(&v.person))
+}
+
+/// reviewJustification: EDUCATION_STAFF of the student's establishment.
+pub fn can_review_justification(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    v.has(Role::EducationStaff)
+        && v.establishment.is_some()
+        && v.establishment == m.establishment_of_student(student)
+}
+
+/// createAssessment, assignHomework: TEACHER assigned to that class and subject.
+pub fn can_teach(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
+    teaches(m, v, class, subject)
+}
+
+/// recordGrade, correctGrade: the TEACHER who owns the assessment.
+pub fn owns_assessment(v: &Viewer, a: &Assessment) -> bool {
+    v.has(Role::Teacher) && a.teacher == v.person
+}
+
+/// The establishments where `p` works (TEACHER, EDUCATION_STAFF, HEAD).
+fn works_in(m: &Model, p: PersonId) -> Option<EstablishmentId> {
+    let person = m.persons.get(&p)?;
+    let staff = person
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Teacher | Role::EducationStaff | Role::Head));
+    if staff {
+        person.establishment
+    } else {
+        None
+    }
+}
+
+fn is_staff_of_student(m: &Model, staff: PersonId, student: StudentId) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    let Some(person) = m.persons.get(&staff) else {
+        return false;
+    };
+    let teaches_it = person.roles.contains(&Role::Teacher)
+        && m.classes
+            .get(&s.class)
+            .is_some_and(|c| c.teachers.iter().any(|(t, _)| *t == staff));
+    let runs_it = person
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::EducationStaff | Role::Head))
+        && person.establishment.is_some()
+        && person.establishment == m.establishment_of_class(s.class);
+    teaches_it || runs_it
+}
+
+fn guardian_meets_staff(m: &Model, guardian: PersonId, staff: PersonId) -> bool {
+    let Some(est) = works_in(m, staff) else {
+        return false;
+    };
+    m.children.get(&guardian).is_some_and(|kids| {
+        kids.iter()
+            .any(|k| m.establishment_of_student(*k) == Some(est))
+    })
+}
+
+fn student_meets_staff(m: &Model, student_person: PersonId, staff: PersonId) -> bool {
+    m.student_by_person
+        .get(&student_person)
+        .is_some_and(|s| is_staff_of_student(m, staff, *s))
+}
+
+/// May `from` write to `to`? Symmetric by construction.
+pub fn may_write(m: &Model, from: PersonId, to: PersonId) -> bool {
+    if from == to {
+        return false;
+    }
+    let same_workplace =
+        matches!((works_in(m, from), works_in(m, to)), (Some(a), Some(b)) if a == b);
+    same_workplace
+        || guardian_meets_staff(m, from, to)
+        || guardian_meets_staff(m, to, from)
+        || student_meets_staff(m, from, to)
+        || student_meets_staff(m, to, from)
+}
+
+/// absenceReported: a GUARDIAN for their children; EDUCATION_STAFF and HEAD
+/// for their establishment. `student` narrows to one student.
+pub fn can_follow_absences(m: &Model, v: &Viewer, student: Option<StudentId>) -> bool {
+    match student {
+        Some(s) => absence_visible_live(m, v, s),
+        None => {
+            v.has(Role::Guardian)
+                || ((v.has(Role::EducationStaff) || v.has(Role::Head)) && v.establishment.is_some())
+        }
+    }
+}
+
+/// Whether a live absence of `student` goes to this subscriber.
+pub fn absence_visible_live(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    let Some(s) = m.students.get(&student) else {
+        return false;
+    };
+    (v.has(Role::Guardian) && s.guardians.contains(&v.person))
+        || v.runs(m.establishment_of_class(s.class))
+}

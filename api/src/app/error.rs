@@ -1,0 +1,115 @@
+//! The API's error type: one variant per `extensions.code` of the contract.
+//! Domain rejections and store failures are mapped here, once; a backend's text
+//! is logged, never returned.
+
+use registre_domain::DomainError;
+use registre_store::StoreError;
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ApiError {
+    /// No token, or a token that was refused (the reason is safe to show).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The viewer may not do or see this. Says nothing of existence.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Something the viewer could see, had it existed.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A malformed argument; `field` names the input field.
+    #[error("invalid {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    /// The command contradicts the current state, or lost a race too often, or
+    /// reused an idempotency key with another command.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// A failure of ours; details are in the logs under the request id.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::InvalidInput { .. } => "INVALID_INPUT",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn forbidden() -> Self {
+        ApiError::Forbidden("not allowed for this viewer".into())
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An id argument that is not a UUID.
+    pub fn bad_id(field: &str) -> Self {
+        Self::invalid(field, "not a UUID")
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { field, message } => ApiError::InvalidInput { field, message },
+            DomainError::Forbidden(m) => ApiError::Forbidden(m),
+            DomainError::NotFound(m) => ApiError::NotFound(m),
+            DomainError::Conflict(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::Conflict("the record changed concurrently too many times; retry".into())
+            }
+            StoreError::IdempotencyKeyReused(_) => ApiError::Conflict(
+                "this idempotency key was already used for a different request".into(),
+            ),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal("storage failure; see the server logs".into())
+            }
+        }
+    }
+}
+
+impl async_graphql::ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let ApiError::InvalidInput { field, .. } = self {
+                ext.set("field", field.as_str());
+            }
+        })
+    }
+}
+
+/// Turns an [`ApiError`] into a GraphQL error carrying `extensions.code`.
+/// (A plain `?` would go through async-graphql's `Display` conversion and lose
+/// the code, so resolvers call `.gql()`.)
+pub trait GqlResult<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResult<T> for Result<T, ApiError> {
+    fn gql(self) -> async_graphql::Result<T> {
+        use async_graphql::ErrorExtensions;
+        self.map_err(|e| e.extend())
+    }
+}

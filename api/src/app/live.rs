@@ -1,0 +1,137 @@
+//! One subscriber's feed of new absences. It joins the node-wide broadcast
+//! first, then (with `after`) replays the log after that position, then
+//! forwards live ones, skipping every position already sent: none missed, none
+//! twice. A subscriber that falls behind the bounded broadcast resumes from the
+//! log instead of buffering without bound. Each feed is one task feeding a
+//! small channel; it ends when the client goes away or the App shuts down.
+
+use super::follower::{announced_absence, stopped, LiveAbsence};
+use super::model::Model;
+use super::{ApiError, App, Viewer};
+use registre_domain::StudentId;
+use registre_store::Position;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Decides whether an absence of a student goes to this subscriber.
+pub type Filter = dyn Fn(&Model, &Viewer, StudentId) -> bool + Send + Sync;
+
+const PAGE: usize = 500;
+
+/// Starts a feed. `after: None` means "from now on".
+pub fn feed(
+    app: Arc<App>,
+    viewer: Viewer,
+    after: Option<Position>,
+    filter: Arc<Filter>,
+) -> ReceiverStream<Result<LiveAbsence, ApiError>> {
+    let (tx, rx) = mpsc::channel(64);
+    // Subscribe before reading anything so that nothing falls between the
+    // history and the live part.
+    let live = app.live_absences();
+    let start = after.unwrap_or_else(|| app.read_model_position());
+    let replay = after.is_some();
+    let guard = app.subscriber_guard();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let mut shutdown = app.shutdown_signal();
+        tokio::select! {
+            _ = run(&app, &viewer, start, replay, live, filter.as_ref(), &tx) => {}
+            _ = stopped(&mut shutdown) => {}
+            _ = tx.closed() => {}
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+async fn send(
+    app: &App,
+    viewer: &Viewer,
+    filter: &Filter,
+    item: LiveAbsence,
+    tx: &mpsc::Sender<Result<LiveAbsence, ApiError>>,
+) -> Result<(), ()> {
+    if app.wait_for(item.position).await.is_err() {
+        // The model is behind: the absence could not be answered in full. The
+        // client gets an error and resumes with `after`.
+        let _ = tx
+            .send(Err(ApiError::Internal(
+                "the read model is behind; resubscribe with `after`".into(),
+            )))
+            .await;
+        return Err(());
+    }
+    if app.read(|m| filter(m, viewer, item.student)) {
+        tx.send(Ok(item)).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Sends every matching absence of the log after `*last`; advances `*last`.
+async fn replay_log(
+    app: &App,
+    viewer: &Viewer,
+    filter: &Filter,
+    last: &mut Position,
+    tx: &mpsc::Sender<Result<LiveAbsence, ApiError>>,
+) -> Result<(), ()> {
+    loop {
+        let page = match app.store().read_all(*last, PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return Err(());
+            }
+        };
+        let Some(end) = page.last().map(|r| r.position) else {
+            return Ok(());
+        };
+        for rec in &page {
+            if let Some(item) = announced_absence(rec) {
+                send(app, viewer, filter, item, tx).await?;
+            }
+        }
+        *last = end;
+    }
+}
+
+async fn run(
+    app: &App,
+    viewer: &Viewer,
+    start: Position,
+    replay: bool,
+    mut live: broadcast::Receiver<LiveAbsence>,
+    filter: &Filter,
+    tx: &mpsc::Sender<Result<LiveAbsence, ApiError>>,
+) {
+    let mut last = start;
+    if replay
+        && replay_log(app, viewer, filter, &mut last, tx)
+            .await
+            .is_err()
+    {
+        return;
+    }
+    loop {
+        match live.recv().await {
+            Ok(item) if item.position <= last => {}
+            Ok(item) => {
+                last = item.position;
+                if send(app, viewer, filter, item, tx).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "slow absence subscriber resumes from the log");
+                if replay_log(app, viewer, filter, &mut last, tx)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

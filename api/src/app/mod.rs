@@ -1,0 +1,494 @@
+//! The application layer: one [`App`] per process, shared by every request. It
+//! resolves the caller into a [`Viewer`], runs commands against the log
+//! (facts from the read model, the target stream's small state, decision,
+//! append with an expected version and an idempotency key, bounded retries on
+//! conflict), keeps the in-memory read model at the log head, records reads in
+//! the access log in the background and fans live absences out to subscribers.
+//!
+//! # HANDOFF (for the transport: server, WebSocket, metrics, main)
+//!
+//! ```text
+//! let app: Arc<App> = App::new(store: Arc<dyn EventStore>, AppConfig::default()).await?;
+//!     // catches the read model up to the log head, then starts the log follower
+//!     // and the access-log writer (both tokio tasks owned by the App).
+//! let schema: RegistreSchema = registre_api::graphql::build_schema(app.clone());
+//!     // depth and complexity limits are set inside; add batch limits yourself.
+//! // per request: request.data(caller: Caller) (absent when no token),
+//! //              .data(AuthRejection(..)) when a token was refused,
+//! //              .data(RequestId(..)).
+//! // WebSocket: put the same three into the connection's `Data` from on_connection_init.
+//! //   Subscriptions (absenceReported) are plain async-graphql streams: each
+//! //   subscriber is a task reading the node-wide bounded broadcast fed by the
+//! //   App's log follower (the follower wakes on store.wakeups(), i.e. NOTIFY in
+//! //   PostgreSQL mode), and resuming from the log when it lags.
+//! app.stats() -> AppStats { read_model_position, live_subscribers,
+//!                           access_log_dropped, access_log_written }  // for /metrics
+//! app.read_model_position() -> Position                              // for /readyz (compare with store.head())
+//! app.shutdown().await;   // after the server stopped accepting: ends live streams,
+//!                         // flushes the access log, stops the follower.
+//! registre_api::graphql::sdl() -> String   // the exported schema (docs/schema.graphql)
+//! ```
+
+pub mod commands;
+pub mod error;
+mod follower;
+pub mod live;
+pub mod model;
+
+pub use crate::policy::Viewer;
+pub use error::ApiError;
+pub use follower::LiveAbsence;
+
+use crate::context::Caller;
+use model::Model;
+use parking_lot::{Mutex, RwLock};
+use registre_domain::events::PersonRegistered;
+use registre_domain::{DomainEvent, PersonId, Role, StreamName};
+use registre_store::{
+    Actor, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess,
+    NewEvent, Position, StoreError,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Tunables of the application layer. `Default` is what `registre serve` uses.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// How long a request waits for the read model to reach the log head
+    /// (read-your-writes) before failing with INTERNAL.
+    pub consistency_timeout: Duration,
+    /// Attempts of a command after an expected-version conflict.
+    pub conflict_retries: u32,
+    /// Access-log entries buffered before reads start dropping entries (and
+    /// counting them) rather than slowing down.
+    pub access_queue: usize,
+    /// The access-log writer flushes when it holds this many entries...
+    pub access_batch: usize,
+    /// ...or this long after the first unflushed one.
+    pub access_flush_every: Duration,
+    /// Live absences kept for slow subscribers before they resume from the log.
+    pub live_capacity: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            consistency_timeout: Duration::from_secs(5),
+            conflict_retries: 5,
+            access_queue: 16_384,
+            access_batch: 512,
+            access_flush_every: Duration::from_millis(200),
+            live_capacity: 1024,
+        }
+    }
+}
+
+/// Counters for /metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppStats {
+    pub read_model_position: Position,
+    pub live_subscribers: u64,
+    pub access_log_written: u64,
+    pub access_log_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    live_subscribers: AtomicU64,
+    access_written: AtomicU64,
+    access_dropped: AtomicU64,
+}
+
+enum AccessMsg {
+    Entry(NewAccess),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The application service. Cheap to share (`Arc<App>`).
+pub struct App {
+    store: Arc<dyn EventStore>,
+    model: Arc<RwLock<Model>>,
+    position: watch::Receiver<Position>,
+    poke: Arc<Notify>,
+    live: broadcast::Sender<LiveAbsence>,
+    access: mpsc::Sender<AccessMsg>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    config: AppConfig,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .field("position", &*self.position.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds the read model from the log (up to its head) and starts the
+    /// background tasks. Fails when the log cannot be read or decoded.
+    pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
+        let model = Arc::new(RwLock::new(Model::default()));
+        let head = store.head().await?;
+        follower::catch_up(store.as_ref(), &model, None, head).await?;
+        let start = model.read().position;
+        let (position_tx, position_rx) = watch::channel(start);
+        let (live_tx, _) = broadcast::channel(config.live_capacity.max(16));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (access_tx, access_rx) = mpsc::channel(config.access_queue.max(16));
+        let poke = Arc::new(Notify::new());
+        let counters = Arc::new(Counters::default());
+
+        let follow = tokio::spawn(follower::run(follower::Follower {
+            store: store.clone(),
+            model: model.clone(),
+            position: position_tx,
+            poke: poke.clone(),
+            live: live_tx.clone(),
+            shutdown: shutdown_rx.clone(),
+        }));
+        let writer = tokio::spawn(access_writer(
+            store.clone(),
+            access_rx,
+            shutdown_rx,
+            config.access_batch.max(1),
+            config.access_flush_every,
+            counters.clone(),
+        ));
+        Ok(Arc::new(App {
+            store,
+            model,
+            position: position_rx,
+            poke,
+            live: live_tx,
+            access: access_tx,
+            shutdown: shutdown_tx,
+            tasks: Mutex::new(vec![follow, writer]),
+            counters,
+            config,
+        }))
+    }
+
+    /// Stops the follower and live streams and flushes the access log. Idempotent.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "background task ended abnormally");
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    pub fn read_model_position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    pub fn stats(&self) -> AppStats {
+        AppStats {
+            read_model_position: self.read_model_position(),
+            live_subscribers: self.counters.live_subscribers.load(Ordering::Relaxed),
+            access_log_written: self.counters.access_written.load(Ordering::Relaxed),
+            access_log_dropped: self.counters.access_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads the model under its lock. Keep `f` short and free of awaits.
+    pub fn read<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(&self.model.read())
+    }
+
+    /// Waits until the read model holds `position`, within the consistency timeout.
+    pub async fn wait_for(&self, position: Position) -> Result<(), ApiError> {
+        if self.read_model_position() >= position {
+            return Ok(());
+        }
+        self.poke.notify_one();
+        let mut rx = self.position.clone();
+        let reached = async move { rx.wait_for(|p| *p >= position).await.map(|_| ()) };
+        match tokio::time::timeout(self.config.consistency_timeout, reached).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::Internal("the read model is shutting down".into())),
+            Err(_) => {
+                tracing::error!(position, "read model did not reach the position in time");
+                Err(ApiError::Internal(format!(
+                    "the read model did not reach log position {position} within {:?}; retry",
+                    self.config.consistency_timeout
+                )))
+            }
+        }
+    }
+
+    /// Read-your-writes: one `head()` round trip, then wait for the model.
+    pub async fn consistent(&self) -> Result<(), ApiError> {
+        let head = self.store.head().await?;
+        self.wait_for(head).await
+    }
+
+    /// Resolves the caller in the roster (after [`App::consistent`] if the
+    /// caller needs fresh data). An ADMIN subject gets its Person on first use.
+    pub async fn viewer(&self, caller: &Caller) -> Result<Viewer, ApiError> {
+        if let Some(v) = self.lookup_viewer(caller) {
+            return Ok(v);
+        }
+        if !caller.admin {
+            return Err(ApiError::Forbidden(
+                "no person is registered for this identity".into(),
+            ));
+        }
+        let person_id = PersonId::for_external_id(&caller.subject);
+        let event = DomainEvent::PersonRegistered(PersonRegistered {
+            person_id,
+            external_id: caller.subject.clone(),
+            display_name: caller.subject.clone(),
+            roles: vec![Role::Admin],
+            establishment_id: None,
+        });
+        let actor = Actor {
+            person_id: person_id.0,
+            role: role_name(Role::Admin).into(),
+        };
+        let request = AppendRequest {
+            stream_id: StreamName::person(person_id).into_string(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![new_event(&event, Some(actor), Uuid::now_v7(), None, None)],
+            idempotency: None,
+        };
+        match self.store.append(request).await {
+            Ok(outcome) => self.wait_for(outcome.last_position()).await?,
+            // Another request (or node) registered it first: read theirs.
+            Err(StoreError::Conflict { .. }) => self.consistent().await?,
+            Err(e) => return Err(e.into()),
+        }
+        self.lookup_viewer(caller)
+            .ok_or_else(|| ApiError::Internal("the admin person could not be registered".into()))
+    }
+
+    fn lookup_viewer(&self, caller: &Caller) -> Option<Viewer> {
+        self.read(|m| {
+            let id = m.person_by_external.get(&caller.subject)?;
+            let p = m.persons.get(id)?;
+            Some(Viewer {
+                person: p.id,
+                subject: caller.subject.clone(),
+                admin: caller.admin || p.roles.contains(&Role::Admin),
+                roles: p.roles.clone(),
+                establishment: p.establishment,
+            })
+        })
+    }
+
+    /// Records a read of a person's data. Never blocks the read: when the
+    /// writer is behind, the entry is dropped and counted.
+    pub fn record_access(
+        &self,
+        viewer: &Viewer,
+        subject: Option<PersonId>,
+        operation: String,
+        service: &str,
+    ) {
+        let entry = NewAccess {
+            at: chrono::Utc::now(),
+            viewer_id: viewer.person.0,
+            viewer_profile: viewer.profile().into(),
+            subject_id: subject.map(|p| p.0),
+            operation,
+            service: service.into(),
+        };
+        if self.access.try_send(AccessMsg::Entry(entry)).is_err() {
+            self.counters.access_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every access recorded so far is in the store (the
+    /// `accessLog` query calls it so an auditor sees the latest reads).
+    pub async fn flush_access(&self) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.access
+            .send(AccessMsg::Flush(tx))
+            .await
+            .map_err(|_| ApiError::Internal("the access log writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Internal("the access log writer has stopped".into()))
+    }
+
+    /// Appends one command's events to one stream. Callers decide `events`
+    /// from the stream state they read at `version`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn append(
+        &self,
+        viewer: &Viewer,
+        correlation: Uuid,
+        stream: &StreamName,
+        version: u64,
+        events: &[DomainEvent],
+        idempotency: Option<&registre_store::Idempotency>,
+        reason: Option<&str>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let actor = Actor {
+            person_id: viewer.person.0,
+            role: role_name(viewer.acting_role()).into(),
+        };
+        let key = idempotency.map(|i| i.key.clone());
+        let request = AppendRequest {
+            stream_id: stream.as_str().to_owned(),
+            expected: if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            },
+            events: events
+                .iter()
+                .map(|e| {
+                    new_event(
+                        e,
+                        Some(actor.clone()),
+                        correlation,
+                        key.clone(),
+                        reason.map(str::to_owned),
+                    )
+                })
+                .collect(),
+            idempotency: idempotency.cloned(),
+        };
+        self.store.append(request).await
+    }
+
+    /// Subscribes to the node-wide feed of new absences.
+    pub fn live_absences(&self) -> broadcast::Receiver<LiveAbsence> {
+        self.live.subscribe()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub(crate) fn subscriber_guard(self: &Arc<Self>) -> SubscriberGuard {
+        self.counters
+            .live_subscribers
+            .fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard(self.counters.clone())
+    }
+}
+
+/// Counts one open subscription while alive.
+#[derive(Debug)]
+pub(crate) struct SubscriberGuard(Arc<Counters>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.live_subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "ADMIN",
+        Role::Head => "HEAD",
+        Role::EducationStaff => "EDUCATION_STAFF",
+        Role::Teacher => "TEACHER",
+        Role::Guardian => "GUARDIAN",
+        Role::Student => "STUDENT",
+        Role::Auditor => "AUDITOR",
+    }
+}
+
+fn new_event(
+    event: &DomainEvent,
+    actor: Option<Actor>,
+    correlation: Uuid,
+    idempotency_key: Option<String>,
+    reason: Option<String>,
+) -> NewEvent {
+    let encoded = event.encode();
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: encoded.event_type.to_owned(),
+        schema_version: encoded.schema_version,
+        data: encoded.data,
+        metadata: EventMetadata {
+            actor,
+            correlation_id: correlation,
+            causation_id: None,
+            idempotency_key,
+            occurred_at: chrono::Utc::now(),
+            reason,
+        },
+    }
+}
+
+/// Batches access records into the store: at most `batch` per write, at least
+/// every `every` while entries wait. On shutdown it drains what is queued.
+async fn access_writer(
+    store: Arc<dyn EventStore>,
+    mut rx: mpsc::Receiver<AccessMsg>,
+    mut shutdown: watch::Receiver<bool>,
+    batch: usize,
+    every: Duration,
+    counters: Arc<Counters>,
+) {
+    let mut buf: Vec<NewAccess> = Vec::with_capacity(batch);
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let flush_now = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(AccessMsg::Entry(e)) => { buf.push(e); buf.len() >= batch }
+                Some(AccessMsg::Flush(tx)) => { waiting.push(tx); true }
+                None => break,
+            },
+            _ = ticker.tick() => !buf.is_empty(),
+            _ = follower::stopped(&mut shutdown) => break,
+        };
+        if flush_now {
+            flush(store.as_ref(), &mut buf, &counters).await;
+            for w in waiting.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            AccessMsg::Entry(e) => buf.push(e),
+            AccessMsg::Flush(tx) => waiting.push(tx),
+        }
+    }
+    flush(store.as_ref(), &mut buf, &counters).await;
+    for w in waiting.drain(..) {
+        let _ = w.send(());
+    }
+}
+
+async fn flush(store: &dyn EventStore, buf: &mut Vec<NewAccess>, counters: &Counters) {
+    if buf.is_empty() {
+        return;
+    }
+    let entries = std::mem::take(buf);
+    let n = entries.len() as u64;
+    match store.record_access(entries).await {
+        Ok(()) => {
+            counters.access_written.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(e) => {
+            // The read already happened; losing its record is reported, not retried forever.
+            tracing::error!(error = %e, entries = n, "access log write failed");
+            counters.access_dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}

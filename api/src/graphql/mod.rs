@@ -1,0 +1,117 @@
+//! The GraphQL contract (../shared/contract.graphql) over the application
+//! layer: every type, field, argument and operation under its contract name,
+//! plus `declareAbsence` (a guardian's advance declaration). Resolvers read the
+//! in-memory model only; the store is touched once per request for
+//! read-your-writes, by commands, and by the audit queries.
+
+mod objects;
+mod root;
+mod scalars;
+
+pub use objects::*;
+pub use root::{MutationRoot, QueryRoot, SubscriptionRoot};
+pub use scalars::Date;
+
+use crate::app::error::GqlResult;
+use crate::app::{ApiError, App, Viewer};
+use crate::context::{AuthRejection, Caller};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::{Context, Request, Schema, ServerResult};
+use std::sync::Arc;
+
+pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Deepest query accepted (a guardian's dashboard is 5 deep).
+pub const MAX_DEPTH: usize = 12;
+/// Most fields per query, counted by async-graphql's default rule.
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+/// The schema with its limits. The transport adds the request data (see
+/// `crate::app`'s HANDOFF).
+pub fn build_schema(app: Arc<App>) -> RegistreSchema {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(app)
+        .extension(SessionCache)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The schema in SDL, as exported to docs/schema.graphql.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .finish()
+        .sdl()
+}
+
+/// One per request: the viewer, resolved once (one `head()` round trip and a
+/// lookup in the model), whatever the number of root fields.
+#[derive(Default)]
+struct Session {
+    viewer: tokio::sync::OnceCell<Viewer>,
+}
+
+struct SessionCache;
+
+impl ExtensionFactory for SessionCache {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(SessionCacheExtension)
+    }
+}
+
+struct SessionCacheExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for SessionCacheExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        next.run(ctx, request.data(Session::default())).await
+    }
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<App>> {
+    ctx.data::<Arc<App>>()
+        .map_err(|_| ApiError::Internal("schema built without an App".into()))
+        .gql()
+}
+
+async fn resolve_viewer(app: &App, ctx: &Context<'_>) -> Result<Viewer, ApiError> {
+    let Some(caller) = ctx.data_opt::<Caller>() else {
+        let why = ctx
+            .data_opt::<AuthRejection>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| "a bearer token is required".into());
+        return Err(ApiError::Unauthenticated(why));
+    };
+    app.consistent().await?;
+    app.viewer(caller).await
+}
+
+/// The authenticated viewer of this request, with the read model caught up
+/// to the log head as of the first call (read-your-writes).
+pub(crate) async fn viewer<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Arc<App>, Viewer)> {
+    let app = app(ctx)?;
+    let viewer = match ctx.data_opt::<Session>() {
+        Some(session) => session
+            .viewer
+            .get_or_try_init(|| resolve_viewer(app, ctx))
+            .await
+            .cloned()
+            .gql()?,
+        None => resolve_viewer(app, ctx).await.gql()?,
+    };
+    Ok((app, viewer))
+}
+
+/// The field path being resolved, for the access log.
+pub(crate) fn operation(ctx: &Context<'_>) -> String {
+    ctx.path_node
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,877 @@
+//! The contract's object types. Each is an id plus the model it is read from
+//! (the live one, or a past state rebuilt for `studentAsOf`); fields look the
+//! rest up in memory, so nesting costs no store round trip. Authorization is
+//! checked where an object is reached from an id, and again on the record
+//! fields of a student (grades, averages, absences, homework).
+
+use super::scalars::Date;
+use super::{app, operation, viewer};
+use crate::app::error::GqlResult;
+use crate::app::model::{self, Model};
+use crate::app::{ApiError, Viewer};
+use crate::policy;
+use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use registre_domain::{
+    AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, HomeworkId, MessageId, PersonId,
+    StudentId,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Where an object's data comes from.
+#[derive(Clone, Debug)]
+pub enum Src {
+    /// The node's read model at the log head.
+    Live,
+    /// A past state of the log, rebuilt for an auditor (`studentAsOf`).
+    AsOf(Arc<Model>),
+}
+
+impl Src {
+    pub(crate) fn read<R>(&self, ctx: &Context<'_>, f: impl FnOnce(&Model) -> R) -> Result<R> {
+        match self {
+            Src::Live => Ok(app(ctx)?.read(f)),
+            Src::AsOf(m) => Ok(f(m)),
+        }
+    }
+}
+
+fn missing(what: &str) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    ApiError::NotFound(what.into()).extend()
+}
+
+macro_rules! gql_enum {
+    ($name:ident, $domain:ty, { $($v:ident),* }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+        #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($v),* }
+        impl From<$domain> for $name {
+            fn from(d: $domain) -> Self { match d { $(<$domain>::$v => $name::$v),* } }
+        }
+        impl From<$name> for $domain {
+            fn from(d: $name) -> Self { match d { $($name::$v => <$domain>::$v),* } }
+        }
+    };
+}
+
+gql_enum!(Role, registre_domain::Role, { Admin, Head, EducationStaff, Teacher, Guardian, Student, Auditor });
+gql_enum!(GradeStatus, registre_domain::GradeStatus, { Graded, Absent, Exempt, NotSubmitted });
+gql_enum!(AbsenceKind, registre_domain::AbsenceKind, { Absence, Lateness });
+gql_enum!(JustificationState, registre_domain::JustificationState, { Unjustified, Pending, Accepted, Rejected });
+
+pub(crate) fn id<T: std::fmt::Display>(v: T) -> ID {
+    ID(v.to_string())
+}
+
+// ---- Person ----------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Person {
+    pub id: PersonId,
+    pub src: Src,
+}
+
+impl Person {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Person> {
+        self.src
+            .read(ctx, |m| m.persons.get(&self.id).cloned())?
+            .ok_or_else(|| missing("person"))
+    }
+}
+
+#[Object]
+impl Person {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn external_id(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.external_id)
+    }
+    async fn display_name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.display_name)
+    }
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
+        Ok(self.get(ctx)?.roles.into_iter().map(Role::from).collect())
+    }
+}
+
+// ---- Establishment, SchoolClass ------------------------------------------------
+
+#[derive(Debug)]
+pub struct Establishment {
+    pub id: EstablishmentId,
+    pub src: Src,
+}
+
+impl Establishment {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Establishment> {
+        self.src
+            .read(ctx, |m| m.establishments.get(&self.id).cloned())?
+            .ok_or_else(|| missing("establishment"))
+    }
+}
+
+#[Object]
+impl Establishment {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    /// UAI code: 7 digits and a letter, e.g. 0750001A
+    async fn uai(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.uai)
+    }
+    async fn name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.name)
+    }
+    /// IANA time zone, default Europe/Paris (Indian/Reunion, America/Cayenne, ...)
+    async fn time_zone(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.time_zone.name().to_owned())
+    }
+    async fn classes(&self, ctx: &Context<'_>) -> Result<Vec<SchoolClass>> {
+        Ok(self
+            .get(ctx)?
+            .classes
+            .into_iter()
+            .map(|id| SchoolClass {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+pub struct SchoolClass {
+    pub id: ClassId,
+    pub src: Src,
+}
+
+impl SchoolClass {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Class> {
+        self.src
+            .read(ctx, |m| m.classes.get(&self.id).cloned())?
+            .ok_or_else(|| missing("class"))
+    }
+}
+
+#[Object]
+impl SchoolClass {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.name)
+    }
+    async fn establishment(&self, ctx: &Context<'_>) -> Result<Establishment> {
+        Ok(Establishment {
+            id: self.get(ctx)?.establishment,
+            src: self.src.clone(),
+        })
+    }
+    /// The students of the class the viewer may see.
+    async fn students(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
+        let class = self.get(ctx)?;
+        let all = matches!(self.src, Src::AsOf(_));
+        let (_, v) = viewer(ctx).await?;
+        let visible = self.src.read(ctx, |m| {
+            class
+                .students
+                .iter()
+                .copied()
+                .filter(|s| all || policy::can_see_student(m, &v, *s))
+                .collect::<Vec<_>>()
+        })?;
+        Ok(visible
+            .into_iter()
+            .map(|id| Student {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+}
+
+// ---- Student ---------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Student {
+    pub id: StudentId,
+    pub src: Src,
+}
+
+/// One subject row of the averages.
+#[derive(SimpleObject, Clone, Debug, PartialEq)]
+pub struct SubjectAverage {
+    pub subject: String,
+    pub average: Option<f64>,
+    pub class_average: Option<f64>,
+}
+
+/// A student's weighted average of one subject on a /20 scale, GRADED only.
+fn subject_average<'a>(m: &Model, grades: impl Iterator<Item = &'a model::Grade>) -> Option<f64> {
+    let (mut sum, mut weights) = (0.0, 0.0);
+    for g in grades {
+        let (Some(score), Some(a)) = (g.score, m.assessments.get(&g.assessment)) else {
+            continue;
+        };
+        if g.status != registre_domain::GradeStatus::Graded || a.out_of <= 0.0 {
+            continue;
+        }
+        sum += score / a.out_of * 20.0 * a.coefficient;
+        weights += a.coefficient;
+    }
+    (weights > 0.0).then(|| sum / weights)
+}
+
+fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<SubjectAverage> {
+    let Some(s) = m.students.get(&student) else {
+        return Vec::new();
+    };
+    let visible =
+        |a: &model::Assessment| v.is_none_or(|v| policy::can_see_assessment_of(m, v, student, a));
+    let subjects: BTreeSet<String> = m
+        .assessments
+        .values()
+        .filter(|a| a.class == s.class && visible(a))
+        .map(|a| a.subject.clone())
+        .collect();
+    let class_students: Vec<StudentId> = m
+        .classes
+        .get(&s.class)
+        .map(|c| c.students.iter().copied().collect())
+        .unwrap_or_default();
+    let grades_in = |st: StudentId, subject: &str| -> Option<f64> {
+        let stu = m.students.get(&st)?;
+        subject_average(
+            m,
+            stu.grades
+                .iter()
+                .filter_map(|g| m.grades.get(g))
+                .filter(|g| {
+                    m.assessments
+                        .get(&g.assessment)
+                        .is_some_and(|a| a.subject == subject && a.class == s.class)
+                }),
+        )
+    };
+    subjects
+        .into_iter()
+        .map(|subject| {
+            let average = grades_in(student, &subject);
+            let others: Vec<f64> = class_students
+                .iter()
+                .filter_map(|st| grades_in(*st, &subject))
+                .collect();
+            let class_average =
+                (!others.is_empty()).then(|| others.iter().sum::<f64>() / others.len() as f64);
+            SubjectAverage {
+                subject,
+                average,
+                class_average,
+            }
+        })
+        .collect()
+}
+
+impl Student {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Student> {
+        self.src
+            .read(ctx, |m| m.students.get(&self.id).cloned())?
+            .ok_or_else(|| missing("student"))
+    }
+
+    /// The viewer, after checking they may read this record; `None` for an
+    /// auditor's past state (checked at `studentAsOf`). Records the read.
+    async fn record_viewer(&self, ctx: &Context<'_>, service: &str) -> Result<Option<Viewer>> {
+        let (app, v) = viewer(ctx).await?;
+        let person = self.get(ctx)?.person;
+        let live = matches!(self.src, Src::Live);
+        if live && !app.read(|m| policy::can_read_record(m, &v, self.id)) {
+            return Err(ApiError::forbidden()).gql();
+        }
+        app.record_access(&v, Some(person), operation(ctx), service);
+        Ok(live.then_some(v))
+    }
+}
+
+#[Object]
+impl Student {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn person(&self, ctx: &Context<'_>) -> Result<Person> {
+        Ok(Person {
+            id: self.get(ctx)?.person,
+            src: self.src.clone(),
+        })
+    }
+    async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
+        Ok(SchoolClass {
+            id: self.get(ctx)?.class,
+            src: self.src.clone(),
+        })
+    }
+    async fn guardians(&self, ctx: &Context<'_>) -> Result<Vec<Person>> {
+        Ok(self
+            .get(ctx)?
+            .guardians
+            .into_iter()
+            .map(|id| Person {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+    async fn grades(&self, ctx: &Context<'_>, subject: Option<String>) -> Result<Vec<Grade>> {
+        let v = self.record_viewer(ctx, "Notes").await?;
+        let ids = self.src.read(ctx, |m| {
+            let Some(s) = m.students.get(&self.id) else {
+                return Vec::new();
+            };
+            s.grades
+                .iter()
+                .filter(|g| {
+                    let a = m
+                        .grades
+                        .get(g)
+                        .and_then(|g| m.assessments.get(&g.assessment));
+                    a.is_some_and(|a| {
+                        subject.as_ref().is_none_or(|s| *s == a.subject)
+                            && v.as_ref()
+                                .is_none_or(|v| policy::can_see_assessment_of(m, v, self.id, a))
+                    })
+                })
+                .copied()
+                .collect::<Vec<_>>()
+        })?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Grade {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+    /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
+    async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
+        let v = self.record_viewer(ctx, "Notes").await?;
+        self.src.read(ctx, |m| averages_of(m, v.as_ref(), self.id))
+    }
+    /// mean of the subject averages; null when the student has no GRADED grade
+    async fn overall_average(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
+        let v = self.record_viewer(ctx, "Notes").await?;
+        let rows = self
+            .src
+            .read(ctx, |m| averages_of(m, v.as_ref(), self.id))?;
+        let known: Vec<f64> = rows.iter().filter_map(|r| r.average).collect();
+        Ok((!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64))
+    }
+    async fn absences(&self, ctx: &Context<'_>) -> Result<Vec<Absence>> {
+        self.record_viewer(ctx, "Absences").await?;
+        let ids = self.src.read(ctx, |m| {
+            m.students
+                .get(&self.id)
+                .map(|s| {
+                    s.absences
+                        .iter()
+                        .filter(|a| m.absences.get(a).is_some_and(|a| !a.cancelled))
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Absence {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+    async fn homework(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<Date>,
+        to: Option<Date>,
+    ) -> Result<Vec<Homework>> {
+        let v = self.record_viewer(ctx, "Cahier_Textes").await?;
+        let ids = self.src.read(ctx, |m| {
+            let Some(s) = m.students.get(&self.id) else {
+                return Vec::new();
+            };
+            let mut list: Vec<&model::Homework> = m
+                .homework_by_class
+                .get(&s.class)
+                .into_iter()
+                .flatten()
+                .filter_map(|h| m.homework.get(h))
+                .filter(|h| {
+                    !h.withdrawn
+                        && from.is_none_or(|f| h.due >= f.0)
+                        && to.is_none_or(|t| h.due <= t.0)
+                        && v.as_ref().is_none_or(|v| {
+                            policy::can_see_homework(m, v, self.id, h.class, &h.subject)
+                        })
+                })
+                .collect();
+            list.sort_by_key(|h| (h.due, h.id));
+            list.into_iter().map(|h| h.id).collect::<Vec<_>>()
+        })?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Homework {
+                id,
+                src: self.src.clone(),
+            })
+            .collect())
+    }
+}
+
+// ---- Grades ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Assessment {
+    pub id: AssessmentId,
+    pub src: Src,
+}
+
+impl Assessment {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Assessment> {
+        self.src
+            .read(ctx, |m| m.assessments.get(&self.id).cloned())?
+            .ok_or_else(|| missing("assessment"))
+    }
+}
+
+#[Object]
+impl Assessment {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
+        Ok(SchoolClass {
+            id: self.get(ctx)?.class,
+            src: self.src.clone(),
+        })
+    }
+    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.subject)
+    }
+    async fn title(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.title)
+    }
+    async fn date(&self, ctx: &Context<'_>) -> Result<Date> {
+        Ok(Date(self.get(ctx)?.date))
+    }
+    async fn coefficient(&self, ctx: &Context<'_>) -> Result<f64> {
+        Ok(self.get(ctx)?.coefficient)
+    }
+    async fn out_of(&self, ctx: &Context<'_>) -> Result<f64> {
+        Ok(self.get(ctx)?.out_of)
+    }
+}
+
+#[derive(Debug)]
+pub struct Grade {
+    pub id: GradeId,
+    pub src: Src,
+}
+
+impl Grade {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Grade> {
+        self.src
+            .read(ctx, |m| m.grades.get(&self.id).cloned())?
+            .ok_or_else(|| missing("grade"))
+    }
+}
+
+#[Object]
+impl Grade {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn assessment(&self, ctx: &Context<'_>) -> Result<Assessment> {
+        Ok(Assessment {
+            id: self.get(ctx)?.assessment,
+            src: self.src.clone(),
+        })
+    }
+    async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
+        Ok(Student {
+            id: self.get(ctx)?.student,
+            src: self.src.clone(),
+        })
+    }
+    /// null unless status is GRADED; 0 <= score <= assessment.outOf
+    async fn score(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
+        Ok(self.get(ctx)?.score)
+    }
+    async fn status(&self, ctx: &Context<'_>) -> Result<GradeStatus> {
+        Ok(self.get(ctx)?.status.into())
+    }
+    async fn recorded_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.get(ctx)?.recorded_at)
+    }
+    async fn recorded_by(&self, ctx: &Context<'_>) -> Result<Person> {
+        let by = self
+            .get(ctx)?
+            .recorded_by
+            .ok_or_else(|| missing("recorder"))?;
+        Ok(Person {
+            id: by,
+            src: self.src.clone(),
+        })
+    }
+}
+
+// ---- Absences ------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Absence {
+    pub id: AbsenceId,
+    pub src: Src,
+}
+
+impl Absence {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Absence> {
+        self.src
+            .read(ctx, |m| m.absences.get(&self.id).cloned())?
+            .ok_or_else(|| missing("absence"))
+    }
+}
+
+#[Object]
+impl Absence {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
+        Ok(Student {
+            id: self.get(ctx)?.student,
+            src: self.src.clone(),
+        })
+    }
+    async fn kind(&self, ctx: &Context<'_>) -> Result<AbsenceKind> {
+        Ok(self.get(ctx)?.kind.into())
+    }
+    async fn start(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.get(ctx)?.start)
+    }
+    async fn end(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.get(ctx)?.end)
+    }
+    async fn minutes_late(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        Ok(self
+            .get(ctx)?
+            .minutes_late
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+    async fn state(&self, ctx: &Context<'_>) -> Result<JustificationState> {
+        Ok(self.get(ctx)?.state.into())
+    }
+    async fn reason(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.get(ctx)?.reason)
+    }
+    /// Declared in advance by a guardian and not yet confirmed by a roll call.
+    async fn declared(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.get(ctx)?.declared)
+    }
+    async fn reported_by(&self, ctx: &Context<'_>) -> Result<Person> {
+        let by = self
+            .get(ctx)?
+            .reported_by
+            .ok_or_else(|| missing("reporter"))?;
+        Ok(Person {
+            id: by,
+            src: self.src.clone(),
+        })
+    }
+    async fn reported_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.get(ctx)?.reported_at)
+    }
+}
+
+#[derive(Debug)]
+pub struct AbsenceNotification {
+    pub position: u64,
+    pub absence: AbsenceId,
+}
+
+#[Object]
+impl AbsenceNotification {
+    /// position of the event in the log; pass it back as `after` to resume without missing any
+    async fn position(&self) -> String {
+        self.position.to_string()
+    }
+    async fn absence(&self) -> Absence {
+        Absence {
+            id: self.absence,
+            src: Src::Live,
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct AbsenceStats {
+    pub half_days_missed: i32,
+    pub unjustified_half_days: i32,
+    #[graphql(skip)]
+    pub over_threshold: Vec<StudentId>,
+}
+
+#[ComplexObject]
+impl AbsenceStats {
+    /// students with 4 or more unjustified half-days within one calendar month of the range
+    async fn students_over_threshold(&self) -> Vec<Student> {
+        self.over_threshold
+            .iter()
+            .map(|id| Student {
+                id: *id,
+                src: Src::Live,
+            })
+            .collect()
+    }
+}
+
+/// Half-day counts of a class between two days (inclusive), in the
+/// establishment's time zone: a morning is before noon, an afternoon after.
+pub(crate) fn absence_stats(
+    m: &Model,
+    class: ClassId,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> AbsenceStats {
+    use chrono::{Datelike, NaiveTime, TimeZone};
+    let tz = m
+        .establishment_of_class(class)
+        .and_then(|e| m.establishments.get(&e))
+        .map(|e| e.time_zone.tz())
+        .unwrap_or(chrono_tz::Europe::Paris);
+    let students: Vec<StudentId> = m
+        .classes
+        .get(&class)
+        .map(|c| c.students.iter().copied().collect())
+        .unwrap_or_default();
+    let local = |day: chrono::NaiveDate, hour: u32| -> Option<DateTime<Utc>> {
+        let t = NaiveTime::from_hms_opt(hour, 0, 0)?;
+        tz.from_local_datetime(&day.and_time(t))
+            .earliest()
+            .map(|d| d.with_timezone(&Utc))
+    };
+    let (mut missed, mut unjustified) = (0i32, 0i32);
+    let mut over = Vec::new();
+    for st in students {
+        let Some(s) = m.students.get(&st) else {
+            continue;
+        };
+        // (day, afternoon) -> unjustified?
+        let mut halves: BTreeMap<(chrono::NaiveDate, bool), bool> = BTreeMap::new();
+        for a in s.absences.iter().filter_map(|a| m.absences.get(a)) {
+            if a.cancelled || a.kind != registre_domain::AbsenceKind::Absence {
+                continue;
+            }
+            let unjust = matches!(
+                a.state,
+                registre_domain::JustificationState::Unjustified
+                    | registre_domain::JustificationState::Rejected
+            );
+            let mut day = from;
+            while day <= to {
+                for (pm, (h0, h1)) in [(false, (0, 12)), (true, (12, 0))] {
+                    let start = local(day, h0);
+                    let end = if pm {
+                        day.succ_opt().and_then(|d| local(d, h1))
+                    } else {
+                        local(day, h1)
+                    };
+                    if let (Some(start), Some(end)) = (start, end) {
+                        if a.start < end && start < a.end {
+                            let e = halves.entry((day, pm)).or_insert(false);
+                            *e = *e || unjust;
+                        }
+                    }
+                }
+                let Some(next) = day.succ_opt() else { break };
+                day = next;
+            }
+        }
+        missed += halves.len() as i32;
+        let mut per_month: BTreeMap<(i32, u32), i32> = BTreeMap::new();
+        for ((day, _), unjust) in &halves {
+            if *unjust {
+                unjustified += 1;
+                *per_month.entry((day.year(), day.month())).or_default() += 1;
+            }
+        }
+        if per_month.values().any(|n| *n >= 4) {
+            over.push(st);
+        }
+    }
+    AbsenceStats {
+        half_days_missed: missed,
+        unjustified_half_days: unjustified,
+        over_threshold: over,
+    }
+}
+
+// ---- Homework, messages -------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Homework {
+    pub id: HomeworkId,
+    pub src: Src,
+}
+
+impl Homework {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Homework> {
+        self.src
+            .read(ctx, |m| m.homework.get(&self.id).cloned())?
+            .ok_or_else(|| missing("homework"))
+    }
+}
+
+#[Object]
+impl Homework {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
+        Ok(SchoolClass {
+            id: self.get(ctx)?.class,
+            src: self.src.clone(),
+        })
+    }
+    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.subject)
+    }
+    async fn title(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.title)
+    }
+    async fn description(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.description)
+    }
+    async fn due(&self, ctx: &Context<'_>) -> Result<Date> {
+        Ok(Date(self.get(ctx)?.due))
+    }
+    async fn assigned_by(&self, ctx: &Context<'_>) -> Result<Person> {
+        Ok(Person {
+            id: self.get(ctx)?.assigned_by,
+            src: self.src.clone(),
+        })
+    }
+}
+
+/// A message as one viewer sees it (`readAt` is theirs).
+#[derive(Debug)]
+pub struct Message {
+    pub id: MessageId,
+    pub reader: PersonId,
+}
+
+impl Message {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::Message> {
+        app(ctx)?
+            .read(|m| m.messages.get(&self.id).cloned())
+            .ok_or_else(|| missing("message"))
+    }
+}
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        id(self.id)
+    }
+    async fn thread_id(&self, ctx: &Context<'_>) -> Result<ID> {
+        Ok(id(self.get(ctx)?.thread))
+    }
+    async fn from(&self, ctx: &Context<'_>) -> Result<Person> {
+        Ok(Person {
+            id: self.get(ctx)?.from,
+            src: Src::Live,
+        })
+    }
+    async fn to(&self, ctx: &Context<'_>) -> Result<Vec<Person>> {
+        Ok(self
+            .get(ctx)?
+            .to
+            .into_iter()
+            .map(|id| Person { id, src: Src::Live })
+            .collect())
+    }
+    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.subject)
+    }
+    async fn body(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.get(ctx)?.body)
+    }
+    async fn sent_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.get(ctx)?.sent_at)
+    }
+    /// when the viewer read it; null while unread
+    async fn read_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.get(ctx)?.read_at.get(&self.reader).copied())
+    }
+}
+
+// ---- Audit -------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct AuditEntry {
+    pub event: registre_store::RecordedEvent,
+}
+
+#[Object]
+impl AuditEntry {
+    async fn position(&self) -> String {
+        self.event.position.to_string()
+    }
+    async fn event_type(&self) -> &str {
+        &self.event.event_type
+    }
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.event.recorded_at
+    }
+    /// null for system events
+    async fn actor(&self) -> Option<Person> {
+        self.event.metadata.actor.as_ref().map(|a| Person {
+            id: PersonId(a.person_id),
+            src: Src::Live,
+        })
+    }
+    /// mandatory on corrections
+    async fn reason(&self) -> Option<&str> {
+        self.event.metadata.reason.as_deref()
+    }
+    async fn data(&self) -> async_graphql::Json<serde_json::Value> {
+        async_graphql::Json(self.event.data.clone())
+    }
+}
+
+#[derive(Debug)]
+pub struct AccessEntry {
+    pub record: registre_store::AccessRecord,
+}
+
+#[Object]
+impl AccessEntry {
+    async fn viewer(&self) -> Person {
+        Person {
+            id: PersonId(self.record.access.viewer_id),
+            src: Src::Live,
+        }
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.record.access.at
+    }
+    /// what was read, e.g. the GraphQL field path or operation name
+    async fn operation(&self) -> &str {
+        &self.record.access.operation
+    }
+    /// ENT service code of what was read (Notes, Absences, ...).
+    async fn service(&self) -> &str {
+        &self.record.access.service
+    }
+}

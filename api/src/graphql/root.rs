@@ -1,0 +1,801 @@
+//! The root operations: queries, mutations and the `absenceReported`
+//! subscription. Each checks the policy once at its entry point; a refusal
+//! answers null (or an error for non-null results) with FORBIDDEN and says
+//! nothing about existence.
+
+use super::objects::*;
+use super::scalars::Date;
+use super::{operation, viewer};
+use crate::app::commands::{CommandContext, IdempotencyInput};
+use crate::app::error::GqlResult;
+use crate::app::model::Model;
+use crate::app::{ApiError, App, Viewer};
+use crate::context::RequestId;
+use crate::policy;
+use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};
+use std::str::FromStr;
+use std::sync::Arc;
+
+fn parse<T: FromStr>(field: &str, raw: &ID) -> Result<T> {
+    raw.parse::<T>().map_err(|_| ApiError::bad_id(field)).gql()
+}
+
+fn forbidden<T>() -> Result<T> {
+    Err(ApiError::forbidden()).gql()
+}
+
+fn correlation(ctx: &Context<'_>) -> uuid::Uuid {
+    ctx.data_opt::<RequestId>()
+        .map(|r| r.0)
+        .unwrap_or_else(uuid::Uuid::now_v7)
+}
+
+fn live<T>(f: impl FnOnce(Src) -> T) -> T {
+    f(Src::Live)
+}
+
+#[derive(Debug)]
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    async fn me(&self, ctx: &Context<'_>) -> Result<Person> {
+        let (_, v) = viewer(ctx).await?;
+        Ok(Person {
+            id: v.person,
+            src: Src::Live,
+        })
+    }
+
+    /// null with a FORBIDDEN error when the viewer may not see this student
+    async fn student(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Student>> {
+        let (app, v) = viewer(ctx).await?;
+        let Ok(sid) = id.parse::<StudentId>() else {
+            return forbidden();
+        };
+        let person = app.read(|m| {
+            policy::can_see_student(m, &v, sid)
+                .then(|| m.person_of_student(sid))
+                .flatten()
+        });
+        let Some(person) = person else {
+            return forbidden();
+        };
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        Ok(Some(Student {
+            id: sid,
+            src: Src::Live,
+        }))
+    }
+
+    /// GUARDIAN: the students the viewer is guardian of
+    async fn my_children(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
+        let (app, v) = viewer(ctx).await?;
+        let kids: Vec<StudentId> = app.read(|m| {
+            m.children
+                .get(&v.person)
+                .map(|k| k.iter().copied().collect())
+                .unwrap_or_default()
+        });
+        Ok(kids
+            .into_iter()
+            .map(|id| Student { id, src: Src::Live })
+            .collect())
+    }
+
+    async fn school_class(&self, ctx: &Context<'_>, id: ID) -> Result<Option<SchoolClass>> {
+        let (app, v) = viewer(ctx).await?;
+        let Ok(cid) = id.parse::<ClassId>() else {
+            return forbidden();
+        };
+        if !app.read(|m| policy::can_see_class(m, &v, cid)) {
+            return forbidden();
+        }
+        Ok(Some(SchoolClass {
+            id: cid,
+            src: Src::Live,
+        }))
+    }
+
+    /// An establishment (its roster is public within Registre: names and classes).
+    async fn establishment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Establishment>> {
+        let (app, _) = viewer(ctx).await?;
+        let eid = parse::<EstablishmentId>("id", &id)?;
+        if !app.read(|m| m.establishments.contains_key(&eid)) {
+            return Err(ApiError::NotFound("establishment".into())).gql();
+        }
+        Ok(Some(Establishment {
+            id: eid,
+            src: Src::Live,
+        }))
+    }
+
+    /// the viewer's messages, newest first
+    async fn inbox(&self, ctx: &Context<'_>) -> Result<Vec<Message>> {
+        let (app, v) = viewer(ctx).await?;
+        let ids = app.read(|m| {
+            let mut list: Vec<_> = m
+                .mailbox
+                .get(&v.person)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| m.messages.get(id))
+                .collect();
+            list.sort_by_key(|m| std::cmp::Reverse((m.sent_at, m.id)));
+            list.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        });
+        app.record_access(&v, Some(v.person), operation(ctx), "Courrier_Electronique");
+        Ok(ids
+            .into_iter()
+            .map(|id| Message {
+                id,
+                reader: v.person,
+            })
+            .collect())
+    }
+
+    /// AUDITOR, ADMIN: every change recorded about a person (a Person id; a student's is student.person.id), oldest first
+    async fn audit_trail(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AuditEntry>> {
+        let (app, v) = viewer(ctx).await?;
+        if !policy::can_audit(&v) {
+            return forbidden();
+        }
+        let person = parse::<PersonId>("subjectId", &subject_id)?;
+        let positions = app.read(|m| {
+            m.persons
+                .contains_key(&person)
+                .then(|| m.about_person.get(&person.0).cloned().unwrap_or_default())
+        });
+        let Some(positions) = positions else {
+            return Err(ApiError::NotFound("person".into())).gql();
+        };
+        let events = app
+            .store()
+            .read_positions(&positions)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        Ok(events
+            .into_iter()
+            .map(|event| AuditEntry { event })
+            .collect())
+    }
+
+    /// AUDITOR, ADMIN: who read a person's record (a Person id), oldest first
+    async fn access_log(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AccessEntry>> {
+        let (app, v) = viewer(ctx).await?;
+        if !policy::can_audit(&v) {
+            return forbidden();
+        }
+        let person = parse::<PersonId>("subjectId", &subject_id)?;
+        if !app.read(|m| m.persons.contains_key(&person)) {
+            return Err(ApiError::NotFound("person".into())).gql();
+        }
+        app.flush_access().await.gql()?;
+        let records = app
+            .store()
+            .access_about(person.0)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(records
+            .into_iter()
+            .map(|record| AccessEntry { record })
+            .collect())
+    }
+
+    /// AUDITOR: the student's record exactly as the log stood at `at` (a Student id)
+    async fn student_as_of(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Student>> {
+        let (app, v) = viewer(ctx).await?;
+        if !policy::can_read_as_of(&v) {
+            return forbidden();
+        }
+        let sid = parse::<StudentId>("id", &id)?;
+        let position = app.read(|m| m.position_at(at));
+        let past = past_model(app, position).await.gql()?;
+        let Some(person) = past.person_of_student(sid) else {
+            return Err(ApiError::NotFound("student".into())).gql();
+        };
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        Ok(Some(Student {
+            id: sid,
+            src: Src::AsOf(Arc::new(past)),
+        }))
+    }
+
+    /// HEAD, EDUCATION_STAFF, AUDITOR
+    async fn absence_stats(
+        &self,
+        ctx: &Context<'_>,
+        class_id: ID,
+        from: Date,
+        to: Date,
+    ) -> Result<AbsenceStats> {
+        let (app, v) = viewer(ctx).await?;
+        let cid = parse::<ClassId>("classId", &class_id)?;
+        if !app.read(|m| policy::can_read_absence_stats(m, &v, cid)) {
+            return forbidden();
+        }
+        if to.0 < from.0 {
+            return Err(ApiError::invalid("to", "must not be before from")).gql();
+        }
+        if (to.0 - from.0).num_days() > 400 {
+            return Err(ApiError::invalid("to", "the range is limited to 400 days")).gql();
+        }
+        if !app.read(|m| m.classes.contains_key(&cid)) {
+            return Err(ApiError::NotFound("class".into())).gql();
+        }
+        Ok(app.read(|m| absence_stats(m, cid, from.0, to.0)))
+    }
+}
+
+/// The model folded from the log up to `position` (for an auditor's replay).
+async fn past_model(app: &App, position: u64) -> Result<Model, ApiError> {
+    let mut model = Model::default();
+    let mut from = 0;
+    while from < position {
+        let page = app.store().read_all(from, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for rec in page.iter().filter(|r| r.position <= position) {
+            let event = registre_domain::DomainEvent::decode(
+                &rec.event_type,
+                rec.schema_version,
+                &rec.data,
+            )
+            .map_err(|e| {
+                tracing::error!(position = rec.position, error = %e, "undecodable event");
+                ApiError::Internal("the log holds an undecodable event".into())
+            })?;
+            model.apply(rec, &event);
+        }
+        from = page.last().map(|r| r.position).unwrap_or(position);
+    }
+    Ok(model)
+}
+
+// ---- Mutations ---------------------------------------------------------------------------
+
+#[derive(Debug, InputObject)]
+pub struct CreateEstablishmentInput {
+    pub uai: String,
+    pub name: String,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CreateClassInput {
+    pub establishment_id: ID,
+    pub name: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct RegisterPersonInput {
+    pub external_id: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    /// required for HEAD, EDUCATION_STAFF and TEACHER
+    pub establishment_id: Option<ID>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct EnrollStudentInput {
+    pub person_id: ID,
+    pub class_id: ID,
+}
+
+#[derive(Debug, InputObject)]
+pub struct LinkGuardianInput {
+    pub student_id: ID,
+    pub guardian_id: ID,
+}
+
+#[derive(Debug, InputObject)]
+pub struct AssignTeacherInput {
+    pub teacher_id: ID,
+    pub class_id: ID,
+    pub subject: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct ReportAbsenceInput {
+    pub student_id: ID,
+    pub kind: AbsenceKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub minutes_late: Option<i32>,
+    /// the same key twice records one absence and answers the same Absence
+    pub idempotency_key: Option<String>,
+}
+
+/// A guardian's advance declaration (a medical appointment).
+#[derive(Debug, InputObject)]
+pub struct DeclareAbsenceInput {
+    pub student_id: ID,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct JustifyAbsenceInput {
+    pub absence_id: ID,
+    pub reason: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct ReviewJustificationInput {
+    pub absence_id: ID,
+    pub accept: bool,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CreateAssessmentInput {
+    pub class_id: ID,
+    pub subject: String,
+    pub title: String,
+    pub date: Date,
+    pub coefficient: f64,
+    pub out_of: f64,
+}
+
+#[derive(Debug, InputObject)]
+pub struct RecordGradeInput {
+    pub assessment_id: ID,
+    pub student_id: ID,
+    pub score: Option<f64>,
+    pub status: GradeStatus,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CorrectGradeInput {
+    pub grade_id: ID,
+    pub score: Option<f64>,
+    pub status: GradeStatus,
+    pub reason: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct AssignHomeworkInput {
+    pub class_id: ID,
+    pub subject: String,
+    pub title: String,
+    pub description: String,
+    pub due: Date,
+}
+
+#[derive(Debug, InputObject)]
+pub struct SendMessageInput {
+    pub to: Vec<ID>,
+    pub subject: String,
+    pub body: String,
+    /// reply in an existing thread
+    pub thread_id: Option<ID>,
+    pub idempotency_key: Option<String>,
+}
+
+fn idem(key: &Option<String>, input: serde_json::Value) -> Option<IdempotencyInput> {
+    key.as_ref().map(|k| IdempotencyInput {
+        client_key: k.clone(),
+        input,
+    })
+}
+
+/// A referenced id the viewer must be allowed to act on: a malformed one is
+/// refused like an unknown one (FORBIDDEN), so ids cannot be probed.
+fn opaque<T: FromStr + Default>(raw: &ID) -> T {
+    raw.parse::<T>().unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// ADMIN
+    async fn create_establishment(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateEstablishmentInput,
+    ) -> Result<Establishment> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = app
+            .create_establishment(&cx, &input.uai, &input.name, input.time_zone.as_deref())
+            .await
+            .gql()?;
+        Ok(live(|src| Establishment { id, src }))
+    }
+
+    /// ADMIN, HEAD
+    async fn create_class(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateClassInput,
+    ) -> Result<SchoolClass> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let est = parse::<EstablishmentId>("establishmentId", &input.establishment_id)?;
+        let id = app.create_class(&cx, est, &input.name).await.gql()?;
+        Ok(live(|src| SchoolClass { id, src }))
+    }
+
+    /// ADMIN, HEAD
+    async fn register_person(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterPersonInput,
+    ) -> Result<Person> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let est = input
+            .establishment_id
+            .as_ref()
+            .map(|e| parse::<EstablishmentId>("establishmentId", e))
+            .transpose()?;
+        let roles: Vec<registre_domain::Role> = input.roles.iter().map(|r| (*r).into()).collect();
+        let id = app
+            .register_person(&cx, &input.external_id, &input.display_name, &roles, est)
+            .await
+            .gql()?;
+        Ok(live(|src| Person { id, src }))
+    }
+
+    /// ADMIN, HEAD
+    async fn enroll_student(
+        &self,
+        ctx: &Context<'_>,
+        input: EnrollStudentInput,
+    ) -> Result<Student> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let person = parse::<PersonId>("personId", &input.person_id)?;
+        let class = parse::<ClassId>("classId", &input.class_id)?;
+        let id = app.enroll_student(&cx, person, class).await.gql()?;
+        Ok(live(|src| Student { id, src }))
+    }
+
+    /// ADMIN, HEAD
+    async fn link_guardian(&self, ctx: &Context<'_>, input: LinkGuardianInput) -> Result<Student> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let student = parse::<StudentId>("studentId", &input.student_id)?;
+        let guardian = parse::<PersonId>("guardianId", &input.guardian_id)?;
+        app.link_guardian(&cx, student, guardian).await.gql()?;
+        Ok(live(|src| Student { id: student, src }))
+    }
+
+    /// ADMIN, HEAD
+    async fn assign_teacher(&self, ctx: &Context<'_>, input: AssignTeacherInput) -> Result<bool> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let teacher = parse::<PersonId>("teacherId", &input.teacher_id)?;
+        let class = parse::<ClassId>("classId", &input.class_id)?;
+        app.assign_teacher(&cx, teacher, class, &input.subject)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// TEACHER of the student's class, EDUCATION_STAFF of its establishment
+    async fn report_absence(
+        &self,
+        ctx: &Context<'_>,
+        input: ReportAbsenceInput,
+    ) -> Result<Absence> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let key = idem(
+            &input.idempotency_key,
+            serde_json::json!({
+                "op": "reportAbsence", "studentId": input.student_id.as_str(),
+                "kind": format!("{:?}", input.kind), "start": input.start, "end": input.end,
+                "minutesLate": input.minutes_late,
+            }),
+        );
+        let id = app
+            .report_absence(
+                &cx,
+                opaque(&input.student_id),
+                input.kind.into(),
+                input.start,
+                input.end,
+                input.minutes_late,
+                key,
+            )
+            .await
+            .gql()?;
+        Ok(live(|src| Absence { id, src }))
+    }
+
+    /// GUARDIAN of the student: an absence announced in advance, PENDING review
+    /// from the start; the roll call later confirms it instead of reporting a new one.
+    async fn declare_absence(
+        &self,
+        ctx: &Context<'_>,
+        input: DeclareAbsenceInput,
+    ) -> Result<Absence> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let key = idem(
+            &input.idempotency_key,
+            serde_json::json!({
+                "op": "declareAbsence", "studentId": input.student_id.as_str(),
+                "start": input.start, "end": input.end, "reason": input.reason,
+            }),
+        );
+        let id = app
+            .declare_absence(
+                &cx,
+                opaque(&input.student_id),
+                input.start,
+                input.end,
+                &input.reason,
+                key,
+            )
+            .await
+            .gql()?;
+        Ok(live(|src| Absence { id, src }))
+    }
+
+    /// GUARDIAN of the student: the state becomes PENDING
+    async fn justify_absence(
+        &self,
+        ctx: &Context<'_>,
+        input: JustifyAbsenceInput,
+    ) -> Result<Absence> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = opaque(&input.absence_id);
+        app.justify_absence(&cx, id, &input.reason).await.gql()?;
+        Ok(live(|src| Absence { id, src }))
+    }
+
+    /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
+    async fn review_justification(
+        &self,
+        ctx: &Context<'_>,
+        input: ReviewJustificationInput,
+    ) -> Result<Absence> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = opaque(&input.absence_id);
+        app.review_justification(&cx, id, input.accept, input.comment.as_deref())
+            .await
+            .gql()?;
+        Ok(live(|src| Absence { id, src }))
+    }
+
+    /// TEACHER assigned to that class and subject
+    async fn create_assessment(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAssessmentInput,
+    ) -> Result<Assessment> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = app
+            .create_assessment(
+                &cx,
+                opaque(&input.class_id),
+                &input.subject,
+                &input.title,
+                input.date.0,
+                input.coefficient,
+                input.out_of,
+            )
+            .await
+            .gql()?;
+        Ok(live(|src| Assessment { id, src }))
+    }
+
+    /// TEACHER who owns the assessment
+    async fn record_grade(&self, ctx: &Context<'_>, input: RecordGradeInput) -> Result<Grade> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let key = idem(
+            &input.idempotency_key,
+            serde_json::json!({
+                "op": "recordGrade", "assessmentId": input.assessment_id.as_str(),
+                "studentId": input.student_id.as_str(), "score": input.score,
+                "status": format!("{:?}", input.status),
+            }),
+        );
+        let student = parse::<StudentId>("studentId", &input.student_id)?;
+        let id = app
+            .record_grade(
+                &cx,
+                opaque(&input.assessment_id),
+                student,
+                input.score,
+                input.status.into(),
+                key,
+            )
+            .await
+            .gql()?;
+        Ok(live(|src| Grade { id, src }))
+    }
+
+    /// TEACHER who owns the assessment; the earlier value stays in the audit trail
+    async fn correct_grade(&self, ctx: &Context<'_>, input: CorrectGradeInput) -> Result<Grade> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = opaque(&input.grade_id);
+        app.correct_grade(&cx, id, input.score, input.status.into(), &input.reason)
+            .await
+            .gql()?;
+        Ok(live(|src| Grade { id, src }))
+    }
+
+    /// TEACHER assigned to that class and subject
+    async fn assign_homework(
+        &self,
+        ctx: &Context<'_>,
+        input: AssignHomeworkInput,
+    ) -> Result<Homework> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = app
+            .assign_homework(
+                &cx,
+                opaque(&input.class_id),
+                &input.subject,
+                &input.title,
+                &input.description,
+                input.due.0,
+            )
+            .await
+            .gql()?;
+        Ok(live(|src| Homework { id, src }))
+    }
+
+    /// any authenticated person, to people they may write to (see `api::policy::may_write`)
+    async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Result<Message> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let key = idem(
+            &input.idempotency_key,
+            serde_json::json!({
+                "op": "sendMessage",
+                "to": input.to.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                "subject": input.subject, "body": input.body,
+                "threadId": input.thread_id.as_ref().map(|t| t.as_str()),
+            }),
+        );
+        let to: Vec<PersonId> = input.to.iter().map(opaque).collect();
+        let thread = input.thread_id.as_ref().map(opaque);
+        let id = app
+            .send_message(&cx, &to, &input.subject, &input.body, thread, key)
+            .await
+            .gql()?;
+        Ok(Message {
+            id,
+            reader: v.person,
+        })
+    }
+
+    /// a recipient of the message
+    async fn mark_message_read(&self, ctx: &Context<'_>, message_id: ID) -> Result<Message> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let id = opaque(&message_id);
+        app.mark_message_read(&cx, id).await.gql()?;
+        Ok(Message {
+            id,
+            reader: v.person,
+        })
+    }
+}
+
+// ---- Subscription ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// GUARDIAN: absences of their children (of one child with studentId);
+    /// EDUCATION_STAFF: of their establishment. With `after`, first every matching
+    /// absence recorded after that position, then live ones, none missed.
+    async fn absence_reported(
+        &self,
+        ctx: &Context<'_>,
+        student_id: Option<ID>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<AbsenceNotification>>> {
+        let (app, v) = viewer(ctx).await?;
+        let student = student_id.as_ref().map(opaque::<StudentId>);
+        if !app.read(|m| policy::can_follow_absences(m, &v, student)) {
+            return forbidden();
+        }
+        let after = after
+            .map(|a| {
+                a.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::invalid("after", "a position is a decimal integer"))
+            })
+            .transpose()
+            .gql()?;
+        let filter: Arc<crate::app::live::Filter> =
+            Arc::new(move |m, v, of| absence_matches(m, v, student, of));
+        let feed = crate::app::live::feed(app.clone(), v, after, filter);
+        Ok(feed.map(|item| {
+            item.map(|a| AbsenceNotification {
+                position: a.position,
+                absence: a.absence,
+            })
+            .gql()
+        }))
+    }
+}
+
+/// Used by the feed to decide what a subscriber sees.
+pub(crate) fn absence_matches(
+    m: &Model,
+    v: &Viewer,
+    student: Option<StudentId>,
+    of: StudentId,
+) -> bool {
+    student.is_none_or(|s| s == of) && policy::absence_visible_live(m, v, of)
+}

@@ -1,0 +1,56 @@
+//! The exported schema (docs/schema.graphql) is the code's schema, and it keeps
+//! the public contract (checked by ../shared/tools/contract-check).
+//! Regenerate the file with `REGISTRE_UPDATE_SCHEMA=1 cargo test -p registre-api --test graphql_schema`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the api crate sits in the repository")
+        .to_path_buf()
+}
+
+#[test]
+fn exported_schema_matches_the_code() {
+    let path = repo().join("docs/schema.graphql");
+    let sdl = registre_api::graphql::sdl();
+    if std::env::var_os("REGISTRE_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &sdl).expect("write docs/schema.graphql");
+    }
+    let on_disk = std::fs::read_to_string(&path).expect("docs/schema.graphql exists");
+    assert!(
+        on_disk == sdl,
+        "docs/schema.graphql drifted from the code; regenerate it with REGISTRE_UPDATE_SCHEMA=1"
+    );
+}
+
+#[test]
+fn exported_schema_keeps_the_contract() {
+    let tool = std::env::var_os("REGISTRE_CONTRACT_CHECK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/tools/contract-check"));
+    assert!(
+        tool.exists(),
+        "contract-check not found at {}",
+        tool.display()
+    );
+    let out = Command::new(&tool)
+        .arg(repo().join("docs/schema.graphql"))
+        .output()
+        .expect("run contract-check");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the schema breaks the contract:\n{report}"
+    );
+    assert!(
+        report.contains("0 breaks"),
+        "unexpected contract-check report:\n{report}"
+    );
+}
