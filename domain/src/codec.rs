@@ -6,6 +6,30 @@ use crate::events::DomainEvent;
 use serde_json::Value;
 use thiserror::Error;
 
+/// Every stored event type this build knows, in [`DomainEvent`] order.
+pub const EVENT_TYPES: [&str; 20] = [
+    "EstablishmentCreated",
+    "ClassCreated",
+    "PersonRegistered",
+    "StudentEnrolled",
+    "GuardianLinked",
+    "TeacherAssigned",
+    "AssessmentCreated",
+    "GradeRecorded",
+    "GradeCorrected",
+    "AbsenceReported",
+    "AbsenceDeclared",
+    "DeclaredAbsenceConfirmed",
+    "AbsenceJustified",
+    "JustificationReviewed",
+    "AbsenceCancelled",
+    "HomeworkAssigned",
+    "HomeworkAmended",
+    "HomeworkWithdrawn",
+    "MessageSent",
+    "MessageRead",
+];
+
 /// Schema version written for every event type today. Bump an event type's
 /// version here and add its upcaster to [`upcast`] when its shape changes.
 pub fn current_schema_version(_event_type: &str) -> u32 {
@@ -74,8 +98,24 @@ impl DomainEvent {
         }
     }
 
-    pub fn decode(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, DecodeError> {
+    pub fn decode(
+        event_type: &str,
+        schema_version: u32,
+        data: &Value,
+    ) -> Result<Self, DecodeError> {
+        // Checked first: an unknown type must not be mistaken for a malformed
+        // known one, and serde's error text is no contract to rely on.
+        if !EVENT_TYPES.contains(&event_type) {
+            return Err(DecodeError::UnknownType(event_type.to_owned()));
+        }
         let current = current_schema_version(event_type);
+        if schema_version == 0 {
+            return Err(DecodeError::Malformed {
+                event_type: event_type.to_owned(),
+                version: 0,
+                message: "schema versions start at 1".into(),
+            });
+        }
         if schema_version > current {
             return Err(DecodeError::FutureVersion {
                 event_type: event_type.to_owned(),
@@ -95,17 +135,10 @@ impl DomainEvent {
                 })
             }
         }
-        serde_json::from_value(data).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("unknown variant") {
-                DecodeError::UnknownType(event_type.to_owned())
-            } else {
-                DecodeError::Malformed {
-                    event_type: event_type.to_owned(),
-                    version: schema_version,
-                    message,
-                }
-            }
+        serde_json::from_value(data).map_err(|e| DecodeError::Malformed {
+            event_type: event_type.to_owned(),
+            version: schema_version,
+            message: e.to_string(),
         })
     }
 }

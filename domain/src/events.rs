@@ -231,3 +231,56 @@ pub enum DomainEvent {
     MessageSent(MessageSent),
     MessageRead(MessageRead),
 }
+
+impl DomainEvent {
+    /// Every person and every student record this fact is about: the index of
+    /// the audit trail ("every change recorded about a person"). A student
+    /// record's person is known from its `StudentEnrolled`, so the indexer maps
+    /// student ids to person ids itself. Actors are in the metadata, not here:
+    /// a teacher grading a student is a fact about the student.
+    pub fn people_concerned(&self) -> (Vec<PersonId>, Vec<StudentId>) {
+        use DomainEvent::*;
+        match self {
+            EstablishmentCreated(_) | ClassCreated(_) => (vec![], vec![]),
+            PersonRegistered(e) => (vec![e.person_id], vec![]),
+            StudentEnrolled(e) => (vec![e.person_id], vec![e.student_id]),
+            GuardianLinked(e) => (vec![e.guardian_id], vec![e.student_id]),
+            TeacherAssigned(e) => (vec![e.teacher_id], vec![]),
+            AssessmentCreated(e) => (vec![e.teacher_id], vec![]),
+            GradeRecorded(e) => (vec![], vec![e.student_id]),
+            GradeCorrected(e) => (vec![], vec![e.student_id]),
+            AbsenceReported(e) => (vec![], vec![e.student_id]),
+            AbsenceDeclared(e) => (vec![], vec![e.student_id]),
+            DeclaredAbsenceConfirmed(e) => (vec![], vec![e.student_id]),
+            AbsenceJustified(e) => (vec![], vec![e.student_id]),
+            JustificationReviewed(e) => (vec![], vec![e.student_id]),
+            AbsenceCancelled(e) => (vec![], vec![e.student_id]),
+            HomeworkAssigned(e) => (vec![e.teacher_id], vec![]),
+            HomeworkAmended(_) | HomeworkWithdrawn(_) => (vec![], vec![]),
+            MessageSent(e) => {
+                let mut people = Vec::with_capacity(e.to.len() + 1);
+                people.push(e.from);
+                people.extend(e.to.iter().filter(|p| **p != e.from));
+                (people, vec![])
+            }
+            MessageRead(e) => (vec![e.reader], vec![]),
+        }
+    }
+
+    /// The reason the event carries, if any (corrections, justifications,
+    /// cancellations, withdrawals, declarations, review comments): what the
+    /// audit trail shows as `reason`.
+    pub fn reason(&self) -> Option<&str> {
+        use DomainEvent::*;
+        match self {
+            GradeCorrected(e) => Some(&e.reason),
+            AbsenceDeclared(e) => Some(&e.reason),
+            AbsenceJustified(e) => Some(&e.reason),
+            JustificationReviewed(e) => e.comment.as_deref(),
+            AbsenceCancelled(e) => Some(&e.reason),
+            HomeworkAmended(e) => e.reason.as_deref(),
+            HomeworkWithdrawn(e) => Some(&e.reason),
+            _ => None,
+        }
+    }
+}

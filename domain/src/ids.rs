@@ -82,14 +82,20 @@ impl PersonId {
     /// "externalId is unique" is enforced by the store's expected-version check
     /// on the person's stream, without a separate uniqueness table.
     pub fn for_external_id(external_id: &str) -> Self {
-        Self(Uuid::new_v5(&REGISTRE_NS, format!("person:{external_id}").as_bytes()))
+        Self(Uuid::new_v5(
+            &REGISTRE_NS,
+            format!("person:{external_id}").as_bytes(),
+        ))
     }
 }
 
 impl StudentId {
     /// A person has at most one student record; enrolling again moves it.
     pub fn for_person(person: PersonId) -> Self {
-        Self(Uuid::new_v5(&REGISTRE_NS, format!("student:{}", person.0).as_bytes()))
+        Self(Uuid::new_v5(
+            &REGISTRE_NS,
+            format!("student:{}", person.0).as_bytes(),
+        ))
     }
 }
 

@@ -129,3 +129,23 @@ pub enum JustificationState {
     Accepted,
     Rejected,
 }
+
+impl JustificationState {
+    /// The stored and GraphQL name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JustificationState::Unjustified => "UNJUSTIFIED",
+            JustificationState::Pending => "PENDING",
+            JustificationState::Accepted => "ACCEPTED",
+            JustificationState::Rejected => "REJECTED",
+        }
+    }
+}
+
+impl TimeZone {
+    /// The calendar day it is at `now` in this zone: "today" for due dates is
+    /// the establishment's day, not the server's (Réunion is 3 hours ahead of Paris).
+    pub fn today(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        now.with_timezone(&self.0).date_naive()
+    }
+}

@@ -1,0 +1,128 @@
+//! Free text as the domain accepts it, and every length bound in one place.
+//!
+//! Text is trimmed, must not be blank where it is required, and may hold no
+//! control characters: they corrupt terminals, CSV exports and e-mail headers,
+//! and nobody types them on purpose. Multi-line fields (message bodies,
+//! homework descriptions, reasons) keep newlines and tabs; CRLF becomes LF so
+//! that the same text always has the same stored form. Lengths count Unicode
+//! scalar values (what a user sees as characters), not bytes.
+
+use crate::error::DomainError;
+
+/// Names of establishments and classes, display names.
+pub const NAME_MAX: usize = 200;
+/// `Person.externalId` (the JWT `sub`): long enough for any identity provider.
+pub const EXTERNAL_ID_MAX: usize = 255;
+/// A school subject ("Mathématiques", "Histoire-Géographie").
+pub const SUBJECT_MAX: usize = 100;
+/// Titles of assessments and homework.
+pub const TITLE_MAX: usize = 200;
+/// Homework descriptions (the cahier de textes entry).
+pub const DESCRIPTION_MAX: usize = 10_000;
+/// Reasons of corrections, justifications, cancellations and withdrawals, and
+/// review comments.
+pub const REASON_MAX: usize = 2_000;
+/// Subject line of a message.
+pub const MESSAGE_SUBJECT_MAX: usize = 200;
+/// Body of a message.
+pub const MESSAGE_BODY_MAX: usize = 20_000;
+/// Distinct recipients of one message: a whole class with its guardians fits,
+/// a mass mailing to the establishment does not.
+pub const RECIPIENTS_MAX: usize = 50;
+
+/// A required single-line text: trimmed, not blank, no control character.
+pub fn line(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    bounded(field, s, max)
+}
+
+/// A required multi-line text: like [`line`] but newlines and tabs are kept.
+pub fn block(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
+    let s = optional_block(field, raw, max)?;
+    if s.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    Ok(s)
+}
+
+/// A multi-line text that may be empty (a homework entry whose title says it all).
+pub fn optional_block(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
+    let normalized = raw.replace("\r\n", "\n");
+    let s = normalized.trim();
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters other than newline and tab",
+        ));
+    }
+    bounded(field, s, max)
+}
+
+/// An optional multi-line text: absent or blank both mean "none".
+pub fn optional_comment(
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, DomainError> {
+    match raw {
+        None => Ok(None),
+        Some(r) => {
+            let s = optional_block(field, r, max)?;
+            Ok((!s.is_empty()).then_some(s))
+        }
+    }
+}
+
+fn bounded(field: &str, s: &str, max: usize) -> Result<String, DomainError> {
+    if s.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_trims_and_rejects_blank_control_and_long() {
+        assert_eq!(line("name", "  4e B \t", NAME_MAX), Ok("4e B".to_owned()));
+        assert!(
+            matches!(line("name", "  \n ", NAME_MAX), Err(DomainError::Invalid { field, .. }) if field == "name")
+        );
+        assert!(line("name", "a\u{7}b", NAME_MAX).is_err());
+        assert!(line("name", "a\nb", NAME_MAX).is_err());
+        assert!(line("name", &"é".repeat(NAME_MAX), NAME_MAX).is_ok());
+        assert!(line("name", &"é".repeat(NAME_MAX + 1), NAME_MAX).is_err());
+    }
+
+    #[test]
+    fn block_keeps_newlines_and_tabs_and_normalizes_crlf() {
+        assert_eq!(
+            block("body", "\r\nBonjour,\r\n\tà demain\n", 100),
+            Ok("Bonjour,\n\tà demain".to_owned())
+        );
+        assert!(block("body", "a\u{0}b", 100).is_err());
+        assert!(block("body", "a\u{1b}[31m", 100).is_err());
+        assert!(block("body", " \n\t ", 100).is_err());
+        assert_eq!(optional_block("description", "  ", 100), Ok(String::new()));
+        assert_eq!(optional_comment("comment", Some("  "), 100), Ok(None));
+        assert_eq!(optional_comment("comment", None, 100), Ok(None));
+        assert_eq!(
+            optional_comment("comment", Some(" ok "), 100),
+            Ok(Some("ok".to_owned()))
+        );
+    }
+}
