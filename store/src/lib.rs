@@ -5,6 +5,15 @@
 //! the domain: it keeps `(event_type, schema_version, data)` and metadata, and
 //! hands back [`RecordedEvent`]s with their global [`Position`].
 
+pub mod chain;
+mod plan;
+pub mod postgres;
+pub mod sqlite;
+pub mod subscription;
+
+use std::path::Path;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -156,7 +165,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn find_idempotent(&self, key: &str) -> Result<Option<AppendOutcome>>;
 
     /// Events of one stream with version > `after_version`, in order.
-    async fn read_stream(&self, stream_id: &str, after_version: StreamVersion) -> Result<Vec<RecordedEvent>>;
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>>;
 
     /// At most `limit` events with position > `after`, in order.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>>;
@@ -185,6 +198,20 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn access_about(&self, subject_id: Uuid) -> Result<Vec<AccessRecord>>;
     /// Deletes access records older than `before`; returns how many.
     async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+pub use chain::{verify_chain, ChainCheckpoint, ChainReport};
+pub use postgres::{migrate_postgres, PostgresStore};
+pub use sqlite::{migrate_sqlite, SqliteStore};
+pub use subscription::subscribe;
+
+/// The store the configuration asks for, migrated: PostgreSQL when
+/// `database_url` is set, else the embedded SQLite file `<data_dir>/registre.db`.
+pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn EventStore>> {
+    Ok(match database_url {
+        Some(url) => PostgresStore::connect(url).await?,
+        None => SqliteStore::open(data_dir).await?,
+    })
 }
 
 /// One read of a person's data.

@@ -1,0 +1,778 @@
+//! The PostgreSQL backend: the production store, shared by every node.
+//!
+//! Appends take `pg_advisory_xact_lock(APPEND_LOCK)` first, so position
+//! allocation is serialised and the lock is held until commit: commit order is
+//! position order, positions are gap-free, and a reader that has seen position
+//! P never later sees a new event below P. The reads an append needs (head,
+//! stream versions, idempotency keys) and its writes are pipelined on one
+//! connection, so an append costs four round trips whatever its size.
+//!
+//! Wake-ups: a local append updates the node's watch channel at once. NOTIFY is
+//! kept out of the append transaction (a transaction with a pending NOTIFY takes
+//! a cluster-wide lock at commit): a background task coalesces local appends
+//! and notifies on its own connection, and one LISTEN connection per node,
+//! reconnecting with backoff, feeds the watch channel with other nodes' heads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+use uuid::Uuid;
+
+use crate::plan::{self, Head, KeyRecord};
+use crate::{
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
+    RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+};
+
+/// Advisory lock key serialising appends ("REGISTRE" in ASCII).
+pub const APPEND_LOCK: i64 = 0x5245_4749_5354_5245;
+/// Advisory lock key serialising migrations ("REGIMIGR").
+pub const MIGRATION_LOCK: i64 = 0x5245_4749_4d49_4752;
+/// The NOTIFY channel carrying new heads between nodes.
+pub const CHANNEL: &str = "registre_log";
+
+const DEFAULT_POOL_SIZE: usize = 16;
+const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
+     schema_version, data, metadata, recorded_at, hash";
+
+fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Backend(format!("postgres: {context}: {e}"))
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Backend(format!("postgres pool: {e}"))
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidAppend(format!("{v} is out of range")))
+}
+
+fn to_u64(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
+}
+
+fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
+    // The URL may carry a password: it is not repeated in the error.
+    url.parse()
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))
+}
+
+/// Applies the pending migrations under a session advisory lock, so that
+/// nodes starting at once apply each migration once. Returns the versions this
+/// call applied.
+pub async fn migrate_postgres(url: &str) -> Result<Vec<u32>> {
+    let config = parse_config(url)?;
+    let (mut client, connection) = config.connect(NoTls).await.map_err(pg("connect"))?;
+    let driver = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg("migration lock"))?;
+    let result = apply_migrations(&mut client).await;
+    // Closing the session would release the lock too; unlocking says so.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Vec<u32>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                name        text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(pg("create schema_migrations"))?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(pg("read schema_migrations"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let known: Vec<i32> = registre_migrations::POSTGRES
+        .iter()
+        .map(|m| m.version as i32)
+        .collect();
+    if let Some(newer) = applied.iter().find(|v| !known.contains(v)) {
+        tracing::warn!(
+            version = newer,
+            "database schema has a migration this binary does not know"
+        );
+    }
+    let mut done = Vec::new();
+    for m in registre_migrations::POSTGRES {
+        if applied.contains(&(m.version as i32)) {
+            continue;
+        }
+        let tx = client.transaction().await.map_err(pg("begin migration"))?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            StoreError::Backend(format!(
+                "postgres: migration {} ({}): {e}",
+                m.version, m.name
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&(m.version as i32), &m.name],
+        )
+        .await
+        .map_err(pg("record migration"))?;
+        tx.commit().await.map_err(pg("commit migration"))?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+/// The PostgreSQL event store. Dropping it stops its background tasks.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// What `wakeups()` hands out: the newest head heard of, from anywhere.
+    wake: watch::Sender<Position>,
+    /// Heads of this node's own appends, for the NOTIFY task.
+    local: watch::Sender<Position>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Options for [`PostgresStore::connect_with`].
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections in the pool (the LISTEN connection is extra).
+    pub pool_size: usize,
+    /// Apply pending migrations before serving.
+    pub migrate: bool,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+            migrate: true,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Migrates, connects and starts the wake-up tasks.
+    pub async fn connect(url: &str) -> Result<Arc<PostgresStore>> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Arc<PostgresStore>> {
+        if options.migrate {
+            migrate_postgres(url).await?;
+        }
+        let config = parse_config(url)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
+        let head = read_head_position(&pool).await?;
+        let (wake, _) = watch::channel(head);
+        let (local, local_rx) = watch::channel(head);
+        let tasks = vec![
+            tokio::spawn(notifier(pool.clone(), local_rx)),
+            tokio::spawn(listener(config, wake.clone())),
+        ];
+        Ok(Arc::new(PostgresStore {
+            pool,
+            wake,
+            local,
+            tasks,
+        }))
+    }
+
+    /// The connection pool, for tools and tests that need raw SQL.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn append_many(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
+        plan::validate(&requests)?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (streams, keys) = plan::lookups(&requests);
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg("begin"))?;
+
+        let (s_lock, s_head, s_versions, s_keys) = futures::try_join!(
+            tx.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+            tx.prepare_cached(
+                "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+            ),
+            tx.prepare_cached(
+                "SELECT stream_id, max(stream_version) FROM events \
+                 WHERE stream_id = ANY($1) GROUP BY stream_id"
+            ),
+            tx.prepare_cached(
+                "SELECT key, fingerprint, first_position, last_position FROM idempotency_keys \
+                 WHERE key = ANY($1)"
+            ),
+        )
+        .map_err(pg("prepare append"))?;
+        // Pipelined: PostgreSQL runs them in order, so the reads see every
+        // append committed before the lock was granted.
+        let lock_params: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
+        let version_params: [&(dyn ToSql + Sync); 1] = [&streams];
+        let key_params: [&(dyn ToSql + Sync); 1] = [&keys];
+        let (_, head_rows, version_rows, key_rows) = futures::try_join!(
+            tx.execute(&s_lock, &lock_params),
+            tx.query(&s_head, &[]),
+            tx.query(&s_versions, &version_params),
+            tx.query(&s_keys, &key_params),
+        )
+        .map_err(pg("read append state"))?;
+
+        let head = match head_rows.first() {
+            None => Head::empty(),
+            Some(row) => {
+                let hash: Vec<u8> = row.try_get(1).map_err(pg("head hash"))?;
+                Head {
+                    position: to_u64(row.try_get(0).map_err(pg("head position"))?)?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("head hash is not 32 bytes".into()))?,
+                    recorded_at: Some(row.try_get(2).map_err(pg("head recorded_at"))?),
+                }
+            }
+        };
+        let mut versions: HashMap<String, StreamVersion> = HashMap::new();
+        for row in &version_rows {
+            let v: i64 = row.try_get(1).map_err(pg("stream version"))?;
+            versions.insert(row.try_get(0).map_err(pg("stream id"))?, to_u64(v)?);
+        }
+        let mut used: HashMap<String, KeyRecord> = HashMap::new();
+        for row in &key_rows {
+            used.insert(
+                row.try_get(0).map_err(pg("key"))?,
+                KeyRecord {
+                    fingerprint: row.try_get(1).map_err(pg("fingerprint"))?,
+                    first_position: to_u64(row.try_get(2).map_err(pg("first position"))?)?,
+                    last_position: to_u64(row.try_get(3).map_err(pg("last position"))?)?,
+                },
+            );
+        }
+
+        let plan = plan::plan(&requests, &head, &versions, &used, Utc::now())?;
+        let dedup = plan
+            .dedup_positions()
+            .into_iter()
+            .map(to_i64)
+            .collect::<Result<Vec<_>>>()?;
+        let earlier = if dedup.is_empty() {
+            Vec::new()
+        } else {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE position = ANY($1) ORDER BY position"
+                ))
+                .await
+                .map_err(pg("prepare read"))?;
+            let rows = tx.query(&stmt, &[&dedup]).await.map_err(pg("read"))?;
+            rows.iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>>>()?
+        };
+
+        let new_head = plan.rows.last().map(|r| r.event.position);
+        if !plan.rows.is_empty() {
+            insert_rows(&tx, &plan).await?;
+        }
+        tx.commit().await.map_err(pg("commit append"))?;
+
+        if let Some(p) = new_head {
+            bump(&self.wake, p);
+            bump(&self.local, p);
+        }
+        plan.into_outcomes(earlier)
+    }
+}
+
+async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan) -> Result<()> {
+    let n = plan.rows.len();
+    let mut position = Vec::with_capacity(n);
+    let mut stream_id = Vec::with_capacity(n);
+    let mut stream_version = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut schema_version = Vec::with_capacity(n);
+    let mut data = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut occurred_at = Vec::with_capacity(n);
+    let mut recorded_at = Vec::with_capacity(n);
+    let mut hash = Vec::with_capacity(n);
+    for row in &plan.rows {
+        let e = &row.event;
+        position.push(to_i64(e.position)?);
+        stream_id.push(e.stream_id.as_str());
+        stream_version.push(to_i64(e.stream_version)?);
+        event_id.push(e.event_id);
+        event_type.push(e.event_type.as_str());
+        schema_version.push(
+            i32::try_from(e.schema_version)
+                .map_err(|_| StoreError::InvalidAppend("schema version out of range".into()))?,
+        );
+        data.push(row.data_text.as_str());
+        metadata.push(row.metadata_text.as_str());
+        occurred_at.push(e.metadata.occurred_at);
+        recorded_at.push(e.recorded_at);
+        hash.push(e.hash.to_vec());
+    }
+    let mut key = Vec::new();
+    let mut fingerprint = Vec::new();
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    for (k, f, a, b) in &plan.keys {
+        key.push(k.as_str());
+        fingerprint.push(f.as_str());
+        first.push(to_i64(*a)?);
+        last.push(to_i64(*b)?);
+    }
+
+    // One statement whatever the number of events: arrays in, rows out.
+    let (s_events, s_keys) = futures::try_join!(
+        tx.prepare_cached(
+            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, \
+             schema_version, data, metadata, occurred_at, recorded_at, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
+             $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[], \
+             $10::timestamptz[], $11::bytea[])"
+        ),
+        tx.prepare_cached(
+            "INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+        ),
+    )
+    .map_err(pg("prepare insert"))?;
+    let event_params: [&(dyn ToSql + Sync); 11] = [
+        &position,
+        &stream_id,
+        &stream_version,
+        &event_id,
+        &event_type,
+        &schema_version,
+        &data,
+        &metadata,
+        &occurred_at,
+        &recorded_at,
+        &hash,
+    ];
+    let key_params: [&(dyn ToSql + Sync); 4] = [&key, &fingerprint, &first, &last];
+    let insert_events = tx.execute(&s_events, &event_params);
+    let result = if key.is_empty() {
+        insert_events.await.map(|_| ())
+    } else {
+        let insert_keys = tx.execute(&s_keys, &key_params);
+        futures::try_join!(insert_events, insert_keys).map(|_| ())
+    };
+    result.map_err(|e| {
+        let is_event_id = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+            && e.as_db_error().and_then(|d| d.constraint()) == Some("events_event_id_key");
+        if is_event_id {
+            StoreError::InvalidAppend("an event id is already in the log".into())
+        } else {
+            StoreError::Backend(format!("postgres: insert events: {e}"))
+        }
+    })
+}
+
+fn event_from_row(row: &Row) -> Result<RecordedEvent> {
+    let col = |e: tokio_postgres::Error| StoreError::Corrupt(format!("event row: {e}"));
+    let data: String = row.try_get("data").map_err(col)?;
+    let metadata: String = row.try_get("metadata").map_err(col)?;
+    let hash: Vec<u8> = row.try_get("hash").map_err(col)?;
+    let position = to_u64(row.try_get("position").map_err(col)?)?;
+    let schema_version: i32 = row.try_get("schema_version").map_err(col)?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.try_get("stream_id").map_err(col)?,
+        stream_version: to_u64(row.try_get("stream_version").map_err(col)?)?,
+        event_id: row.try_get("event_id").map_err(col)?,
+        event_type: row.try_get("event_type").map_err(col)?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("schema version at {position}")))?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("data at {position}: {e}")))?,
+        metadata: serde_json::from_str::<EventMetadata>(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("metadata at {position}: {e}")))?,
+        recorded_at: row.try_get("recorded_at").map_err(col)?,
+        hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("hash at {position} is not 32 bytes")))?,
+    })
+}
+
+fn access_from_row(row: &Row) -> Result<AccessRecord> {
+    let col = |e: tokio_postgres::Error| StoreError::Corrupt(format!("access row: {e}"));
+    Ok(AccessRecord {
+        id: to_u64(row.try_get("id").map_err(col)?)?,
+        access: NewAccess {
+            at: row.try_get("at").map_err(col)?,
+            viewer_id: row.try_get("viewer_id").map_err(col)?,
+            viewer_profile: row.try_get("viewer_profile").map_err(col)?,
+            subject_id: row.try_get("subject_id").map_err(col)?,
+            operation: row.try_get("operation").map_err(col)?,
+            service: row.try_get("service").map_err(col)?,
+        },
+    })
+}
+
+/// Raises a watch value, never lowers it.
+pub(crate) fn bump(tx: &watch::Sender<Position>, p: Position) {
+    tx.send_if_modified(|current| {
+        if p > *current {
+            *current = p;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn read_head_position(pool: &Pool) -> Result<Position> {
+    let client = pool.get().await.map_err(pool_err)?;
+    let row = client
+        .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
+        .await
+        .map_err(pg("head"))?;
+    to_u64(row.try_get(0).map_err(pg("head"))?)
+}
+
+/// Tells the other nodes about this node's appends, coalesced: while a NOTIFY
+/// is in flight, later appends only raise the value sent next.
+async fn notifier(pool: Pool, mut local: watch::Receiver<Position>) {
+    while local.changed().await.is_ok() {
+        let position = *local.borrow_and_update();
+        let sent = async {
+            let client = pool.get().await.map_err(pool_err)?;
+            client
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&CHANNEL, &position.to_string()],
+                )
+                .await
+                .map_err(pg("notify"))
+        }
+        .await;
+        if let Err(e) = sent {
+            // Other nodes' fallback poll covers a lost notification.
+            tracing::warn!(error = %e, position, "could not notify other nodes");
+        }
+    }
+}
+
+/// Keeps one LISTEN connection open and feeds other nodes' heads into `wake`.
+async fn listener(config: tokio_postgres::Config, wake: watch::Sender<Position>) {
+    let mut backoff = LISTEN_BACKOFF_MIN;
+    loop {
+        if let Err(e) = listen_once(&config, &wake, &mut backoff).await {
+            tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    wake: &watch::Sender<Position>,
+    backoff: &mut Duration,
+) -> Result<()> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(pg("listen connect"))?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(pg("listen"))?;
+    *backoff = LISTEN_BACKOFF_MIN;
+    // Appends made while this node was not listening were not heard: publish
+    // the current head so followers catch up.
+    let row = client
+        .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
+        .await
+        .map_err(pg("head"))?;
+    bump(wake, to_u64(row.try_get(0).map_err(pg("head"))?)?);
+    while let Some(payload) = rx.recv().await {
+        match payload.parse::<Position>() {
+            Ok(p) => bump(wake, p),
+            Err(_) => tracing::warn!(payload, "ignoring a malformed notification"),
+        }
+    }
+    match driver.await {
+        Ok(Ok(())) => Err(StoreError::Backend(
+            "postgres: LISTEN connection closed".into(),
+        )),
+        Ok(Err(e)) => Err(pg("listen")(e)),
+        Err(e) => Err(StoreError::Backend(format!("postgres: listen task: {e}"))),
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        let mut outcomes = self.append_many(vec![request]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Backend("append produced no outcome".into()))
+    }
+
+    async fn append_batch(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
+        self.append_many(requests).await
+    }
+
+    async fn find_idempotent(&self, key: &str) -> Result<Option<AppendOutcome>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e JOIN idempotency_keys k \
+                 ON e.position BETWEEN k.first_position AND k.last_position \
+                 WHERE k.key = $1 ORDER BY e.position"
+            ))
+            .await
+            .map_err(pg("prepare find_idempotent"))?;
+        let rows = client
+            .query(&stmt, &[&key])
+            .await
+            .map_err(pg("find_idempotent"))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(AppendOutcome {
+            events: rows.iter().map(event_from_row).collect::<Result<_>>()?,
+            deduplicated: true,
+        }))
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 \
+                 ORDER BY stream_version"
+            ))
+            .await
+            .map_err(pg("prepare read_stream"))?;
+        let rows = client
+            .query(&stmt, &[&stream_id, &to_i64(after_version)?])
+            .await
+            .map_err(pg("read_stream"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ))
+            .await
+            .map_err(pg("prepare read_all"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&stmt, &[&to_i64(after)?, &limit])
+            .await
+            .map_err(pg("read_all"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_positions(&self, positions: &[Position]) -> Result<Vec<RecordedEvent>> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions = positions
+            .iter()
+            .map(|p| to_i64(*p))
+            .collect::<Result<Vec<_>>>()?;
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position = ANY($1) ORDER BY position"
+            ))
+            .await
+            .map_err(pg("prepare read_positions"))?;
+        let rows = client
+            .query(&stmt, &[&positions])
+            .await
+            .map_err(pg("read_positions"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn head(&self) -> Result<Position> {
+        read_head_position(&self.pool).await
+    }
+
+    fn wakeups(&self) -> watch::Receiver<Position> {
+        self.wake.subscribe()
+    }
+
+    async fn load_snapshot(&self, key: &str) -> Result<Option<Snapshot>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let row = client
+            .query_opt(
+                "SELECT version, position, state FROM snapshots WHERE key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(pg("load_snapshot"))?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i32 = row.try_get(0).map_err(pg("snapshot version"))?;
+        Ok(Some(Snapshot {
+            key: key.to_owned(),
+            version: u32::try_from(version)
+                .map_err(|_| StoreError::Corrupt("negative snapshot version".into()))?,
+            position: to_u64(row.try_get(1).map_err(pg("snapshot position"))?)?,
+            state: row.try_get(2).map_err(pg("snapshot state"))?,
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let version = i32::try_from(snapshot.version)
+            .map_err(|_| StoreError::InvalidAppend("snapshot version out of range".into()))?;
+        client
+            .execute(
+                "INSERT INTO snapshots (key, version, position, state, saved_at) \
+                 VALUES ($1, $2, $3, $4, now()) \
+                 ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
+                 position = EXCLUDED.position, state = EXCLUDED.state, saved_at = now()",
+                &[
+                    &snapshot.key,
+                    &version,
+                    &to_i64(snapshot.position)?,
+                    &snapshot.state,
+                ],
+            )
+            .await
+            .map_err(pg("save_snapshot"))?;
+        Ok(())
+    }
+
+    async fn record_access(&self, entries: Vec<NewAccess>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let n = i64::try_from(entries.len())
+            .map_err(|_| StoreError::InvalidAppend("too many access records".into()))?;
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg("begin access"))?;
+        // The counter row stays locked until commit: ids are allocated in
+        // commit order, like positions, and never reused after a purge.
+        let last: i64 = tx
+            .query_one(
+                "UPDATE access_log_counter SET last_id = last_id + $1 RETURNING last_id",
+                &[&n],
+            )
+            .await
+            .map_err(pg("allocate access ids"))?
+            .try_get(0)
+            .map_err(pg("allocate access ids"))?;
+        let ids: Vec<i64> = (last - n + 1..=last).collect();
+        let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at).collect();
+        let viewer: Vec<Uuid> = entries.iter().map(|e| e.viewer_id).collect();
+        let profile: Vec<&str> = entries.iter().map(|e| e.viewer_profile.as_str()).collect();
+        let subject: Vec<Option<Uuid>> = entries.iter().map(|e| e.subject_id).collect();
+        let operation: Vec<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
+        let service: Vec<&str> = entries.iter().map(|e| e.service.as_str()).collect();
+        tx.execute(
+            "INSERT INTO access_log (id, at, viewer_id, viewer_profile, subject_id, operation, service) \
+             SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::uuid[], $4::text[], \
+             $5::uuid[], $6::text[], $7::text[])",
+            &[&ids, &at, &viewer, &profile, &subject, &operation, &service],
+        )
+        .await
+        .map_err(pg("record_access"))?;
+        tx.commit().await.map_err(pg("commit access"))?;
+        Ok(())
+    }
+
+    async fn read_access(&self, after: u64, limit: usize) -> Result<Vec<AccessRecord>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, at, viewer_id, viewer_profile, subject_id, operation, service \
+                 FROM access_log WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&to_i64(after)?, &limit],
+            )
+            .await
+            .map_err(pg("read_access"))?;
+        rows.iter().map(access_from_row).collect()
+    }
+
+    async fn access_about(&self, subject_id: Uuid) -> Result<Vec<AccessRecord>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query(
+                "SELECT id, at, viewer_id, viewer_profile, subject_id, operation, service \
+                 FROM access_log WHERE subject_id = $1 ORDER BY id",
+                &[&subject_id],
+            )
+            .await
+            .map_err(pg("access_about"))?;
+        rows.iter().map(access_from_row).collect()
+    }
+
+    async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client
+            .execute("DELETE FROM access_log WHERE at < $1", &[&before])
+            .await
+            .map_err(pg("purge_access_before"))
+    }
+}
