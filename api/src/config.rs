@@ -1,1 +1,452 @@
-//! Placeholder: being written.
+//! Typed server settings, read once from the environment at start-up.
+//!
+//! Every variable is parsed here and nowhere else, so that a bad value stops
+//! the process before it listens, with a message naming the variable. The
+//! contract fixes the first seven names; the rest tune limits and logging and
+//! all have defaults suited to one collège on one small machine.
+
+use std::{
+    collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
+};
+
+use thiserror::Error;
+
+/// Why the configuration was refused. Each variant names the variable.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var}: {message} (got {value:?})")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("{var} must be set when {because}")]
+    Missing {
+        var: &'static str,
+        because: &'static str,
+    },
+}
+
+/// Where the event log lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// PostgreSQL, from DATABASE_URL.
+    Postgres(String),
+    /// The embedded SQLite store inside the data directory.
+    Embedded(PathBuf),
+}
+
+// The URL may carry a password: never print it.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+            Database::Embedded(path) => f.debug_tuple("Embedded").field(path).finish(),
+        }
+    }
+}
+
+/// Where the token verification keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A JWKS JSON file, re-read when a token names an unknown key.
+    File(PathBuf),
+    /// An https URL, fetched, cached and refetched on an unknown key.
+    Url(String),
+}
+
+/// How bearer tokens are verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub jwks: JwksSource,
+    pub issuer: String,
+    pub audience: String,
+    /// `sub` values that are ADMIN whatever the roster says.
+    pub admin_subjects: BTreeSet<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Least time between two JWKS refetches caused by unknown `kid`s, so that
+    /// garbage tokens cannot make the server hammer the identity provider.
+    pub refetch_min_interval: Duration,
+}
+
+/// Sizes and counts beyond which a request is refused with a clear error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_batch_operations: usize,
+    pub ws_max_message_bytes: usize,
+    pub ws_init_timeout: Duration,
+    pub ws_max_subscriptions: usize,
+    pub ws_keepalive: Duration,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_batch_operations: 10,
+            ws_max_message_bytes: 64 * 1024,
+            ws_init_timeout: Duration::from_secs(10),
+            ws_max_subscriptions: 20,
+            ws_keepalive: Duration::from_secs(25),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected `text` or `json`".into()),
+        }
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub database: Database,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `None` when REGISTRE_JWKS is unset: every token is then refused, and
+    /// `registre serve` warns at start-up (the demo provides its own).
+    pub auth: Option<AuthConfig>,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+    /// tracing-subscriber filter directives, e.g. `info,registre_api=debug`.
+    pub log_filter: String,
+    /// How long read-access records are kept before `retention apply` purges them.
+    pub access_log_retention: Duration,
+    /// /readyz fails while the read model is more than this many events
+    /// behind the log head.
+    pub ready_max_lag: u64,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let data_dir =
+            PathBuf::from(get("REGISTRE_DATA_DIR").unwrap_or_else(|| "./registre-data".into()));
+        let database = match get("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(invalid(
+                        "DATABASE_URL",
+                        "<redacted>",
+                        "expected a postgres:// URL",
+                    ));
+                }
+                Database::Postgres(url)
+            }
+            None => Database::Embedded(data_dir.clone()),
+        };
+        let listen = parse_with(
+            "REGISTRE_LISTEN",
+            get("REGISTRE_LISTEN"),
+            "127.0.0.1:8080",
+            |v| {
+                v.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port with an IP address, e.g. 0.0.0.0:8080".into())
+            },
+        )?;
+
+        let auth = match get("REGISTRE_JWKS") {
+            None => None,
+            Some(jwks) => {
+                let jwks = parse_jwks(&jwks)?;
+                let issuer = get("REGISTRE_ISSUER").ok_or(ConfigError::Missing {
+                    var: "REGISTRE_ISSUER",
+                    because: "REGISTRE_JWKS is set",
+                })?;
+                let audience = get("REGISTRE_AUDIENCE").ok_or(ConfigError::Missing {
+                    var: "REGISTRE_AUDIENCE",
+                    because: "REGISTRE_JWKS is set",
+                })?;
+                Some(AuthConfig {
+                    jwks,
+                    issuer,
+                    audience,
+                    admin_subjects: parse_subjects(get("REGISTRE_ADMIN_SUBJECTS").as_deref()),
+                    leeway: secs(&get, "REGISTRE_JWT_LEEWAY_SECS", 60)?,
+                    refetch_min_interval: secs(&get, "REGISTRE_JWKS_REFETCH_SECS", 30)?,
+                })
+            }
+        };
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: number(&get, "REGISTRE_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_batch_operations: number(
+                &get,
+                "REGISTRE_MAX_BATCH",
+                defaults.max_batch_operations,
+            )?,
+            ws_max_message_bytes: number(
+                &get,
+                "REGISTRE_WS_MAX_MESSAGE_BYTES",
+                defaults.ws_max_message_bytes,
+            )?,
+            ws_init_timeout: secs(&get, "REGISTRE_WS_INIT_TIMEOUT_SECS", 10)?,
+            ws_max_subscriptions: number(
+                &get,
+                "REGISTRE_WS_MAX_SUBSCRIPTIONS",
+                defaults.ws_max_subscriptions,
+            )?,
+            ws_keepalive: secs(&get, "REGISTRE_WS_KEEPALIVE_SECS", 25)?,
+            shutdown_grace: secs(&get, "REGISTRE_SHUTDOWN_GRACE_SECS", 30)?,
+        };
+        for (var, zero) in [
+            ("REGISTRE_MAX_BODY_BYTES", limits.max_body_bytes == 0),
+            ("REGISTRE_MAX_BATCH", limits.max_batch_operations == 0),
+            (
+                "REGISTRE_WS_MAX_MESSAGE_BYTES",
+                limits.ws_max_message_bytes == 0,
+            ),
+            (
+                "REGISTRE_WS_INIT_TIMEOUT_SECS",
+                limits.ws_init_timeout.is_zero(),
+            ),
+            (
+                "REGISTRE_WS_MAX_SUBSCRIPTIONS",
+                limits.ws_max_subscriptions == 0,
+            ),
+            ("REGISTRE_WS_KEEPALIVE_SECS", limits.ws_keepalive.is_zero()),
+        ] {
+            if zero {
+                return Err(invalid(var, "0", "must be greater than zero"));
+            }
+        }
+
+        let log_format = parse_with(
+            "REGISTRE_LOG_FORMAT",
+            get("REGISTRE_LOG_FORMAT"),
+            "text",
+            |v| v.parse::<LogFormat>(),
+        )?;
+        let log_filter = get("REGISTRE_LOG").unwrap_or_else(|| "info".into());
+        let retention_days: u64 = number(&get, "REGISTRE_ACCESS_LOG_RETENTION_DAYS", 365)?;
+        if retention_days == 0 {
+            return Err(invalid(
+                "REGISTRE_ACCESS_LOG_RETENTION_DAYS",
+                "0",
+                "must be at least one day",
+            ));
+        }
+        Ok(Config {
+            database,
+            data_dir,
+            listen,
+            auth,
+            limits,
+            log_format,
+            log_filter,
+            access_log_retention: Duration::from_secs(retention_days * 86_400),
+            ready_max_lag: number(&get, "REGISTRE_READY_MAX_LAG", 1000)?,
+        })
+    }
+}
+
+fn invalid(var: &'static str, value: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_with<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    parse(value.trim()).map_err(|message| invalid(var, &value, message))
+}
+
+fn number<T: FromStr + ToString>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    parse_with(var, get(var), &default.to_string(), |v| {
+        v.parse::<T>()
+            .map_err(|_| "expected a non-negative whole number".into())
+    })
+}
+
+fn secs(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    number(get, var, default).map(Duration::from_secs)
+}
+
+fn parse_jwks(value: &str) -> Result<JwksSource, ConfigError> {
+    let value = value.trim();
+    if value.starts_with("https://") {
+        Ok(JwksSource::Url(value.to_string()))
+    } else if value.contains("://") {
+        // Keys fetched in clear could be swapped by anyone on the path.
+        Err(invalid("REGISTRE_JWKS", value, "a URL must use https"))
+    } else {
+        Ok(JwksSource::File(PathBuf::from(value)))
+    }
+}
+
+fn parse_subjects(value: Option<&str>) -> BTreeSet<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_give_an_embedded_store_on_loopback() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(
+            c.database,
+            Database::Embedded(PathBuf::from("./registre-data"))
+        );
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("literal"));
+        assert_eq!(c.auth, None);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn full_configuration_is_read() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u@db:5432/registre"),
+            ("REGISTRE_DATA_DIR", "/var/lib/registre"),
+            ("REGISTRE_LISTEN", "0.0.0.0:9000"),
+            ("REGISTRE_JWKS", "https://idp.example/jwks.json"),
+            ("REGISTRE_ISSUER", "https://idp.example"),
+            ("REGISTRE_AUDIENCE", "registre"),
+            ("REGISTRE_ADMIN_SUBJECTS", " alice, bob ,,"),
+            ("REGISTRE_LOG_FORMAT", "JSON"),
+            ("REGISTRE_WS_MAX_SUBSCRIPTIONS", "5"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.database,
+            Database::Postgres("postgres://u@db:5432/registre".into())
+        );
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/registre"));
+        assert_eq!(c.listen.port(), 9000);
+        let auth = c.auth.expect("auth configured");
+        assert_eq!(
+            auth.jwks,
+            JwksSource::Url("https://idp.example/jwks.json".into())
+        );
+        assert_eq!(auth.issuer, "https://idp.example");
+        assert_eq!(auth.audience, "registre");
+        assert_eq!(
+            auth.admin_subjects.into_iter().collect::<Vec<_>>(),
+            vec!["alice".to_string(), "bob".to_string()]
+        );
+        assert_eq!(auth.leeway, Duration::from_secs(60));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.limits.ws_max_subscriptions, 5);
+    }
+
+    #[test]
+    fn a_jwks_path_is_a_file_source() {
+        let c = config(&[
+            ("REGISTRE_JWKS", "./keys/jwks.json"),
+            ("REGISTRE_ISSUER", "i"),
+            ("REGISTRE_AUDIENCE", "a"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.auth.expect("auth").jwks,
+            JwksSource::File(PathBuf::from("./keys/jwks.json"))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("REGISTRE_LISTEN", "localhost")], "REGISTRE_LISTEN"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("REGISTRE_LOG_FORMAT", "xml")], "REGISTRE_LOG_FORMAT"),
+            (&[("REGISTRE_MAX_BATCH", "-1")], "REGISTRE_MAX_BATCH"),
+            (&[("REGISTRE_MAX_BATCH", "0")], "REGISTRE_MAX_BATCH"),
+            (
+                &[("REGISTRE_WS_INIT_TIMEOUT_SECS", "ten")],
+                "REGISTRE_WS_INIT_TIMEOUT_SECS",
+            ),
+            (
+                &[
+                    ("REGISTRE_JWKS", "http://idp/jwks"),
+                    ("REGISTRE_ISSUER", "i"),
+                    ("REGISTRE_AUDIENCE", "a"),
+                ],
+                "REGISTRE_JWKS",
+            ),
+            (
+                &[("REGISTRE_JWKS", "/k.json"), ("REGISTRE_AUDIENCE", "a")],
+                "REGISTRE_ISSUER",
+            ),
+            (
+                &[("REGISTRE_JWKS", "/k.json"), ("REGISTRE_ISSUER", "i")],
+                "REGISTRE_AUDIENCE",
+            ),
+            (
+                &[("REGISTRE_ACCESS_LOG_RETENTION_DAYS", "0")],
+                "REGISTRE_ACCESS_LOG_RETENTION_DAYS",
+            ),
+        ];
+        for (vars, var) in cases {
+            let err = config(vars).expect_err("must be refused");
+            assert!(err.to_string().starts_with(var), "{err} should name {var}");
+        }
+    }
+
+    #[test]
+    fn the_database_password_is_never_printed() {
+        let err = config(&[("DATABASE_URL", "mysql://u:secret@h/db")]).expect_err("refused");
+        assert!(!err.to_string().contains("secret"));
+        let c = config(&[("DATABASE_URL", "postgres://u:secret@h/db")]).expect("valid");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

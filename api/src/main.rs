@@ -1,1 +1,28 @@
-fn main() {}
+//! The `registre` binary: parses the command line and runs it on a tokio
+//! runtime. Everything else lives in the library (`registre_api`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use registre_api::cli::{run, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

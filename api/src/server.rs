@@ -1,1 +1,704 @@
-//! Placeholder: being written.
+//! The HTTP and WebSocket transport: warp routes that carry GraphQL, the
+//! probes and the metrics, and the graceful shutdown.
+//!
+//! The transport authenticates (see [`crate::auth`]) and hands the GraphQL
+//! layer a [`Caller`] or an [`AuthRejection`] plus a [`RequestId`] in each
+//! request's data; it never decides what a caller may see. It also enforces
+//! what async-graphql leaves to the host: body size, batch size, WebSocket
+//! message size, a connection-init timeout, a cap on subscriptions per
+//! connection and server keep-alive pings.
+//!
+//! [`serve_executor`] is generic over the GraphQL executor so the transport
+//! can be exercised on its own; [`serve`] wires the real application.
+
+use std::{
+    collections::HashSet, convert::Infallible, future::Future, net::SocketAddr, sync::Arc,
+    time::Instant,
+};
+
+use async_graphql::{
+    http::{GraphiQLSource, WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage},
+    BatchRequest, BatchResponse, Data, Executor,
+};
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
+use uuid::Uuid;
+use warp::{
+    http::{HeaderValue, StatusCode},
+    ws::Message,
+    Filter, Rejection, Reply,
+};
+
+use crate::{
+    auth::Authenticator,
+    config::Limits,
+    context::{AuthRejection, Caller, RequestId},
+    metrics::Metrics,
+};
+
+/// What /readyz reports when the node may not take traffic yet.
+#[async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    /// `Ok` when the database answers and the read model is close enough to
+    /// the log head; `Err` says why not (logged and shown on /readyz).
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// Everything the transport needs, whatever the schema.
+pub struct Transport<E: Executor> {
+    pub executor: E,
+    pub auth: Authenticator,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+impl<E: Executor> std::fmt::Debug for Transport<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("auth", &self.auth)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server that is listening. Dropping it does not stop it: call
+/// [`RunningServer::shutdown`] or resolve the shutdown future given to
+/// [`serve_executor`], then await [`RunningServer::stopped`].
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Starts the graceful shutdown.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once in-flight requests have finished (or the grace period
+    /// ran out) and every WebSocket was closed.
+    pub async fn stopped(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+    }
+}
+
+struct Shared<E: Executor> {
+    transport: Transport<E>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// Binds `listen` and serves until `shutdown` resolves.
+pub async fn serve_executor<E, F>(
+    transport: Transport<E>,
+    listen: SocketAddr,
+    shutdown: F,
+) -> Result<RunningServer, warp::Error>
+where
+    E: Executor,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopping) = watch::channel(false);
+    let grace = transport.limits.shutdown_grace;
+    let shared = Arc::new(Shared {
+        transport,
+        stopping: stopping.clone(),
+    });
+    let routes = routes(shared.clone());
+
+    let mut signal = stopping.clone();
+    let stop_on_external = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => { stop_on_external.send_replace(true); }
+            _ = signal.wait_for(|s| *s) => {}
+        }
+    });
+
+    let mut graceful = stopping.clone();
+    let (addr, server) =
+        warp::serve(routes).try_bind_with_graceful_shutdown(listen, async move {
+            let _ = graceful.wait_for(|s| *s).await;
+            tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        })?;
+    let mut deadline = stopping;
+    let task = tokio::spawn(async move {
+        let server = tokio::spawn(server);
+        let abort = server.abort_handle();
+        tokio::select! {
+            _ = server => {}
+            () = async {
+                let _ = deadline.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining connections");
+                abort.abort();
+            }
+        }
+        // Keep the transport (and the executor's app) alive until every route is done.
+        drop(shared);
+        tracing::info!("server stopped");
+    });
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer { addr, stop, task })
+}
+
+fn routes<E: Executor>(
+    shared: Arc<Shared<E>>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with = {
+        let shared = shared.clone();
+        warp::any().map(move || shared.clone())
+    };
+    let limits = shared.transport.limits.clone();
+
+    let graphql_post = warp::path("graphql")
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::body::content_length_limit(limits.max_body_bytes))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::bytes())
+        .and(with.clone())
+        .then(
+            |authorization: Option<String>,
+             body: warp::hyper::body::Bytes,
+             shared: Arc<Shared<E>>| async move {
+                graphql_http(shared, authorization, body).await
+            },
+        );
+
+    let graphql_ws = warp::path("graphql")
+        .and(warp::path::end())
+        .and(warp::ws())
+        .and(async_graphql_warp::graphql_protocol())
+        .and(with.clone())
+        .map(
+            |ws: warp::ws::Ws, protocol: WebSocketProtocols, shared: Arc<Shared<E>>| {
+                let max = shared.transport.limits.ws_max_message_bytes;
+                // tungstenite's own cap sits above ours so that ours, with its clear
+                // close reason, is the one a client meets.
+                let reply = ws
+                    .max_message_size(max.saturating_mul(2))
+                    .max_frame_size(max.saturating_mul(2))
+                    .on_upgrade(move |socket| websocket(shared, socket, protocol));
+                warp::reply::with_header(
+                    reply,
+                    "sec-websocket-protocol",
+                    protocol.sec_websocket_protocol(),
+                )
+            },
+        );
+
+    let graphiql = warp::path("graphql")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::optional::<String>("accept"))
+        .map(|accept: Option<String>| {
+            if accept.as_deref().is_some_and(|a| a.contains("text/html")) {
+                warp::reply::html(graphiql_page()).into_response()
+            } else {
+                error_reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "INVALID_INPUT",
+                    "send GraphQL with POST /graphql (application/json), or open this URL in a browser",
+                )
+            }
+        });
+
+    let healthz = warp::path("healthz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({ "status": "ok" })));
+
+    let readyz = warp::path("readyz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with.clone())
+        .then(|shared: Arc<Shared<E>>| async move {
+            if *shared.stopping.borrow() {
+                return warp::reply::with_status(
+                    warp::reply::json(&json!({ "status": "stopping" })),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                );
+            }
+            match shared.transport.readiness.check().await {
+                Ok(()) => warp::reply::with_status(
+                    warp::reply::json(&json!({ "status": "ready" })),
+                    StatusCode::OK,
+                ),
+                Err(reason) => {
+                    tracing::warn!(%reason, "not ready");
+                    warp::reply::with_status(
+                        warp::reply::json(&json!({ "status": "not ready", "reason": reason })),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                }
+            }
+        });
+
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with)
+        .map(|shared: Arc<Shared<E>>| {
+            warp::reply::with_header(
+                shared.transport.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        });
+
+    let refused = shared.transport.metrics.refused.clone();
+    graphql_ws
+        .or(graphql_post)
+        .or(graphiql)
+        .or(healthz)
+        .or(readyz)
+        .or(metrics)
+        .recover(move |rejection: Rejection| {
+            let refused = refused.clone();
+            let max = limits.max_body_bytes;
+            async move { Ok::<_, Infallible>(rejection_reply(&rejection, max, &refused)) }
+        })
+}
+
+fn graphiql_page() -> String {
+    GraphiQLSource::build()
+        .endpoint("/graphql")
+        .subscription_endpoint("/graphql")
+        .title("Registre")
+        .finish()
+}
+
+/// A GraphQL-shaped error body, so that clients parse every refusal the same way.
+fn error_reply(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+fn rejection_reply(
+    rejection: &Rejection,
+    max_body: u64,
+    refused: &prometheus::IntCounterVec,
+) -> warp::reply::Response {
+    let (status, code, message, reason) = if rejection.is_not_found() {
+        (
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such route".to_string(),
+            "not_found",
+        )
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_INPUT",
+            format!("the request body exceeds {max_body} bytes"),
+            "body_too_large",
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "INVALID_INPUT",
+            "a Content-Length header is required".to_string(),
+            "length_required",
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "INVALID_INPUT",
+            "method not allowed".to_string(),
+            "method",
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "bad request".to_string(),
+            "bad_request",
+        )
+    };
+    refused.with_label_values(&[reason]).inc();
+    error_reply(status, code, &message)
+}
+
+/// Adds what the GraphQL layer reads from the transport to a request's data.
+fn auth_data(auth: Option<Result<Caller, AuthRejection>>, request_id: RequestId) -> Data {
+    let mut data = Data::default();
+    data.insert(request_id);
+    match auth {
+        Some(Ok(caller)) => data.insert(caller),
+        Some(Err(rejection)) => data.insert(rejection),
+        None => {}
+    }
+    data
+}
+
+async fn graphql_http<E: Executor>(
+    shared: Arc<Shared<E>>,
+    authorization: Option<String>,
+    body: warp::hyper::body::Bytes,
+) -> warp::reply::Response {
+    let started = Instant::now();
+    let request_id = RequestId(Uuid::now_v7());
+    let span = tracing::info_span!("graphql", request_id = %request_id.0, transport = "http");
+    async move {
+        let t = &shared.transport;
+        let batch: BatchRequest = match serde_json::from_slice(&body) {
+            Ok(batch) => batch,
+            Err(e) => {
+                t.metrics.refused.with_label_values(&["bad_json"]).inc();
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    &format!("the body is not a GraphQL request: {e}"),
+                );
+            }
+        };
+        let operations = match &batch {
+            BatchRequest::Single(_) => 1,
+            BatchRequest::Batch(list) => list.len(),
+        };
+        if operations == 0 || operations > t.limits.max_batch_operations {
+            t.metrics.refused.with_label_values(&["batch_size"]).inc();
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                &format!(
+                    "a batch must hold between 1 and {} operations; this one holds {operations}",
+                    t.limits.max_batch_operations
+                ),
+            );
+        }
+        let auth = t.auth.authenticate(authorization.as_deref()).await;
+        let caller_kind = match &auth {
+            None => "anonymous",
+            Some(Err(_)) => "refused",
+            Some(Ok(c)) if c.admin => "admin",
+            Some(Ok(_)) => "authenticated",
+        };
+        let batch = match batch {
+            BatchRequest::Single(r) => BatchRequest::Single(with_data(r, &auth, request_id)),
+            BatchRequest::Batch(list) => BatchRequest::Batch(
+                list.into_iter()
+                    .map(|r| with_data(r, &auth, request_id))
+                    .collect(),
+            ),
+        };
+        let response = t.executor.execute_batch(batch).await;
+        let errors = match &response {
+            BatchResponse::Single(r) => {
+                t.metrics.observe_response("http", r);
+                r.errors.len()
+            }
+            BatchResponse::Batch(list) => list
+                .iter()
+                .map(|r| {
+                    t.metrics.observe_response("http", r);
+                    r.errors.len()
+                })
+                .sum(),
+        };
+        let elapsed = started.elapsed();
+        t.metrics
+            .latency
+            .with_label_values(&["graphql"])
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            caller = caller_kind,
+            operations,
+            errors,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "graphql request"
+        );
+        let mut reply = warp::reply::json(&response).into_response();
+        if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
+            reply.headers_mut().insert("x-request-id", value);
+        }
+        reply
+    }
+    .instrument(span)
+    .await
+}
+
+fn with_data(
+    request: async_graphql::Request,
+    auth: &Option<Result<Caller, AuthRejection>>,
+    request_id: RequestId,
+) -> async_graphql::Request {
+    let request = request.data(request_id);
+    match auth {
+        Some(Ok(caller)) => request.data(caller.clone()),
+        Some(Err(rejection)) => request.data(rejection.clone()),
+        None => request,
+    }
+}
+
+/// The fields of a protocol message the transport looks at.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+async fn websocket<E: Executor>(
+    shared: Arc<Shared<E>>,
+    socket: warp::ws::WebSocket,
+    protocol: WebSocketProtocols,
+) {
+    let connection_id = RequestId(Uuid::now_v7());
+    let span = tracing::info_span!("websocket", request_id = %connection_id.0, protocol = protocol.sec_websocket_protocol());
+    websocket_session(shared, socket, protocol, connection_id)
+        .instrument(span)
+        .await
+}
+
+async fn websocket_session<E: Executor>(
+    shared: Arc<Shared<E>>,
+    socket: warp::ws::WebSocket,
+    protocol: WebSocketProtocols,
+    connection_id: RequestId,
+) {
+    let t = &shared.transport;
+    let limits = &t.limits;
+    t.metrics.open_websockets.inc();
+    tracing::info!("websocket opened");
+    let (mut sink, mut incoming) = socket.split();
+    let (to_graphql, from_client) = mpsc::channel::<Vec<u8>>(16);
+    let auth = t.auth.clone();
+    let mut graphql = GqlWebSocket::new(
+        t.executor.clone(),
+        ReceiverStream::new(from_client),
+        protocol,
+    )
+    .on_connection_init(move |payload: serde_json::Value| async move {
+        let header = payload
+            .get("Authorization")
+            .or_else(|| payload.get("authorization"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(auth_data(
+            auth.authenticate(header.as_deref()).await,
+            connection_id,
+        ))
+    });
+
+    let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
+    tokio::pin!(init_deadline);
+    let mut keepalive = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.ws_keepalive,
+        limits.ws_keepalive,
+    );
+    let mut stopping = shared.stopping.clone();
+    let mut initialized = false;
+    let mut active: HashSet<String> = HashSet::new();
+    let cap = limits.ws_max_subscriptions;
+
+    let close_reason = loop {
+        tokio::select! {
+            message = incoming.next() => {
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => break format!("transport error: {e}"),
+                    None => break "client went away".to_string(),
+                };
+                if message.is_close() {
+                    break "client closed".to_string();
+                }
+                if !(message.is_text() || message.is_binary()) {
+                    continue;
+                }
+                let bytes = message.into_bytes();
+                if bytes.len() > limits.ws_max_message_bytes {
+                    let reason = format!("message exceeds {} bytes", limits.ws_max_message_bytes);
+                    let _ = sink.send(Message::close_with(1009u16, reason.clone())).await;
+                    break reason;
+                }
+                if let Ok(envelope) = serde_json::from_slice::<Envelope>(&bytes) {
+                    match (envelope.kind.as_str(), envelope.id) {
+                        ("connection_init", _) => initialized = true,
+                        ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
+                            if active.len() >= cap {
+                                t.metrics.refused.with_label_values(&["subscription_cap"]).inc();
+                                let refusal = subscription_cap_error(protocol, &id, cap);
+                                if sink.send(Message::text(refusal)).await.is_err() {
+                                    break "client went away".to_string();
+                                }
+                                continue;
+                            }
+                            active.insert(id);
+                            t.metrics.open_subscriptions.inc();
+                        }
+                        ("complete" | "stop", Some(id)) => {
+                            if active.remove(&id) {
+                                t.metrics.open_subscriptions.dec();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if to_graphql.send(bytes).await.is_err() {
+                    break "protocol ended".to_string();
+                }
+            }
+            outgoing = graphql.next() => match outgoing {
+                Some(WsMessage::Text(text)) => {
+                    if let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_str::<Envelope>(&text) {
+                        if (kind == "complete" || kind == "error") && active.remove(&id) {
+                            t.metrics.open_subscriptions.dec();
+                        }
+                    }
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break "client went away".to_string();
+                    }
+                }
+                Some(WsMessage::Close(code, reason)) => {
+                    let _ = sink.send(Message::close_with(code, reason.clone())).await;
+                    break format!("protocol close {code}: {reason}");
+                }
+                None => break "protocol ended".to_string(),
+            },
+            () = &mut init_deadline, if !initialized => {
+                let _ = sink.send(Message::close_with(4408u16, "Connection initialisation timeout")).await;
+                break "connection_init timeout".to_string();
+            }
+            _ = keepalive.tick() => {
+                if initialized {
+                    let ping = match protocol {
+                        WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
+                        WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
+                    };
+                    if sink.send(Message::text(ping.to_string())).await.is_err() {
+                        break "client went away".to_string();
+                    }
+                }
+            }
+            () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                let _ = sink.send(Message::close_with(1001u16, "server shutting down")).await;
+                break "server shutting down".to_string();
+            }
+        }
+    };
+    let _ = sink.close().await;
+    t.metrics.open_subscriptions.sub(active.len() as i64);
+    t.metrics.open_websockets.dec();
+    tracing::info!(reason = %close_reason, "websocket closed");
+}
+
+fn subscription_cap_error(protocol: WebSocketProtocols, id: &str, cap: usize) -> String {
+    let error = json!({
+        "message": format!("at most {cap} operations may run at once on one connection"),
+        "extensions": { "code": "RATE_LIMITED" },
+    });
+    match protocol {
+        WebSocketProtocols::GraphQLWS => json!({ "id": id, "type": "error", "payload": [error] }),
+        WebSocketProtocols::SubscriptionsTransportWS => {
+            json!({ "id": id, "type": "error", "payload": error })
+        }
+    }
+    .to_string()
+}
+
+/// Readiness of a node: the database answers and the read model is within
+/// `max_lag` events of the log head.
+struct AppReadiness {
+    app: Arc<crate::app::App>,
+    max_lag: u64,
+}
+
+#[async_trait]
+impl Readiness for AppReadiness {
+    async fn check(&self) -> Result<(), String> {
+        let head = self.app.store().head().await.map_err(|e| {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            "the database does not answer".to_string()
+        })?;
+        let lag = head.saturating_sub(self.app.read_model_position());
+        if lag > self.max_lag {
+            return Err(format!("the read model is {lag} events behind the log"));
+        }
+        Ok(())
+    }
+}
+
+/// Starts the application on `store` and serves it on `config.listen` until
+/// `shutdown` resolves; then stops accepting, lets in-flight requests finish,
+/// closes WebSockets and shuts the application down (flushing the access log).
+pub async fn serve<F>(
+    config: &crate::config::Config,
+    store: Arc<dyn registre_store::EventStore>,
+    shutdown: F,
+) -> anyhow::Result<RunningServer>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    use anyhow::Context as _;
+    let app = crate::app::App::new(store, crate::app::AppConfig::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
+    let schema = crate::graphql::build_schema(app.clone());
+    let auth = match &config.auth {
+        Some(auth) => Authenticator::load(auth.clone())
+            .await
+            .context("loading REGISTRE_JWKS")?,
+        None => {
+            tracing::warn!("REGISTRE_JWKS is not set: every request will be unauthenticated");
+            Authenticator::disabled()
+        }
+    };
+    let metrics = Metrics::new().context("registering metrics")?;
+    let transport = Transport {
+        executor: schema,
+        auth,
+        limits: config.limits.clone(),
+        metrics: metrics.clone(),
+        readiness: Arc::new(AppReadiness {
+            app: app.clone(),
+            max_lag: config.ready_max_lag,
+        }),
+    };
+    let inner = serve_executor(transport, config.listen, shutdown)
+        .await
+        .with_context(|| format!("listening on {} (REGISTRE_LISTEN)", config.listen))?;
+
+    let sampler = tokio::spawn(sample_app(app.clone(), metrics));
+    let RunningServer { addr, stop, task } = inner;
+    let task = tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+        sampler.abort();
+        app.shutdown().await;
+        tracing::info!("application stopped");
+    });
+    Ok(RunningServer { addr, stop, task })
+}
+
+/// Copies the application's gauges into the metrics every few seconds.
+async fn sample_app(app: Arc<crate::app::App>, metrics: Metrics) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        let stats = app.stats();
+        if let Ok(head) = app.store().head().await {
+            metrics
+                .log_head
+                .set(i64::try_from(head).unwrap_or(i64::MAX));
+            let lag = head.saturating_sub(stats.read_model_position);
+            metrics
+                .projection_lag
+                .with_label_values(&["api_read_model"])
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+    }
+}
