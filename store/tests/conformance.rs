@@ -1,0 +1,985 @@
+//! One conformance suite for both backends: every property below runs against
+//! the embedded SQLite store (in a temporary directory) and against PostgreSQL
+//! (a fresh database `registre_test_<uuid>` created through
+//! REGISTRE_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres,
+//! and dropped afterwards).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use registre_store::chain::{self, BreakKind};
+use registre_store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, Idempotency, NewAccess, NewEvent,
+    PostgresStore, Snapshot, SqliteStore, StoreError,
+};
+use serde_json::json;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+/// Bounds every wait so that a broken property fails instead of hanging.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+enum Raw {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        _guard: DropDatabase,
+    },
+}
+
+/// Drops a test database when the test ends, even when it failed.
+struct DropDatabase {
+    admin_url: String,
+    name: String,
+}
+
+struct TestDb {
+    store: Arc<dyn EventStore>,
+    raw: Raw,
+}
+
+fn admin_url() -> String {
+    std::env::var("REGISTRE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must be reachable (REGISTRE_TEST_DATABASE_URL)");
+    tokio::spawn(connection);
+    client
+}
+
+/// Creates an empty, unmigrated database; returns its url and its guard.
+async fn fresh_pg_database() -> (String, DropDatabase) {
+    let admin = admin_url();
+    let name = format!("registre_test_{}", Uuid::new_v4().simple());
+    pg_client(&admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let url = with_database(&admin, &name);
+    (
+        url,
+        DropDatabase {
+            admin_url: admin,
+            name,
+        },
+    )
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open sqlite");
+        TestDb {
+            raw: Raw::Sqlite {
+                path: store.path().to_owned(),
+                _dir: dir,
+            },
+            store,
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let (url, guard) = fresh_pg_database().await;
+        let store = PostgresStore::connect(&url).await.expect("open postgres");
+        TestDb {
+            store,
+            raw: Raw::Postgres { url, _guard: guard },
+        }
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        self.store.clone()
+    }
+
+    /// Runs SQL on a connection of its own, as any client of the database could.
+    async fn exec(&self, sql: &str) -> Result<(), String> {
+        match &self.raw {
+            Raw::Sqlite { path, .. } => {
+                let path = path.clone();
+                let sql = sql.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+                    conn.busy_timeout(Duration::from_secs(10))
+                        .map_err(|e| e.to_string())?;
+                    conn.execute_batch(&sql).map_err(|e| e.to_string())
+                })
+                .await
+                .expect("sqlite task")
+            }
+            Raw::Postgres { url, .. } => {
+                pg_client(url)
+                    .await
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => db.message().to_owned(),
+                        None => e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Runs SQL with the append-only triggers out of the way, as a database
+    /// superuser who set out to rewrite history could.
+    async fn tamper(&self, sql: &str) {
+        let bypass = match &self.raw {
+            Raw::Sqlite { .. } => {
+                "DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete;"
+            }
+            Raw::Postgres { .. } => "SET session_replication_role = replica;",
+        };
+        self.exec(&format!("{bypass} {sql}"))
+            .await
+            .expect("tampering as superuser works");
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.raw, Raw::Postgres { .. })
+    }
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        {
+            let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+            let label = name.clone();
+            // Drop runs inside the test's runtime: drop the database from a
+            // thread with a runtime of its own.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    pg_client(&admin_url)
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {label}");
+            }
+        }
+    }
+}
+
+fn event(kind: &str, n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: kind.to_owned(),
+        schema_version: 1,
+        // Keys out of order and a float: the stored text is canonical anyway.
+        data: json!({"n": n, "z": {"b": [1.5, "é\"x"], "a": null}, "a": true}),
+        metadata: EventMetadata {
+            actor: Some(registre_store::Actor {
+                person_id: Uuid::now_v7(),
+                role: "TEACHER".into(),
+            }),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            idempotency_key: None,
+            occurred_at: Utc::now(),
+            reason: Some("because".into()),
+        },
+    }
+}
+
+fn request(stream: &str, expected: ExpectedVersion, n: usize) -> AppendRequest {
+    AppendRequest {
+        stream_id: stream.to_owned(),
+        expected,
+        events: (0..n).map(|i| event("Something", i as i64)).collect(),
+        idempotency: None,
+    }
+}
+
+fn keyed(mut r: AppendRequest, key: &str, fingerprint: &str) -> AppendRequest {
+    r.idempotency = Some(Idempotency {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    });
+    r
+}
+
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    chain::truncate_micros(t)
+}
+
+// ---------------------------------------------------------------- properties
+
+async fn append_and_read(db: &TestDb) {
+    let store = db.store();
+    assert_eq!(store.head().await.unwrap(), 0);
+    let input = request("s1", ExpectedVersion::NoStream, 3);
+    let a = store.append(input.clone()).await.unwrap();
+    assert!(!a.deduplicated);
+    assert_eq!(
+        a.events
+            .iter()
+            .map(|e| (e.position, e.stream_version))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)]
+    );
+    for (recorded, new) in a.events.iter().zip(&input.events) {
+        assert_eq!(recorded.event_id, new.event_id);
+        assert_eq!(recorded.data, new.data);
+        assert_eq!(
+            recorded.metadata.occurred_at,
+            micros(new.metadata.occurred_at)
+        );
+    }
+    let b = store
+        .append(request("s2", ExpectedVersion::Any, 2))
+        .await
+        .unwrap();
+    assert_eq!(b.last_position(), 5);
+    assert_eq!(b.events[0].stream_version, 1);
+
+    assert_eq!(store.read_stream("s1", 0).await.unwrap(), a.events);
+    assert_eq!(store.read_stream("s1", 2).await.unwrap(), a.events[2..]);
+    assert!(store.read_stream("nope", 0).await.unwrap().is_empty());
+    let all = store.read_all(0, 100).await.unwrap();
+    let expected: Vec<_> = a.events.iter().chain(&b.events).cloned().collect();
+    assert_eq!(all, expected);
+    let page: Vec<u64> = store
+        .read_all(2, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(page, vec![3, 4]);
+    let picked = store.read_positions(&[5, 1, 42]).await.unwrap();
+    assert_eq!(picked, vec![expected[0].clone(), expected[4].clone()]);
+    assert_eq!(store.head().await.unwrap(), 5);
+    assert_eq!(*store.wakeups().borrow(), 5);
+
+    // recorded_at never goes backwards along the log.
+    assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+
+    let empty = store
+        .append(request("s3", ExpectedVersion::NoStream, 0))
+        .await
+        .unwrap();
+    assert!(empty.events.is_empty());
+    assert_eq!(store.head().await.unwrap(), 5);
+}
+
+async fn conflict_on_wrong_expected_version(db: &TestDb) {
+    let store = db.store();
+    store
+        .append(request("s", ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Exact(2),
+    ] {
+        match store.append(request("s", expected, 1)).await {
+            Err(StoreError::Conflict {
+                stream_id, actual, ..
+            }) => {
+                assert_eq!(stream_id, "s");
+                assert_eq!(actual, 1);
+            }
+            other => panic!("expected a conflict for {expected:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(store.head().await.unwrap(), 1);
+    let ok = store
+        .append(request("s", ExpectedVersion::Exact(1), 1))
+        .await
+        .unwrap();
+    assert_eq!(ok.events[0].stream_version, 2);
+    let any = store
+        .append(request("s", ExpectedVersion::Any, 1))
+        .await
+        .unwrap();
+    assert_eq!(any.events[0].stream_version, 3);
+}
+
+async fn concurrent_appends_one_wins(db: &TestDb) {
+    let store = db.store();
+    store
+        .append(request("race", ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    for round in 1..=10u64 {
+        let barrier = Arc::new(Barrier::new(2));
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .append(request("race", ExpectedVersion::Exact(round), 1))
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        let mut conflicts = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(StoreError::Conflict { actual, .. }) => {
+                    assert_eq!(actual, round + 1);
+                    conflicts += 1;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!((wins, conflicts), (1, 1), "round {round}");
+    }
+    assert_eq!(store.read_stream("race", 0).await.unwrap().len(), 11);
+}
+
+async fn idempotency(db: &TestDb) {
+    let store = db.store();
+    let first = store
+        .append(keyed(
+            request("s", ExpectedVersion::NoStream, 2),
+            "k1",
+            "fp-a",
+        ))
+        .await
+        .unwrap();
+    assert!(!first.deduplicated);
+    // A retry carries the same key, its own fresh event ids, and an expected
+    // version that is now stale: it still answers the original outcome.
+    let again = store
+        .append(keyed(
+            request("s", ExpectedVersion::NoStream, 2),
+            "k1",
+            "fp-a",
+        ))
+        .await
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.events, first.events);
+    assert_eq!(store.head().await.unwrap(), 2);
+
+    let found = store.find_idempotent("k1").await.unwrap().unwrap();
+    assert_eq!(found.events, first.events);
+    assert!(store.find_idempotent("unknown").await.unwrap().is_none());
+
+    match store
+        .append(keyed(
+            request("s", ExpectedVersion::Exact(2), 1),
+            "k1",
+            "fp-b",
+        ))
+        .await
+    {
+        Err(StoreError::IdempotencyKeyReused(k)) => assert_eq!(k, "k1"),
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+    assert_eq!(store.head().await.unwrap(), 2);
+
+    // Racing retries of one command write once.
+    let barrier = Arc::new(Barrier::new(4));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append(keyed(request("t", ExpectedVersion::Any, 1), "k2", "fp"))
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| !o.deduplicated).count(), 1);
+    assert!(outcomes.windows(2).all(|w| w[0].events == w[1].events));
+    assert_eq!(store.head().await.unwrap(), 3);
+
+    // The same key twice within one batch is one write too.
+    let batch = store
+        .append_batch(vec![
+            keyed(request("u", ExpectedVersion::Any, 1), "k3", "fp"),
+            keyed(request("u", ExpectedVersion::Any, 1), "k3", "fp"),
+        ])
+        .await
+        .unwrap();
+    assert!(!batch[0].deduplicated && batch[1].deduplicated);
+    assert_eq!(batch[0].events, batch[1].events);
+    assert_eq!(store.head().await.unwrap(), 4);
+}
+
+async fn ordering_under_concurrent_writers(db: &TestDb) {
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 50;
+    const TOTAL: u64 = (WRITERS * APPENDS) as u64;
+    let store = db.store();
+
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut wakeups = store.wakeups();
+            let mut seen = Vec::new();
+            let mut last = 0;
+            while last < TOTAL {
+                let page = store.read_all(last, 37).await.unwrap();
+                if page.is_empty() {
+                    let after = last;
+                    wakeups.wait_for(|head| *head > after).await.unwrap();
+                    continue;
+                }
+                for e in page {
+                    // Never below or equal to what was already read, never a hole.
+                    assert_eq!(
+                        e.position,
+                        last + 1,
+                        "tailing reader saw a gap or a step back"
+                    );
+                    last = e.position;
+                    seen.push(e);
+                }
+            }
+            seen
+        })
+    };
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..APPENDS {
+                    // Two writers per stream: versions are contended too.
+                    let outcome = store
+                        .append(request(&format!("w{}", w % 4), ExpectedVersion::Any, 1))
+                        .await
+                        .unwrap();
+                    ids.push(outcome.events[0].event_id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut written = HashSet::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    let seen = tokio::time::timeout(HANG_GUARD, reader)
+        .await
+        .expect("reader caught up")
+        .unwrap();
+
+    assert_eq!(written.len() as u64, TOTAL);
+    let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=TOTAL).collect::<Vec<_>>());
+    let seen_ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(seen_ids.len() as u64, TOTAL, "an event was seen twice");
+    assert_eq!(seen_ids, written);
+    let mut versions: HashMap<&str, Vec<u64>> = HashMap::new();
+    for e in &seen {
+        versions
+            .entry(&e.stream_id)
+            .or_default()
+            .push(e.stream_version);
+    }
+    for (stream, v) in versions {
+        assert_eq!(v, (1..=100).collect::<Vec<_>>(), "versions of {stream}");
+    }
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+}
+
+async fn log_is_immutable(db: &TestDb) {
+    let store = db.store();
+    store
+        .append(keyed(request("s", ExpectedVersion::NoStream, 2), "k", "fp"))
+        .await
+        .unwrap();
+    let before = store.read_all(0, 10).await.unwrap();
+    let mut statements = vec![
+        "UPDATE events SET data = '{}' WHERE position = 1",
+        "DELETE FROM events WHERE position = 2",
+        "DELETE FROM events",
+        "UPDATE idempotency_keys SET fingerprint = 'other'",
+        "DELETE FROM idempotency_keys",
+    ];
+    if db.is_postgres() {
+        statements.push("TRUNCATE events CASCADE");
+        statements.push("TRUNCATE idempotency_keys");
+    }
+    for sql in statements {
+        let err = db.exec(sql).await.expect_err(sql);
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(store.read_all(0, 10).await.unwrap(), before);
+    assert!(store.find_idempotent("k").await.unwrap().is_some());
+}
+
+async fn failed_batch_writes_nothing(db: &TestDb) {
+    let store = db.store();
+    let first = store
+        .append(request("b", ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+
+    let conflicting = store
+        .append_batch(vec![
+            request("a", ExpectedVersion::NoStream, 2),
+            request("b", ExpectedVersion::Exact(7), 1),
+        ])
+        .await;
+    assert!(
+        matches!(conflicting, Err(StoreError::Conflict { .. })),
+        "{conflicting:?}"
+    );
+
+    // A failure the database itself detects, at insert time: a reused event id.
+    let mut reused = request("c", ExpectedVersion::NoStream, 2);
+    reused.events[1].event_id = first.events[0].event_id;
+    let failed = store
+        .append_batch(vec![request("a", ExpectedVersion::NoStream, 2), reused])
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::InvalidAppend(_))),
+        "{failed:?}"
+    );
+
+    assert_eq!(store.head().await.unwrap(), 1);
+    assert!(store.read_stream("a", 0).await.unwrap().is_empty());
+
+    let ok = store
+        .append_batch(vec![
+            request("a", ExpectedVersion::NoStream, 2),
+            request("b", ExpectedVersion::Exact(1), 1),
+            request("a", ExpectedVersion::Exact(2), 1),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(u64, &str, u64)> = ok
+        .iter()
+        .flat_map(|o| &o.events)
+        .map(|e| (e.position, e.stream_id.as_str(), e.stream_version))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2, "a", 1), (3, "a", 2), (4, "b", 2), (5, "a", 3)]
+    );
+    assert!(store.append_batch(Vec::new()).await.unwrap().is_empty());
+}
+
+async fn append_n(db: &TestDb, n: usize) {
+    db.store()
+        .append(request("s", ExpectedVersion::Any, n))
+        .await
+        .unwrap();
+}
+
+async fn chain_verifies(db: &TestDb) {
+    let store = db.store();
+    let empty = chain::verify_chain(store.as_ref(), |_| {}).await.unwrap();
+    assert!(empty.is_intact());
+    assert_eq!((empty.verified_head, empty.head_hash), (0, chain::GENESIS));
+    append_n(db, 4).await;
+    store
+        .append(request("other", ExpectedVersion::Any, 2))
+        .await
+        .unwrap();
+    let mut progress = Vec::new();
+    let report = chain::verify_chain(store.as_ref(), |p| progress.push(p))
+        .await
+        .unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.verified_head, 6);
+    assert_eq!(report.events_checked, 6);
+    assert_eq!(progress, vec![6]);
+    let last = store.read_positions(&[6]).await.unwrap();
+    assert_eq!(report.head_hash, last[0].hash);
+    let checkpoint = chain::checkpoint(store.as_ref()).await.unwrap();
+    assert_eq!((checkpoint.position, checkpoint.hash), (6, last[0].hash));
+    assert!(chain::verify_checkpoint(store.as_ref(), &checkpoint)
+        .await
+        .unwrap());
+    // A checkpoint round-trips through JSON, as an auditor would keep it.
+    let text = serde_json::to_string(&checkpoint).unwrap();
+    assert_eq!(
+        serde_json::from_str::<chain::ChainCheckpoint>(&text).unwrap(),
+        checkpoint
+    );
+}
+
+async fn chain_detects_altered_row(db: &TestDb) {
+    append_n(db, 6).await;
+    db.tamper(r#"UPDATE events SET data = '{"n":999}' WHERE position = 3"#)
+        .await;
+    let report = chain::verify_chain(db.store().as_ref(), |_| {})
+        .await
+        .unwrap();
+    let broken = report.first_break.expect("tampering detected");
+    assert_eq!((broken.position, broken.kind), (3, BreakKind::HashMismatch));
+    assert_eq!(report.verified_head, 2);
+}
+
+async fn chain_detects_deleted_row(db: &TestDb) {
+    append_n(db, 6).await;
+    let store = db.store();
+    let checkpoint = chain::checkpoint(store.as_ref()).await.unwrap();
+    db.tamper("DELETE FROM events WHERE position = 3").await;
+    let report = chain::verify_chain(store.as_ref(), |_| {}).await.unwrap();
+    let broken = report.first_break.expect("tampering detected");
+    assert_eq!(
+        (broken.position, broken.kind),
+        (3, BreakKind::Gap { found: 4 })
+    );
+
+    // Cutting the newest event leaves a chain that verifies on its own: the
+    // auditor's checkpoint is what exposes it.
+    db.tamper("DELETE FROM events WHERE position = 6").await;
+    assert!(!chain::verify_checkpoint(store.as_ref(), &checkpoint)
+        .await
+        .unwrap());
+}
+
+async fn chain_detects_reordered_rows(db: &TestDb) {
+    append_n(db, 6).await;
+    db.tamper(
+        "UPDATE events SET position = 1000 WHERE position = 2; \
+         UPDATE events SET position = 2 WHERE position = 3; \
+         UPDATE events SET position = 3 WHERE position = 1000;",
+    )
+    .await;
+    let report = chain::verify_chain(db.store().as_ref(), |_| {})
+        .await
+        .unwrap();
+    let broken = report.first_break.expect("tampering detected");
+    assert_eq!((broken.position, broken.kind), (2, BreakKind::HashMismatch));
+}
+
+async fn snapshots_round_trip(db: &TestDb) {
+    let store = db.store();
+    assert!(store.load_snapshot("proj").await.unwrap().is_none());
+    let first = Snapshot {
+        key: "proj".into(),
+        version: 3,
+        position: 42,
+        state: vec![0, 1, 2, 255],
+    };
+    store.save_snapshot(first.clone()).await.unwrap();
+    assert_eq!(store.load_snapshot("proj").await.unwrap(), Some(first));
+    let second = Snapshot {
+        key: "proj".into(),
+        version: 4,
+        position: 43,
+        state: vec![9; 10_000],
+    };
+    store.save_snapshot(second.clone()).await.unwrap();
+    assert_eq!(store.load_snapshot("proj").await.unwrap(), Some(second));
+    assert!(store.load_snapshot("other").await.unwrap().is_none());
+}
+
+async fn access_log(db: &TestDb) {
+    let store = db.store();
+    let subject = Uuid::now_v7();
+    let old = micros(Utc::now() - chrono::Duration::days(400));
+    let recent = micros(Utc::now());
+    let access = |at, subject_id| NewAccess {
+        at,
+        viewer_id: Uuid::now_v7(),
+        viewer_profile: "PARENT".into(),
+        subject_id,
+        operation: "student.grades".into(),
+        service: "Notes".into(),
+    };
+    let entries = vec![
+        access(old, Some(subject)),
+        access(old, None),
+        access(recent, Some(subject)),
+    ];
+    store.record_access(entries.clone()).await.unwrap();
+    store.record_access(Vec::new()).await.unwrap();
+
+    let all = store.read_access(0, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.access.clone()).collect::<Vec<_>>(),
+        entries
+    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let rest = store.read_access(all[0].id, 10).await.unwrap();
+    assert_eq!(rest, all[1..]);
+    assert_eq!(store.read_access(0, 1).await.unwrap(), all[..1]);
+    let about = store.access_about(subject).await.unwrap();
+    assert_eq!(about, vec![all[0].clone(), all[2].clone()]);
+
+    let cutoff = micros(Utc::now() - chrono::Duration::days(365));
+    assert_eq!(store.purge_access_before(cutoff).await.unwrap(), 2);
+    assert_eq!(store.read_access(0, 10).await.unwrap(), all[2..]);
+
+    // Ids are never reused, even once every record was purged.
+    assert_eq!(
+        store
+            .purge_access_before(Utc::now() + chrono::Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    store
+        .record_access(vec![access(recent, None)])
+        .await
+        .unwrap();
+    let after = store.read_access(0, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].id > all[2].id);
+}
+
+async fn next<S>(sub: &mut S) -> registre_store::RecordedEvent
+where
+    S: futures::Stream<Item = registre_store::Result<registre_store::RecordedEvent>> + Unpin,
+{
+    tokio::time::timeout(HANG_GUARD, sub.next())
+        .await
+        .expect("subscription delivers")
+        .expect("subscription continues")
+        .expect("no error")
+}
+
+async fn subscribe_history_then_live(db: &TestDb) {
+    let store = db.store();
+    append_n(db, 5).await;
+    let mut sub = Box::pin(registre_store::subscribe(store.clone(), 2));
+    for p in 3..=5 {
+        assert_eq!(next(&mut sub).await.position, p);
+    }
+    let appender = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                store
+                    .append(request("live", ExpectedVersion::Any, 2))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for p in 6..=15 {
+        assert_eq!(next(&mut sub).await.position, p);
+    }
+    appender.await.unwrap();
+}
+
+async fn read_stream_reads_only_after_version(db: &TestDb) {
+    let store = db.store();
+    for i in 0..10u64 {
+        let expected = if i == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(i * 100)
+        };
+        store.append(request("long", expected, 100)).await.unwrap();
+        store
+            .append(request("noise", ExpectedVersion::Any, 5))
+            .await
+            .unwrap();
+    }
+    let tail = store.read_stream("long", 995).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (996..=1000).collect::<Vec<_>>()
+    );
+    assert!(store.read_stream("long", 1000).await.unwrap().is_empty());
+    if db.is_postgres() {
+        // Flat cost by construction: the read is an index range scan on
+        // (stream_id, stream_version), not a scan of the stream.
+        let Raw::Postgres { url, .. } = &db.raw else {
+            unreachable!()
+        };
+        let client = pg_client(url).await;
+        client.batch_execute("ANALYZE events").await.unwrap();
+        let plan: Vec<String> = client
+            .query(
+                "EXPLAIN SELECT * FROM events WHERE stream_id = 'long' AND stream_version > 995 \
+                 ORDER BY stream_version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("events_stream_version_key"), "{plan}");
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = super::TestDb::postgres().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    append_and_read,
+    conflict_on_wrong_expected_version,
+    concurrent_appends_one_wins,
+    idempotency,
+    ordering_under_concurrent_writers,
+    log_is_immutable,
+    failed_batch_writes_nothing,
+    chain_verifies,
+    chain_detects_altered_row,
+    chain_detects_deleted_row,
+    chain_detects_reordered_rows,
+    snapshots_round_trip,
+    access_log,
+    subscribe_history_then_live,
+    read_stream_reads_only_after_version,
+);
+
+// ------------------------------------------------- backend-specific properties
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_migrations_apply_once() {
+    let (url, guard) = fresh_pg_database().await;
+    let (a, b) = tokio::join!(
+        registre_store::migrate_postgres(&url),
+        registre_store::migrate_postgres(&url)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let all: Vec<u32> = registre_migrations::POSTGRES
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let mut applied = [a, b].concat();
+    applied.sort_unstable();
+    assert_eq!(applied, all, "each migration applied exactly once");
+    let rows = pg_client(&url)
+        .await
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.get::<_, i32>(0) as u32)
+            .collect::<Vec<_>>(),
+        all
+    );
+    assert!(registre_store::migrate_postgres(&url)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_reopen_keeps_the_log_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = tokio::join!(SqliteStore::open(dir.path()), SqliteStore::open(dir.path()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let outcome = a
+        .append(request("s", ExpectedVersion::NoStream, 3))
+        .await
+        .unwrap();
+    assert_eq!(b.read_all(0, 10).await.unwrap(), outcome.events);
+    drop((a, b));
+    let again = registre_store::open(None, dir.path()).await.unwrap();
+    assert_eq!(again.head().await.unwrap(), 3);
+    assert_eq!(*again.wakeups().borrow(), 3);
+    let conn = rusqlite::Connection::open(dir.path().join("registre.db")).unwrap();
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count as usize, registre_migrations::SQLITE.len());
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_wake_each_other() {
+    let db = TestDb::postgres().await;
+    let Raw::Postgres { url, .. } = &db.raw else {
+        unreachable!()
+    };
+    let other = registre_store::open(Some(url), std::path::Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    let mut wakeups = other.wakeups();
+    let mut positions = Vec::new();
+    for _ in 0..3 {
+        let outcome = db
+            .store()
+            .append(request("s", ExpectedVersion::Any, 2))
+            .await
+            .unwrap();
+        positions.push(outcome.last_position());
+    }
+    let target = *positions.last().unwrap();
+    // Only a NOTIFY (or the head published after LISTEN) can raise the other
+    // node's wake-up value: it made no append of its own.
+    tokio::time::timeout(HANG_GUARD, wakeups.wait_for(|p| *p >= target))
+        .await
+        .expect("the other node heard the appends")
+        .unwrap();
+    let followed: Vec<u64> = registre_store::subscribe(other.clone(), 0)
+        .take(6)
+        .map(|e| e.unwrap().position)
+        .collect()
+        .await;
+    assert_eq!(followed, (1..=6).collect::<Vec<_>>());
+}
