@@ -10,6 +10,7 @@ mod throughput;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,9 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Only the in-memory fold (no store).
+        #[arg(long)]
+        memory_only: bool,
     },
 }
 
@@ -60,8 +64,12 @@ struct ThroughputArgs {
     /// Stream lengths before the measured appends (0: a new stream per command).
     #[arg(long, value_delimiter = ',', default_value = "0,1000")]
     preload: Vec<u64>,
-    /// Targets to run, among registre, raw, esrs, cqrs-es.
-    #[arg(long, value_delimiter = ',', default_value = "raw,esrs,cqrs-es")]
+    /// Targets to run, among registre, raw, esrs, cqrs-es, registre-batch.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "registre,raw,esrs,cqrs-es,registre-batch"
+    )]
     targets: Vec<String>,
 }
 
@@ -92,7 +100,11 @@ async fn main() -> Result<()> {
             }
         }
         Command::Throughput(args) => run_throughput(&cli.database_url, &args).await?,
-        Command::Rebuild { events, seed } => run_rebuild(events, seed)?,
+        Command::Rebuild {
+            events,
+            seed,
+            memory_only,
+        } => run_rebuild(&cli.database_url, events, seed, memory_only).await?,
     }
     Ok(())
 }
@@ -104,24 +116,53 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
         for &writers in &args.writers {
             for target in &args.targets {
                 let db = db::FreshDb::create(url, &target.replace('-', "_")).await?;
+                let mut registre_store = None;
+                let mut per_op = 1;
                 let ws = match target.as_str() {
+                    "registre" | "registre-batch" => {
+                        let options = registre_store::postgres::PostgresOptions {
+                            pool_size: writers,
+                            migrate: true,
+                        };
+                        match registre_store::PostgresStore::connect_with(&db.url, options).await {
+                            Ok(store) => {
+                                let store: Arc<dyn registre_store::EventStore> = store;
+                                registre_store = Some(store.clone());
+                                if target == "registre" {
+                                    throughput::registre_writers(store, writers, preload).await
+                                } else if preload == 0 {
+                                    per_op = throughput::BATCH;
+                                    Ok(throughput::registre_batch_writers(store, writers))
+                                } else {
+                                    // Batches write new streams: a preloaded run says nothing more.
+                                    drop(store);
+                                    db.drop_db().await?;
+                                    continue;
+                                }
+                            }
+                            Err(e) => Err(e.into()),
+                        }
+                    }
                     "raw" => throughput::raw_writers(&db, writers, preload).await,
                     "esrs" => throughput::esrs_writers(&db, writers, preload).await,
                     "cqrs-es" => throughput::cqrs_writers(&db, writers, preload).await,
                     other => Err(anyhow::anyhow!("unknown target {other}")),
                 };
                 let m = match ws {
-                    Ok(ws) => throughput::drive(target, preload, ws, duration).await,
+                    Ok(ws) => throughput::drive(target, preload, per_op, ws, duration).await,
                     Err(e) => Err(e),
                 };
+                // The store's pool and listener must let go before DROP DATABASE.
+                drop(registre_store);
                 db.drop_db().await?;
                 let m = m?;
                 eprintln!(
-                    "  {:<9} preload {:>5} writers {:>2}: {:>8.0} ops/s  p50 {:>7.2?}  p99 {:>7.2?}",
+                    "  {:<14} preload {:>5} writers {:>2}: {:>8.0} commits/s {:>8.0} events/s  p50 {:>7.2?}  p99 {:>7.2?}",
                     m.target,
                     m.preload,
                     m.writers,
                     m.ops_per_sec(),
+                    m.events_per_sec(),
                     m.p50,
                     m.p99
                 );
@@ -138,7 +179,7 @@ fn print_throughput(results: &[throughput::Measurement], args: &ThroughputArgs) 
         results
             .iter()
             .find(|m| m.target == target && m.preload == preload && m.writers == writers)
-            .map(|m| m.ops_per_sec())
+            .map(|m| m.events_per_sec())
     };
     let subject = if args.targets.iter().any(|t| t == "registre") {
         "registre"
@@ -148,18 +189,26 @@ fn print_throughput(results: &[throughput::Measurement], args: &ThroughputArgs) 
     let peers: Vec<&String> = args
         .targets
         .iter()
-        .filter(|t| t.as_str() != subject)
+        .filter(|t| t.as_str() != subject && t.as_str() != "registre-batch")
         .collect();
+    let batch_vs_raw = args.targets.iter().any(|t| t == "registre-batch")
+        && args.targets.iter().any(|t| t == "raw");
     println!();
     print!("| stream before | writers |");
     for t in &args.targets {
-        print!(" {t} ops/s |");
+        print!(" {t} events/s |");
     }
     for p in &peers {
         print!(" {subject} / {p} |");
     }
+    if batch_vs_raw {
+        print!(" registre-batch / raw |");
+    }
     println!();
-    println!("|{}", "---|".repeat(2 + args.targets.len() + peers.len()));
+    println!(
+        "|{}",
+        "---|".repeat(2 + args.targets.len() + peers.len() + usize::from(batch_vs_raw))
+    );
     for &preload in &args.preload {
         for &writers in &args.writers {
             print!("| {preload} | {writers} |");
@@ -175,12 +224,21 @@ fn print_throughput(results: &[throughput::Measurement], args: &ThroughputArgs) 
                     _ => print!(" - |"),
                 }
             }
+            if batch_vs_raw {
+                match (
+                    rate("registre-batch", preload, writers),
+                    rate("raw", preload, writers),
+                ) {
+                    (Some(a), Some(b)) if b > 0.0 => print!(" {:.2}x |", a / b),
+                    _ => print!(" - |"),
+                }
+            }
             println!();
         }
     }
 }
 
-fn run_rebuild(events: usize, seed: u64) -> Result<()> {
+async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let log = rebuild::generate_log(events, seed);
     eprintln!(
@@ -188,7 +246,55 @@ fn run_rebuild(events: usize, seed: u64) -> Result<()> {
         log.len(),
         started.elapsed()
     );
-    let rates = vec![rebuild::pure_fold(&log, seed)?];
+    let mut rates = vec![rebuild::pure_fold(&log, seed)?];
+    eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
+    if !memory_only {
+        let db = db::FreshDb::create(url, "rebuild").await?;
+        let pg = async {
+            let store: Arc<dyn registre_store::EventStore> =
+                registre_store::PostgresStore::connect(&db.url).await?;
+            let seeded = rebuild::seed_store(&*store, &log, seed, 5_000).await?;
+            eprintln!(
+                "  postgres {}: {:.0} events/s",
+                seeded.label,
+                seeded.per_sec()
+            );
+            let folded = rebuild::engine_rebuild(
+                store,
+                "PostgreSQL: engine rebuild (read_all + decode + apply)",
+            )
+            .await?;
+            eprintln!("  {}: {:.0} events/s", folded.label, folded.per_sec());
+            Ok::<_, anyhow::Error>(vec![
+                rebuild::FoldRate {
+                    label: format!("PostgreSQL: {}", seeded.label),
+                    ..seeded
+                },
+                folded,
+            ])
+        }
+        .await;
+        db.drop_db().await?;
+        rates.extend(pg?);
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn registre_store::EventStore> =
+            registre_store::SqliteStore::open(dir.path()).await?;
+        let seeded = rebuild::seed_store(&*store, &log, seed, 5_000).await?;
+        eprintln!(
+            "  sqlite {}: {:.0} events/s",
+            seeded.label,
+            seeded.per_sec()
+        );
+        let folded =
+            rebuild::engine_rebuild(store, "SQLite: engine rebuild (read_all + decode + apply)")
+                .await?;
+        eprintln!("  {}: {:.0} events/s", folded.label, folded.per_sec());
+        rates.push(rebuild::FoldRate {
+            label: format!("SQLite: {}", seeded.label),
+            ..seeded
+        });
+        rates.push(folded);
+    }
     println!();
     println!("| source | events | seconds | events/s | goal 200,000/s |");
     println!("|---|---|---|---|---|");

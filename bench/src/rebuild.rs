@@ -5,7 +5,9 @@
 
 use crate::gen::{self, GenConfig, GenEvent};
 use anyhow::Result;
-use registre_projections::{PseudonymKey, ReadModel};
+use registre_projections::{EngineConfig, ProjectionEngine, PseudonymKey, ReadModel};
+use registre_store::EventStore;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -51,5 +53,43 @@ pub fn pure_fold(log: &[GenEvent], seed: u64) -> Result<FoldRate> {
         label: "in-memory fold (decode + apply)".into(),
         events: recorded.len() as u64,
         elapsed,
+    })
+}
+
+/// Appends a generated log to `store` in `append_batch` transactions of
+/// `chunk` events. Returns the seeding rate (the bulk append rate).
+pub async fn seed_store(
+    store: &dyn EventStore,
+    log: &[GenEvent],
+    seed: u64,
+    chunk: usize,
+) -> Result<FoldRate> {
+    let requests = gen::to_requests(log, seed);
+    let started = Instant::now();
+    let mut requests = requests.into_iter().peekable();
+    while requests.peek().is_some() {
+        let batch: Vec<_> = requests.by_ref().take(chunk).collect();
+        store.append_batch(batch).await?;
+    }
+    Ok(FoldRate {
+        label: "seeding (append_batch)".into(),
+        events: log.len() as u64,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The projection engine's own rebuild from the store: pages of `read_all`,
+/// decode, fold, swap (the closing snapshot is not timed).
+pub async fn engine_rebuild(store: Arc<dyn EventStore>, label: &str) -> Result<FoldRate> {
+    let config = EngineConfig {
+        pseudonym_key: PseudonymKey::new(b"bench".to_vec()),
+        ..EngineConfig::default()
+    };
+    let engine = ProjectionEngine::open(store, config).await?;
+    let report = engine.rebuild(|_| {}).await?;
+    Ok(FoldRate {
+        label: label.to_owned(),
+        events: report.events,
+        elapsed: Duration::from_secs_f64(report.seconds),
     })
 }

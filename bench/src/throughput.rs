@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use registre_domain::events::AbsenceReported;
 use registre_domain::{DomainEvent, StudentId};
+use registre_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Measurement {
     pub writers: usize,
     pub preload: u64,
     pub ops: u64,
+    /// Events each op writes (1 but for batched appends).
+    pub events_per_op: u64,
     pub elapsed: Duration,
     pub p50: Duration,
     pub p99: Duration,
@@ -44,6 +47,9 @@ impl Measurement {
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+    pub fn events_per_sec(&self) -> f64 {
+        self.ops_per_sec() * self.events_per_op as f64
+    }
 }
 
 /// Runs every writer in its own task for `duration`, after a barrier so that
@@ -51,6 +57,7 @@ impl Measurement {
 pub async fn drive(
     target: &str,
     preload: u64,
+    events_per_op: u64,
     writers: Vec<Box<dyn Writer>>,
     duration: Duration,
 ) -> Result<Measurement> {
@@ -91,6 +98,7 @@ pub async fn drive(
         writers: n,
         preload,
         ops: all.len() as u64,
+        events_per_op,
         elapsed,
         p50: pick(0.50).unwrap_or_default(),
         p99: pick(0.99).unwrap_or_default(),
@@ -115,29 +123,151 @@ fn metadata_json() -> serde_json::Value {
     })
 }
 
+// ---- Registre's store ------------------------------------------------------------
+
+fn registre_event(rng: &mut StdRng) -> NewEvent {
+    let (e, _) = absence_payload(rng);
+    let generated = crate::gen::GenEvent {
+        at: e.start,
+        actor: Some((
+            registre_domain::PersonId(Uuid::now_v7()),
+            registre_domain::Role::Teacher,
+        )),
+        event: DomainEvent::AbsenceReported(e),
+    };
+    crate::gen::to_new_event(&generated, rng)
+}
+
+/// The command path's write: one `append` with its expected version, to a new
+/// absence stream (`NoStream`, as reporting an absence does) or, with a
+/// preload, to the writer's own long stream at its current version.
+struct RegistreWriter {
+    store: Arc<dyn EventStore>,
+    stream: Option<(String, u64)>,
+    rng: StdRng,
+}
+
+#[async_trait]
+impl Writer for RegistreWriter {
+    async fn op(&mut self) -> Result<()> {
+        let event = registre_event(&mut self.rng);
+        let (stream_id, expected) = match &self.stream {
+            Some((s, v)) => (s.clone(), ExpectedVersion::Exact(*v)),
+            None => (
+                format!("absence-{}", Uuid::now_v7()),
+                ExpectedVersion::NoStream,
+            ),
+        };
+        self.store
+            .append(AppendRequest {
+                stream_id,
+                expected,
+                events: vec![event],
+                idempotency: None,
+            })
+            .await?;
+        if let Some((_, v)) = &mut self.stream {
+            *v += 1;
+        }
+        Ok(())
+    }
+}
+
+pub async fn registre_writers(
+    store: Arc<dyn EventStore>,
+    writers: usize,
+    preload: u64,
+) -> Result<Vec<Box<dyn Writer>>> {
+    let mut out: Vec<Box<dyn Writer>> = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let mut rng = StdRng::seed_from_u64(w as u64);
+        let stream = if preload > 0 {
+            let stream_id = format!("student-{}", Uuid::now_v7());
+            let events = (0..preload).map(|_| registre_event(&mut rng)).collect();
+            store
+                .append(AppendRequest {
+                    stream_id: stream_id.clone(),
+                    expected: ExpectedVersion::NoStream,
+                    events,
+                    idempotency: None,
+                })
+                .await?;
+            Some((stream_id, preload))
+        } else {
+            None
+        };
+        out.push(Box::new(RegistreWriter {
+            store: store.clone(),
+            stream,
+            rng,
+        }));
+    }
+    Ok(out)
+}
+
+/// Commands per `append_batch` in the batched variant.
+pub const BATCH: u64 = 50;
+
+/// `append_batch`: [`BATCH`] single-event commands, each to a new absence
+/// stream with its own version check, in one transaction (imports, seeding,
+/// or a server that groups concurrent commands into one commit).
+struct RegistreBatchWriter {
+    store: Arc<dyn EventStore>,
+    rng: StdRng,
+}
+
+#[async_trait]
+impl Writer for RegistreBatchWriter {
+    async fn op(&mut self) -> Result<()> {
+        let requests = (0..BATCH)
+            .map(|_| AppendRequest {
+                stream_id: format!("absence-{}", Uuid::now_v7()),
+                expected: ExpectedVersion::NoStream,
+                events: vec![registre_event(&mut self.rng)],
+                idempotency: None,
+            })
+            .collect();
+        self.store.append_batch(requests).await?;
+        Ok(())
+    }
+}
+
+pub fn registre_batch_writers(store: Arc<dyn EventStore>, writers: usize) -> Vec<Box<dyn Writer>> {
+    (0..writers)
+        .map(|w| {
+            Box::new(RegistreBatchWriter {
+                store: store.clone(),
+                rng: StdRng::seed_from_u64(w as u64),
+            }) as Box<dyn Writer>
+        })
+        .collect()
+}
+
 // ---- (a) raw single-row INSERT ------------------------------------------------
 
-/// The row shape of Registre's `events` table, without the store's lock,
+/// The row shape of Registre's `events` table (migrations/postgres/0001), with
+/// its primary key, unique and check constraints, but without the store's lock,
 /// version check or hash chain: positions are handed out by the client, so
 /// nothing serialises the writers but PostgreSQL's own WAL flush.
 const RAW_SCHEMA: &str = "
 CREATE TABLE raw_events (
-    position bigint PRIMARY KEY,
-    stream_id text NOT NULL,
-    stream_version bigint NOT NULL,
-    event_id uuid NOT NULL UNIQUE,
-    event_type text NOT NULL,
-    schema_version integer NOT NULL,
-    data jsonb NOT NULL,
-    metadata jsonb NOT NULL,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    hash bytea NOT NULL,
+    position        bigint      PRIMARY KEY CHECK (position > 0),
+    stream_id       text        NOT NULL CHECK (stream_id <> ''),
+    stream_version  bigint      NOT NULL CHECK (stream_version > 0),
+    event_id        uuid        NOT NULL UNIQUE,
+    event_type      text        NOT NULL CHECK (event_type <> ''),
+    schema_version  integer     NOT NULL CHECK (schema_version >= 0),
+    data            text        NOT NULL,
+    metadata        text        NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    recorded_at     timestamptz NOT NULL,
+    hash            bytea       NOT NULL CHECK (octet_length(hash) = 32),
     UNIQUE (stream_id, stream_version)
 );";
 
 const RAW_INSERT: &str = "INSERT INTO raw_events
- (position, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, hash)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+ (position, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 struct RawWriter {
     client: tokio_postgres::Client,
@@ -159,8 +289,11 @@ impl Writer for RawWriter {
             }
             None => (format!("absence-{}", Uuid::now_v7()), 1),
         };
-        let hash = sha2::Sha256::digest(data.to_string().as_bytes()).to_vec();
+        let data = data.to_string();
+        let metadata = metadata_json().to_string();
+        let hash = sha2::Sha256::digest(data.as_bytes()).to_vec();
         let position = self.positions.fetch_add(1, Ordering::Relaxed);
+        let now = chrono::Utc::now();
         self.client
             .execute(
                 &self.statement,
@@ -172,7 +305,9 @@ impl Writer for RawWriter {
                     &"AbsenceReported",
                     &1i32,
                     &data,
-                    &metadata_json(),
+                    &metadata,
+                    &now,
+                    &now,
                     &hash,
                 ],
             )
