@@ -315,51 +315,27 @@ impl ReadModel {
         self.usage.apply(record, zone);
     }
 
-    /// The people an event is about, for the audit trail: the person of the
-    /// student for grades and absences, both ends of a guardian link, sender
-    /// and recipients of a message, the teacher of an assessment or homework.
-    ///
-    /// Computed here because the domain crate does not (yet) say it: it needs
-    /// the roster to map a student id to its person.
+    /// The people an event is about, for the audit trail: the domain's
+    /// [`DomainEvent::people_concerned`] with students mapped to their person
+    /// through the roster, plus the teacher of an amended or withdrawn
+    /// homework entry (the event itself does not name them).
     pub fn people_concerned(&self, event: &DomainEvent) -> Vec<PersonId> {
-        use DomainEvent::*;
-        let student = |id: &StudentId| self.students.get(id).map(|s| s.person_id);
-        let mut people: Vec<PersonId> = match event {
-            EstablishmentCreated(_) | ClassCreated(_) => vec![],
-            PersonRegistered(e) => vec![e.person_id],
-            StudentEnrolled(e) => vec![e.person_id],
-            GuardianLinked(e) => student(&e.student_id)
-                .into_iter()
-                .chain([e.guardian_id])
-                .collect(),
-            TeacherAssigned(e) => vec![e.teacher_id],
-            AssessmentCreated(e) => vec![e.teacher_id],
-            GradeRecorded(e) => student(&e.student_id).into_iter().collect(),
-            GradeCorrected(e) => student(&e.student_id).into_iter().collect(),
-            AbsenceReported(e) => student(&e.student_id).into_iter().collect(),
-            AbsenceDeclared(e) => student(&e.student_id).into_iter().collect(),
-            DeclaredAbsenceConfirmed(e) => student(&e.student_id).into_iter().collect(),
-            AbsenceJustified(e) => student(&e.student_id).into_iter().collect(),
-            JustificationReviewed(e) => student(&e.student_id).into_iter().collect(),
-            AbsenceCancelled(e) => student(&e.student_id).into_iter().collect(),
-            HomeworkAssigned(e) => vec![e.teacher_id],
-            HomeworkAmended(e) => self
-                .homework
-                .get(&e.homework_id)
-                .map(|h| h.teacher_id)
-                .into_iter()
-                .collect(),
-            HomeworkWithdrawn(e) => self
-                .homework
-                .get(&e.homework_id)
-                .map(|h| h.teacher_id)
-                .into_iter()
-                .collect(),
-            MessageSent(e) => std::iter::once(e.from)
-                .chain(e.to.iter().copied())
-                .collect(),
-            MessageRead(e) => vec![e.reader],
+        let (mut people, students) = event.people_concerned();
+        people.extend(
+            students
+                .iter()
+                .filter_map(|s| self.students.get(s).map(|s| s.person_id)),
+        );
+        let homework = match event {
+            DomainEvent::HomeworkAmended(e) => Some(e.homework_id),
+            DomainEvent::HomeworkWithdrawn(e) => Some(e.homework_id),
+            _ => None,
         };
+        people.extend(
+            homework
+                .and_then(|h| self.homework.get(&h))
+                .map(|h| h.teacher_id),
+        );
         people.sort();
         people.dedup();
         people

@@ -292,12 +292,25 @@ impl World {
                 }
             }
             11..=14 => {
-                let i = usize::from(a) % self.absences.len().max(1);
-                let (absence_id, student_id, state, unconfirmed, cancelled) =
+                // Pick among the absences this op applies to, so that most ops emit.
+                let candidates: Vec<usize> = (0..self.absences.len())
+                    .filter(|i| {
+                        let (_, _, state, unconfirmed, cancelled) = self.absences[*i];
+                        !cancelled
+                            && match kind % 21 {
+                                11 => matches!(
+                                    state,
+                                    JustificationState::Unjustified | JustificationState::Rejected
+                                ),
+                                12 => state == JustificationState::Pending,
+                                14 => unconfirmed,
+                                _ => true,
+                            }
+                    })
+                    .collect();
+                let i = pick(&candidates, a)?;
+                let (absence_id, student_id, state, unconfirmed, _) =
                     self.absences.get(i).cloned()?;
-                if cancelled {
-                    return None;
-                }
                 let (event, new_state, confirmed_now, cancel) = match kind % 21 {
                     11 if matches!(
                         state,

@@ -1,0 +1,262 @@
+//! The projection engine on the real stores (SQLite and PostgreSQL): the
+//! incremental-equals-rebuild property through `save_snapshot`/`load_snapshot`
+//! restarts, the live follower and read-your-writes, rebuild and version
+//! change, and the auditor's replay up to an instant.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{append_lines, fresh_ids, TestStore};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use registre_projections::{
+    fold_until, replay_to_dir, EngineConfig, ProjectionEngine, PseudonymKey, ReadModel,
+};
+use registre_replay_tests::random::{events_from_ops, ops};
+use registre_replay_tests::school::*;
+use registre_replay_tests::{golden_dir, read_golden, to_appends};
+use registre_store::{EventStore, Snapshot};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bounds every wait so that a broken follower fails the test instead of hanging it.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(batch_size: usize) -> EngineConfig {
+    EngineConfig {
+        batch_size,
+        snapshot_every: 7,
+        pseudonym_key: PseudonymKey::new(b"backend".to_vec()),
+        ..EngineConfig::default()
+    }
+}
+
+async fn fold_from_zero(store: &dyn EventStore) -> ReadModel {
+    let mut model = ReadModel::new(PseudonymKey::new(b"backend".to_vec()));
+    let all = store.read_all(0, 1_000_000).await.unwrap();
+    model.apply_all(&all).unwrap();
+    model
+}
+
+fn fail(e: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
+}
+
+/// One case: appends a random log in random chunks; after each chunk the
+/// engine catches up, sometimes after a restart from the store's snapshot with
+/// another batch size. The store keeps the logs of earlier cases, so every
+/// case also starts from the previous case's snapshot.
+async fn incremental_case(
+    store: &Arc<dyn EventStore>,
+    ops: Vec<registre_replay_tests::random::Op>,
+    chunks: Vec<usize>,
+    restarts: Vec<bool>,
+) -> Result<(), TestCaseError> {
+    let appends = fresh_ids(to_appends(&events_from_ops(&ops)));
+    let mut engine = ProjectionEngine::open(Arc::clone(store), config(5))
+        .await
+        .map_err(fail)?;
+    engine.catch_up().await.map_err(fail)?;
+    let (mut start, mut k) = (0, 0);
+    while start < appends.len() {
+        let n = chunks[k % chunks.len()];
+        let end = (start + n).min(appends.len());
+        store
+            .append_batch(appends[start..end].to_vec())
+            .await
+            .map_err(fail)?;
+        if restarts[k % restarts.len()] {
+            engine.shutdown().await.map_err(fail)?;
+            engine = ProjectionEngine::open(Arc::clone(store), config(1 + n % 6))
+                .await
+                .map_err(fail)?;
+        }
+        engine.catch_up().await.map_err(fail)?;
+        start = end;
+        k += 1;
+    }
+    let incremental = engine.read(ReadModel::clone);
+    let whole = fold_from_zero(store.as_ref()).await;
+    prop_assert_eq!(incremental.position(), store.head().await.map_err(fail)?);
+    prop_assert_eq!(&incremental, &whole);
+    engine.shutdown().await.map_err(fail)?;
+    Ok(())
+}
+
+fn incremental_equals_rebuild(
+    open: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = TestStore>>>,
+) {
+    let rt = runtime();
+    let test_store = rt.block_on(open());
+    let store = Arc::clone(&test_store.store);
+    let mut runner = TestRunner::new(Config {
+        cases: 16,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        ops(100),
+        proptest::collection::vec(1usize..30, 1..6),
+        proptest::collection::vec(any::<bool>(), 1..6),
+    );
+    runner
+        .run(&strategy, |(ops, chunks, restarts)| {
+            rt.block_on(incremental_case(&store, ops, chunks, restarts))
+        })
+        .unwrap();
+}
+
+#[test]
+fn incremental_equals_rebuild_on_sqlite() {
+    incremental_equals_rebuild(|| Box::pin(common::sqlite()));
+}
+
+#[test]
+fn incremental_equals_rebuild_on_postgres() {
+    incremental_equals_rebuild(|| Box::pin(common::postgres()));
+}
+
+/// The golden school through a real store: the follower catches up by
+/// itself, read-your-writes holds, and the hand-computed figures come out.
+async fn follower_and_views(test: TestStore) {
+    let store = Arc::clone(&test.store);
+    let engine = ProjectionEngine::start(Arc::clone(&store), config(10))
+        .await
+        .unwrap();
+    let lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
+    // Two appends: the follower must pick up both through its wake-ups.
+    append_lines(store.as_ref(), &lines[..40]).await;
+    append_lines(store.as_ref(), &lines[40..]).await;
+    let head = store.head().await.unwrap();
+    assert_eq!(head, lines.len() as u64);
+    engine.wait_for(head, WAIT).await.unwrap();
+    engine.read(|m| {
+        let stats = m.absence_stats(
+            class(SIXIEME_A),
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        );
+        assert_eq!(stats.unjustified_half_days, 7);
+        assert_eq!(stats.students_over_threshold, vec![student("e.lucas")]);
+        let hugo = m.overall_average(student("e.hugo")).unwrap();
+        assert!((hugo - 32.0 / 3.0).abs() < 1e-9);
+    });
+    // A position that does not exist yet is reported as lagging, not waited forever.
+    let lagging = engine
+        .wait_for(head + 1, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert_eq!((lagging.wanted, lagging.reached), (head + 1, head));
+    let metrics = engine.metrics();
+    assert_eq!((metrics.position, metrics.lag), (head, 0));
+    assert_eq!(metrics.events_applied_total, head);
+    assert!(metrics.stalled.is_none());
+
+    // Rebuild aside and swap: same model, and the report counts every event.
+    let before = engine.read(ReadModel::clone);
+    let mut seen = 0;
+    let report = engine.rebuild(|p| seen = p.applied).await.unwrap();
+    assert_eq!((report.events, report.position, seen), (head, head, head));
+    assert_eq!(engine.read(ReadModel::clone), before);
+    assert_eq!(engine.metrics().last_rebuild.map(|r| r.events), Some(head));
+
+    // Shutdown snapshots; a restart resumes from the snapshot.
+    assert_eq!(engine.shutdown().await.unwrap(), head);
+    let snapshot = store.load_snapshot(ReadModel::NAME).await.unwrap().unwrap();
+    assert_eq!(
+        (snapshot.version, snapshot.position),
+        (ReadModel::VERSION, head)
+    );
+    let restarted = ProjectionEngine::open(Arc::clone(&store), config(10))
+        .await
+        .unwrap();
+    assert_eq!(restarted.position(), head, "resumed from the snapshot");
+    assert_eq!(restarted.read(ReadModel::clone), before);
+
+    // A snapshot of another version is discarded: the model rebuilds from zero.
+    store
+        .save_snapshot(Snapshot {
+            key: ReadModel::NAME.into(),
+            version: ReadModel::VERSION + 1,
+            position: head,
+            state: b"{\"not\": \"this shape\"}".to_vec(),
+        })
+        .await
+        .unwrap();
+    let rebuilt = ProjectionEngine::open(Arc::clone(&store), config(10))
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.position(), 0);
+    assert_eq!(rebuilt.catch_up().await.unwrap(), head);
+    assert_eq!(rebuilt.read(ReadModel::clone), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_rebuild_and_restart_on_sqlite() {
+    follower_and_views(common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_rebuild_and_restart_on_postgres() {
+    follower_and_views(common::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_until_an_instant_leaves_out_later_events() {
+    let test = common::sqlite().await;
+    let store = test.store.as_ref();
+    let lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
+    // The roster and everything before the grade correction...
+    let correction = lines
+        .iter()
+        .position(|l| l.event_type == "GradeCorrected")
+        .unwrap();
+    append_lines(store, &lines[..correction]).await;
+    let until = store
+        .read_all(0, 1_000_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .recorded_at;
+    // ...then the rest, recorded after `until`.
+    append_lines(store, &lines[correction..]).await;
+    let later = store
+        .read_all(correction as u64, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .recorded_at;
+    let as_of = fold_until(store, until).await.unwrap();
+    if later > until {
+        assert_eq!(as_of.position(), correction as u64);
+        // Hugo's 5/10 before it was corrected to 6/10.
+        let avg = as_of
+            .subject_average(student("e.hugo"), "Mathématiques")
+            .unwrap();
+        assert!((avg - (8.0 + 20.0) / 3.0).abs() < 1e-9, "{avg}");
+    }
+    let now = fold_until(store, chrono::Utc::now()).await.unwrap();
+    assert_eq!(now.position(), lines.len() as u64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = None;
+    let manifest = replay_to_dir(store, chrono::Utc::now(), dir.path(), |p| last = Some(p))
+        .await
+        .unwrap();
+    assert_eq!(manifest.events_applied, lines.len() as u64);
+    assert_eq!(last.map(|p| p.applied), Some(lines.len() as u64));
+    for sub in ["establishments", "classes", "students"] {
+        let n = std::fs::read_dir(dir.path().join(sub)).unwrap().count();
+        assert!(n > 0, "{sub} is empty");
+    }
+    assert!(dir.path().join("manifest.json").exists());
+}

@@ -1,0 +1,115 @@
+//! Real stores for the backend tests: SQLite in a temporary directory, and
+//! PostgreSQL in a fresh `registre_test_<uuid>` database created at
+//! REGISTRE_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+//! and dropped afterwards.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use registre_replay_tests::GoldenLine;
+use registre_store::{AppendRequest, EventStore};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A store and what must outlive it (the directory, the database).
+pub struct TestStore {
+    pub store: Arc<dyn EventStore>,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDb>,
+}
+
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = registre_store::open(None, dir.path())
+        .await
+        .expect("the SQLite store opens");
+    TestStore {
+        store,
+        _dir: Some(dir),
+        _db: None,
+    }
+}
+
+pub async fn postgres() -> TestStore {
+    let db = TestDb::create().await;
+    let store = registre_store::open(Some(&db.url), std::path::Path::new("."))
+        .await
+        .expect("the PostgreSQL store opens");
+    TestStore {
+        store,
+        _dir: None,
+        _db: Some(db),
+    }
+}
+
+/// Appends requests with fresh event ids (the golden ids are per file, and a
+/// store holds several generated logs in these tests).
+pub fn fresh_ids(mut requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
+    for r in &mut requests {
+        for e in &mut r.events {
+            e.event_id = Uuid::now_v7();
+        }
+    }
+    requests
+}
+
+pub async fn append_lines(store: &dyn EventStore, lines: &[GoldenLine]) {
+    store
+        .append_batch(fresh_ids(registre_replay_tests::to_appends(lines)))
+        .await
+        .expect("the log appends");
+}
+
+pub struct TestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin_url = std::env::var("REGISTRE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("registre_test_{}", Uuid::new_v4().simple());
+        let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be reachable at REGISTRE_TEST_DATABASE_URL");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("REGISTRE_TEST_DATABASE_URL names a database");
+        TestDb {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a private one on a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                        .await
+                        .ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
