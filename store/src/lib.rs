@@ -208,10 +208,46 @@ pub use subscription::subscribe;
 /// The store the configuration asks for, migrated: PostgreSQL when
 /// `database_url` is set, else the embedded SQLite file `<data_dir>/registre.db`.
 pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn EventStore>> {
+    Ok(open_backend(database_url, data_dir).await?.store())
+}
+
+/// Like [`open`], keeping the concrete backend reachable (raw SQL in tools and
+/// tests, the database file's path, the pool).
+pub async fn open_backend(database_url: Option<&str>, data_dir: &Path) -> Result<Backend> {
     Ok(match database_url {
-        Some(url) => PostgresStore::connect(url).await?,
-        None => SqliteStore::open(data_dir).await?,
+        Some(url) => Backend::Postgres(PostgresStore::connect(url).await?),
+        None => Backend::Sqlite(SqliteStore::open(data_dir).await?),
     })
+}
+
+/// Applies pending migrations and returns the versions applied, without
+/// starting a store (`registre migrate`). Safe when several nodes run it at once.
+pub async fn migrate(database_url: Option<&str>, data_dir: &Path) -> Result<Vec<u32>> {
+    match database_url {
+        Some(url) => migrate_postgres(url).await,
+        None => {
+            let data_dir = data_dir.to_owned();
+            tokio::task::spawn_blocking(move || sqlite::migrate_dir(&data_dir))
+                .await
+                .map_err(|e| StoreError::Backend(format!("sqlite: migrate task: {e}")))?
+        }
+    }
+}
+
+/// A store with its concrete backend.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Postgres(Arc<PostgresStore>),
+    Sqlite(Arc<SqliteStore>),
+}
+
+impl Backend {
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        match self {
+            Backend::Postgres(s) => s.clone(),
+            Backend::Sqlite(s) => s.clone(),
+        }
+    }
 }
 
 /// One read of a person's data.

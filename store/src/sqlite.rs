@@ -123,6 +123,15 @@ pub fn migrate_sqlite(conn: &mut Connection) -> Result<Vec<u32>> {
     Ok(done)
 }
 
+/// Opens `<data_dir>/registre.db` (creating it) and migrates it.
+pub fn migrate_dir(data_dir: &Path) -> Result<Vec<u32>> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        StoreError::Backend(format!("sqlite: cannot create {}: {e}", data_dir.display()))
+    })?;
+    let mut conn = open_connection(&data_dir.join(FILE_NAME), true)?;
+    migrate_sqlite(&mut conn)
+}
+
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,

@@ -951,6 +951,28 @@ async fn sqlite_reopen_keeps_the_log_and_migrates_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migrate_command_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<u32> = registre_migrations::SQLITE
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(
+        registre_store::migrate(None, dir.path()).await.unwrap(),
+        all
+    );
+    assert!(registre_store::migrate(None, dir.path())
+        .await
+        .unwrap()
+        .is_empty());
+    let backend = registre_store::open_backend(None, dir.path())
+        .await
+        .unwrap();
+    assert!(matches!(backend, registre_store::Backend::Sqlite(_)));
+    assert_eq!(backend.store().head().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_nodes_wake_each_other() {
     let db = TestDb::postgres().await;
     let Raw::Postgres { url, .. } = &db.raw else {
