@@ -260,3 +260,58 @@ async fn replay_until_an_instant_leaves_out_later_events() {
     }
     assert!(dir.path().join("manifest.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_indicators_fold_the_access_log_with_pseudonyms() {
+    use registre_store::NewAccess;
+    let test = common::sqlite().await;
+    let store = Arc::clone(&test.store);
+    let lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
+    append_lines(store.as_ref(), &lines).await;
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let leroy = person("p.leroy").0;
+    let martin = person("t.martin").0;
+    let access = |viewer, profile: &str, service: &str, when| NewAccess {
+        at: at(when),
+        viewer_id: viewer,
+        viewer_profile: profile.into(),
+        subject_id: Some(student("e.lucas").0),
+        operation: "student".into(),
+        service: service.into(),
+    };
+    store
+        .record_access(vec![
+            // Tuesday 2026-03-03, Paris (UTC+1): 20:00, 20:10 local (one visit, evening).
+            access(leroy, "PARENT", "Notes", "2026-03-03T19:00:00Z"),
+            access(leroy, "PARENT", "Absences", "2026-03-03T19:10:00Z"),
+            // 10:00 local on a school day: inside school hours.
+            access(martin, "ENSEIGNANT", "Notes", "2026-03-04T09:00:00Z"),
+            // Saturday: outside.
+            access(leroy, "PARENT", "Notes", "2026-03-07T09:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    let engine = ProjectionEngine::open(Arc::clone(&store), config(100))
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    let (summary, activity, visitors) = engine.read(|m| {
+        (
+            m.usage().summary(),
+            m.usage().activity(),
+            m.usage().visitors().clone(),
+        )
+    });
+    assert_eq!((summary.hits, summary.visits, summary.visitors), (4, 3, 2));
+    assert_eq!(summary.hits_outside_school_hours, 3);
+    assert_eq!(summary.by_service_and_profile["Notes"]["PARENT"], 2);
+    let evening = activity
+        .iter()
+        .find(|c| c.service == "Absences")
+        .unwrap();
+    assert_eq!((evening.profile.as_str(), evening.hour), ("PARENT", 20));
+    // Pseudonyms only: no viewer id appears in the indicators.
+    let json = serde_json::to_string(&visitors).unwrap();
+    assert!(!json.contains(&leroy.to_string()) && !json.contains(&martin.to_string()));
+    assert_eq!(engine.read(|m| m.access_checkpoint()), engine.metrics().access_checkpoint);
+}
