@@ -31,7 +31,7 @@ pub const EVENT_TYPES: [&str; 20] = [
 ];
 
 /// Schema version written for every event type today. Bump an event type's
-/// version here and add its upcaster to [`upcast`] when its shape changes.
+/// version here and add its upcaster to `upcast` when its shape changes.
 pub fn current_schema_version(_event_type: &str) -> u32 {
     1
 }

@@ -39,6 +39,11 @@ pub fn given<S: Aggregate>(events: impl IntoIterator<Item = DomainEvent>) -> Giv
     Given { state }
 }
 
+/// A state reached earlier (e.g. returned by [`Then::then_expect`]), to chain decisions.
+pub fn given_state<S: Aggregate>(state: S) -> Given<S> {
+    Given { state }
+}
+
 /// An empty history.
 pub fn nothing<S: Aggregate>() -> Given<S> {
     Given {

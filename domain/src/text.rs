@@ -45,7 +45,7 @@ pub fn line(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
     bounded(field, s, max)
 }
 
-/// A required multi-line text: like [`line`] but newlines and tabs are kept.
+/// A required multi-line text: like [`line()`] but newlines and tabs are kept.
 pub fn block(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
     let s = optional_block(field, raw, max)?;
     if s.is_empty() {

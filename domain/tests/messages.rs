@@ -1,0 +1,212 @@
+//! Messaging invariants: recipients, sizes, replies by participants, read receipts.
+#![allow(clippy::unwrap_used)]
+
+use registre_domain::messages::*;
+use registre_domain::testing::{given, given_state, nothing, Rejection};
+use registre_domain::text::RECIPIENTS_MAX;
+use registre_domain::{events::*, DomainEvent};
+use registre_domain::{MessageId, PersonId, ThreadId};
+
+fn send(from: PersonId, to: Vec<PersonId>) -> SendMessage {
+    SendMessage {
+        message_id: MessageId::new(),
+        thread_id: ThreadId::new(),
+        from,
+        to,
+        subject: " Sortie au musée ".into(),
+        body: "Bonjour,\r\n\nmerci de signer l'autorisation.\n".into(),
+    }
+}
+
+fn known(people: &[PersonId]) -> SendFacts {
+    SendFacts {
+        registered_recipients: people.to_vec(),
+    }
+}
+
+#[test]
+fn a_thread_starts_with_deduplicated_recipients_without_the_sender() {
+    let (teacher, a, b) = (PersonId::new(), PersonId::new(), PersonId::new());
+    let cmd = send(teacher, vec![a, b, a, teacher]);
+    let (_, thread) = nothing::<Thread>()
+        .when(|s| start_thread(s, &cmd, &known(&[a, b])))
+        .then_expect([DomainEvent::MessageSent(MessageSent {
+            message_id: cmd.message_id,
+            thread_id: cmd.thread_id,
+            from: teacher,
+            to: vec![a, b],
+            subject: "Sortie au musée".into(),
+            body: "Bonjour,\n\nmerci de signer l'autorisation.".into(),
+        })]);
+    assert!(thread.is_participant(teacher) && thread.is_participant(a) && thread.is_participant(b));
+    given_state(thread)
+        .when(|s| start_thread(s, &cmd, &known(&[a, b])))
+        .then_reject(Rejection::Conflict);
+}
+
+#[test]
+fn sending_rejections() {
+    let me = PersonId::new();
+    let other = PersonId::new();
+    let facts = known(&[other]);
+    for (cmd, rejection) in [
+        (send(me, vec![]), Rejection::Invalid("to")),
+        (send(me, vec![me, me]), Rejection::Invalid("to")),
+        (
+            SendMessage {
+                subject: " ".into(),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("subject"),
+        ),
+        (
+            SendMessage {
+                subject: "s".repeat(201),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("subject"),
+        ),
+        (
+            SendMessage {
+                subject: "a\nb".into(),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("subject"),
+        ),
+        (
+            SendMessage {
+                body: "\n \t".into(),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("body"),
+        ),
+        (
+            SendMessage {
+                body: "b".repeat(20_001),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("body"),
+        ),
+        (
+            SendMessage {
+                body: "\u{1b}[2J".into(),
+                ..send(me, vec![other])
+            },
+            Rejection::Invalid("body"),
+        ),
+        (send(me, vec![other, PersonId::new()]), Rejection::NotFound),
+    ] {
+        nothing::<Thread>()
+            .when(|s| start_thread(s, &cmd, &facts))
+            .then_reject(rejection);
+    }
+    // A body of exactly the limit passes.
+    let full = SendMessage {
+        body: "b".repeat(20_000),
+        ..send(me, vec![other])
+    };
+    assert!(start_thread(&Thread::default(), &full, &facts).is_ok());
+}
+
+#[test]
+fn recipient_count_is_bounded_after_deduplication() {
+    let me = PersonId::new();
+    let many: Vec<PersonId> = (0..=RECIPIENTS_MAX).map(|_| PersonId::new()).collect();
+    let facts = known(&many);
+    let too_many = send(me, many.clone());
+    nothing::<Thread>()
+        .when(|s| start_thread(s, &too_many, &facts))
+        .then_reject(Rejection::Invalid("to"));
+    let mut at_limit = many[..RECIPIENTS_MAX].to_vec();
+    at_limit.extend_from_slice(&many[..10]);
+    at_limit.push(me);
+    let cmd = send(me, at_limit);
+    let events = start_thread(&Thread::default(), &cmd, &facts).unwrap();
+    let DomainEvent::MessageSent(sent) = &events[0] else {
+        panic!("expected MessageSent, got {events:?}")
+    };
+    assert_eq!(sent.to.len(), RECIPIENTS_MAX);
+}
+
+fn thread(from: PersonId, to: PersonId) -> (SendMessage, Vec<DomainEvent>) {
+    let cmd = send(from, vec![to]);
+    let events = start_thread(&Thread::default(), &cmd, &known(&[to])).unwrap();
+    (cmd, events)
+}
+
+#[test]
+fn participants_reply_in_an_existing_thread() {
+    let (teacher, parent, stranger) = (PersonId::new(), PersonId::new(), PersonId::new());
+    let (first, history) = thread(teacher, parent);
+    let answer = SendMessage {
+        thread_id: first.thread_id,
+        subject: "Re: Sortie au musée".into(),
+        body: "C'est signé.".into(),
+        ..send(parent, vec![teacher])
+    };
+    let (_, state) = given::<Thread>(history.clone())
+        .when(|s| reply(s, &answer, &known(&[teacher])))
+        .then_expect([DomainEvent::MessageSent(MessageSent {
+            message_id: answer.message_id,
+            thread_id: first.thread_id,
+            from: parent,
+            to: vec![teacher],
+            subject: "Re: Sortie au musée".into(),
+            body: "C'est signé.".into(),
+        })]);
+    assert_eq!(state.messages.len(), 2);
+    let intruder = SendMessage {
+        thread_id: first.thread_id,
+        ..send(stranger, vec![teacher])
+    };
+    given::<Thread>(history.clone())
+        .when(|s| reply(s, &intruder, &known(&[teacher])))
+        .then_reject(Rejection::Forbidden);
+    nothing::<Thread>()
+        .when(|s| reply(s, &answer, &known(&[teacher])))
+        .then_reject(Rejection::NotFound);
+    let same_id = SendMessage {
+        message_id: first.message_id,
+        ..answer
+    };
+    given::<Thread>(history)
+        .when(|s| reply(s, &same_id, &known(&[teacher])))
+        .then_reject(Rejection::Conflict);
+}
+
+#[test]
+fn read_receipts_are_per_recipient_and_idempotent() {
+    let (teacher, parent, other) = (PersonId::new(), PersonId::new(), PersonId::new());
+    let (first, history) = thread(teacher, parent);
+    let read = MarkRead {
+        thread_id: first.thread_id,
+        message_id: first.message_id,
+        reader: parent,
+    };
+    let (_, state) = given::<Thread>(history.clone())
+        .when(|s| mark_read(s, &read))
+        .then_expect([DomainEvent::MessageRead(MessageRead {
+            message_id: first.message_id,
+            thread_id: first.thread_id,
+            reader: parent,
+        })]);
+    given_state(state)
+        .when(|s| mark_read(s, &read))
+        .then_nothing();
+    for reader in [teacher, other] {
+        let not_recipient = MarkRead {
+            reader,
+            ..read.clone()
+        };
+        given::<Thread>(history.clone())
+            .when(|s| mark_read(s, &not_recipient))
+            .then_reject(Rejection::Forbidden);
+    }
+    let unknown = MarkRead {
+        message_id: MessageId::new(),
+        ..read
+    };
+    given::<Thread>(history)
+        .when(|s| mark_read(s, &unknown))
+        .then_reject(Rejection::NotFound);
+}
