@@ -47,6 +47,7 @@ struct Fixture {
     m3: String,
     newstudent: String,
     newguardian: String,
+    newguardian2: String,
 }
 
 async fn fixture(w: &World) -> Fixture {
@@ -121,6 +122,15 @@ async fn fixture(w: &World) -> Fixture {
         .await,
         "/registerPerson/id",
     );
+    let newguardian2 = str_at(
+        &n.ok(
+            "admin",
+            register,
+            json!({"i": {"externalId": "newguardian2", "displayName": "H", "roles": ["GUARDIAN"]}}),
+        )
+        .await,
+        "/registerPerson/id",
+    );
     let (o1, o3) = (out.remove(0), out.remove(0));
     Fixture {
         p1: person("student1").await,
@@ -137,6 +147,7 @@ async fn fixture(w: &World) -> Fixture {
         m3: o3.3,
         newstudent,
         newguardian,
+        newguardian2,
     }
 }
 
@@ -283,7 +294,11 @@ fn cases() -> Vec<Case> {
             name: "linkGuardian",
             doc: "mutation($i: LinkGuardianInput!) { linkGuardian(input: $i) { id } }",
             mutation: true,
-            vars: Box::new(|w, f, _, own, _| json!({"i": {"studentId": w.id(pick(own, "s1", "s3")), "guardianId": f.newguardian}})),
+            // One guardian per allowed role: linking the same one twice is a CONFLICT.
+            vars: Box::new(|w, f, who, own, _| {
+                let g = if who == "admin" { &f.newguardian } else { &f.newguardian2 };
+                json!({"i": {"studentId": w.id(pick(own, "s1", "s3")), "guardianId": g}})
+            }),
             own: &["ADMIN", "HEAD"],
             other: &["ADMIN"],
         },
@@ -291,8 +306,8 @@ fn cases() -> Vec<Case> {
             name: "assignTeacher",
             doc: "mutation($i: AssignTeacherInput!) { assignTeacher(input: $i) }",
             mutation: true,
-            vars: Box::new(|w, _, _, own, _| {
-                json!({"i": {"teacherId": w.id(pick(own, "teacher2", "teacher3")), "classId": w.id(pick(own, "C1", "C3")), "subject": "history"}})
+            vars: Box::new(|w, _, _, own, n| {
+                json!({"i": {"teacherId": w.id(pick(own, "teacher2", "teacher3")), "classId": w.id(pick(own, "C1", "C3")), "subject": format!("history {n}")}})
             }),
             own: &["ADMIN", "HEAD"],
             other: &["ADMIN"],
@@ -362,7 +377,7 @@ fn cases() -> Vec<Case> {
             mutation: true,
             vars: Box::new(|w, _, _, own, _| {
                 json!({"i": {"classId": w.id(pick(own, "C1", "C3")), "subject": "maths", "title": "x",
-                             "description": "y", "due": "2026-12-01"}})
+                             "description": "y", "due": "2099-12-01"}})
             }),
             own: &["TEACHER"],
             other: &[],

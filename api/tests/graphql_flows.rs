@@ -224,8 +224,8 @@ async fn absence_lifecycle_including_a_declared_absence() {
         .ok(
             "guardian1",
             "mutation($i: DeclareAbsenceInput!) { declareAbsence(input: $i) { id state declared } }",
-            json!({"i": {"studentId": w.id("s1"), "start": "2026-11-25T13:00:00+01:00",
-                         "end": "2026-11-25T17:00:00+01:00", "reason": "orthodontiste"}}),
+            json!({"i": {"studentId": w.id("s1"), "start": "2099-11-25T13:00:00+01:00",
+                         "end": "2099-11-25T17:00:00+01:00", "reason": "orthodontiste"}}),
         )
         .await;
     let declared = str_at(&d, "/declareAbsence/id");
@@ -237,7 +237,7 @@ async fn absence_lifecycle_including_a_declared_absence() {
             "teacher1",
             REPORT,
             json!({"i": {"studentId": w.id("s1"), "kind": "ABSENCE",
-                         "start": "2026-11-25T14:00:00+01:00", "end": "2026-11-25T15:00:00+01:00"}}),
+                         "start": "2099-11-25T14:00:00+01:00", "end": "2099-11-25T15:00:00+01:00"}}),
         )
         .await;
     assert_eq!(str_at(&d, "/reportAbsence/id"), declared);
@@ -265,11 +265,11 @@ async fn absence_lifecycle_including_a_declared_absence() {
         .await;
     assert_eq!(codes(&r), ["INVALID_INPUT"]);
 
-    // Half-day statistics: s1 has one unjustified... none: the morning was
-    // accepted and the afternoon is pending. Reject the afternoon: 1 unjustified.
+    // Half-day statistics of November: s1's accepted morning; then two full
+    // unjustified days of s4 put s4 over the threshold of 4 half-days.
     let stats = "query($c: ID!) { absenceStats(classId: $c, from: \"2026-11-01\", to: \"2026-11-30\") { halfDaysMissed unjustifiedHalfDays studentsOverThreshold { id } } }";
     let d = w.node.ok("staff1", stats, json!({"c": w.id("C1")})).await;
-    assert_eq!(d["absenceStats"]["halfDaysMissed"], 2);
+    assert_eq!(d["absenceStats"]["halfDaysMissed"], 1);
     assert_eq!(d["absenceStats"]["unjustifiedHalfDays"], 0);
     for day in ["2026-11-02", "2026-11-03"] {
         w.node
@@ -282,7 +282,7 @@ async fn absence_lifecycle_including_a_declared_absence() {
             .await;
     }
     let d = w.node.ok("auditor", stats, json!({"c": w.id("C1")})).await;
-    assert_eq!(d["absenceStats"]["halfDaysMissed"], 6);
+    assert_eq!(d["absenceStats"]["halfDaysMissed"], 5);
     assert_eq!(d["absenceStats"]["unjustifiedHalfDays"], 4);
     assert_eq!(
         d["absenceStats"]["studentsOverThreshold"],
@@ -517,7 +517,7 @@ async fn a_guardian_dashboard_costs_one_store_round_trip_whatever_its_size() {
             .ok(
                 "teacher1",
                 "mutation($i: AssignHomeworkInput!) { assignHomework(input: $i) { id } }",
-                json!({"i": {"classId": w.id("C1"), "subject": "maths", "title": format!("ex {n}"), "description": "p. 12", "due": "2026-12-01"}}),
+                json!({"i": {"classId": w.id("C1"), "subject": "maths", "title": format!("ex {n}"), "description": "p. 12", "due": "2099-12-01"}}),
             )
             .await;
         w.node

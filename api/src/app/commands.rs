@@ -12,11 +12,10 @@ use super::model::Model;
 use super::{ApiError, App, Viewer};
 use crate::policy;
 use chrono::{DateTime, NaiveDate, Utc};
-use registre_domain::events::*;
+use registre_domain::{absences, grades, homework, messages, roster, Aggregate};
 use registre_domain::{
     AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, EstablishmentId, GradeId,
-    GradeStatus, HomeworkId, JustificationState, MessageId, PersonId, Role, StreamName, StudentId,
-    ThreadId, TimeZone, Uai,
+    GradeStatus, HomeworkId, MessageId, PersonId, Role, StreamName, StudentId, ThreadId, Uai,
 };
 use registre_store::{AppendOutcome, ExpectedVersion, Idempotency, NewEvent, StoreError};
 use sha2::{Digest, Sha256};
@@ -37,15 +36,6 @@ pub struct IdempotencyInput {
     pub input: serde_json::Value,
 }
 
-fn non_empty(field: &str, value: &str) -> Result<String, ApiError> {
-    let v = value.trim();
-    if v.is_empty() {
-        Err(ApiError::invalid(field, "must not be empty"))
-    } else {
-        Ok(v.to_owned())
-    }
-}
-
 fn decode_stream(events: &[registre_store::RecordedEvent]) -> Result<Vec<DomainEvent>, ApiError> {
     events
         .iter()
@@ -61,30 +51,6 @@ fn decode_stream(events: &[registre_store::RecordedEvent]) -> Result<Vec<DomainE
 /// The first event of an outcome, decoded (to answer a repeated request).
 pub fn first_event(outcome: &AppendOutcome) -> Result<Option<DomainEvent>, ApiError> {
     Ok(decode_stream(&outcome.events)?.into_iter().next())
-}
-
-fn score_rule(
-    score: Option<f64>,
-    status: GradeStatus,
-    out_of: f64,
-) -> Result<Option<f64>, ApiError> {
-    match (status, score) {
-        (GradeStatus::Graded, Some(s)) if s.is_finite() && (0.0..=out_of).contains(&s) => {
-            Ok(Some(s))
-        }
-        (GradeStatus::Graded, Some(_)) => Err(ApiError::invalid(
-            "score",
-            format!("must be between 0 and {out_of}"),
-        )),
-        (GradeStatus::Graded, None) => {
-            Err(ApiError::invalid("score", "required when status is GRADED"))
-        }
-        (_, Some(_)) => Err(ApiError::invalid(
-            "score",
-            "must be null unless status is GRADED",
-        )),
-        (_, None) => Ok(None),
-    }
 }
 
 impl App {
@@ -195,28 +161,30 @@ impl App {
         if !policy::can_create_establishment(cx.viewer) {
             return Err(ApiError::forbidden());
         }
-        let uai = Uai::parse(uai)?;
-        let name = non_empty("name", name)?;
-        let time_zone = time_zone
-            .map(TimeZone::parse)
-            .transpose()?
-            .unwrap_or_default();
-        let id = EstablishmentId::new();
-        self.run_command(cx, &StreamName::establishment(id), None, None, |m, _| {
-            if m.establishments.values().any(|e| e.uai == uai.as_str()) {
-                return Err(ApiError::Conflict(format!(
-                    "an establishment with UAI {uai} exists"
-                )));
-            }
-            Ok(vec![DomainEvent::EstablishmentCreated(
-                EstablishmentCreated {
-                    establishment_id: id,
-                    uai: uai.clone(),
-                    name: name.clone(),
-                    time_zone,
-                },
-            )])
-        })
+        let cmd = roster::CreateEstablishment {
+            establishment_id: EstablishmentId::new(),
+            uai: uai.to_owned(),
+            name: name.to_owned(),
+            time_zone: time_zone.map(str::to_owned),
+        };
+        let id = cmd.establishment_id;
+        self.run_command(
+            cx,
+            &StreamName::establishment(id),
+            None,
+            None,
+            |m, state| {
+                let uai = Uai::parse(&cmd.uai)?;
+                let facts = roster::EstablishmentFacts {
+                    uai_taken: m.establishments.values().any(|e| e.uai == uai.as_str()),
+                };
+                Ok(roster::create_establishment(
+                    &Aggregate::fold(state),
+                    &cmd,
+                    &facts,
+                )?)
+            },
+        )
         .await?;
         Ok(id)
     }
@@ -227,29 +195,29 @@ impl App {
         establishment: EstablishmentId,
         name: &str,
     ) -> Result<ClassId, ApiError> {
-        let name = non_empty("name", name)?;
-        let id = ClassId::new();
-        self.run_command(cx, &StreamName::class(id), None, None, |m, _| {
+        let cmd = roster::CreateClass {
+            class_id: ClassId::new(),
+            establishment_id: establishment,
+            name: name.to_owned(),
+        };
+        let id = cmd.class_id;
+        let wanted = name.trim().to_lowercase();
+        self.run_command(cx, &StreamName::class(id), None, None, |m, state| {
             if !policy::can_manage_roster(cx.viewer, Some(establishment)) {
                 return Err(ApiError::forbidden());
             }
-            let Some(est) = m.establishments.get(&establishment) else {
-                return Err(ApiError::NotFound("establishment".into()));
+            let est = m.establishments.get(&establishment);
+            let facts = roster::ClassFacts {
+                establishment_exists: est.is_some(),
+                name_taken: est.is_some_and(|e| {
+                    e.classes.iter().any(|c| {
+                        m.classes
+                            .get(c)
+                            .is_some_and(|c| c.name.trim().to_lowercase() == wanted)
+                    })
+                }),
             };
-            if est
-                .classes
-                .iter()
-                .any(|c| m.classes.get(c).is_some_and(|c| c.name == name))
-            {
-                return Err(ApiError::Conflict(format!(
-                    "class {name} exists in this establishment"
-                )));
-            }
-            Ok(vec![DomainEvent::ClassCreated(ClassCreated {
-                class_id: id,
-                establishment_id: establishment,
-                name: name.clone(),
-            })])
+            Ok(roster::create_class(&Aggregate::fold(state), &cmd, &facts)?)
         })
         .await?;
         Ok(id)
@@ -266,39 +234,23 @@ impl App {
         if !policy::can_register(cx.viewer, roles, establishment) {
             return Err(ApiError::forbidden());
         }
-        let external_id = non_empty("externalId", external_id)?;
-        let display_name = non_empty("displayName", display_name)?;
-        if roles.is_empty() {
-            return Err(ApiError::invalid("roles", "at least one role"));
-        }
-        let mut roles = roles.to_vec();
-        roles.sort();
-        roles.dedup();
-        if roles.iter().any(|r| r.needs_establishment()) && establishment.is_none() {
-            return Err(ApiError::invalid(
-                "establishmentId",
-                "required for HEAD, EDUCATION_STAFF and TEACHER",
-            ));
-        }
-        let id = PersonId::for_external_id(&external_id);
+        let cmd = roster::RegisterPerson {
+            external_id: external_id.to_owned(),
+            display_name: display_name.to_owned(),
+            roles: roles.to_vec(),
+            establishment_id: establishment,
+        };
+        let id = cmd.person_id();
         self.run_command(cx, &StreamName::person(id), None, None, |m, state| {
-            if !state.is_empty() {
-                return Err(ApiError::Conflict(
-                    "this externalId is already registered".into(),
-                ));
-            }
-            if let Some(est) = establishment {
-                if !m.establishments.contains_key(&est) {
-                    return Err(ApiError::NotFound("establishment".into()));
-                }
-            }
-            Ok(vec![DomainEvent::PersonRegistered(PersonRegistered {
-                person_id: id,
-                external_id: external_id.clone(),
-                display_name: display_name.clone(),
-                roles: roles.clone(),
-                establishment_id: establishment,
-            })])
+            let facts = roster::PersonFacts {
+                establishment_exists: establishment
+                    .is_some_and(|e| m.establishments.contains_key(&e)),
+            };
+            Ok(roster::register_person(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(id)
@@ -310,32 +262,24 @@ impl App {
         person: PersonId,
         class: ClassId,
     ) -> Result<StudentId, ApiError> {
-        let id = StudentId::for_person(person);
-        self.run_command(cx, &StreamName::student(id), None, None, |m, _| {
-            let est = m.establishment_of_class(class);
-            if !policy::can_manage_roster(cx.viewer, est) {
+        let cmd = roster::EnrollStudent {
+            person_id: person,
+            class_id: class,
+        };
+        let id = cmd.student_id();
+        self.run_command(cx, &StreamName::student(id), None, None, |m, state| {
+            if !policy::can_manage_roster(cx.viewer, m.establishment_of_class(class)) {
                 return Err(ApiError::forbidden());
             }
-            if est.is_none() {
-                return Err(ApiError::NotFound("class".into()));
-            }
-            let Some(p) = m.persons.get(&person) else {
-                return Err(ApiError::NotFound("person".into()));
+            let facts = roster::EnrolmentFacts {
+                person: summary(m, person),
+                class_exists: m.classes.contains_key(&class),
             };
-            if !p.roles.contains(&Role::Student) {
-                return Err(ApiError::invalid(
-                    "personId",
-                    "this person is not a STUDENT",
-                ));
-            }
-            if m.students.get(&id).is_some_and(|s| s.class == class) {
-                return Ok(vec![]);
-            }
-            Ok(vec![DomainEvent::StudentEnrolled(StudentEnrolled {
-                student_id: id,
-                person_id: person,
-                class_id: class,
-            })])
+            Ok(roster::enroll_student(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(id)
@@ -347,30 +291,22 @@ impl App {
         student: StudentId,
         guardian: PersonId,
     ) -> Result<(), ApiError> {
-        self.run_command(cx, &StreamName::student(student), None, None, |m, _| {
-            let est = m.establishment_of_student(student);
-            if !policy::can_manage_roster(cx.viewer, est) {
+        let cmd = roster::LinkGuardian {
+            student_id: student,
+            guardian_id: guardian,
+        };
+        self.run_command(cx, &StreamName::student(student), None, None, |m, state| {
+            if !policy::can_manage_roster(cx.viewer, m.establishment_of_student(student)) {
                 return Err(ApiError::forbidden());
             }
-            let Some(s) = m.students.get(&student) else {
-                return Err(ApiError::NotFound("student".into()));
+            let facts = roster::GuardianFacts {
+                guardian: summary(m, guardian),
             };
-            let Some(g) = m.persons.get(&guardian) else {
-                return Err(ApiError::NotFound("guardian".into()));
-            };
-            if !g.roles.contains(&Role::Guardian) {
-                return Err(ApiError::invalid(
-                    "guardianId",
-                    "this person is not a GUARDIAN",
-                ));
-            }
-            if s.guardians.contains(&guardian) {
-                return Ok(vec![]);
-            }
-            Ok(vec![DomainEvent::GuardianLinked(GuardianLinked {
-                student_id: student,
-                guardian_id: guardian,
-            })])
+            Ok(roster::link_guardian(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(())
@@ -383,32 +319,23 @@ impl App {
         class: ClassId,
         subject: &str,
     ) -> Result<(), ApiError> {
-        let subject = non_empty("subject", subject)?;
-        self.run_command(cx, &StreamName::class(class), None, None, |m, _| {
-            let est = m.establishment_of_class(class);
-            if !policy::can_manage_roster(cx.viewer, est) {
+        let cmd = roster::AssignTeacher {
+            class_id: class,
+            teacher_id: teacher,
+            subject: subject.to_owned(),
+        };
+        self.run_command(cx, &StreamName::class(class), None, None, |m, state| {
+            if !policy::can_manage_roster(cx.viewer, m.establishment_of_class(class)) {
                 return Err(ApiError::forbidden());
             }
-            let Some(c) = m.classes.get(&class) else {
-                return Err(ApiError::NotFound("class".into()));
+            let facts = roster::AssignmentFacts {
+                teacher: summary(m, teacher),
             };
-            let Some(t) = m.persons.get(&teacher) else {
-                return Err(ApiError::NotFound("teacher".into()));
-            };
-            if !t.roles.contains(&Role::Teacher) || t.establishment != Some(c.establishment) {
-                return Err(ApiError::invalid(
-                    "teacherId",
-                    "not a TEACHER of this class's establishment",
-                ));
-            }
-            if c.teachers.contains(&(teacher, subject.clone())) {
-                return Ok(vec![]);
-            }
-            Ok(vec![DomainEvent::TeacherAssigned(TeacherAssigned {
-                class_id: class,
-                teacher_id: teacher,
-                subject: subject.clone(),
-            })])
+            Ok(roster::assign_teacher(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(())
@@ -416,7 +343,7 @@ impl App {
 
     /// A roll-call report. When the student's guardian declared an absence
     /// covering it in advance, that absence is confirmed instead of a second
-    /// one being recorded.
+    /// one being recorded (the domain decides; this finds the candidate).
     #[allow(clippy::too_many_arguments)]
     pub async fn report_absence(
         &self,
@@ -428,82 +355,72 @@ impl App {
         minutes_late: Option<i32>,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<AbsenceId, ApiError> {
-        let allowed = self.read(|m| policy::can_report_absence(m, cx.viewer, student));
-        if !allowed {
+        if !self.read(|m| policy::can_report_absence(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
-        if end <= start {
-            return Err(ApiError::invalid("end", "must be after start"));
-        }
-        let minutes_late = match (kind, minutes_late) {
-            (AbsenceKind::Lateness, Some(n)) if n > 0 => Some(n as u32),
-            (AbsenceKind::Lateness, _) => {
-                return Err(ApiError::invalid(
-                    "minutesLate",
-                    "a positive number is required for LATENESS",
-                ))
-            }
-            (AbsenceKind::Absence, None) => None,
-            (AbsenceKind::Absence, Some(_)) => {
-                return Err(ApiError::invalid("minutesLate", "only for LATENESS"))
-            }
+        let cmd = absences::ReportAbsence {
+            absence_id: AbsenceId::new(),
+            student_id: student,
+            kind,
+            start,
+            end,
+            minutes_late: minutes_late.map(i64::from),
         };
+        // The earliest live declared absence the report overlaps, if any: its
+        // stream is the one to append to.
         let declared = self.read(|m| {
-            m.students.get(&student).and_then(|s| {
-                s.absences.iter().copied().find(|a| {
-                    m.absences.get(a).is_some_and(|a| {
-                        a.declared
-                            && !a.cancelled
-                            && kind == AbsenceKind::Absence
-                            && a.start < end
-                            && start < a.end
-                    })
+            let s = m.students.get(&student)?;
+            s.absences
+                .iter()
+                .filter_map(|a| m.absences.get(a))
+                .filter(|a| {
+                    a.declared
+                        && !a.cancelled
+                        && kind == AbsenceKind::Absence
+                        && a.start < end
+                        && start < a.end
                 })
-            })
+                .min_by_key(|a| a.start)
+                .map(|a| a.id)
         });
-        let (id, fresh) = match declared {
-            Some(a) => (a, false),
-            None => (AbsenceId::new(), true),
-        };
+        let stream_id = declared.unwrap_or(cmd.absence_id);
         let outcome = self
             .run_command(
                 cx,
-                &StreamName::absence(id),
+                &StreamName::absence(stream_id),
                 idempotency,
                 None,
                 |m, state| {
                     if !policy::can_report_absence(m, cx.viewer, student) {
                         return Err(ApiError::forbidden());
                     }
-                    if fresh {
-                        return Ok(vec![DomainEvent::AbsenceReported(AbsenceReported {
-                            absence_id: id,
-                            student_id: student,
-                            kind,
-                            start,
-                            end,
-                            minutes_late,
-                        })]);
-                    }
-                    let confirmed = state
-                        .iter()
-                        .any(|e| matches!(e, DomainEvent::DeclaredAbsenceConfirmed(_)));
-                    if confirmed {
-                        return Ok(vec![]);
-                    }
-                    Ok(vec![DomainEvent::DeclaredAbsenceConfirmed(
-                        DeclaredAbsenceConfirmed {
-                            absence_id: id,
-                            student_id: student,
+                    let state: absences::Absence = Aggregate::fold(state);
+                    let facts = absences::ReportFacts {
+                        student_class: m.students.get(&student).map(|s| s.class),
+                        declared: if declared.is_some() {
+                            vec![state.clone()]
+                        } else {
+                            Vec::new()
                         },
-                    )])
+                    };
+                    let fresh = absences::Absence::default();
+                    let base = if declared.is_some() { &fresh } else { &state };
+                    let decided = absences::report_absence(base, &cmd, &facts)?;
+                    if decided.absence_id != stream_id {
+                        // The model saw a declaration the stream no longer has as
+                        // live (cancelled meanwhile): decide again on a new stream.
+                        return Err(ApiError::Conflict(
+                            "the declared absence changed; retry".into(),
+                        ));
+                    }
+                    Ok(decided.events)
                 },
             )
             .await?;
         Ok(match first_event(&outcome)? {
             Some(DomainEvent::AbsenceReported(e)) => e.absence_id,
             Some(DomainEvent::DeclaredAbsenceConfirmed(e)) => e.absence_id,
-            _ => id,
+            _ => stream_id,
         })
     }
 
@@ -520,21 +437,32 @@ impl App {
         if !self.read(|m| policy::can_justify_absence(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
-        if end <= start {
-            return Err(ApiError::invalid("end", "must be after start"));
-        }
-        let reason = non_empty("reason", reason)?;
-        let id = AbsenceId::new();
+        let cmd = absences::DeclareAbsence {
+            absence_id: AbsenceId::new(),
+            student_id: student,
+            start,
+            end,
+            reason: reason.to_owned(),
+        };
+        let id = cmd.absence_id;
         let outcome = self
-            .run_command(cx, &StreamName::absence(id), idempotency, None, |_, _| {
-                Ok(vec![DomainEvent::AbsenceDeclared(AbsenceDeclared {
-                    absence_id: id,
-                    student_id: student,
-                    start,
-                    end,
-                    reason: reason.clone(),
-                })])
-            })
+            .run_command(
+                cx,
+                &StreamName::absence(id),
+                idempotency,
+                None,
+                |m, state| {
+                    let facts = absences::DeclareFacts {
+                        student_class: m.students.get(&student).map(|s| s.class),
+                        now: Utc::now(),
+                    };
+                    Ok(absences::declare_absence(
+                        &Aggregate::fold(state),
+                        &cmd,
+                        &facts,
+                    )?)
+                },
+            )
             .await?;
         Ok(match first_event(&outcome)? {
             Some(DomainEvent::AbsenceDeclared(e)) => e.absence_id,
@@ -558,21 +486,12 @@ impl App {
         if !self.read(|m| policy::can_justify_absence(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
-        let reason = non_empty("reason", reason)?;
+        let cmd = absences::JustifyAbsence {
+            absence_id: absence,
+            reason: reason.to_owned(),
+        };
         self.run_command(cx, &StreamName::absence(absence), None, None, |_, state| {
-            match absence_state(state) {
-                (_, true) => Err(ApiError::Conflict("this absence was cancelled".into())),
-                (JustificationState::Unjustified | JustificationState::Rejected, _) => {
-                    Ok(vec![DomainEvent::AbsenceJustified(AbsenceJustified {
-                        absence_id: absence,
-                        student_id: student,
-                        reason: reason.clone(),
-                    })])
-                }
-                (s, _) => Err(ApiError::Conflict(format!(
-                    "an absence in state {s:?} cannot be justified"
-                ))),
-            }
+            Ok(absences::justify_absence(&Aggregate::fold(state), &cmd)?)
         })
         .await?;
         Ok(())
@@ -591,25 +510,16 @@ impl App {
         if !self.read(|m| policy::can_review_justification(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
-        let comment = comment
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
+        let cmd = absences::ReviewJustification {
+            absence_id: absence,
+            accept,
+            comment: comment.map(str::to_owned),
+        };
         self.run_command(cx, &StreamName::absence(absence), None, None, |_, state| {
-            match absence_state(state) {
-                (_, true) => Err(ApiError::Conflict("this absence was cancelled".into())),
-                (JustificationState::Pending, _) => Ok(vec![DomainEvent::JustificationReviewed(
-                    JustificationReviewed {
-                        absence_id: absence,
-                        student_id: student,
-                        accepted: accept,
-                        comment: comment.clone(),
-                    },
-                )]),
-                (s, _) => Err(ApiError::Conflict(format!(
-                    "only a PENDING justification can be reviewed (state {s:?})"
-                ))),
-            }
+            Ok(absences::review_justification(
+                &Aggregate::fold(state),
+                &cmd,
+            )?)
         })
         .await?;
         Ok(())
@@ -626,32 +536,29 @@ impl App {
         coefficient: f64,
         out_of: f64,
     ) -> Result<AssessmentId, ApiError> {
-        let subject = subject.trim().to_owned();
-        if !self.read(|m| policy::can_teach(m, cx.viewer, class, &subject)) {
-            return Err(ApiError::forbidden());
-        }
-        let title = non_empty("title", title)?;
-        if !(coefficient.is_finite() && coefficient > 0.0) {
-            return Err(ApiError::invalid(
-                "coefficient",
-                "must be a positive number",
-            ));
-        }
-        if !(out_of.is_finite() && out_of > 0.0) {
-            return Err(ApiError::invalid("outOf", "must be a positive number"));
-        }
-        let id = AssessmentId::new();
-        self.run_command(cx, &StreamName::assessment(id), None, None, |_, _| {
-            Ok(vec![DomainEvent::AssessmentCreated(AssessmentCreated {
-                assessment_id: id,
-                class_id: class,
-                teacher_id: cx.viewer.person,
-                subject: subject.clone(),
-                title: title.clone(),
-                date,
-                coefficient,
-                out_of,
-            })])
+        let cmd = grades::CreateAssessment {
+            assessment_id: AssessmentId::new(),
+            class_id: class,
+            teacher_id: cx.viewer.person,
+            subject: subject.to_owned(),
+            title: title.to_owned(),
+            date,
+            coefficient,
+            out_of,
+        };
+        let id = cmd.assessment_id;
+        self.run_command(cx, &StreamName::assessment(id), None, None, |m, state| {
+            if !policy::can_teach(m, cx.viewer, class, subject.trim()) {
+                return Err(ApiError::forbidden());
+            }
+            let facts = grades::AssessmentFacts {
+                class_exists: m.classes.contains_key(&class),
+            };
+            Ok(grades::create_assessment(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(id)
@@ -666,12 +573,13 @@ impl App {
         status: GradeStatus,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<GradeId, ApiError> {
-        let a = self
-            .read(|m| m.assessments.get(&assessment).cloned())
-            .filter(|a| policy::owns_assessment(cx.viewer, a))
-            .ok_or_else(ApiError::forbidden)?;
-        let score = score_rule(score, status, a.out_of)?;
-        let id = GradeId::for_pair(assessment, student);
+        let cmd = grades::RecordGrade {
+            assessment_id: assessment,
+            student_id: student,
+            score,
+            status,
+        };
+        let id = cmd.grade_id();
         let outcome = self
             .run_command(
                 cx,
@@ -679,27 +587,17 @@ impl App {
                 idempotency,
                 None,
                 |m, state| {
-                    if m.students.get(&student).map(|s| s.class) != Some(a.class) {
-                        return Err(ApiError::invalid(
-                            "studentId",
-                            "not a student of this assessment's class",
-                        ));
+                    let owns = m
+                        .assessments
+                        .get(&assessment)
+                        .is_some_and(|a| policy::owns_assessment(cx.viewer, a));
+                    if !owns {
+                        return Err(ApiError::forbidden());
                     }
-                    let exists = state
-                        .iter()
-                        .any(|e| matches!(e, DomainEvent::GradeRecorded(g) if g.grade_id == id));
-                    if exists {
-                        return Err(ApiError::Conflict(
-                            "a grade is already recorded for this student; use correctGrade".into(),
-                        ));
-                    }
-                    Ok(vec![DomainEvent::GradeRecorded(GradeRecorded {
-                        grade_id: id,
-                        assessment_id: assessment,
-                        student_id: student,
-                        score,
-                        status,
-                    })])
+                    let facts = grades::GradeFacts {
+                        student_class: m.students.get(&student).map(|s| s.class),
+                    };
+                    Ok(grades::record_grade(&Aggregate::fold(state), &cmd, &facts)?)
                 },
             )
             .await?;
@@ -717,47 +615,26 @@ impl App {
         status: GradeStatus,
         reason: &str,
     ) -> Result<(), ApiError> {
-        let (a, student) = self
+        let assessment = self
             .read(|m| {
                 let g = m.grades.get(&grade)?;
-                Some((m.assessments.get(&g.assessment)?.clone(), g.student))
+                m.assessments.get(&g.assessment).cloned()
             })
-            .filter(|(a, _)| policy::owns_assessment(cx.viewer, a))
+            .filter(|a| policy::owns_assessment(cx.viewer, a))
             .ok_or_else(ApiError::forbidden)?;
-        let reason = non_empty("reason", reason)?;
-        let score = score_rule(score, status, a.out_of)?;
+        let cmd = grades::CorrectGrade {
+            grade_id: grade,
+            score,
+            status,
+            reason: reason.to_owned(),
+        };
+        let why = reason.trim();
         self.run_command(
             cx,
-            &StreamName::assessment(a.id),
+            &StreamName::assessment(assessment.id),
             None,
-            Some(&reason),
-            |_, state| {
-                let mut current = None;
-                for e in state {
-                    match e {
-                        DomainEvent::GradeRecorded(g) if g.grade_id == grade => {
-                            current = Some((g.score, g.status))
-                        }
-                        DomainEvent::GradeCorrected(g) if g.grade_id == grade => {
-                            current = Some((g.score, g.status))
-                        }
-                        _ => {}
-                    }
-                }
-                let Some((previous_score, previous_status)) = current else {
-                    return Err(ApiError::NotFound("grade".into()));
-                };
-                Ok(vec![DomainEvent::GradeCorrected(GradeCorrected {
-                    grade_id: grade,
-                    assessment_id: a.id,
-                    student_id: student,
-                    previous_score,
-                    previous_status,
-                    score,
-                    status,
-                    reason: reason.clone(),
-                })])
-            },
+            Some(why),
+            |_, state| Ok(grades::correct_grade(&Aggregate::fold(state), &cmd)?),
         )
         .await?;
         Ok(())
@@ -772,32 +649,34 @@ impl App {
         description: &str,
         due: NaiveDate,
     ) -> Result<HomeworkId, ApiError> {
-        let subject = subject.trim().to_owned();
-        let tz = self.read(|m| {
-            policy::can_teach(m, cx.viewer, class, &subject)
-                .then(|| {
-                    m.establishment_of_class(class)
-                        .and_then(|e| m.establishments.get(&e))
-                        .map(|e| e.time_zone)
-                })
-                .flatten()
-        });
-        let tz = tz.ok_or_else(ApiError::forbidden)?;
-        let title = non_empty("title", title)?;
-        let description = description.trim().to_owned();
-        let assigned_on = Utc::now().with_timezone(&tz.tz()).date_naive();
-        let id = HomeworkId::new();
-        self.run_command(cx, &StreamName::homework(id), None, None, |_, _| {
-            Ok(vec![DomainEvent::HomeworkAssigned(HomeworkAssigned {
-                homework_id: id,
-                class_id: class,
-                teacher_id: cx.viewer.person,
-                subject: subject.clone(),
-                title: title.clone(),
-                description: description.clone(),
-                due,
-                assigned_on,
-            })])
+        let cmd = homework::AssignHomework {
+            homework_id: HomeworkId::new(),
+            class_id: class,
+            teacher_id: cx.viewer.person,
+            subject: subject.to_owned(),
+            title: title.to_owned(),
+            description: description.to_owned(),
+            due,
+        };
+        let id = cmd.homework_id;
+        self.run_command(cx, &StreamName::homework(id), None, None, |m, state| {
+            if !policy::can_teach(m, cx.viewer, class, subject.trim()) {
+                return Err(ApiError::forbidden());
+            }
+            let tz = m
+                .establishment_of_class(class)
+                .and_then(|e| m.establishments.get(&e))
+                .map(|e| e.time_zone)
+                .unwrap_or_default();
+            let facts = homework::HomeworkFacts {
+                class_exists: m.classes.contains_key(&class),
+                today: Utc::now().with_timezone(&tz.tz()).date_naive(),
+            };
+            Ok(homework::assign_homework(
+                &Aggregate::fold(state),
+                &cmd,
+                &facts,
+            )?)
         })
         .await?;
         Ok(id)
@@ -812,47 +691,55 @@ impl App {
         thread: Option<ThreadId>,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<MessageId, ApiError> {
-        let mut to = to.to_vec();
-        to.sort();
-        to.dedup();
-        if to.is_empty() {
-            return Err(ApiError::invalid("to", "at least one recipient"));
-        }
-        let subject = non_empty("subject", subject)?;
-        let body = non_empty("body", body)?;
         let me = cx.viewer.person;
-        let thread_id = thread.unwrap_or_default();
-        let thread_id = if thread.is_some() {
-            thread_id
-        } else {
-            ThreadId::new()
+        let cmd = messages::SendMessage {
+            message_id: MessageId::new(),
+            // Not `unwrap_or_default`: the default id is nil, a new thread needs a fresh one.
+            thread_id: match thread {
+                Some(t) => t,
+                None => ThreadId::new(),
+            },
+            from: me,
+            to: to.to_vec(),
+            subject: subject.to_owned(),
+            body: body.to_owned(),
         };
-        let id = MessageId::new();
+        let id = cmd.message_id;
         let outcome = self
             .run_command(
                 cx,
-                &StreamName::thread(thread_id),
+                &StreamName::thread(cmd.thread_id),
                 idempotency,
                 None,
-                |m, _| {
-                    if to.iter().any(|r| !policy::may_write(m, me, *r)) {
+                |m, state| {
+                    // Unknown recipients are refused like forbidden ones: whether
+                    // an id is a person is not the sender's business.
+                    if cmd
+                        .to
+                        .iter()
+                        .any(|r| *r != me && !policy::may_write(m, me, *r))
+                    {
                         return Err(ApiError::Forbidden(
                             "one of the recipients is not someone this viewer may write to".into(),
                         ));
                     }
-                    if thread.is_some()
-                        && !m.threads.get(&thread_id).is_some_and(|p| p.contains(&me))
-                    {
+                    let state: messages::Thread = Aggregate::fold(state);
+                    if thread.is_some() && !state.exists() {
                         return Err(ApiError::forbidden());
                     }
-                    Ok(vec![DomainEvent::MessageSent(MessageSent {
-                        message_id: id,
-                        thread_id,
-                        from: me,
-                        to: to.clone(),
-                        subject: subject.clone(),
-                        body: body.clone(),
-                    })])
+                    let facts = messages::SendFacts {
+                        registered_recipients: cmd
+                            .to
+                            .iter()
+                            .copied()
+                            .filter(|p| m.persons.contains_key(p))
+                            .collect(),
+                    };
+                    Ok(if thread.is_some() {
+                        messages::reply(&state, &cmd, &facts)?
+                    } else {
+                        messages::start_thread(&state, &cmd, &facts)?
+                    })
                 },
             )
             .await?;
@@ -876,44 +763,23 @@ impl App {
                     .map(|msg| msg.thread)
             })
             .ok_or_else(ApiError::forbidden)?;
+        let cmd = messages::MarkRead {
+            thread_id: thread,
+            message_id: message,
+            reader: me,
+        };
         self.run_command(cx, &StreamName::thread(thread), None, None, |_, state| {
-            let already = state
-                .iter()
-                .any(|e| matches!(e, DomainEvent::MessageRead(r) if r.message_id == message && r.reader == me));
-            if already {
-                return Ok(vec![]);
-            }
-            Ok(vec![DomainEvent::MessageRead(MessageRead {
-                message_id: message,
-                thread_id: thread,
-                reader: me,
-            })])
+            Ok(messages::mark_read(&Aggregate::fold(state), &cmd)?)
         })
         .await?;
         Ok(())
     }
 }
 
-/// (justification state, cancelled) of an absence stream.
-fn absence_state(events: &[DomainEvent]) -> (JustificationState, bool) {
-    let mut state = JustificationState::Unjustified;
-    let mut cancelled = false;
-    for e in events {
-        match e {
-            DomainEvent::AbsenceReported(_) => state = JustificationState::Unjustified,
-            DomainEvent::AbsenceDeclared(_) | DomainEvent::AbsenceJustified(_) => {
-                state = JustificationState::Pending
-            }
-            DomainEvent::JustificationReviewed(r) => {
-                state = if r.accepted {
-                    JustificationState::Accepted
-                } else {
-                    JustificationState::Rejected
-                }
-            }
-            DomainEvent::AbsenceCancelled(_) => cancelled = true,
-            _ => {}
-        }
-    }
-    (state, cancelled)
+/// What the domain needs to know of a person.
+fn summary(m: &Model, person: PersonId) -> Option<roster::PersonSummary> {
+    m.persons.get(&person).map(|p| roster::PersonSummary {
+        roles: p.roles.clone(),
+        establishment_id: p.establishment,
+    })
 }
