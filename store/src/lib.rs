@@ -4,6 +4,11 @@
 //! embedded SQLite file as the zero-setup default. The store knows nothing of
 //! the domain: it keeps `(event_type, schema_version, data)` and metadata, and
 //! hands back [`RecordedEvent`]s with their global [`Position`].
+//!
+//! Entry points: [`open`] (the configured backend, migrated), [`migrate`]
+//! (`registre migrate`), [`subscribe`] (history then live, for followers),
+//! [`chain::verify_chain`] and [`chain::ChainCheckpoint`] (tamper evidence).
+//! Why the log is built this way: `docs/decisions/0001-event-store.md`.
 
 pub mod chain;
 mod plan;

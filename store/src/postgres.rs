@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -42,6 +42,7 @@ pub const MIGRATION_LOCK: i64 = 0x5245_4749_4d49_4752;
 pub const CHANNEL: &str = "registre_log";
 
 const DEFAULT_POOL_SIZE: usize = 16;
+const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -199,8 +200,13 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Bounded waits: a saturated pool or an unreachable database fails a
+        // request with a Backend error instead of hanging it.
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
         let head = read_head_position(&pool).await?;
