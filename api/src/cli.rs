@@ -5,7 +5,7 @@
 //! The functions here are thin: they open the store, call the library and
 //! turn its errors into a message and an exit code.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -117,8 +117,8 @@ pub fn embedded_path(data_dir: &std::path::Path) -> PathBuf {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    async {
+pub async fn shutdown_signal() {
+    {
         let ctrl_c = async {
             if let Err(e) = tokio::signal::ctrl_c().await {
                 tracing::error!(error = %e, "cannot listen for Ctrl-C");

@@ -365,6 +365,14 @@ struct Plan {
     accounts: Vec<DemoAccount>,
 }
 
+/// One event of a stream being written: by whom, when, and why.
+type Entry = (
+    DomainEvent,
+    Option<PersonInfo>,
+    DateTime<Utc>,
+    Option<String>,
+);
+
 #[derive(Clone, Copy)]
 struct PersonInfo {
     id: PersonId,
@@ -393,15 +401,7 @@ impl Builder {
     }
 
     /// One whole stream, written from scratch.
-    fn stream(
-        &mut self,
-        events: Vec<(
-            DomainEvent,
-            Option<PersonInfo>,
-            DateTime<Utc>,
-            Option<String>,
-        )>,
-    ) {
+    fn stream(&mut self, events: Vec<Entry>) {
         let Some((first, ..)) = events.first() else {
             return;
         };
@@ -615,7 +615,7 @@ impl Plan {
                     setup_time,
                     None,
                 ));
-                assigned.push((teacher.clone(), *subject));
+                assigned.push((*teacher, *subject));
             }
             b.stream(events);
             class_teachers.push(assigned);
@@ -633,7 +633,7 @@ impl Plan {
             .iter()
             .enumerate()
             .filter(|(i, _)| (i + 1) % 5 == 0)
-            .map(|(_, t)| t.0.clone())
+            .map(|(_, t)| t.0)
             .collect();
         let mut students: Vec<(PersonInfo, StudentId, usize, String)> = Vec::new(); // person, id, class index, name
         let mut student_guardians: Vec<Vec<PersonInfo>> = Vec::new();
@@ -653,7 +653,7 @@ impl Plan {
             .min(total_students - student_n);
             let mut guardians = Vec::new();
             if let Some(teacher) = teacher_parents.get(family) {
-                guardians.push(teacher.clone());
+                guardians.push(*teacher);
             }
             let wanted = if b.rng.gen_bool(0.75) { 2 } else { 1 };
             let mut names = Vec::new();
@@ -724,6 +724,7 @@ impl Plan {
             b.stream(events);
         }
         let (subject, name) = demo_guardian.context("a family with two children")?;
+        let demo_guardian_id = PersonId::for_external_id(&subject);
         accounts.push(DemoAccount {
             role: "GUARDIAN",
             subject,
@@ -853,17 +854,21 @@ impl Plan {
         for ((_, student_id, class_index, _), guardians) in students.iter().zip(&student_guardians)
         {
             let count = b.rng.gen_range(0..=5);
+            // The demo guardian's children always have some, to show.
+            let count = if guardians.iter().any(|g| g.id == demo_guardian_id) {
+                count.max(3)
+            } else {
+                count
+            };
             for _ in 0..count {
                 let absence_id = AbsenceId(b.uuid());
                 let day = *b.pick(&days);
                 let reporter = if b.rng.gen_bool(0.7) {
-                    class_teachers[*class_index][b.rng.gen_range(0..SUBJECTS.len())]
-                        .0
-                        .clone()
+                    class_teachers[*class_index][b.rng.gen_range(0..SUBJECTS.len())].0
                 } else {
-                    cpe.clone()
+                    cpe
                 };
-                let guardian = guardians[0].clone();
+                let guardian = guardians[0];
                 let guardian = PersonInfo {
                     id: guardian.id,
                     role: Role::Guardian,
@@ -1011,9 +1016,7 @@ impl Plan {
         for _ in 0..300 {
             let si = b.rng.gen_range(0..students.len());
             let (_, _, class_index, student_name) = &students[si];
-            let teacher = class_teachers[*class_index][b.rng.gen_range(0..SUBJECTS.len())]
-                .0
-                .clone();
+            let teacher = class_teachers[*class_index][b.rng.gen_range(0..SUBJECTS.len())].0;
             let guardians = &student_guardians[si];
             let thread_id = ThreadId(b.uuid());
             let message_id = MessageId(b.uuid());
@@ -1067,12 +1070,7 @@ fn justified(
     reason: String,
     guardian: &PersonInfo,
     day: NaiveDate,
-) -> (
-    DomainEvent,
-    Option<PersonInfo>,
-    DateTime<Utc>,
-    Option<String>,
-) {
+) -> Entry {
     (
         DomainEvent::AbsenceJustified(AbsenceJustified {
             absence_id,

@@ -185,11 +185,12 @@ fn routes<E: Executor>(
         .map(
             |ws: warp::ws::Ws, protocol: WebSocketProtocols, shared: Arc<Shared<E>>| {
                 let max = shared.transport.limits.ws_max_message_bytes;
-                // tungstenite's own cap sits above ours so that ours, with its clear
-                // close reason, is the one a client meets.
+                // tungstenite's own cap sits well above ours so that ours, with its
+                // clear close reason, is the one a client meets; beyond four times
+                // the limit the connection is simply dropped while reading.
                 let reply = ws
-                    .max_message_size(max.saturating_mul(2))
-                    .max_frame_size(max.saturating_mul(2))
+                    .max_message_size(max.saturating_mul(4))
+                    .max_frame_size(max.saturating_mul(4))
                     .on_upgrade(move |socket| websocket(shared, socket, protocol));
                 warp::reply::with_header(
                     reply,
@@ -272,12 +273,27 @@ fn routes<E: Executor>(
         })
 }
 
+/// GraphiQL sends the headers typed in its editor over HTTP only. For
+/// subscriptions to be authenticated too, the WebSocket connection_init
+/// payload is computed when the socket opens from those same headers (which
+/// GraphiQL keeps in localStorage), so one pasted `Authorization` serves both.
+const GRAPHIQL_WS_AUTH: &str = "wsConnectionParams: () => { try { \
+    const h = JSON.parse(localStorage.getItem('graphiql:headers') || '{}'); \
+    const a = h.Authorization || h.authorization; return a ? { Authorization: a } : {}; \
+    } catch (_) { return {}; } },";
+
 fn graphiql_page() -> String {
-    GraphiQLSource::build()
+    let page = GraphiQLSource::build()
         .endpoint("/graphql")
         .subscription_endpoint("/graphql")
         .title("Registre")
-        .finish()
+        .finish();
+    let anchor = "subscriptionUrl: createUrl('/graphql', true),";
+    page.replacen(
+        anchor,
+        &format!("{anchor}\n            {GRAPHIQL_WS_AUTH}"),
+        1,
+    )
 }
 
 /// A GraphQL-shaped error body, so that clients parse every refusal the same way.
@@ -539,10 +555,8 @@ async fn websocket_session<E: Executor>(
                             active.insert(id);
                             t.metrics.open_subscriptions.inc();
                         }
-                        ("complete" | "stop", Some(id)) => {
-                            if active.remove(&id) {
-                                t.metrics.open_subscriptions.dec();
-                            }
+                        ("complete" | "stop", Some(id)) if active.remove(&id) => {
+                            t.metrics.open_subscriptions.dec();
                         }
                         _ => {}
                     }

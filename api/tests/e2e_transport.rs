@@ -95,6 +95,10 @@ async fn graphiql_is_served_to_browsers_only() {
         html.contains("graphiql") && html.contains("/graphql"),
         "{html}"
     );
+    assert!(
+        html.contains("wsConnectionParams"),
+        "subscriptions carry the editor's token"
+    );
 
     let api = node
         .http()
