@@ -125,4 +125,25 @@ mod tests {
             Ok(Some("ok".to_owned()))
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn printable_text_within_bounds_is_kept_trimmed(raw in "[ ]{0,3}[\\PC&&[^ ]][\\PC]{0,40}[ ]{0,3}") {
+            let kept = line("title", &raw, TITLE_MAX);
+            proptest::prop_assert_eq!(kept, Ok(raw.trim().to_owned()));
+        }
+
+        #[test]
+        fn any_control_character_is_refused_in_a_line(
+            before in "[a-z]{1,5}",
+            control in proptest::char::range('\u{0}', '\u{1f}'),
+            after in "[a-z]{1,5}",
+        ) {
+            let raw = format!("{before}{control}{after}");
+            proptest::prop_assert!(line("title", &raw, TITLE_MAX).is_err());
+            let in_block = block("body", &raw, MESSAGE_BODY_MAX);
+            // A lone CR is refused: only CRLF line ends are normalized.
+            proptest::prop_assert_eq!(in_block.is_ok(), control == '\n' || control == '\t');
+        }
+    }
 }
