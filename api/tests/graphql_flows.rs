@@ -712,3 +712,139 @@ async fn unauthenticated_and_unknown_callers_are_refused() {
     );
     assert_eq!(a.data, b.data);
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_resumes_from_the_log_and_misses_nothing() {
+    let w = World::postgres().await;
+    // A second node with the smallest live buffer: a subscriber that is not
+    // read falls behind it and must resume from the log.
+    let node = w
+        .second_node_with(registre_api::app::AppConfig {
+            live_capacity: 16,
+            ..Default::default()
+        })
+        .await;
+    let from = node.head().await;
+    let request = async_graphql::Request::new(
+        "subscription($after: String) { absenceReported(after: $after) { position absence { id } } }",
+    )
+    .variables(async_graphql::Variables::from_json(json!({"after": from.to_string()})))
+    .data(Caller {
+        subject: "staff1".into(),
+        admin: false,
+    });
+    let mut feed = node.schema.execute_stream(request);
+    let mut reported = Vec::new();
+    for n in 0..120u32 {
+        let d = w
+            .node
+            .ok(
+                "teacher1",
+                REPORT,
+                json!({"i": {"studentId": w.id(if n % 2 == 0 { "s1" } else { "s4" }), "kind": "LATENESS",
+                             "minutesLate": 1 + n, "start": "2026-11-24T08:00:00Z", "end": "2026-11-24T09:00:00Z"}}),
+            )
+            .await;
+        reported.push(str_at(&d, "/reportAbsence/id"));
+    }
+    // Only now is the feed read: 120 absences, each once, in log order.
+    let mut got = Vec::new();
+    let mut last = from;
+    while got.len() < reported.len() {
+        let item = feed.next().await.expect("the feed stays open");
+        assert!(item.errors.is_empty(), "{:?}", item.errors);
+        let v = item.data.into_json().unwrap();
+        let position: u64 = str_at(&v, "/absenceReported/position").parse().unwrap();
+        assert!(
+            position > last,
+            "positions increase: {position} after {last}"
+        );
+        last = position;
+        got.push(str_at(&v, "/absenceReported/absence/id"));
+    }
+    assert_eq!(got, reported);
+    node.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_stream_both_land() {
+    let w = World::postgres().await;
+    let a = assessment(&w, "teacher1", "C1", "maths", 1.0, 20.0).await;
+    let other = w.second_node().await;
+    // Two nodes append to the same assessment stream at once: one of them
+    // meets an expected-version conflict, re-reads and decides again.
+    let one = json!({"i": {"assessmentId": a, "studentId": w.id("s1"), "score": 11.0, "status": "GRADED"}});
+    let two = json!({"i": {"assessmentId": a, "studentId": w.id("s4"), "score": 12.0, "status": "GRADED"}});
+    let (r1, r2) = tokio::join!(
+        w.node.run("teacher1", GRADE, one),
+        other.run("teacher1", GRADE, two)
+    );
+    assert!(
+        r1.errors.is_empty() && r2.errors.is_empty(),
+        "{:?} {:?}",
+        r1.errors,
+        r2.errors
+    );
+    let d = w
+        .node
+        .ok(
+            "teacher1",
+            "query($c: ID!) { schoolClass(id: $c) { students { grades { score } } } }",
+            json!({"c": w.id("C1")}),
+        )
+        .await;
+    let mut scores: Vec<f64> = d["schoolClass"]["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["grades"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["score"].as_f64().unwrap())
+        })
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    assert_eq!(scores, [11.0, 12.0]);
+    other.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_depth_and_complexity_are_limited() {
+    let w = World::postgres().await;
+    // Student -> schoolClass -> students -> schoolClass -> ... beyond the depth limit.
+    let mut q = String::from("id");
+    for _ in 0..8 {
+        q = format!("schoolClass {{ students {{ {q} }} }}");
+    }
+    let r = w
+        .node
+        .run(
+            "teacher1",
+            &format!("query($s: ID!) {{ student(id: $s) {{ {q} }} }}"),
+            json!({"s": w.id("s1")}),
+        )
+        .await;
+    assert!(!r.errors.is_empty());
+    assert!(
+        r.errors[0]
+            .message
+            .to_lowercase()
+            .contains("nested too deep"),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.data, async_graphql::Value::Null);
+    // Many aliases of a cheap field exceed the complexity budget.
+    let wide: String = (0..2100).map(|n| format!("a{n}: me {{ id }} ")).collect();
+    let r = w
+        .node
+        .run("teacher1", &format!("{{ {wide} }}"), json!({}))
+        .await;
+    assert!(
+        r.errors[0].message.to_lowercase().contains("complex"),
+        "{:?}",
+        r.errors
+    );
+}

@@ -219,8 +219,12 @@ pub struct Node {
 
 impl Node {
     pub async fn start(store: Arc<dyn EventStore>) -> Node {
+        Node::start_with(store, AppConfig::default()).await
+    }
+
+    pub async fn start_with(store: Arc<dyn EventStore>, config: AppConfig) -> Node {
         let store = CountingStore::new(store);
-        let app = App::new(store.clone(), AppConfig::default())
+        let app = App::new(store.clone(), config)
             .await
             .expect("the App starts");
         Node {
@@ -321,11 +325,15 @@ impl World {
 
     /// Another node on the same PostgreSQL database.
     pub async fn second_node(&self) -> Node {
+        self.second_node_with(AppConfig::default()).await
+    }
+
+    pub async fn second_node_with(&self, config: AppConfig) -> Node {
         let db = self.db.as_ref().expect("a PostgreSQL world");
         let store = registre_store::open(Some(&db.url), std::path::Path::new("."))
             .await
             .expect("open the PostgreSQL store");
-        Node::start(store).await
+        Node::start_with(store, config).await
     }
 
     async fn register(&mut self, name: &'static str, roles: &[&str], est: Option<&str>) {
