@@ -38,6 +38,8 @@ use crate::{
 pub const APPEND_LOCK: i64 = 0x5245_4749_5354_5245;
 /// Advisory lock key serialising migrations ("REGIMIGR").
 pub const MIGRATION_LOCK: i64 = 0x5245_4749_4d49_4752;
+/// `application_name` of each node's LISTEN connection.
+pub const LISTENER_APPLICATION_NAME: &str = "registre-listen";
 /// The NOTIFY channel carrying new heads between nodes.
 pub const CHANNEL: &str = "registre_log";
 
@@ -212,9 +214,12 @@ impl PostgresStore {
         let head = read_head_position(&pool).await?;
         let (wake, _) = watch::channel(head);
         let (local, local_rx) = watch::channel(head);
+        let mut listen_config = config;
+        // Named so that operators (and tests) can tell it from pool connections.
+        listen_config.application_name(LISTENER_APPLICATION_NAME);
         let tasks = vec![
             tokio::spawn(notifier(pool.clone(), local_rx)),
-            tokio::spawn(listener(config, wake.clone())),
+            tokio::spawn(listener(listen_config, wake.clone())),
         ];
         Ok(Arc::new(PostgresStore {
             pool,

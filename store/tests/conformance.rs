@@ -1005,3 +1005,48 @@ async fn postgres_nodes_wake_each_other() {
         .await;
     assert_eq!(followed, (1..=6).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_listener_reconnects_and_catches_up() {
+    let db = TestDb::postgres().await;
+    let Raw::Postgres { url, .. } = &db.raw else {
+        unreachable!()
+    };
+    let other = PostgresStore::connect(url).await.unwrap();
+    let mut wakeups = other.wakeups();
+    let first = db
+        .store()
+        .append(request("s", ExpectedVersion::Any, 1))
+        .await
+        .unwrap()
+        .last_position();
+    // Heard: the other node's LISTEN connection is up.
+    tokio::time::timeout(HANG_GUARD, wakeups.wait_for(|p| *p >= first))
+        .await
+        .expect("heard the first append")
+        .unwrap();
+
+    let terminated: i64 = pg_client(url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1) t",
+            &[&registre_store::postgres::LISTENER_APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // One per store: this test's two nodes.
+    assert_eq!(terminated, 2);
+
+    let second = db
+        .store()
+        .append(request("s", ExpectedVersion::Any, 3))
+        .await
+        .unwrap()
+        .last_position();
+    tokio::time::timeout(HANG_GUARD, wakeups.wait_for(|p| *p >= second))
+        .await
+        .expect("the other node reconnected and caught up")
+        .unwrap();
+}
