@@ -12,6 +12,11 @@
 //! altered, removed or reordered row breaks the chain. Removing the newest rows
 //! leaves a shorter chain that still verifies: an auditor who kept a
 //! [`ChainCheckpoint`] proves that with [`verify_checkpoint`].
+//!
+//! Verification recomputes hashes from the decoded events, so the serialised
+//! form of [`EventMetadata`] is part of the chain's format: a field added to it
+//! later must be skipped when absent (`skip_serializing_if`), or events written
+//! before the change would no longer verify.
 
 use std::fmt::Write as _;
 
