@@ -1,4 +1,6 @@
-//! The `registre` command line: `serve`, `demo` and `migrate`.
+//! The `registre` command line: `serve`, `demo`, `migrate`, and the
+//! maintenance commands (`projections rebuild`, `replay`, `audit verify`,
+//! `retention apply`).
 //!
 //! Each subcommand reads the same environment configuration
 //! ([`crate::config::Config`]); flags only cover what is specific to one run.
@@ -9,6 +11,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use registre_store::EventStore;
 
 use crate::config::{Config, Database, LogFormat};
@@ -32,6 +35,48 @@ pub enum Command {
     Demo(DemoArgs),
     /// Apply the database migrations and exit (also done at every start).
     Migrate,
+    /// Maintain the projections' persisted read model.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Write the views of every record as the log stood at an instant.
+    Replay(ReplayArgs),
+    /// Check the log's integrity.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Apply the retention periods.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Fold the whole log again and replace the read model's snapshot.
+    Rebuild {
+        /// The projection to rebuild (default: all; there is one, `read_model`).
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// RFC 3339 instant: events recorded after it are ignored.
+    #[arg(long)]
+    pub until: chrono::DateTime<chrono::FixedOffset>,
+    /// Directory the views are written to (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain over the whole log; fails on the first break.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Purge read-access records older than REGISTRE_ACCESS_LOG_RETENTION_DAYS.
+    Apply,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +100,118 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
+        Command::Projections(ProjectionsCommand::Rebuild { name }) => {
+            rebuild(&config, name.as_deref()).await
+        }
+        Command::Replay(args) => replay(&config, args).await,
+        Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
+        Command::Retention(RetentionCommand::Apply) => retention_apply(&config).await,
     }
+}
+
+fn progress_bar(length: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+async fn rebuild(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
+    use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
+    if let Some(name) = name.filter(|n| *n != ReadModel::NAME) {
+        anyhow::bail!("unknown projection {name:?}; known: {}", ReadModel::NAME);
+    }
+    let store = open_store(config).await?;
+    let head = store.head().await.context("reading the log head")?;
+    let engine = ProjectionEngine::open(store, EngineConfig::default())
+        .await
+        .context("opening the projection engine")?;
+    let bar = progress_bar(head, "rebuilding");
+    let report = engine
+        .rebuild(|p| bar.set_position(p.applied))
+        .await
+        .context("rebuilding the read model")?;
+    bar.finish();
+    println!(
+        "{} rebuilt: {} events up to position {} in {:.1} s ({:.0} events/s)",
+        ReadModel::NAME,
+        report.events,
+        report.position,
+        report.seconds,
+        report.events_per_second
+    );
+    Ok(())
+}
+
+async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let head = store.head().await.context("reading the log head")?;
+    let bar = progress_bar(head, "replaying");
+    let until = args.until.with_timezone(&chrono::Utc);
+    let manifest = registre_projections::replay_to_dir(store.as_ref(), until, &args.out, |p| {
+        bar.set_position(p.read)
+    })
+    .await
+    .context("replaying the log")?;
+    bar.finish();
+    println!(
+        "the log as of {} (position {}, {} events): {} establishments, {} classes, {} students written to {}",
+        manifest.until.to_rfc3339(),
+        manifest.position,
+        manifest.events_applied,
+        manifest.establishments,
+        manifest.classes,
+        manifest.students,
+        args.out.display()
+    );
+    Ok(())
+}
+
+async fn audit_verify(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let head = store.head().await.context("reading the log head")?;
+    let bar = progress_bar(head, "verifying");
+    let report = registre_store::verify_chain(store.as_ref(), |p| bar.set_position(p))
+        .await
+        .context("verifying the hash chain")?;
+    bar.finish();
+    match &report.first_break {
+        None => {
+            println!(
+                "the hash chain is intact: {} events, head {} hash {}",
+                report.events_checked,
+                report.verified_head,
+                hex::encode(report.head_hash)
+            );
+            Ok(())
+        }
+        Some(broken) => anyhow::bail!(
+            "the hash chain breaks at position {} ({:?}); verified up to {}",
+            broken.position,
+            broken.kind,
+            report.verified_head
+        ),
+    }
+}
+
+async fn retention_apply(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let retention = chrono::Duration::from_std(config.access_log_retention)
+        .context("REGISTRE_ACCESS_LOG_RETENTION_DAYS is out of range")?;
+    let before = chrono::Utc::now() - retention;
+    let purged = store
+        .purge_access_before(before)
+        .await
+        .context("purging the access log")?;
+    println!(
+        "purged {purged} read-access records older than {}",
+        before.to_rfc3339()
+    );
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -187,5 +343,42 @@ mod tests {
             Command::Migrate
         ));
         assert!(Cli::try_parse_from(["registre", "frobnicate"]).is_err());
+        let replay = Cli::try_parse_from([
+            "registre",
+            "replay",
+            "--until",
+            "2026-03-15T00:00:00+01:00",
+            "--out",
+            "/tmp/r",
+        ])
+        .expect("valid");
+        match replay.command {
+            Command::Replay(args) => {
+                assert_eq!(args.until.to_rfc3339(), "2026-03-15T00:00:00+01:00")
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["registre", "replay", "--until", "yesterday", "--out", "x"])
+                .is_err()
+        );
+        assert!(matches!(
+            Cli::try_parse_from(["registre", "projections", "rebuild", "read_model"])
+                .expect("valid")
+                .command,
+            Command::Projections(ProjectionsCommand::Rebuild { name: Some(_) })
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["registre", "audit", "verify"])
+                .expect("valid")
+                .command,
+            Command::Audit(AuditCommand::Verify)
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["registre", "retention", "apply"])
+                .expect("valid")
+                .command,
+            Command::Retention(RetentionCommand::Apply)
+        ));
     }
 }
