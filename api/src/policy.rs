@@ -28,8 +28,8 @@
 //! A refusal never says whether the thing exists: callers answer FORBIDDEN for
 //! anything the viewer could not see even if it existed.
 
-use crate::app::model::{Assessment, Model};
 use registre_domain::{ClassId, EstablishmentId, PersonId, Role, StudentId};
+use registre_projections::{Assessment, ReadModel as Model};
 
 /// The authenticated person behind a request, resolved in the roster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,80 +87,66 @@ impl Viewer {
 
 /// A teacher of this class (any subject).
 pub fn teaches_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
-    v.has(Role::Teacher)
-        && m.classes
-            .get(&class)
-            .is_some_and(|c| c.teachers.iter().any(|(t, _)| *t == v.person))
+    v.has(Role::Teacher) && m.teaches_class(v.person, class)
 }
 
 /// A teacher of this class and subject.
 pub fn teaches(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
-    v.has(Role::Teacher)
-        && m.classes
-            .get(&class)
-            .is_some_and(|c| c.teachers.contains(&(v.person, subject.to_owned())))
+    v.has(Role::Teacher) && m.teaches(v.person, class, subject)
+}
+
+/// The student themself, or one of their guardians.
+fn is_family(m: &Model, v: &Viewer, student: StudentId) -> bool {
+    m.student(student).is_some_and(|s| {
+        (v.has(Role::Student) && s.person_id == v.person)
+            || (v.has(Role::Guardian) && s.guardians.contains(&v.person))
+    })
 }
 
 /// May the viewer see this student's roster entry (person, class, guardians)?
 pub fn can_see_student(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    let Some(s) = m.students.get(&student) else {
+    let Some(s) = m.student(student) else {
         return false;
     };
-    v.admin || v.has(Role::Admin) || can_read_record(m, v, student) || (s.person == v.person)
+    v.has(Role::Admin) || can_read_record(m, v, student) || s.person_id == v.person
 }
 
 /// May the viewer read this student's record (grades, absences, homework)?
 pub fn can_read_record(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    let Some(s) = m.students.get(&student) else {
+    let Some(s) = m.student(student) else {
         return false;
     };
-    (v.has(Role::Student) && s.person == v.person)
-        || (v.has(Role::Guardian) && s.guardians.contains(&v.person))
-        || teaches_class(m, v, s.class)
-        || v.runs(m.establishment_of_class(s.class))
+    is_family(m, v, student)
+        || teaches_class(m, v, s.class_id)
+        || v.runs(m.establishment_of_class(s.class_id))
 }
 
-/// May the viewer see this grade's assessment? Teachers see the subjects they
-/// teach; everyone else who may read the record sees all of it.
-pub fn can_see_assessment_of(m: &Model, v: &Viewer, student: StudentId, a: &Assessment) -> bool {
-    let Some(s) = m.students.get(&student) else {
-        return false;
-    };
-    let as_family = (v.has(Role::Student) && s.person == v.person)
-        || (v.has(Role::Guardian) && s.guardians.contains(&v.person));
-    as_family || v.runs(m.establishment_of_class(a.class)) || teaches(m, v, a.class, &a.subject)
-}
-
-/// Homework of a class and subject: same rule as grades, the class being the
-/// student's one.
-pub fn can_see_homework(
+/// May the viewer see this student's grades and homework of `subject` in
+/// `class`? Teachers see the subjects they teach; everyone else who may read
+/// the record sees all of it.
+pub fn can_see_subject(
     m: &Model,
     v: &Viewer,
     student: StudentId,
     class: ClassId,
     subject: &str,
 ) -> bool {
-    let Some(s) = m.students.get(&student) else {
-        return false;
-    };
-    let as_family = (v.has(Role::Student) && s.person == v.person)
-        || (v.has(Role::Guardian) && s.guardians.contains(&v.person));
-    as_family || v.runs(m.establishment_of_class(class)) || teaches(m, v, class, subject)
+    is_family(m, v, student)
+        || v.runs(m.establishment_of_class(class))
+        || teaches(m, v, class, subject)
 }
 
 /// `schoolClass(id)`: its staff, its teachers, its students and their guardians.
 pub fn can_see_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
-    let Some(c) = m.classes.get(&class) else {
+    let Some(c) = m.class(class) else {
         return false;
     };
-    v.admin
-        || v.has(Role::Admin)
-        || v.runs(Some(c.establishment))
+    v.has(Role::Admin)
+        || v.runs(Some(c.establishment_id))
         || teaches_class(m, v, class)
         || c.students.iter().any(|s| {
-            m.students
-                .get(s)
-                .is_some_and(|st| st.person == v.person || st.guardians.contains(&v.person))
+            m.student(*s)
+                .is_some_and(|st| st.person_id == v.person || st.guardians.contains(&v.person))
         })
 }
 
@@ -211,21 +197,18 @@ pub fn can_register(v: &Viewer, roles: &[Role], establishment: Option<Establishm
 
 /// reportAbsence: TEACHER of the student's class, EDUCATION_STAFF of its establishment.
 pub fn can_report_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    let Some(s) = m.students.get(&student) else {
+    let Some(s) = m.student(student) else {
         return false;
     };
-    teaches_class(m, v, s.class)
+    teaches_class(m, v, s.class_id)
         || (v.has(Role::EducationStaff)
             && v.establishment.is_some()
-            && v.establishment == m.establishment_of_class(s.class))
+            && v.establishment == m.establishment_of_class(s.class_id))
 }
 
 /// justifyAbsence and declareAbsence: a GUARDIAN of the student.
 pub fn can_justify_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    v.has(Role::Guardian)
-        && m.students
-            .get(&student)
-            .is_some_and(|s| s.guardians.contains(&v.person))
+    v.has(Role::Guardian) && m.is_guardian_of(v.person, student)
 }
 
 /// reviewJustification: EDUCATION_STAFF of the student's establishment.
@@ -242,40 +225,37 @@ pub fn can_teach(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
 
 /// recordGrade, correctGrade: the TEACHER who owns the assessment.
 pub fn owns_assessment(v: &Viewer, a: &Assessment) -> bool {
-    v.has(Role::Teacher) && a.teacher == v.person
+    v.has(Role::Teacher) && a.teacher_id == v.person
 }
 
-/// The establishments where `p` works (TEACHER, EDUCATION_STAFF, HEAD).
+/// The establishment where `p` works (TEACHER, EDUCATION_STAFF, HEAD).
 fn works_in(m: &Model, p: PersonId) -> Option<EstablishmentId> {
-    let person = m.persons.get(&p)?;
+    let person = m.person(p)?;
     let staff = person
         .roles
         .iter()
         .any(|r| matches!(r, Role::Teacher | Role::EducationStaff | Role::Head));
     if staff {
-        person.establishment
+        person.establishment_id
     } else {
         None
     }
 }
 
 fn is_staff_of_student(m: &Model, staff: PersonId, student: StudentId) -> bool {
-    let Some(s) = m.students.get(&student) else {
+    let Some(s) = m.student(student) else {
         return false;
     };
-    let Some(person) = m.persons.get(&staff) else {
+    let Some(person) = m.person(staff) else {
         return false;
     };
-    let teaches_it = person.roles.contains(&Role::Teacher)
-        && m.classes
-            .get(&s.class)
-            .is_some_and(|c| c.teachers.iter().any(|(t, _)| *t == staff));
+    let teaches_it = person.roles.contains(&Role::Teacher) && m.teaches_class(staff, s.class_id);
     let runs_it = person
         .roles
         .iter()
         .any(|r| matches!(r, Role::EducationStaff | Role::Head))
-        && person.establishment.is_some()
-        && person.establishment == m.establishment_of_class(s.class);
+        && person.establishment_id.is_some()
+        && person.establishment_id == m.establishment_of_class(s.class_id);
     teaches_it || runs_it
 }
 
@@ -283,16 +263,14 @@ fn guardian_meets_staff(m: &Model, guardian: PersonId, staff: PersonId) -> bool 
     let Some(est) = works_in(m, staff) else {
         return false;
     };
-    m.children.get(&guardian).is_some_and(|kids| {
-        kids.iter()
-            .any(|k| m.establishment_of_student(*k) == Some(est))
-    })
+    m.children_of(guardian)
+        .iter()
+        .any(|k| m.establishment_of_student(k.id) == Some(est))
 }
 
 fn student_meets_staff(m: &Model, student_person: PersonId, staff: PersonId) -> bool {
-    m.student_by_person
-        .get(&student_person)
-        .is_some_and(|s| is_staff_of_student(m, staff, *s))
+    m.student_of_person(student_person)
+        .is_some_and(|s| is_staff_of_student(m, staff, s.id))
 }
 
 /// May `from` write to `to`? Symmetric by construction.
@@ -323,9 +301,6 @@ pub fn can_follow_absences(m: &Model, v: &Viewer, student: Option<StudentId>) ->
 
 /// Whether a live absence of `student` goes to this subscriber.
 pub fn absence_visible_live(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    let Some(s) = m.students.get(&student) else {
-        return false;
-    };
-    (v.has(Role::Guardian) && s.guardians.contains(&v.person))
-        || v.runs(m.establishment_of_class(s.class))
+    (v.has(Role::Guardian) && m.is_guardian_of(v.person, student))
+        || v.runs(m.establishment_of_student(student))
 }

@@ -8,7 +8,6 @@
 //! not there when this was written; the invariants they will hold are checked
 //! here, in `decide` closures, from the same inputs (stream state + facts).
 
-use super::model::Model;
 use super::{ApiError, App, Viewer};
 use crate::policy;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,6 +16,7 @@ use registre_domain::{
     AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, EstablishmentId, GradeId,
     GradeStatus, HomeworkId, MessageId, PersonId, Role, StreamName, StudentId, ThreadId, Uai,
 };
+use registre_projections::ReadModel as Model;
 use registre_store::{AppendOutcome, ExpectedVersion, Idempotency, NewEvent, StoreError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -176,7 +176,7 @@ impl App {
             |m, state| {
                 let uai = Uai::parse(&cmd.uai)?;
                 let facts = roster::EstablishmentFacts {
-                    uai_taken: m.establishments.values().any(|e| e.uai == uai.as_str()),
+                    uai_taken: m.establishment_by_uai(uai.as_str()).is_some(),
                 };
                 Ok(roster::create_establishment(
                     &Aggregate::fold(state),
@@ -206,16 +206,13 @@ impl App {
             if !policy::can_manage_roster(cx.viewer, Some(establishment)) {
                 return Err(ApiError::forbidden());
             }
-            let est = m.establishments.get(&establishment);
+            let exists = m.establishment(establishment).is_some();
             let facts = roster::ClassFacts {
-                establishment_exists: est.is_some(),
-                name_taken: est.is_some_and(|e| {
-                    e.classes.iter().any(|c| {
-                        m.classes
-                            .get(c)
-                            .is_some_and(|c| c.name.trim().to_lowercase() == wanted)
-                    })
-                }),
+                establishment_exists: exists,
+                name_taken: m
+                    .classes_of(establishment)
+                    .iter()
+                    .any(|c| c.name.trim().to_lowercase() == wanted),
             };
             Ok(roster::create_class(&Aggregate::fold(state), &cmd, &facts)?)
         })
@@ -243,8 +240,7 @@ impl App {
         let id = cmd.person_id();
         self.run_command(cx, &StreamName::person(id), None, None, |m, state| {
             let facts = roster::PersonFacts {
-                establishment_exists: establishment
-                    .is_some_and(|e| m.establishments.contains_key(&e)),
+                establishment_exists: establishment.is_some_and(|e| m.establishment(e).is_some()),
             };
             Ok(roster::register_person(
                 &Aggregate::fold(state),
@@ -273,7 +269,7 @@ impl App {
             }
             let facts = roster::EnrolmentFacts {
                 person: summary(m, person),
-                class_exists: m.classes.contains_key(&class),
+                class_exists: m.class(class).is_some(),
             };
             Ok(roster::enroll_student(
                 &Aggregate::fold(state),
@@ -369,13 +365,11 @@ impl App {
         // The earliest live declared absence the report overlaps, if any: its
         // stream is the one to append to.
         let declared = self.read(|m| {
-            let s = m.students.get(&student)?;
-            s.absences
-                .iter()
-                .filter_map(|a| m.absences.get(a))
+            m.absences_of(student)
+                .into_iter()
                 .filter(|a| {
-                    a.declared
-                        && !a.cancelled
+                    a.declared_in_advance
+                        && !m.is_absence_cancelled(a.id)
                         && kind == AbsenceKind::Absence
                         && a.start < end
                         && start < a.end
@@ -396,7 +390,7 @@ impl App {
                     }
                     let state: absences::Absence = Aggregate::fold(state);
                     let facts = absences::ReportFacts {
-                        student_class: m.students.get(&student).map(|s| s.class),
+                        student_class: m.student(student).map(|s| s.class_id),
                         declared: if declared.is_some() {
                             vec![state.clone()]
                         } else {
@@ -453,7 +447,7 @@ impl App {
                 None,
                 |m, state| {
                     let facts = absences::DeclareFacts {
-                        student_class: m.students.get(&student).map(|s| s.class),
+                        student_class: m.student(student).map(|s| s.class_id),
                         now: Utc::now(),
                     };
                     Ok(absences::declare_absence(
@@ -471,7 +465,7 @@ impl App {
     }
 
     fn absence_student(&self, id: AbsenceId) -> Option<StudentId> {
-        self.read(|m| m.absences.get(&id).map(|a| a.student))
+        self.read(|m| m.absence(id).map(|a| a.student_id))
     }
 
     pub async fn justify_absence(
@@ -552,7 +546,7 @@ impl App {
                 return Err(ApiError::forbidden());
             }
             let facts = grades::AssessmentFacts {
-                class_exists: m.classes.contains_key(&class),
+                class_exists: m.class(class).is_some(),
             };
             Ok(grades::create_assessment(
                 &Aggregate::fold(state),
@@ -588,14 +582,13 @@ impl App {
                 None,
                 |m, state| {
                     let owns = m
-                        .assessments
-                        .get(&assessment)
+                        .assessment(assessment)
                         .is_some_and(|a| policy::owns_assessment(cx.viewer, a));
                     if !owns {
                         return Err(ApiError::forbidden());
                     }
                     let facts = grades::GradeFacts {
-                        student_class: m.students.get(&student).map(|s| s.class),
+                        student_class: m.student(student).map(|s| s.class_id),
                     };
                     Ok(grades::record_grade(&Aggregate::fold(state), &cmd, &facts)?)
                 },
@@ -617,8 +610,8 @@ impl App {
     ) -> Result<(), ApiError> {
         let assessment = self
             .read(|m| {
-                let g = m.grades.get(&grade)?;
-                m.assessments.get(&g.assessment).cloned()
+                let g = m.grade(grade)?;
+                m.assessment(g.assessment_id).cloned()
             })
             .filter(|a| policy::owns_assessment(cx.viewer, a))
             .ok_or_else(ApiError::forbidden)?;
@@ -663,14 +656,10 @@ impl App {
             if !policy::can_teach(m, cx.viewer, class, subject.trim()) {
                 return Err(ApiError::forbidden());
             }
-            let tz = m
-                .establishment_of_class(class)
-                .and_then(|e| m.establishments.get(&e))
-                .map(|e| e.time_zone)
-                .unwrap_or_default();
+            let tz = m.zone_of_class(class);
             let facts = homework::HomeworkFacts {
-                class_exists: m.classes.contains_key(&class),
-                today: Utc::now().with_timezone(&tz.tz()).date_naive(),
+                class_exists: m.class(class).is_some(),
+                today: Utc::now().with_timezone(&tz).date_naive(),
             };
             Ok(homework::assign_homework(
                 &Aggregate::fold(state),
@@ -732,7 +721,7 @@ impl App {
                             .to
                             .iter()
                             .copied()
-                            .filter(|p| m.persons.contains_key(p))
+                            .filter(|p| m.person(*p).is_some())
                             .collect(),
                     };
                     Ok(if thread.is_some() {
@@ -757,10 +746,9 @@ impl App {
         let me = cx.viewer.person;
         let thread = self
             .read(|m| {
-                m.messages
-                    .get(&message)
+                m.message(message)
                     .filter(|msg| msg.to.contains(&me))
-                    .map(|msg| msg.thread)
+                    .map(|msg| msg.thread_id)
             })
             .ok_or_else(ApiError::forbidden)?;
         let cmd = messages::MarkRead {
@@ -778,8 +766,8 @@ impl App {
 
 /// What the domain needs to know of a person.
 fn summary(m: &Model, person: PersonId) -> Option<roster::PersonSummary> {
-    m.persons.get(&person).map(|p| roster::PersonSummary {
+    m.person(person).map(|p| roster::PersonSummary {
         roles: p.roles.clone(),
-        establishment_id: p.establishment,
+        establishment_id: p.establishment_id,
     })
 }

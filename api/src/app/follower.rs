@@ -1,12 +1,9 @@
-//! The node-wide log follower: one task per process reads the log from the
-//! read model's checkpoint whenever the store signals a new head (its own
-//! appends, or another node's through PostgreSQL NOTIFY), folds the events into
-//! the model, publishes the new position and fans new absences out through a
-//! bounded broadcast. A wake-up only says "read"; what is read is the log.
+//! The node-wide live-absence follower: one task per process reads the log
+//! from its checkpoint whenever the store signals a new head (its own appends,
+//! or another node's through PostgreSQL NOTIFY) and fans new absences out
+//! through a bounded broadcast. A wake-up only says "read"; what is read is the
+//! log. (The read model has its own follower, in the projection engine.)
 
-use super::model::Model;
-use super::ApiError;
-use parking_lot::RwLock;
 use registre_domain::{AbsenceId, DomainEvent, StudentId};
 use registre_store::{EventStore, Position, RecordedEvent};
 use std::sync::Arc;
@@ -44,68 +41,11 @@ pub fn announced_absence(rec: &RecordedEvent) -> Option<LiveAbsence> {
     })
 }
 
-fn decode(rec: &RecordedEvent) -> Result<DomainEvent, ApiError> {
-    DomainEvent::decode(&rec.event_type, rec.schema_version, &rec.data).map_err(|e| {
-        tracing::error!(position = rec.position, error = %e, "undecodable event in the log");
-        ApiError::Internal(format!(
-            "the log holds an undecodable event at position {}",
-            rec.position
-        ))
-    })
-}
-
-/// Applies one page of events; returns how many.
-async fn step(
-    store: &dyn EventStore,
-    model: &RwLock<Model>,
-    live: Option<&broadcast::Sender<LiveAbsence>>,
-) -> Result<usize, ApiError> {
-    let from = model.read().position;
-    let page = store.read_all(from, PAGE).await?;
-    let decoded = page
-        .iter()
-        .map(|r| decode(r).map(|e| (r, e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    {
-        let mut m = model.write();
-        for (rec, event) in &decoded {
-            if rec.position > m.position {
-                m.apply(rec, event);
-            }
-        }
-    }
-    // Published after the model holds them, so a subscriber that resolves the
-    // absence from the model finds it.
-    if let Some(live) = live {
-        for rec in &page {
-            if let Some(a) = announced_absence(rec) {
-                let _ = live.send(a);
-            }
-        }
-    }
-    Ok(page.len())
-}
-
-/// Folds the log into `model` until it holds `until`.
-pub async fn catch_up(
-    store: &dyn EventStore,
-    model: &RwLock<Model>,
-    live: Option<&broadcast::Sender<LiveAbsence>>,
-    until: Position,
-) -> Result<(), ApiError> {
-    while model.read().position < until {
-        if step(store, model, live).await? == 0 {
-            break;
-        }
-    }
-    Ok(())
-}
-
 #[derive(Debug)]
 pub struct Follower {
     pub store: Arc<dyn EventStore>,
-    pub model: Arc<RwLock<Model>>,
-    pub position: watch::Sender<Position>,
+    /// Last position read: absences after it are published.
+    pub checkpoint: Position,
     pub poke: Arc<Notify>,
     pub live: broadcast::Sender<LiveAbsence>,
     pub shutdown: watch::Receiver<bool>,
@@ -118,22 +58,27 @@ pub async fn run(mut f: Follower) {
         if *f.shutdown.borrow() {
             return;
         }
-        match step(f.store.as_ref(), &f.model, Some(&f.live)).await {
-            Ok(n) => {
+        match f.store.read_all(f.checkpoint, PAGE).await {
+            Ok(page) => {
                 backoff = Duration::from_millis(50);
-                let pos = f.model.read().position;
-                f.position.send_replace(pos);
-                if n > 0 {
+                if let Some(last) = page.last() {
+                    f.checkpoint = last.position;
+                    for rec in &page {
+                        if let Some(a) = announced_absence(rec) {
+                            // No receiver is not an error: nobody listens yet.
+                            let _ = f.live.send(a);
+                        }
+                    }
                     continue;
                 }
                 let heard = *wakeups.borrow_and_update();
-                if heard > pos {
+                if heard > f.checkpoint {
                     continue;
                 }
                 tokio::select! {
                     r = wakeups.changed() => {
                         if r.is_err() {
-                            // The store dropped its signal: fall back to pokes and a slow poll.
+                            // The store dropped its signal: take a fresh one, and poll gently meanwhile.
                             wakeups = f.store.wakeups();
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
@@ -143,7 +88,7 @@ pub async fn run(mut f: Follower) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "log follower failed; retrying");
+                tracing::error!(error = %e, "live absence follower failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stopped(&mut f.shutdown) => return,

@@ -6,9 +6,9 @@
 //! small channel; it ends when the client goes away or the App shuts down.
 
 use super::follower::{announced_absence, stopped, LiveAbsence};
-use super::model::Model;
 use super::{ApiError, App, Viewer};
 use registre_domain::StudentId;
+use registre_projections::ReadModel as Model;
 use registre_store::Position;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};

@@ -2,15 +2,17 @@
 //! resolves the caller into a [`Viewer`], runs commands against the log
 //! (facts from the read model, the target stream's small state, decision,
 //! append with an expected version and an idempotency key, bounded retries on
-//! conflict), keeps the in-memory read model at the log head, records reads in
-//! the access log in the background and fans live absences out to subscribers.
+//! conflict), answers from the projection engine's in-memory read model once it
+//! has reached the log head, records reads in the access log in the background
+//! and fans live absences out to subscribers.
 //!
 //! # HANDOFF (for the transport: server, WebSocket, metrics, main)
 //!
 //! ```text
 //! let app: Arc<App> = App::new(store: Arc<dyn EventStore>, AppConfig::default()).await?;
-//!     // catches the read model up to the log head, then starts the log follower
-//!     // and the access-log writer (both tokio tasks owned by the App).
+//!     // starts the projection engine (snapshot + log follower), the live-absence
+//!     // follower and the access-log writer (tokio tasks owned by the App).
+//!     // AppConfig.engine carries the projections' EngineConfig (pseudonym key!).
 //! let schema: RegistreSchema = registre_api::graphql::build_schema(app.clone());
 //!     // depth and complexity limits are set inside; add batch limits yourself.
 //! // per request: request.data(caller: Caller) (absent when no token),
@@ -24,6 +26,7 @@
 //! app.stats() -> AppStats { read_model_position, live_subscribers,
 //!                           access_log_dropped, access_log_written }  // for /metrics
 //! app.read_model_position() -> Position                              // for /readyz (compare with store.head())
+//! app.engine() -> &ProjectionEngine                                  // projection metrics, snapshots
 //! app.shutdown().await;   // after the server stopped accepting: ends live streams,
 //!                         // flushes the access log, stops the follower.
 //! registre_api::graphql::sdl() -> String   // the exported schema (docs/schema.graphql)
@@ -33,17 +36,16 @@ pub mod commands;
 pub mod error;
 mod follower;
 pub mod live;
-pub mod model;
 
 pub use crate::policy::Viewer;
 pub use error::ApiError;
 pub use follower::LiveAbsence;
 
 use crate::context::Caller;
-use model::Model;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use registre_domain::events::PersonRegistered;
 use registre_domain::{DomainEvent, PersonId, Role, StreamName};
+use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
 use registre_store::{
     Actor, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess,
     NewEvent, Position, StoreError,
@@ -72,6 +74,8 @@ pub struct AppConfig {
     pub access_flush_every: Duration,
     /// Live absences kept for slow subscribers before they resume from the log.
     pub live_capacity: usize,
+    /// The read model's engine (batch size, snapshots, the usage pseudonym key).
+    pub engine: EngineConfig,
 }
 
 impl Default for AppConfig {
@@ -83,6 +87,7 @@ impl Default for AppConfig {
             access_batch: 512,
             access_flush_every: Duration::from_millis(200),
             live_capacity: 1024,
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -111,8 +116,7 @@ enum AccessMsg {
 /// The application service. Cheap to share (`Arc<App>`).
 pub struct App {
     store: Arc<dyn EventStore>,
-    model: Arc<RwLock<Model>>,
-    position: watch::Receiver<Position>,
+    engine: ProjectionEngine,
     poke: Arc<Notify>,
     live: broadcast::Sender<LiveAbsence>,
     access: mpsc::Sender<AccessMsg>,
@@ -126,20 +130,23 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("store", &self.store)
-            .field("position", &*self.position.borrow())
+            .field("position", &self.engine.position())
             .finish_non_exhaustive()
     }
 }
 
 impl App {
-    /// Builds the read model from the log (up to its head) and starts the
-    /// background tasks. Fails when the log cannot be read or decoded.
+    /// Starts the projection engine (from its snapshot) and the background
+    /// tasks. Requests wait for the read model to reach the log head, so this
+    /// does not: a large log is folded while the server already answers
+    /// /healthz (and /readyz reports the lag).
     pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
-        let model = Arc::new(RwLock::new(Model::default()));
-        let head = store.head().await?;
-        follower::catch_up(store.as_ref(), &model, None, head).await?;
-        let start = model.read().position;
-        let (position_tx, position_rx) = watch::channel(start);
+        let engine = ProjectionEngine::start(store.clone(), config.engine.clone())
+            .await
+            .map_err(internal)?;
+        // Live subscribers hear of absences appended from now on; `after`
+        // replays older ones from the log.
+        let start = store.head().await?;
         let (live_tx, _) = broadcast::channel(config.live_capacity.max(16));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (access_tx, access_rx) = mpsc::channel(config.access_queue.max(16));
@@ -148,8 +155,7 @@ impl App {
 
         let follow = tokio::spawn(follower::run(follower::Follower {
             store: store.clone(),
-            model: model.clone(),
-            position: position_tx,
+            checkpoint: start,
             poke: poke.clone(),
             live: live_tx.clone(),
             shutdown: shutdown_rx.clone(),
@@ -164,8 +170,7 @@ impl App {
         ));
         Ok(Arc::new(App {
             store,
-            model,
-            position: position_rx,
+            engine,
             poke,
             live: live_tx,
             access: access_tx,
@@ -185,6 +190,14 @@ impl App {
                 tracing::warn!(error = %e, "background task ended abnormally");
             }
         }
+        if let Err(e) = self.engine.shutdown().await {
+            tracing::warn!(error = %e, "projection engine shutdown");
+        }
+    }
+
+    /// The projection engine (metrics, snapshots, rebuilds).
+    pub fn engine(&self) -> &ProjectionEngine {
+        &self.engine
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -196,7 +209,7 @@ impl App {
     }
 
     pub fn read_model_position(&self) -> Position {
-        *self.position.borrow()
+        self.engine.position()
     }
 
     pub fn stats(&self) -> AppStats {
@@ -209,8 +222,8 @@ impl App {
     }
 
     /// Reads the model under its lock. Keep `f` short and free of awaits.
-    pub fn read<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
-        f(&self.model.read())
+    pub fn read<R>(&self, f: impl FnOnce(&ReadModel) -> R) -> R {
+        self.engine.read(f)
     }
 
     /// Waits until the read model holds `position`, within the consistency timeout.
@@ -219,19 +232,20 @@ impl App {
             return Ok(());
         }
         self.poke.notify_one();
-        let mut rx = self.position.clone();
-        let reached = async move { rx.wait_for(|p| *p >= position).await.map(|_| ()) };
-        match tokio::time::timeout(self.config.consistency_timeout, reached).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ApiError::Internal("the read model is shutting down".into())),
-            Err(_) => {
-                tracing::error!(position, "read model did not reach the position in time");
-                Err(ApiError::Internal(format!(
-                    "the read model did not reach log position {position} within {:?}; retry",
-                    self.config.consistency_timeout
-                )))
-            }
-        }
+        self.engine
+            .wait_for(position, self.config.consistency_timeout)
+            .await
+            .map_err(|lag| {
+                tracing::error!(
+                    wanted = lag.wanted,
+                    reached = lag.reached,
+                    "read model lagging"
+                );
+                ApiError::Internal(format!(
+                    "the read model did not reach log position {} within {:?}; retry",
+                    lag.wanted, self.config.consistency_timeout
+                ))
+            })
     }
 
     /// Read-your-writes: one `head()` round trip, then wait for the model.
@@ -281,14 +295,13 @@ impl App {
 
     fn lookup_viewer(&self, caller: &Caller) -> Option<Viewer> {
         self.read(|m| {
-            let id = m.person_by_external.get(&caller.subject)?;
-            let p = m.persons.get(id)?;
+            let p = m.person_by_external_id(&caller.subject)?;
             Some(Viewer {
                 person: p.id,
                 subject: caller.subject.clone(),
                 admin: caller.admin || p.roles.contains(&Role::Admin),
                 roles: p.roles.clone(),
-                establishment: p.establishment,
+                establishment: p.establishment_id,
             })
         })
     }
@@ -489,6 +502,16 @@ async fn flush(store: &dyn EventStore, buf: &mut Vec<NewAccess>, counters: &Coun
             // The read already happened; losing its record is reported, not retried forever.
             tracing::error!(error = %e, entries = n, "access log write failed");
             counters.access_dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+fn internal(e: registre_projections::ProjectionError) -> ApiError {
+    match e {
+        registre_projections::ProjectionError::Store(e) => e.into(),
+        other => {
+            tracing::error!(error = %other, "projection failure");
+            ApiError::Internal("the read model failed; see the server logs".into())
         }
     }
 }

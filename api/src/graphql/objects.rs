@@ -7,7 +7,6 @@
 use super::scalars::Date;
 use super::{app, operation, viewer};
 use crate::app::error::GqlResult;
-use crate::app::model::{self, Model};
 use crate::app::{ApiError, Viewer};
 use crate::policy;
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, ID};
@@ -16,7 +15,7 @@ use registre_domain::{
     AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, HomeworkId, MessageId, PersonId,
     StudentId,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use registre_projections::{self as model, ReadModel as Model};
 use std::sync::Arc;
 
 /// Where an object's data comes from.
@@ -76,7 +75,7 @@ pub struct Person {
 impl Person {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Person> {
         self.src
-            .read(ctx, |m| m.persons.get(&self.id).cloned())?
+            .read(ctx, |m| m.person(self.id).cloned())?
             .ok_or_else(|| missing("person"))
     }
 }
@@ -108,7 +107,7 @@ pub struct Establishment {
 impl Establishment {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Establishment> {
         self.src
-            .read(ctx, |m| m.establishments.get(&self.id).cloned())?
+            .read(ctx, |m| m.establishment(self.id).cloned())?
             .ok_or_else(|| missing("establishment"))
     }
 }
@@ -149,9 +148,9 @@ pub struct SchoolClass {
 }
 
 impl SchoolClass {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Class> {
+    fn get(&self, ctx: &Context<'_>) -> Result<model::SchoolClass> {
         self.src
-            .read(ctx, |m| m.classes.get(&self.id).cloned())?
+            .read(ctx, |m| m.class(self.id).cloned())?
             .ok_or_else(|| missing("class"))
     }
 }
@@ -166,7 +165,7 @@ impl SchoolClass {
     }
     async fn establishment(&self, ctx: &Context<'_>) -> Result<Establishment> {
         Ok(Establishment {
-            id: self.get(ctx)?.establishment,
+            id: self.get(ctx)?.establishment_id,
             src: self.src.clone(),
         })
     }
@@ -209,68 +208,19 @@ pub struct SubjectAverage {
     pub class_average: Option<f64>,
 }
 
-/// A student's weighted average of one subject on a /20 scale, GRADED only.
-fn subject_average<'a>(m: &Model, grades: impl Iterator<Item = &'a model::Grade>) -> Option<f64> {
-    let (mut sum, mut weights) = (0.0, 0.0);
-    for g in grades {
-        let (Some(score), Some(a)) = (g.score, m.assessments.get(&g.assessment)) else {
-            continue;
-        };
-        if g.status != registre_domain::GradeStatus::Graded || a.out_of <= 0.0 {
-            continue;
-        }
-        sum += score / a.out_of * 20.0 * a.coefficient;
-        weights += a.coefficient;
-    }
-    (weights > 0.0).then(|| sum / weights)
-}
-
+/// The averages rows the viewer may see (a teacher: the subjects they teach
+/// in the student's class); `None` for an auditor's past state.
 fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<SubjectAverage> {
-    let Some(s) = m.students.get(&student) else {
+    let Some(class) = m.student(student).map(|s| s.class_id) else {
         return Vec::new();
     };
-    let visible =
-        |a: &model::Assessment| v.is_none_or(|v| policy::can_see_assessment_of(m, v, student, a));
-    let subjects: BTreeSet<String> = m
-        .assessments
-        .values()
-        .filter(|a| a.class == s.class && visible(a))
-        .map(|a| a.subject.clone())
-        .collect();
-    let class_students: Vec<StudentId> = m
-        .classes
-        .get(&s.class)
-        .map(|c| c.students.iter().copied().collect())
-        .unwrap_or_default();
-    let grades_in = |st: StudentId, subject: &str| -> Option<f64> {
-        let stu = m.students.get(&st)?;
-        subject_average(
-            m,
-            stu.grades
-                .iter()
-                .filter_map(|g| m.grades.get(g))
-                .filter(|g| {
-                    m.assessments
-                        .get(&g.assessment)
-                        .is_some_and(|a| a.subject == subject && a.class == s.class)
-                }),
-        )
-    };
-    subjects
+    m.averages(student)
         .into_iter()
-        .map(|subject| {
-            let average = grades_in(student, &subject);
-            let others: Vec<f64> = class_students
-                .iter()
-                .filter_map(|st| grades_in(*st, &subject))
-                .collect();
-            let class_average =
-                (!others.is_empty()).then(|| others.iter().sum::<f64>() / others.len() as f64);
-            SubjectAverage {
-                subject,
-                average,
-                class_average,
-            }
+        .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
+        .map(|row| SubjectAverage {
+            subject: row.subject,
+            average: row.average,
+            class_average: row.class_average,
         })
         .collect()
 }
@@ -278,7 +228,7 @@ fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<Subject
 impl Student {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Student> {
         self.src
-            .read(ctx, |m| m.students.get(&self.id).cloned())?
+            .read(ctx, |m| m.student(self.id).cloned())?
             .ok_or_else(|| missing("student"))
     }
 
@@ -286,7 +236,7 @@ impl Student {
     /// auditor's past state (checked at `studentAsOf`). Records the read.
     async fn record_viewer(&self, ctx: &Context<'_>, service: &str) -> Result<Option<Viewer>> {
         let (app, v) = viewer(ctx).await?;
-        let person = self.get(ctx)?.person;
+        let person = self.get(ctx)?.person_id;
         let live = matches!(self.src, Src::Live);
         if live && !app.read(|m| policy::can_read_record(m, &v, self.id)) {
             return Err(ApiError::forbidden()).gql();
@@ -303,13 +253,13 @@ impl Student {
     }
     async fn person(&self, ctx: &Context<'_>) -> Result<Person> {
         Ok(Person {
-            id: self.get(ctx)?.person,
+            id: self.get(ctx)?.person_id,
             src: self.src.clone(),
         })
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
         Ok(SchoolClass {
-            id: self.get(ctx)?.class,
+            id: self.get(ctx)?.class_id,
             src: self.src.clone(),
         })
     }
@@ -327,23 +277,16 @@ impl Student {
     async fn grades(&self, ctx: &Context<'_>, subject: Option<String>) -> Result<Vec<Grade>> {
         let v = self.record_viewer(ctx, "Notes").await?;
         let ids = self.src.read(ctx, |m| {
-            let Some(s) = m.students.get(&self.id) else {
-                return Vec::new();
-            };
-            s.grades
-                .iter()
+            m.grades_of(self.id, subject.as_deref())
+                .into_iter()
                 .filter(|g| {
-                    let a = m
-                        .grades
-                        .get(g)
-                        .and_then(|g| m.assessments.get(&g.assessment));
-                    a.is_some_and(|a| {
-                        subject.as_ref().is_none_or(|s| *s == a.subject)
-                            && v.as_ref()
-                                .is_none_or(|v| policy::can_see_assessment_of(m, v, self.id, a))
+                    v.as_ref().is_none_or(|v| {
+                        m.assessment(g.grade.assessment_id).is_some_and(|a| {
+                            policy::can_see_subject(m, v, self.id, a.class_id, &a.subject)
+                        })
                     })
                 })
-                .copied()
+                .map(|g| g.grade.id)
                 .collect::<Vec<_>>()
         })?;
         Ok(ids
@@ -371,16 +314,11 @@ impl Student {
     async fn absences(&self, ctx: &Context<'_>) -> Result<Vec<Absence>> {
         self.record_viewer(ctx, "Absences").await?;
         let ids = self.src.read(ctx, |m| {
-            m.students
-                .get(&self.id)
-                .map(|s| {
-                    s.absences
-                        .iter()
-                        .filter(|a| m.absences.get(a).is_some_and(|a| !a.cancelled))
-                        .copied()
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
+            m.absences_of(self.id)
+                .into_iter()
+                .filter(|a| !m.is_absence_cancelled(a.id))
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
         })?;
         Ok(ids
             .into_iter()
@@ -398,26 +336,16 @@ impl Student {
     ) -> Result<Vec<Homework>> {
         let v = self.record_viewer(ctx, "Cahier_Textes").await?;
         let ids = self.src.read(ctx, |m| {
-            let Some(s) = m.students.get(&self.id) else {
-                return Vec::new();
-            };
-            let mut list: Vec<&model::Homework> = m
-                .homework_by_class
-                .get(&s.class)
+            m.homework_of(self.id, from.map(|d| d.0), to.map(|d| d.0))
                 .into_iter()
-                .flatten()
-                .filter_map(|h| m.homework.get(h))
                 .filter(|h| {
-                    !h.withdrawn
-                        && from.is_none_or(|f| h.due >= f.0)
-                        && to.is_none_or(|t| h.due <= t.0)
+                    !m.is_homework_withdrawn(h.id)
                         && v.as_ref().is_none_or(|v| {
-                            policy::can_see_homework(m, v, self.id, h.class, &h.subject)
+                            policy::can_see_subject(m, v, self.id, h.class_id, &h.subject)
                         })
                 })
-                .collect();
-            list.sort_by_key(|h| (h.due, h.id));
-            list.into_iter().map(|h| h.id).collect::<Vec<_>>()
+                .map(|h| h.id)
+                .collect::<Vec<_>>()
         })?;
         Ok(ids
             .into_iter()
@@ -440,7 +368,7 @@ pub struct Assessment {
 impl Assessment {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Assessment> {
         self.src
-            .read(ctx, |m| m.assessments.get(&self.id).cloned())?
+            .read(ctx, |m| m.assessment(self.id).cloned())?
             .ok_or_else(|| missing("assessment"))
     }
 }
@@ -452,7 +380,7 @@ impl Assessment {
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
         Ok(SchoolClass {
-            id: self.get(ctx)?.class,
+            id: self.get(ctx)?.class_id,
             src: self.src.clone(),
         })
     }
@@ -482,7 +410,7 @@ pub struct Grade {
 impl Grade {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Grade> {
         self.src
-            .read(ctx, |m| m.grades.get(&self.id).cloned())?
+            .read(ctx, |m| m.grade(self.id).cloned())?
             .ok_or_else(|| missing("grade"))
     }
 }
@@ -494,13 +422,13 @@ impl Grade {
     }
     async fn assessment(&self, ctx: &Context<'_>) -> Result<Assessment> {
         Ok(Assessment {
-            id: self.get(ctx)?.assessment,
+            id: self.get(ctx)?.assessment_id,
             src: self.src.clone(),
         })
     }
     async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
         Ok(Student {
-            id: self.get(ctx)?.student,
+            id: self.get(ctx)?.student_id,
             src: self.src.clone(),
         })
     }
@@ -515,12 +443,8 @@ impl Grade {
         Ok(self.get(ctx)?.recorded_at)
     }
     async fn recorded_by(&self, ctx: &Context<'_>) -> Result<Person> {
-        let by = self
-            .get(ctx)?
-            .recorded_by
-            .ok_or_else(|| missing("recorder"))?;
         Ok(Person {
-            id: by,
+            id: self.get(ctx)?.recorded_by,
             src: self.src.clone(),
         })
     }
@@ -537,7 +461,7 @@ pub struct Absence {
 impl Absence {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Absence> {
         self.src
-            .read(ctx, |m| m.absences.get(&self.id).cloned())?
+            .read(ctx, |m| m.absence(self.id).cloned())?
             .ok_or_else(|| missing("absence"))
     }
 }
@@ -549,7 +473,7 @@ impl Absence {
     }
     async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
         Ok(Student {
-            id: self.get(ctx)?.student,
+            id: self.get(ctx)?.student_id,
             src: self.src.clone(),
         })
     }
@@ -576,7 +500,8 @@ impl Absence {
     }
     /// Declared in advance by a guardian and not yet confirmed by a roll call.
     async fn declared(&self, ctx: &Context<'_>) -> Result<bool> {
-        Ok(self.get(ctx)?.declared)
+        let a = self.get(ctx)?;
+        Ok(a.declared_in_advance && !a.confirmed)
     }
     async fn reported_by(&self, ctx: &Context<'_>) -> Result<Person> {
         let by = self
@@ -636,84 +561,18 @@ impl AbsenceStats {
     }
 }
 
-/// Half-day counts of a class between two days (inclusive), in the
-/// establishment's time zone: a morning is before noon, an afternoon after.
+/// Half-day counts of a class between two days (inclusive), from the stats view.
 pub(crate) fn absence_stats(
     m: &Model,
     class: ClassId,
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
 ) -> AbsenceStats {
-    use chrono::{Datelike, NaiveTime, TimeZone};
-    let tz = m
-        .establishment_of_class(class)
-        .and_then(|e| m.establishments.get(&e))
-        .map(|e| e.time_zone.tz())
-        .unwrap_or(chrono_tz::Europe::Paris);
-    let students: Vec<StudentId> = m
-        .classes
-        .get(&class)
-        .map(|c| c.students.iter().copied().collect())
-        .unwrap_or_default();
-    let local = |day: chrono::NaiveDate, hour: u32| -> Option<DateTime<Utc>> {
-        let t = NaiveTime::from_hms_opt(hour, 0, 0)?;
-        tz.from_local_datetime(&day.and_time(t))
-            .earliest()
-            .map(|d| d.with_timezone(&Utc))
-    };
-    let (mut missed, mut unjustified) = (0i32, 0i32);
-    let mut over = Vec::new();
-    for st in students {
-        let Some(s) = m.students.get(&st) else {
-            continue;
-        };
-        // (day, afternoon) -> unjustified?
-        let mut halves: BTreeMap<(chrono::NaiveDate, bool), bool> = BTreeMap::new();
-        for a in s.absences.iter().filter_map(|a| m.absences.get(a)) {
-            if a.cancelled || a.kind != registre_domain::AbsenceKind::Absence {
-                continue;
-            }
-            let unjust = matches!(
-                a.state,
-                registre_domain::JustificationState::Unjustified
-                    | registre_domain::JustificationState::Rejected
-            );
-            let mut day = from;
-            while day <= to {
-                for (pm, (h0, h1)) in [(false, (0, 12)), (true, (12, 0))] {
-                    let start = local(day, h0);
-                    let end = if pm {
-                        day.succ_opt().and_then(|d| local(d, h1))
-                    } else {
-                        local(day, h1)
-                    };
-                    if let (Some(start), Some(end)) = (start, end) {
-                        if a.start < end && start < a.end {
-                            let e = halves.entry((day, pm)).or_insert(false);
-                            *e = *e || unjust;
-                        }
-                    }
-                }
-                let Some(next) = day.succ_opt() else { break };
-                day = next;
-            }
-        }
-        missed += halves.len() as i32;
-        let mut per_month: BTreeMap<(i32, u32), i32> = BTreeMap::new();
-        for ((day, _), unjust) in &halves {
-            if *unjust {
-                unjustified += 1;
-                *per_month.entry((day.year(), day.month())).or_default() += 1;
-            }
-        }
-        if per_month.values().any(|n| *n >= 4) {
-            over.push(st);
-        }
-    }
+    let stats = m.absence_stats(class, from, to);
     AbsenceStats {
-        half_days_missed: missed,
-        unjustified_half_days: unjustified,
-        over_threshold: over,
+        half_days_missed: i32::try_from(stats.half_days_missed).unwrap_or(i32::MAX),
+        unjustified_half_days: i32::try_from(stats.unjustified_half_days).unwrap_or(i32::MAX),
+        over_threshold: stats.students_over_threshold,
     }
 }
 
@@ -728,7 +587,7 @@ pub struct Homework {
 impl Homework {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Homework> {
         self.src
-            .read(ctx, |m| m.homework.get(&self.id).cloned())?
+            .read(ctx, |m| m.homework_entry(self.id).cloned())?
             .ok_or_else(|| missing("homework"))
     }
 }
@@ -740,7 +599,7 @@ impl Homework {
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
         Ok(SchoolClass {
-            id: self.get(ctx)?.class,
+            id: self.get(ctx)?.class_id,
             src: self.src.clone(),
         })
     }
@@ -758,7 +617,7 @@ impl Homework {
     }
     async fn assigned_by(&self, ctx: &Context<'_>) -> Result<Person> {
         Ok(Person {
-            id: self.get(ctx)?.assigned_by,
+            id: self.get(ctx)?.teacher_id,
             src: self.src.clone(),
         })
     }
@@ -774,7 +633,7 @@ pub struct Message {
 impl Message {
     fn get(&self, ctx: &Context<'_>) -> Result<model::Message> {
         app(ctx)?
-            .read(|m| m.messages.get(&self.id).cloned())
+            .read(|m| m.message(self.id).cloned())
             .ok_or_else(|| missing("message"))
     }
 }
@@ -785,7 +644,7 @@ impl Message {
         id(self.id)
     }
     async fn thread_id(&self, ctx: &Context<'_>) -> Result<ID> {
-        Ok(id(self.get(ctx)?.thread))
+        Ok(id(self.get(ctx)?.thread_id))
     }
     async fn from(&self, ctx: &Context<'_>) -> Result<Person> {
         Ok(Person {

@@ -8,14 +8,14 @@ use super::scalars::Date;
 use super::{operation, viewer};
 use crate::app::commands::{CommandContext, IdempotencyInput};
 use crate::app::error::GqlResult;
-use crate::app::model::Model;
-use crate::app::{ApiError, App, Viewer};
+use crate::app::{ApiError, Viewer};
 use crate::context::RequestId;
 use crate::policy;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};
+use registre_projections::ReadModel as Model;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ impl QueryRoot {
         };
         let person = app.read(|m| {
             policy::can_see_student(m, &v, sid)
-                .then(|| m.person_of_student(sid))
+                .then(|| m.student(sid).map(|s| s.person_id))
                 .flatten()
         });
         let Some(person) = person else {
@@ -74,12 +74,8 @@ impl QueryRoot {
     /// GUARDIAN: the students the viewer is guardian of
     async fn my_children(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let (app, v) = viewer(ctx).await?;
-        let kids: Vec<StudentId> = app.read(|m| {
-            m.children
-                .get(&v.person)
-                .map(|k| k.iter().copied().collect())
-                .unwrap_or_default()
-        });
+        let kids: Vec<StudentId> =
+            app.read(|m| m.children_of(v.person).iter().map(|s| s.id).collect());
         Ok(kids
             .into_iter()
             .map(|id| Student { id, src: Src::Live })
@@ -104,7 +100,7 @@ impl QueryRoot {
     async fn establishment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Establishment>> {
         let (app, _) = viewer(ctx).await?;
         let eid = parse::<EstablishmentId>("id", &id)?;
-        if !app.read(|m| m.establishments.contains_key(&eid)) {
+        if !app.read(|m| m.establishment(eid).is_some()) {
             return Err(ApiError::NotFound("establishment".into())).gql();
         }
         Ok(Some(Establishment {
@@ -117,14 +113,15 @@ impl QueryRoot {
     async fn inbox(&self, ctx: &Context<'_>) -> Result<Vec<Message>> {
         let (app, v) = viewer(ctx).await?;
         let ids = app.read(|m| {
-            let mut list: Vec<_> = m
-                .mailbox
-                .get(&v.person)
+            // Received and sent: the viewer's whole mailbox.
+            let mut list: Vec<&registre_projections::Message> = m
+                .inbox(v.person)
                 .into_iter()
-                .flatten()
-                .filter_map(|id| m.messages.get(id))
+                .filter_map(|mv| m.message(mv.message.id))
                 .collect();
+            list.extend(m.sent_by(v.person));
             list.sort_by_key(|m| std::cmp::Reverse((m.sent_at, m.id)));
+            list.dedup_by_key(|m| m.id);
             list.into_iter().map(|m| m.id).collect::<Vec<_>>()
         });
         app.record_access(&v, Some(v.person), operation(ctx), "Courrier_Electronique");
@@ -144,11 +141,7 @@ impl QueryRoot {
             return forbidden();
         }
         let person = parse::<PersonId>("subjectId", &subject_id)?;
-        let positions = app.read(|m| {
-            m.persons
-                .contains_key(&person)
-                .then(|| m.about_person.get(&person.0).cloned().unwrap_or_default())
-        });
+        let positions = app.read(|m| m.person(person).map(|_| m.audit_positions(person).to_vec()));
         let Some(positions) = positions else {
             return Err(ApiError::NotFound("person".into())).gql();
         };
@@ -172,7 +165,7 @@ impl QueryRoot {
             return forbidden();
         }
         let person = parse::<PersonId>("subjectId", &subject_id)?;
-        if !app.read(|m| m.persons.contains_key(&person)) {
+        if !app.read(|m| m.person(person).is_some()) {
             return Err(ApiError::NotFound("person".into())).gql();
         }
         app.flush_access().await.gql()?;
@@ -200,9 +193,14 @@ impl QueryRoot {
             return forbidden();
         }
         let sid = parse::<StudentId>("id", &id)?;
-        let position = app.read(|m| m.position_at(at));
-        let past = past_model(app, position).await.gql()?;
-        let Some(person) = past.person_of_student(sid) else {
+        let past = registre_projections::fold_until(app.store().as_ref(), at)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "replay for studentAsOf failed");
+                ApiError::Internal("the log could not be replayed; see the server logs".into())
+            })
+            .gql()?;
+        let Some(person) = past.student(sid).map(|s| s.person_id) else {
             return Err(ApiError::NotFound("student".into())).gql();
         };
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
@@ -231,37 +229,11 @@ impl QueryRoot {
         if (to.0 - from.0).num_days() > 400 {
             return Err(ApiError::invalid("to", "the range is limited to 400 days")).gql();
         }
-        if !app.read(|m| m.classes.contains_key(&cid)) {
+        if !app.read(|m| m.class(cid).is_some()) {
             return Err(ApiError::NotFound("class".into())).gql();
         }
         Ok(app.read(|m| absence_stats(m, cid, from.0, to.0)))
     }
-}
-
-/// The model folded from the log up to `position` (for an auditor's replay).
-async fn past_model(app: &App, position: u64) -> Result<Model, ApiError> {
-    let mut model = Model::default();
-    let mut from = 0;
-    while from < position {
-        let page = app.store().read_all(from, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for rec in page.iter().filter(|r| r.position <= position) {
-            let event = registre_domain::DomainEvent::decode(
-                &rec.event_type,
-                rec.schema_version,
-                &rec.data,
-            )
-            .map_err(|e| {
-                tracing::error!(position = rec.position, error = %e, "undecodable event");
-                ApiError::Internal("the log holds an undecodable event".into())
-            })?;
-            model.apply(rec, &event);
-        }
-        from = page.last().map(|r| r.position).unwrap_or(position);
-    }
-    Ok(model)
 }
 
 // ---- Mutations ---------------------------------------------------------------------------
