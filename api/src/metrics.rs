@@ -25,6 +25,10 @@ pub struct Metrics {
     /// Events between the log head and what a projection has folded, by projection.
     pub projection_lag: IntGaugeVec,
     pub log_head: IntGauge,
+    /// Subscribers of the node's live absence feed.
+    pub live_subscribers: IntGauge,
+    /// Access-log entries dropped since start because the writer fell behind.
+    pub access_log_dropped: IntGauge,
 }
 
 impl Metrics {
@@ -63,6 +67,14 @@ impl Metrics {
             &["projection"],
         );
         let log_head = IntGauge::new("log_head_position", "Last committed log position seen");
+        let live_subscribers = IntGauge::new(
+            "live_absence_subscribers",
+            "Subscribers of the node's live absence feed",
+        );
+        let access_log_dropped = IntGauge::new(
+            "access_log_dropped",
+            "Access-log entries dropped since start (writer behind)",
+        );
         let metrics = Metrics {
             registry,
             requests: requests?,
@@ -73,6 +85,8 @@ impl Metrics {
             open_websockets: open_websockets?,
             projection_lag: projection_lag?,
             log_head: log_head?,
+            live_subscribers: live_subscribers?,
+            access_log_dropped: access_log_dropped?,
         };
         for collector in [
             Box::new(metrics.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -83,6 +97,8 @@ impl Metrics {
             Box::new(metrics.open_websockets.clone()),
             Box::new(metrics.projection_lag.clone()),
             Box::new(metrics.log_head.clone()),
+            Box::new(metrics.live_subscribers.clone()),
+            Box::new(metrics.access_log_dropped.clone()),
         ] {
             metrics.registry.register(collector)?;
         }
@@ -109,6 +125,22 @@ impl Metrics {
                 })
                 .unwrap_or_else(|| "NONE".into());
             self.errors.with_label_values(&[&code]).inc();
+        }
+    }
+
+    /// Counts the errors of one result sent on a WebSocket (the `payload` of
+    /// a `next` or legacy `data` message) by their `extensions.code`.
+    pub fn observe_ws_result(&self, payload: &serde_json::Value) {
+        let Some(errors) = payload.get("errors").and_then(|e| e.as_array()) else {
+            return;
+        };
+        for error in errors {
+            let code = error
+                .pointer("/extensions/code")
+                .and_then(|c| c.as_str())
+                .filter(|c| !c.is_empty())
+                .unwrap_or("NONE");
+            self.errors.with_label_values(&[code]).inc();
         }
     }
 
@@ -150,5 +182,16 @@ mod tests {
             text.contains(r#"registre_graphql_requests_total{outcome="error",transport="http"} 1"#)
         );
         assert!(text.contains("registre_open_subscriptions 1"));
+
+        m.observe_ws_result(&serde_json::json!({
+            "data": null,
+            "errors": [{ "message": "no", "extensions": { "code": "FORBIDDEN" } }]
+        }));
+        m.observe_ws_result(&serde_json::json!({ "data": { "x": 1 } }));
+        let text = m.render();
+        assert!(
+            text.contains(r#"registre_graphql_errors_total{code="FORBIDDEN"} 2"#),
+            "{text}"
+        );
     }
 }

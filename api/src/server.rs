@@ -467,6 +467,16 @@ struct Envelope {
     id: Option<String>,
 }
 
+/// A server message, as the transport reads it for bookkeeping and metrics.
+#[derive(Deserialize)]
+struct Outgoing {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
 async fn websocket<E: Executor>(
     shared: Arc<Shared<E>>,
     socket: warp::ws::WebSocket,
@@ -554,6 +564,7 @@ async fn websocket_session<E: Executor>(
                             }
                             active.insert(id);
                             t.metrics.open_subscriptions.inc();
+                            t.metrics.requests.with_label_values(&["ws", "started"]).inc();
                         }
                         ("complete" | "stop", Some(id)) if active.remove(&id) => {
                             t.metrics.open_subscriptions.dec();
@@ -567,9 +578,12 @@ async fn websocket_session<E: Executor>(
             }
             outgoing = graphql.next() => match outgoing {
                 Some(WsMessage::Text(text)) => {
-                    if let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_str::<Envelope>(&text) {
+                    if let Ok(Outgoing { kind, id: Some(id), payload }) = serde_json::from_str::<Outgoing>(&text) {
                         if (kind == "complete" || kind == "error") && active.remove(&id) {
                             t.metrics.open_subscriptions.dec();
+                        }
+                        if kind == "next" || kind == "data" {
+                            t.metrics.observe_ws_result(&payload);
                         }
                     }
                     if sink.send(Message::text(text)).await.is_err() {
@@ -704,6 +718,12 @@ async fn sample_app(app: Arc<crate::app::App>, metrics: Metrics) {
     loop {
         every.tick().await;
         let stats = app.stats();
+        metrics
+            .live_subscribers
+            .set(i64::try_from(stats.live_subscribers).unwrap_or(i64::MAX));
+        metrics
+            .access_log_dropped
+            .set(i64::try_from(stats.access_log_dropped).unwrap_or(i64::MAX));
         if let Ok(head) = app.store().head().await {
             metrics
                 .log_head

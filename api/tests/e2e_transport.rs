@@ -31,6 +31,15 @@ async fn probes_and_metrics_answer() {
     assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
 
     let token = idp.token(roster.guardian);
+    let raw = node
+        .http()
+        .post(node.url("/graphql"))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    let request_id = raw.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
     let me = node
         .graphql(Some(&token), "{ me { externalId } }", json!({}))
         .await;
@@ -42,7 +51,7 @@ async fn probes_and_metrics_answer() {
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     assert!(
-        text.contains(r#"registre_graphql_requests_total{outcome="ok",transport="http"} 1"#),
+        text.contains(r#"registre_graphql_requests_total{outcome="ok",transport="http"} 2"#),
         "{text}"
     );
     assert!(
@@ -200,6 +209,23 @@ async fn both_websocket_protocols_carry_operations_with_the_caller() {
     ws.subscribe("x", "{ me { externalId } }", json!({})).await;
     let result = next_payload(&ws.next_json().await, "x");
     assert_eq!(error_codes(&result), ["UNAUTHENTICATED"], "{result}");
+    let metrics = node
+        .http()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"registre_graphql_errors_total{code="UNAUTHENTICATED"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"registre_graphql_requests_total{outcome="started",transport="ws"} 3"#),
+        "{metrics}"
+    );
     node.stop().await;
 }
 
