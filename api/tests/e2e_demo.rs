@@ -1,0 +1,81 @@
+//! End-to-end: the demo collège seeded into a real PostgreSQL database is
+//! complete, is not seeded twice, never mixes with other data, and its
+//! accounts work through the API.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use registre_api::demo;
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn the_demo_seeds_once_and_its_accounts_work() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let config = idp.config(&db, &[]);
+    let store = registre_api::cli::open_store(&config).await.unwrap();
+
+    let first = demo::seed(store.as_ref(), 2026, false).await.unwrap();
+    assert!(first.seeded);
+    assert!(first.events > 20_000, "{} events", first.events);
+    assert_eq!(store.head().await.unwrap(), first.events);
+
+    let again = demo::seed(store.as_ref(), 2026, false).await.unwrap();
+    assert!(!again.seeded, "a second run does not duplicate");
+    assert_eq!(store.head().await.unwrap(), first.events);
+    assert_eq!(again.accounts, first.accounts);
+
+    let other = demo::seed(store.as_ref(), 7, false).await;
+    assert!(other.is_err(), "another collège is not mixed into this log");
+    assert_eq!(store.head().await.unwrap(), first.events);
+
+    let node = Node::start(&config).await;
+    let account = |role: &str| {
+        first
+            .accounts
+            .iter()
+            .find(|a| a.role == role)
+            .unwrap_or_else(|| panic!("a {role} account"))
+            .subject
+            .clone()
+    };
+    let guardian = idp.token(&account("GUARDIAN"));
+    let children = node
+        .graphql(
+            Some(&guardian),
+            "{ myChildren { id schoolClass { name } grades { score status } absences { id } } }",
+            json!({}),
+        )
+        .await;
+    let list = children["data"]["myChildren"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{children}"));
+    assert_eq!(list.len(), 2, "the demo guardian has two children");
+    for child in list {
+        assert!(!child["grades"].as_array().unwrap().is_empty(), "{child}");
+        assert!(child["absences"].as_array().unwrap().len() >= 3, "{child}");
+    }
+    for (role, expected) in [
+        ("STUDENT", "STUDENT"),
+        ("TEACHER", "TEACHER"),
+        ("EDUCATION_STAFF", "EDUCATION_STAFF"),
+        ("HEAD", "HEAD"),
+        ("AUDITOR", "AUDITOR"),
+        ("ADMIN", "ADMIN"),
+    ] {
+        let me = node
+            .graphql(
+                Some(&idp.token(&account(role))),
+                "{ me { roles } }",
+                json!({}),
+            )
+            .await;
+        let roles = me["data"]["me"]["roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{role}: {me}"));
+        assert!(roles.contains(&json!(expected)), "{role}: {me}");
+    }
+    node.stop().await;
+}
