@@ -109,6 +109,18 @@ impl ReadModel {
     pub fn establishment_by_uai(&self, uai: &str) -> Option<&Establishment> {
         self.establishments.values().find(|e| e.uai == uai)
     }
+    /// Every class, by id.
+    pub fn classes(&self) -> impl Iterator<Item = &SchoolClass> {
+        self.classes.values()
+    }
+    /// Every student record, by id.
+    pub fn students(&self) -> impl Iterator<Item = &Student> {
+        self.students.values()
+    }
+    /// Every person, by id.
+    pub fn persons(&self) -> impl Iterator<Item = &Person> {
+        self.persons.values()
+    }
     pub fn class(&self, id: ClassId) -> Option<&SchoolClass> {
         self.classes.get(&id)
     }
@@ -388,13 +400,31 @@ impl ReadModel {
 
     /// Mean of the subject averages of the class's current students.
     pub fn class_subject_average(&self, class: ClassId, subject: &str) -> Option<f64> {
-        let students = self.classes.get(&class)?;
-        mean(
-            students
-                .students
-                .iter()
-                .filter_map(|s| self.subject_average(*s, subject)),
-        )
+        self.class_subject_averages(class)
+            .get(subject)
+            .copied()
+            .flatten()
+    }
+
+    /// [`Self::class_subject_average`] for every subject at once: one pass
+    /// over the class's grades, whatever the number of subjects.
+    pub fn class_subject_averages(&self, class: ClassId) -> BTreeMap<String, Option<f64>> {
+        let mut per_subject: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in self
+            .classes
+            .get(&class)
+            .into_iter()
+            .flat_map(|c| c.students.iter())
+        {
+            for (subject, average) in self.student_subject_averages(*s) {
+                let entry = per_subject.entry(subject).or_default();
+                entry.extend(average);
+            }
+        }
+        per_subject
+            .into_iter()
+            .map(|(subject, averages)| (subject, mean(averages)))
+            .collect()
     }
 
     /// One row per subject with at least one assessment in the student's class
@@ -410,11 +440,12 @@ impl ReadModel {
                 .into_iter()
                 .map(|a| a.subject.clone()),
         );
+        let class_averages = self.class_subject_averages(s.class_id);
         subjects
             .into_iter()
             .map(|subject| SubjectAverage {
                 average: own.get(&subject).copied().flatten(),
-                class_average: self.class_subject_average(s.class_id, &subject),
+                class_average: class_averages.get(&subject).copied().flatten(),
                 subject,
             })
             .collect()
