@@ -8,7 +8,7 @@ use registre_domain::{AbsenceId, DomainEvent, StudentId};
 use registre_store::{EventStore, Position, RecordedEvent};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 
 const PAGE: usize = 1000;
 
@@ -46,7 +46,6 @@ pub struct Follower {
     pub store: Arc<dyn EventStore>,
     /// Last position read: absences after it are published.
     pub checkpoint: Position,
-    pub poke: Arc<Notify>,
     pub live: broadcast::Sender<LiveAbsence>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -83,7 +82,6 @@ pub async fn run(mut f: Follower) {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
-                    _ = f.poke.notified() => {}
                     _ = stopped(&mut f.shutdown) => return,
                 }
             }

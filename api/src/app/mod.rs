@@ -28,7 +28,8 @@
 //! app.read_model_position() -> Position                              // for /readyz (compare with store.head())
 //! app.engine() -> &ProjectionEngine                                  // projection metrics, snapshots
 //! app.shutdown().await;   // after the server stopped accepting: ends live streams,
-//!                         // flushes the access log, stops the follower.
+//!                         // flushes the access log, stops the followers and the engine
+//!                         // (which saves a final read-model snapshot: fast restart).
 //! registre_api::graphql::sdl() -> String   // the exported schema (docs/schema.graphql)
 //! ```
 
@@ -53,7 +54,7 @@ use registre_store::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -117,7 +118,6 @@ enum AccessMsg {
 pub struct App {
     store: Arc<dyn EventStore>,
     engine: ProjectionEngine,
-    poke: Arc<Notify>,
     live: broadcast::Sender<LiveAbsence>,
     access: mpsc::Sender<AccessMsg>,
     shutdown: watch::Sender<bool>,
@@ -150,13 +150,11 @@ impl App {
         let (live_tx, _) = broadcast::channel(config.live_capacity.max(16));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (access_tx, access_rx) = mpsc::channel(config.access_queue.max(16));
-        let poke = Arc::new(Notify::new());
         let counters = Arc::new(Counters::default());
 
         let follow = tokio::spawn(follower::run(follower::Follower {
             store: store.clone(),
             checkpoint: start,
-            poke: poke.clone(),
             live: live_tx.clone(),
             shutdown: shutdown_rx.clone(),
         }));
@@ -171,7 +169,6 @@ impl App {
         Ok(Arc::new(App {
             store,
             engine,
-            poke,
             live: live_tx,
             access: access_tx,
             shutdown: shutdown_tx,
@@ -231,7 +228,6 @@ impl App {
         if self.read_model_position() >= position {
             return Ok(());
         }
-        self.poke.notify_one();
         self.engine
             .wait_for(position, self.config.consistency_timeout)
             .await
