@@ -291,6 +291,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let server = crate::server::serve(&config, store, crate::cli::shutdown_signal()).await?;
+    if let Err(reason) = server.wait_ready(Duration::from_secs(60)).await {
+        tracing::warn!(%reason, "serving before the read model caught up");
+    }
     println!(
         "\nGraphiQL: http://{}/graphql   (Ctrl-C to stop)",
         server.addr

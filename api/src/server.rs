@@ -76,9 +76,31 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    readiness: Arc<dyn Readiness>,
+}
+
+impl std::fmt::Debug for dyn Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readiness")
+    }
 }
 
 impl RunningServer {
+    /// Resolves once /readyz would answer 200 (the read model has caught up
+    /// with the log), or with the last reason after `timeout`. The server
+    /// answers meanwhile; this is for a command line that wants to announce
+    /// a URL that is already fast.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.readiness.check().await {
+                Ok(()) => return Ok(()),
+                Err(reason) if tokio::time::Instant::now() >= deadline => return Err(reason),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Starts the graceful shutdown.
     pub fn shutdown(&self) {
         self.stop.send_replace(true);
@@ -110,6 +132,7 @@ where
 {
     let (stop, stopping) = watch::channel(false);
     let grace = transport.limits.shutdown_grace;
+    let readiness = transport.readiness.clone();
     let shared = Arc::new(Shared {
         transport,
         stopping: stopping.clone(),
@@ -150,7 +173,12 @@ where
         tracing::info!("server stopped");
     });
     tracing::info!(%addr, "listening");
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer {
+        addr,
+        stop,
+        task,
+        readiness,
+    })
 }
 
 fn routes<E: Executor>(
@@ -700,7 +728,12 @@ where
         .with_context(|| format!("listening on {} (REGISTRE_LISTEN)", config.listen))?;
 
     let sampler = tokio::spawn(sample_app(app.clone(), metrics));
-    let RunningServer { addr, stop, task } = inner;
+    let RunningServer {
+        addr,
+        stop,
+        task,
+        readiness,
+    } = inner;
     let task = tokio::spawn(async move {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "server task failed");
@@ -709,7 +742,12 @@ where
         app.shutdown().await;
         tracing::info!("application stopped");
     });
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer {
+        addr,
+        stop,
+        task,
+        readiness,
+    })
 }
 
 /// Copies the application's gauges into the metrics every few seconds.
