@@ -6,7 +6,10 @@ use registre_replay_tests::random::events_from_ops;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
     // A fixed linear congruential sequence: the same log on every run.
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
@@ -28,7 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let restored = ReadModel::from_snapshot(&bytes, key)?;
     let load = started.elapsed().as_secs_f64();
-    assert!(restored == model, "the snapshot round trip changed the model");
+    assert!(
+        restored == model,
+        "the snapshot round trip changed the model"
+    );
     println!(
         "{} events folded in {fold:.3}s: {:.0} events/s; snapshot {} KiB, serialise {save:.3}s, restore {load:.3}s",
         events.len(),

@@ -305,13 +305,41 @@ async fn usage_indicators_fold_the_access_log_with_pseudonyms() {
     assert_eq!((summary.hits, summary.visits, summary.visitors), (4, 3, 2));
     assert_eq!(summary.hits_outside_school_hours, 3);
     assert_eq!(summary.by_service_and_profile["Notes"]["PARENT"], 2);
-    let evening = activity
-        .iter()
-        .find(|c| c.service == "Absences")
-        .unwrap();
+    let evening = activity.iter().find(|c| c.service == "Absences").unwrap();
     assert_eq!((evening.profile.as_str(), evening.hour), ("PARENT", 20));
     // Pseudonyms only: no viewer id appears in the indicators.
     let json = serde_json::to_string(&visitors).unwrap();
     assert!(!json.contains(&leroy.to_string()) && !json.contains(&martin.to_string()));
-    assert_eq!(engine.read(|m| m.access_checkpoint()), engine.metrics().access_checkpoint);
+    assert_eq!(
+        engine.read(|m| m.access_checkpoint()),
+        engine.metrics().access_checkpoint
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_does_not_decode_stalls_the_engine_where_it_is() {
+    let test = common::sqlite().await;
+    let store = Arc::clone(&test.store);
+    let mut lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
+    lines.truncate(10);
+    // Written by a newer build (a rolling upgrade): this build must not skip it.
+    lines[9].schema_version += 1;
+    append_lines(store.as_ref(), &lines).await;
+    let engine = ProjectionEngine::open(Arc::clone(&store), config(4))
+        .await
+        .unwrap();
+    let err = engine.catch_up().await.unwrap_err();
+    assert!(
+        matches!(err, registre_projections::ProjectionError::Apply(_)),
+        "{err}"
+    );
+    assert_eq!(engine.position(), 9);
+    let metrics = engine.metrics();
+    assert_eq!((metrics.position, metrics.lag), (9, 1));
+    assert!(metrics.stalled.is_some());
+    let lagging = engine
+        .wait_for(10, Duration::from_millis(20))
+        .await
+        .unwrap_err();
+    assert_eq!(lagging.reached, 9);
 }

@@ -27,7 +27,10 @@ fn stored_versions_replay_to_the_same_views_as_the_current_encoding() {
             let event = DomainEvent::decode(&l.event_type, l.schema_version, &l.data)
                 .unwrap_or_else(|e| panic!("position {}: {e}", l.position));
             let encoded = event.encode();
-            assert_eq!(encoded.schema_version, current_schema_version(&l.event_type));
+            assert_eq!(
+                encoded.schema_version,
+                current_schema_version(&l.event_type)
+            );
             GoldenLine {
                 schema_version: encoded.schema_version,
                 data: encoded.data,
@@ -48,6 +51,10 @@ fn a_version_newer_than_the_build_stops_the_fold_at_the_event_before() {
     let ApplyError::Decode { position, source } = err;
     assert_eq!(position, at as u64 + 1);
     assert!(matches!(source, DecodeError::FutureVersion { .. }));
-    assert_eq!(model.position(), at as u64, "consistent at the event before");
+    assert_eq!(
+        model.position(),
+        at as u64,
+        "consistent at the event before"
+    );
     assert_eq!(model, fold(&lines[..at]));
 }
