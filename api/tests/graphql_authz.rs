@@ -324,6 +324,17 @@ fn cases() -> Vec<Case> {
             other: &[],
         },
         Case {
+            name: "declareAbsence",
+            doc: "mutation($i: DeclareAbsenceInput!) { declareAbsence(input: $i) { id } }",
+            mutation: true,
+            vars: Box::new(|w, _, _, own, _| {
+                json!({"i": {"studentId": w.id(pick(own, "s1", "s3")), "reason": "dentiste",
+                             "start": "2099-03-02T08:00:00Z", "end": "2099-03-02T10:00:00Z"}})
+            }),
+            own: &["GUARDIAN"],
+            other: &[],
+        },
+        Case {
             name: "justifyAbsence",
             doc: "mutation($i: JustifyAbsenceInput!) { justifyAbsence(input: $i) { id } }",
             mutation: true,

@@ -655,6 +655,13 @@ async fn the_embedded_store_serves_the_same_schema() {
         )
         .await;
     assert!(close(&d["myChildren"][0]["overallAverage"], 13.0));
+    // Idempotency keys behave the same on the embedded store.
+    let input = json!({"i": {"studentId": w.id("s1"), "kind": "ABSENCE", "start": "2026-11-24T08:00:00Z",
+                             "end": "2026-11-24T09:00:00Z", "idempotencyKey": "k"}});
+    let first = w.node.ok("teacher1", REPORT, input.clone()).await;
+    let head = w.node.head().await;
+    assert_eq!(w.node.ok("teacher1", REPORT, input).await, first);
+    assert_eq!(w.node.head().await, head);
     let r = w
         .node
         .run(
