@@ -421,6 +421,8 @@ impl ProjectionEngine {
     }
 }
 
+/// Dropping the engine stops its follower without a final snapshot; call
+/// [`ProjectionEngine::shutdown`] for a clean stop.
 impl Drop for ProjectionEngine {
     fn drop(&mut self) {
         self.shared.shutdown.send_replace(true);
@@ -442,13 +444,7 @@ impl Shared {
             let result = model.apply_all(&batch);
             (result, model.position())
         };
-        self.applied.send_if_modified(|p| {
-            let changed = *p < position;
-            if changed {
-                *p = position;
-            }
-            changed
-        });
+        // Metrics first: whoever wakes up on the new position sees them current.
         let due = {
             let mut m = self.metrics.lock();
             m.head = m.head.max(last_read);
@@ -461,6 +457,13 @@ impl Shared {
             m.stalled = result.as_ref().err().map(|e| e.to_string());
             position.saturating_sub(m.last_snapshot) >= self.config.snapshot_every
         };
+        self.applied.send_if_modified(|p| {
+            let changed = *p < position;
+            if changed {
+                *p = position;
+            }
+            changed
+        });
         result?;
         if due {
             if let Err(e) = self.save_snapshot().await {
