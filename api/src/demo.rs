@@ -756,10 +756,12 @@ impl Plan {
                 .unwrap_or(order.len())
         });
 
-        // Assessments and grades: 4 per class and subject over the term.
+        // Assessments and grades: 4 per class and subject over the term,
+        // decided by the domain as the API would (scores within `outOf`, one
+        // grade per student, corrections that change something).
         for (ci, (class_id, _)) in classes.iter().enumerate() {
-            let class_students: Vec<&(PersonInfo, StudentId, usize, String)> =
-                students.iter().filter(|s| s.2 == ci).collect();
+            let class_students: Vec<StudentId> =
+                students.iter().filter(|s| s.2 == ci).map(|s| s.1).collect();
             for (teacher, subject) in class_teachers[ci].clone() {
                 for k in 0..4 {
                     let day = days[(k * days.len() / 4 + b.rng.gen_range(0..days.len() / 4))
@@ -767,31 +769,40 @@ impl Plan {
                     let assessment_id = AssessmentId(b.uuid());
                     let out_of = if b.rng.gen_bool(0.8) { 20.0 } else { 10.0 };
                     let coefficient = *b.pick(&[1.0, 1.0, 2.0, 0.5]);
-                    let when = at(day, 10, 0);
-                    let mut events = vec![(
-                        DomainEvent::AssessmentCreated(AssessmentCreated {
-                            assessment_id,
-                            class_id: *class_id,
-                            teacher_id: teacher.id,
-                            subject: subject.into(),
-                            title: format!(
-                                "{} n°{}",
-                                if k == 3 { "Contrôle" } else { "Évaluation" },
-                                k + 1
-                            ),
-                            date: day,
-                            coefficient,
-                            out_of,
-                        }),
-                        Some(teacher),
-                        when,
-                        None,
-                    )];
+                    let mut state = grades::Assessment::default();
+                    let mut events = Vec::new();
+                    let create = grades::CreateAssessment {
+                        assessment_id,
+                        class_id: *class_id,
+                        teacher_id: teacher.id,
+                        subject: subject.into(),
+                        title: format!(
+                            "{} n°{}",
+                            if k == 3 { "Contrôle" } else { "Évaluation" },
+                            k + 1
+                        ),
+                        date: day,
+                        coefficient,
+                        out_of,
+                    };
+                    let decision = grades::create_assessment(
+                        &state,
+                        &create,
+                        &grades::AssessmentFacts { class_exists: true },
+                    );
+                    decided(
+                        &mut state,
+                        decision,
+                        (teacher, at(day, 10, 0), None),
+                        &mut events,
+                    )?;
                     let graded_at = at(day.checked_add_days(Days::new(5)).unwrap_or(day), 18, 0);
-                    let mut grades = Vec::new();
-                    for (_, student_id, _, _) in &class_students {
-                        let roll = b.rng.gen_range(0..100);
-                        let (status, score) = match roll {
+                    let facts = grades::GradeFacts {
+                        student_class: Some(*class_id),
+                    };
+                    let mut recorded = Vec::new();
+                    for student_id in &class_students {
+                        let (status, score) = match b.rng.gen_range(0..100) {
                             0..=2 => (GradeStatus::Absent, None),
                             3 => (GradeStatus::Exempt, None),
                             4 => (GradeStatus::NotSubmitted, None),
@@ -804,49 +815,47 @@ impl Plan {
                                 )
                             }
                         };
-                        let grade_id = GradeId::for_pair(assessment_id, *student_id);
-                        grades.push((grade_id, *student_id, status, score));
-                        events.push((
-                            DomainEvent::GradeRecorded(GradeRecorded {
-                                grade_id,
-                                assessment_id,
-                                student_id: *student_id,
-                                score,
-                                status,
-                            }),
-                            Some(teacher),
-                            graded_at,
-                            None,
-                        ));
+                        let record = grades::RecordGrade {
+                            assessment_id,
+                            student_id: *student_id,
+                            score,
+                            status,
+                        };
+                        recorded.push((record.grade_id(), score));
+                        let decision = grades::record_grade(&state, &record, &facts);
+                        decided(
+                            &mut state,
+                            decision,
+                            (teacher, graded_at, None),
+                            &mut events,
+                        )?;
                     }
                     // About one grade in a hundred is corrected.
-                    for (grade_id, student_id, status, score) in grades {
-                        if b.rng.gen_range(0..100) == 0 {
-                            let new_score = match score {
-                                Some(s) => (s + 1.0).min(out_of),
-                                None => out_of / 2.0,
-                            };
-                            let reason = if score.is_some() {
-                                "Erreur de report de la note"
-                            } else {
-                                "Devoir rendu en retard, noté"
-                            };
-                            events.push((
-                                DomainEvent::GradeCorrected(GradeCorrected {
-                                    grade_id,
-                                    assessment_id,
-                                    student_id,
-                                    previous_score: score,
-                                    previous_status: status,
-                                    score: Some(new_score),
-                                    status: GradeStatus::Graded,
-                                    reason: reason.into(),
-                                }),
-                                Some(teacher),
-                                graded_at + chrono::Duration::days(2),
-                                Some(reason.into()),
-                            ));
+                    for (grade_id, score) in recorded {
+                        if b.rng.gen_range(0..100) != 0 {
+                            continue;
                         }
+                        let (new_score, reason) = match score {
+                            Some(s) if s < out_of => {
+                                ((s + 1.0).min(out_of), "Erreur de report de la note")
+                            }
+                            Some(s) => (s - 1.0, "Erreur de report de la note"),
+                            None => (out_of / 2.0, "Devoir rendu en retard, noté"),
+                        };
+                        let correct = grades::CorrectGrade {
+                            grade_id,
+                            score: Some(new_score),
+                            status: GradeStatus::Graded,
+                            reason: reason.into(),
+                        };
+                        let decision = grades::correct_grade(&state, &correct);
+                        let when = graded_at + chrono::Duration::days(2);
+                        decided(
+                            &mut state,
+                            decision,
+                            (teacher, when, Some(reason)),
+                            &mut events,
+                        )?;
                     }
                     b.stream(events);
                 }
@@ -1067,6 +1076,22 @@ impl Plan {
     }
 }
 
+/// Appends a decision's events to a stream being written, folding them into
+/// the aggregate's state so that the next decision sees them.
+fn decided<A: Aggregate>(
+    state: &mut A,
+    decision: Result<Vec<DomainEvent>, DomainError>,
+    (actor, at, reason): (PersonInfo, DateTime<Utc>, Option<&str>),
+    events: &mut Vec<Entry>,
+) -> anyhow::Result<()> {
+    let decided = decision.map_err(|e| anyhow::anyhow!("the demo made an invalid command: {e}"))?;
+    for event in decided {
+        state.apply(&event);
+        events.push((event, Some(actor), at, reason.map(str::to_string)));
+    }
+    Ok(())
+}
+
 fn justified(
     absence_id: AbsenceId,
     student_id: StudentId,
@@ -1119,6 +1144,29 @@ mod tests {
                     DomainEvent::decode(&e.event_type, e.schema_version, &e.data).expect("decodes");
                 assert_eq!(decoded.stream().as_str(), r.stream_id);
             }
+        }
+        // Every stream folds into its aggregate at the version the store will give it.
+        for r in &a.requests {
+            let events: Vec<DomainEvent> = r
+                .events
+                .iter()
+                .map(|e| {
+                    DomainEvent::decode(&e.event_type, e.schema_version, &e.data).expect("decodes")
+                })
+                .collect();
+            let category = r.stream_id.split('-').next().expect("a category");
+            let version = match category {
+                "establishment" => roster::Establishment::fold(&events).version(),
+                "class" => roster::Class::fold(&events).version(),
+                "person" => roster::Person::fold(&events).version(),
+                "student" => roster::Student::fold(&events).version(),
+                "assessment" => grades::Assessment::fold(&events).version(),
+                "absence" => absences::Absence::fold(&events).version(),
+                "homework" => homework::Homework::fold(&events).version(),
+                "thread" => messages::Thread::fold(&events).version(),
+                other => panic!("unexpected stream category {other}"),
+            };
+            assert_eq!(version, events.len() as u64, "{}", r.stream_id);
         }
         assert_eq!(by_type["ClassCreated"], 16);
         assert_eq!(by_type["StudentEnrolled"], 400);
