@@ -53,7 +53,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Save a snapshot after this many events since the last one.
     pub snapshot_every: u64,
-    /// Key of the usage indicators' pseudonyms (a server secret).
+    /// Key of the usage indicators' pseudonyms (a server secret). The default
+    /// is random per process: set a persistent secret in production.
     pub pseudonym_key: PseudonymKey,
     /// Safety net when a wake-up is lost (wake-ups are best effort): the
     /// follower re-reads the log after this much idle time.
@@ -65,7 +66,9 @@ impl Default for EngineConfig {
         Self {
             batch_size: 1_000,
             snapshot_every: 10_000,
-            pseudonym_key: PseudonymKey::default(),
+            // Never a known key: person ids derive from external ids, so
+            // pseudonyms under a public key could be reversed by a dictionary.
+            pseudonym_key: PseudonymKey::random(),
             idle_recheck: Duration::from_secs(2),
         }
     }

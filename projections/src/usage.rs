@@ -33,6 +33,16 @@ impl PseudonymKey {
         Self(key.into())
     }
 
+    /// 32 random bytes (from the OS, through UUIDv4). Pseudonyms made with it
+    /// do not survive a restart: use a persistent server secret in production
+    /// so that a visitor stays one visitor across restarts.
+    pub fn random() -> Self {
+        let mut key = Vec::with_capacity(32);
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self(key)
+    }
+
     /// The pseudonym of a viewer: hex of the first 16 bytes of HMAC-SHA256.
     pub fn pseudonymise(&self, viewer: uuid::Uuid) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
