@@ -862,7 +862,9 @@ impl Plan {
             }
         }
 
-        // Absences and lateness, in every justification state.
+        // Absences and lateness, in every justification state, decided by the
+        // domain: roll calls, declarations in advance, justifications,
+        // reviews and cancellations.
         for ((_, student_id, class_index, _), guardians) in students.iter().zip(&student_guardians)
         {
             let count = b.rng.gen_range(0..=5);
@@ -872,6 +874,7 @@ impl Plan {
             } else {
                 count
             };
+            let student_class = Some(classes[*class_index].0);
             for _ in 0..count {
                 let absence_id = AbsenceId(b.uuid());
                 let day = *b.pick(&days);
@@ -880,92 +883,132 @@ impl Plan {
                 } else {
                     cpe
                 };
-                let guardian = guardians[0];
                 let guardian = PersonInfo {
-                    id: guardian.id,
+                    id: guardians[0].id,
                     role: Role::Guardian,
                 };
                 let hour = b.rng.gen_range(8..16);
+                let mut state = absences::Absence::default();
                 let mut events = Vec::new();
                 if b.rng.gen_bool(0.1) {
                     // Declared in advance by a guardian, then confirmed by the roll call.
-                    let reason = (*b.pick(ABSENCE_REASONS)).to_string();
-                    events.push((
-                        DomainEvent::AbsenceDeclared(AbsenceDeclared {
-                            absence_id,
-                            student_id: *student_id,
-                            start: at(day, hour, 0),
-                            end: at(day, hour + 2, 0),
-                            reason,
-                        }),
-                        Some(guardian),
-                        at(day, 7, 30),
-                        None,
-                    ));
-                    events.push((
-                        DomainEvent::DeclaredAbsenceConfirmed(DeclaredAbsenceConfirmed {
-                            absence_id,
-                            student_id: *student_id,
-                        }),
-                        Some(reporter),
-                        at(day, hour, 5),
-                        None,
-                    ));
+                    let declare = absences::DeclareAbsence {
+                        absence_id,
+                        student_id: *student_id,
+                        start: at(day, hour, 0),
+                        end: at(day, hour + 2, 0),
+                        reason: (*b.pick(ABSENCE_REASONS)).to_string(),
+                    };
+                    let facts = absences::DeclareFacts {
+                        student_class,
+                        now: at(day, 7, 30),
+                    };
+                    let decision = absences::declare_absence(&state, &declare, &facts);
+                    decided(
+                        &mut state,
+                        decision,
+                        (guardian, at(day, 7, 30), None),
+                        &mut events,
+                    )?;
+                    let roll_call = absences::ReportAbsence {
+                        absence_id: AbsenceId(b.uuid()),
+                        student_id: *student_id,
+                        kind: AbsenceKind::Absence,
+                        start: at(day, hour, 0),
+                        end: at(day, hour + 1, 0),
+                        minutes_late: None,
+                    };
+                    let facts = absences::ReportFacts {
+                        student_class,
+                        declared: vec![state.clone()],
+                    };
+                    let decision =
+                        absences::report_absence(&absences::Absence::default(), &roll_call, &facts)
+                            .map(|outcome| outcome.events);
+                    decided(
+                        &mut state,
+                        decision,
+                        (reporter, at(day, hour, 5), None),
+                        &mut events,
+                    )?;
                 } else {
                     let lateness = b.rng.gen_bool(0.35);
-                    events.push((
-                        DomainEvent::AbsenceReported(AbsenceReported {
-                            absence_id,
-                            student_id: *student_id,
-                            kind: if lateness {
-                                AbsenceKind::Lateness
-                            } else {
-                                AbsenceKind::Absence
-                            },
-                            start: at(day, hour, 0),
-                            end: at(day, hour + 1, 0),
-                            minutes_late: lateness.then(|| b.rng.gen_range(3..30)),
-                        }),
-                        Some(reporter),
-                        at(day, hour, 5),
-                        None,
-                    ));
+                    let report = absences::ReportAbsence {
+                        absence_id,
+                        student_id: *student_id,
+                        kind: if lateness {
+                            AbsenceKind::Lateness
+                        } else {
+                            AbsenceKind::Absence
+                        },
+                        start: at(day, hour, 0),
+                        end: at(day, hour + 1, 0),
+                        minutes_late: lateness.then(|| b.rng.gen_range(3..30)),
+                    };
+                    let facts = absences::ReportFacts {
+                        student_class,
+                        declared: Vec::new(),
+                    };
+                    let decision = absences::report_absence(&state, &report, &facts)
+                        .map(|outcome| outcome.events);
+                    decided(
+                        &mut state,
+                        decision,
+                        (reporter, at(day, hour, 5), None),
+                        &mut events,
+                    )?;
+                    let next_day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+                    let review_day = day.checked_add_days(Days::new(2)).unwrap_or(day);
                     match b.rng.gen_range(0..10) {
                         // Unjustified.
                         0..=2 => {}
-                        // Justified, waiting for review.
-                        3..=4 => {
+                        // Justified; reviewed (mostly accepted) in four cases out of six.
+                        3..=8 => {
                             let reason = (*b.pick(ABSENCE_REASONS)).to_string();
-                            events.push(justified(absence_id, *student_id, reason, &guardian, day));
-                        }
-                        // Justified and reviewed.
-                        5..=8 => {
-                            let reason = (*b.pick(ABSENCE_REASONS)).to_string();
-                            events.push(justified(absence_id, *student_id, reason, &guardian, day));
-                            let accepted = b.rng.gen_bool(0.85);
-                            events.push((
-                                DomainEvent::JustificationReviewed(JustificationReviewed {
+                            let justify = absences::JustifyAbsence {
+                                absence_id,
+                                reason: reason.clone(),
+                            };
+                            let decision = absences::justify_absence(&state, &justify);
+                            let when = at(next_day, 19, 0);
+                            decided(
+                                &mut state,
+                                decision,
+                                (guardian, when, Some(&reason)),
+                                &mut events,
+                            )?;
+                            if b.rng.gen_range(0..6) < 4 {
+                                let accept = b.rng.gen_bool(0.85);
+                                let review = absences::ReviewJustification {
                                     absence_id,
-                                    student_id: *student_id,
-                                    accepted,
-                                    comment: (!accepted).then(|| "Motif non recevable".to_string()),
-                                }),
-                                Some(cpe),
-                                at(day.checked_add_days(Days::new(2)).unwrap_or(day), 10, 0),
-                                None,
-                            ));
+                                    accept,
+                                    comment: (!accept).then(|| "Motif non recevable".to_string()),
+                                };
+                                let decision = absences::review_justification(&state, &review);
+                                decided(
+                                    &mut state,
+                                    decision,
+                                    (cpe, at(review_day, 10, 0), None),
+                                    &mut events,
+                                )?;
+                            }
                         }
                         // Entered in error.
-                        _ => events.push((
-                            DomainEvent::AbsenceCancelled(AbsenceCancelled {
+                        _ => {
+                            let reason = "Saisie erronée";
+                            let cancel = absences::CancelAbsence {
                                 absence_id,
-                                student_id: *student_id,
-                                reason: "Saisie erronée".into(),
-                            }),
-                            Some(reporter),
-                            at(day, hour, 20),
-                            Some("Saisie erronée".into()),
-                        )),
+                                reason: reason.into(),
+                            };
+                            let decision = absences::cancel_absence(&state, &cancel);
+                            let when = at(day, hour, 20);
+                            decided(
+                                &mut state,
+                                decision,
+                                (reporter, when, Some(reason)),
+                                &mut events,
+                            )?;
+                        }
                     }
                 }
                 b.stream(events);
@@ -1090,25 +1133,6 @@ fn decided<A: Aggregate>(
         events.push((event, Some(actor), at, reason.map(str::to_string)));
     }
     Ok(())
-}
-
-fn justified(
-    absence_id: AbsenceId,
-    student_id: StudentId,
-    reason: String,
-    guardian: &PersonInfo,
-    day: NaiveDate,
-) -> Entry {
-    (
-        DomainEvent::AbsenceJustified(AbsenceJustified {
-            absence_id,
-            student_id,
-            reason: reason.clone(),
-        }),
-        Some(*guardian),
-        at(day.checked_add_days(Days::new(1)).unwrap_or(day), 19, 0),
-        Some(reason),
-    )
 }
 
 #[cfg(test)]
