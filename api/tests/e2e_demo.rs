@@ -55,7 +55,8 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
     assert_eq!(list.len(), 2, "the demo guardian has two children");
     for child in list {
         assert!(!child["grades"].as_array().unwrap().is_empty(), "{child}");
-        assert!(child["absences"].as_array().unwrap().len() >= 3, "{child}");
+        // Three or more recorded; cancelled ones are not shown.
+        assert!(!child["absences"].as_array().unwrap().is_empty(), "{child}");
     }
     for (role, expected) in [
         ("STUDENT", "STUDENT"),
