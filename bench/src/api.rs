@@ -1,0 +1,258 @@
+//! The parent dashboard over HTTP: a real server (`registre_api::server::serve`)
+//! on a fresh PostgreSQL database seeded with one generated establishment,
+//! real ES256 tokens checked against a JWKS file, and guardians asking for
+//! their children's dashboard. Two loads: closed-loop at a fixed concurrency
+//! (the throughput ceiling) and open-loop at a fixed request rate (the latency
+//! a given load sees, without coordinated omission hiding the queueing).
+
+use crate::db::FreshDb;
+use crate::gen::{self, GenConfig};
+use anyhow::{bail, Context, Result};
+use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
+use registre_api::config::Config;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ISSUER: &str = "https://idp.registre.bench";
+const AUDIENCE: &str = "registre-bench";
+
+/// What a guardian's home screen asks for: every child with class, averages,
+/// grades, absences and the fortnight's homework.
+pub const DASHBOARD: &str = r#"query Dashboard {
+  myChildren {
+    id
+    person { displayName }
+    schoolClass { name }
+    averages { subject average classAverage }
+    overallAverage
+    grades { score status assessment { subject title date coefficient } }
+    absences { id kind start end minutesLate state }
+    homework(from: "2026-03-02", to: "2026-03-15") { subject title due }
+  }
+}"#;
+
+#[derive(Clone, Debug)]
+pub struct LoadResult {
+    pub label: String,
+    pub requests: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl LoadResult {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn summarise(label: String, mut latencies: Vec<Duration>, elapsed: Duration) -> LoadResult {
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    LoadResult {
+        label,
+        requests: latencies.len() as u64,
+        elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    }
+}
+
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    tokens: Vec<String>,
+}
+
+impl Target {
+    /// One dashboard request; an answer with GraphQL errors is a failure, so
+    /// that a broken setup cannot pass for a fast one.
+    async fn dashboard(&self, i: usize) -> Result<Duration> {
+        let token = &self.tokens[i % self.tokens.len()];
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "query": DASHBOARD }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        let elapsed = started.elapsed();
+        if !status.is_success() || body.get("errors").is_some() {
+            bail!("dashboard failed ({status}): {body}");
+        }
+        let children = body
+            .pointer("/data/myChildren")
+            .and_then(|c| c.as_array())
+            .map(Vec::len)
+            .unwrap_or(0);
+        if children == 0 {
+            bail!("dashboard answered no child: {body}");
+        }
+        Ok(elapsed)
+    }
+}
+
+pub struct Setup {
+    pub events: usize,
+    pub guardians: usize,
+}
+
+pub async fn run(
+    admin_url: &str,
+    concurrency: &[usize],
+    rates: &[f64],
+    seconds: f64,
+) -> Result<(Setup, Vec<LoadResult>)> {
+    let db = FreshDb::create(admin_url, "api").await?;
+    let result = run_in(&db, concurrency, rates, seconds).await;
+    db.drop_db().await?;
+    result
+}
+
+async fn run_in(
+    db: &FreshDb,
+    concurrency: &[usize],
+    rates: &[f64],
+    seconds: f64,
+) -> Result<(Setup, Vec<LoadResult>)> {
+    let dir = tempfile::tempdir()?;
+    let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, jwks_json(&[&key]).to_string())?;
+    let path = |p: &std::path::Path| p.to_str().map(str::to_owned).context("utf-8 path");
+    let env: HashMap<String, String> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("REGISTRE_LISTEN", "127.0.0.1:0".to_owned()),
+        ("REGISTRE_JWKS", path(&jwks)?),
+        ("REGISTRE_ISSUER", ISSUER.to_owned()),
+        ("REGISTRE_AUDIENCE", AUDIENCE.to_owned()),
+        ("REGISTRE_ADMIN_SUBJECTS", "bench-admin".to_owned()),
+        ("REGISTRE_DATA_DIR", path(dir.path())?),
+        ("REGISTRE_LOG", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config =
+        Config::from_lookup(|name| env.get(name).cloned()).context("bench configuration")?;
+
+    // One establishment of the generator: 24 classes, 600 students, a year.
+    let gen_config = GenConfig::default();
+    let (log, _) = gen::generate(&gen_config, 0);
+    let store = registre_api::cli::open_store(&config).await?;
+    crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
+    let server =
+        registre_api::server::serve(&config, store.clone(), std::future::pending()).await?;
+
+    let mut tokens = Vec::new();
+    for c in 0..gen_config.classes_per_establishment {
+        for i in 0..gen_config.students_per_class {
+            let subject = format!("parent-0-{c}-{i}-0");
+            let claims = TokenClaims::new(&subject, ISSUER, AUDIENCE, Duration::from_secs(3600));
+            tokens.push(key.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+    }
+    let target = Arc::new(Target {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?,
+        url: format!("http://{}/graphql", server.addr),
+        tokens,
+    });
+    // Warm-up: every guardian once (the server's read model has caught up
+    // when the first answer comes back: queries wait for the log head).
+    for i in 0..target.tokens.len() {
+        target.dashboard(i).await?;
+    }
+
+    let duration = Duration::from_secs_f64(seconds);
+    let mut results = Vec::new();
+    for &c in concurrency {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let mut tasks = Vec::new();
+        for w in 0..c {
+            let target = target.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = w * 7919;
+                while Instant::now() < deadline {
+                    latencies.push(target.dashboard(i).await?);
+                    i += 1;
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let r = summarise(
+            format!("closed loop, {c} concurrent"),
+            all,
+            started.elapsed(),
+        );
+        eprintln!(
+            "  {}: {:.0} req/s p50 {:.2?} p99 {:.2?}",
+            r.label,
+            r.rps(),
+            r.p50,
+            r.p99
+        );
+        results.push(r);
+    }
+    for &rate in rates {
+        // Open loop: requests leave on a fixed schedule whatever the previous
+        // ones are doing; latency counts from the scheduled send time.
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let total = (rate * seconds) as usize;
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(total);
+        for n in 0..total {
+            let scheduled = started + period * n as u32;
+            tokio::time::sleep_until(scheduled.into()).await;
+            let target = target.clone();
+            tasks.push(tokio::spawn(async move {
+                target.dashboard(n).await?;
+                Ok::<_, anyhow::Error>(scheduled.elapsed())
+            }));
+        }
+        let mut all = Vec::with_capacity(total);
+        for t in tasks {
+            all.push(t.await??);
+        }
+        let r = summarise(
+            format!("open loop, {rate:.0} req/s offered"),
+            all,
+            started.elapsed(),
+        );
+        eprintln!(
+            "  {}: {:.0} req/s p50 {:.2?} p99 {:.2?}",
+            r.label,
+            r.rps(),
+            r.p50,
+            r.p99
+        );
+        results.push(r);
+    }
+    server.shutdown();
+    server.stopped().await;
+    Ok((
+        Setup {
+            events: log.len(),
+            guardians: target.tokens.len(),
+        },
+        results,
+    ))
+}
