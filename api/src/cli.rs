@@ -121,13 +121,13 @@ fn progress_bar(length: u64, message: &'static str) -> ProgressBar {
 }
 
 async fn rebuild(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
-    use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
+    use registre_projections::{ProjectionEngine, ReadModel};
     if let Some(name) = name.filter(|n| *n != ReadModel::NAME) {
         anyhow::bail!("unknown projection {name:?}; known: {}", ReadModel::NAME);
     }
     let store = open_store(config).await?;
     let head = store.head().await.context("reading the log head")?;
-    let engine = ProjectionEngine::open(store, EngineConfig::default())
+    let engine = ProjectionEngine::open(store, crate::server::engine_config(config))
         .await
         .context("opening the projection engine")?;
     let bar = progress_bar(head, "rebuilding");

@@ -117,6 +117,16 @@ impl FromStr for LogFormat {
     }
 }
 
+/// The server secret keying the usage indicators' viewer pseudonyms.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PseudonymSecret(pub String);
+
+impl fmt::Debug for PseudonymSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PseudonymSecret(<redacted>)")
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -135,6 +145,9 @@ pub struct Config {
     /// /readyz fails while the read model is more than this many events
     /// behind the log head.
     pub ready_max_lag: u64,
+    /// REGISTRE_PSEUDONYM_KEY; `None`: a random key per process, so usage
+    /// pseudonyms do not survive a restart (fine for the demo and tests).
+    pub pseudonym_key: Option<PseudonymSecret>,
 }
 
 impl Config {
@@ -254,7 +267,19 @@ impl Config {
                 "must be at least one day",
             ));
         }
+        let pseudonym_key = match get("REGISTRE_PSEUDONYM_KEY") {
+            Some(key) if key.len() < 32 => {
+                return Err(invalid(
+                    "REGISTRE_PSEUDONYM_KEY",
+                    "<redacted>",
+                    "must be at least 32 characters of random text",
+                ))
+            }
+            Some(key) => Some(PseudonymSecret(key)),
+            None => None,
+        };
         Ok(Config {
+            pseudonym_key,
             database,
             data_dir,
             listen,
@@ -435,6 +460,10 @@ mod tests {
                 &[("REGISTRE_ACCESS_LOG_RETENTION_DAYS", "0")],
                 "REGISTRE_ACCESS_LOG_RETENTION_DAYS",
             ),
+            (
+                &[("REGISTRE_PSEUDONYM_KEY", "short")],
+                "REGISTRE_PSEUDONYM_KEY",
+            ),
         ];
         for (vars, var) in cases {
             let err = config(vars).expect_err("must be refused");
@@ -446,7 +475,15 @@ mod tests {
     fn the_database_password_is_never_printed() {
         let err = config(&[("DATABASE_URL", "mysql://u:secret@h/db")]).expect_err("refused");
         assert!(!err.to_string().contains("secret"));
-        let c = config(&[("DATABASE_URL", "postgres://u:secret@h/db")]).expect("valid");
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+            (
+                "REGISTRE_PSEUDONYM_KEY",
+                "secret-secret-secret-secret-secret",
+            ),
+        ])
+        .expect("valid");
         assert!(!format!("{c:?}").contains("secret"));
+        assert!(c.pseudonym_key.is_some());
     }
 }

@@ -679,6 +679,9 @@ impl Readiness for AppReadiness {
             tracing::warn!(error = %e, "readiness: the database does not answer");
             "the database does not answer".to_string()
         })?;
+        if let Some(reason) = self.app.engine().metrics().stalled {
+            return Err(format!("the read model is stalled: {reason}"));
+        }
         let lag = head.saturating_sub(self.app.read_model_position());
         if lag > self.max_lag {
             return Err(format!("the read model is {lag} events behind the log"));
@@ -699,7 +702,11 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     use anyhow::Context as _;
-    let app = crate::app::App::new(store, crate::app::AppConfig::default())
+    let app_config = crate::app::AppConfig {
+        engine: engine_config(config),
+        ..crate::app::AppConfig::default()
+    };
+    let app = crate::app::App::new(store, app_config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
     let schema = crate::graphql::build_schema(app.clone());
@@ -750,6 +757,20 @@ where
     })
 }
 
+/// The projection engine's settings from the configuration.
+pub fn engine_config(config: &crate::config::Config) -> registre_projections::EngineConfig {
+    let mut engine = registre_projections::EngineConfig::default();
+    match &config.pseudonym_key {
+        Some(key) => {
+            engine.pseudonym_key = registre_projections::PseudonymKey::new(key.0.as_bytes())
+        }
+        None => tracing::warn!(
+            "REGISTRE_PSEUDONYM_KEY is not set: usage pseudonyms are keyed per process"
+        ),
+    }
+    engine
+}
+
 /// Copies the application's gauges into the metrics every few seconds.
 async fn sample_app(app: Arc<crate::app::App>, metrics: Metrics) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -766,11 +787,11 @@ async fn sample_app(app: Arc<crate::app::App>, metrics: Metrics) {
             metrics
                 .log_head
                 .set(i64::try_from(head).unwrap_or(i64::MAX));
-            let lag = head.saturating_sub(stats.read_model_position);
-            metrics
-                .projection_lag
-                .with_label_values(&["api_read_model"])
-                .set(i64::try_from(lag).unwrap_or(i64::MAX));
         }
+        let engine = app.engine().metrics();
+        metrics
+            .projection_lag
+            .with_label_values(&[engine.name])
+            .set(i64::try_from(engine.lag).unwrap_or(i64::MAX));
     }
 }
