@@ -120,12 +120,23 @@ pub async fn run(
     result
 }
 
-async fn run_in(
-    db: &FreshDb,
-    concurrency: &[usize],
-    rates: &[f64],
-    seconds: f64,
-) -> Result<(Setup, Vec<LoadResult>)> {
+/// A seeded node serving on a fresh database, with the identity provider's key.
+pub struct Node {
+    pub server: registre_api::server::RunningServer,
+    pub key: SigningKey,
+    pub gen_config: GenConfig,
+    pub log: Vec<gen::GenEvent>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn token(&self, subject: &str) -> Result<String> {
+        let claims = TokenClaims::new(subject, ISSUER, AUDIENCE, Duration::from_secs(3600));
+        self.key.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+pub async fn start_node(db: &FreshDb) -> Result<Node> {
     let dir = tempfile::tempdir()?;
     let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let jwks = dir.path().join("jwks.json");
@@ -152,22 +163,35 @@ async fn run_in(
     let (log, _) = gen::generate(&gen_config, 0);
     let store = registre_api::cli::open_store(&config).await?;
     crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
-    let server =
-        registre_api::server::serve(&config, store.clone(), std::future::pending()).await?;
+    let server = registre_api::server::serve(&config, store, std::future::pending()).await?;
+    Ok(Node {
+        server,
+        key,
+        gen_config,
+        log,
+        _dir: dir,
+    })
+}
 
+async fn run_in(
+    db: &FreshDb,
+    concurrency: &[usize],
+    rates: &[f64],
+    seconds: f64,
+) -> Result<(Setup, Vec<LoadResult>)> {
+    let node = start_node(db).await?;
+    let gen_config = node.gen_config.clone();
     let mut tokens = Vec::new();
     for c in 0..gen_config.classes_per_establishment {
         for i in 0..gen_config.students_per_class {
-            let subject = format!("parent-0-{c}-{i}-0");
-            let claims = TokenClaims::new(&subject, ISSUER, AUDIENCE, Duration::from_secs(3600));
-            tokens.push(key.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))?);
+            tokens.push(node.token(&format!("parent-0-{c}-{i}-0"))?);
         }
     }
     let target = Arc::new(Target {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?,
-        url: format!("http://{}/graphql", server.addr),
+        url: format!("http://{}/graphql", node.server.addr),
         tokens,
     });
     // Warm-up: every guardian once (the server's read model has caught up
@@ -246,11 +270,12 @@ async fn run_in(
         );
         results.push(r);
     }
-    server.shutdown();
-    server.stopped().await;
+    node.server.shutdown();
+    let events = node.log.len();
+    node.server.stopped().await;
     Ok((
         Setup {
-            events: log.len(),
+            events,
             guardians: target.tokens.len(),
         },
         results,

@@ -6,6 +6,7 @@
 mod api;
 mod db;
 mod gen;
+mod live;
 mod rebuild;
 mod throughput;
 
@@ -51,6 +52,15 @@ enum Command {
         /// Only the in-memory fold (no store).
         #[arg(long)]
         memory_only: bool,
+    },
+    /// Absence -> guardian subscription latency over WebSockets.
+    Live {
+        /// Concurrent subscribers (runs once per value).
+        #[arg(long, value_delimiter = ',', default_value = "1000,9000")]
+        subscribers: Vec<usize>,
+        /// Absences reported during the measurement (one every 20 ms).
+        #[arg(long, default_value_t = 300)]
+        absences: usize,
     },
     /// Parent dashboard over HTTP: closed-loop rps and open-loop latency.
     Api {
@@ -118,6 +128,37 @@ async fn main() -> Result<()> {
             seed,
             memory_only,
         } => run_rebuild(&cli.database_url, events, seed, memory_only).await?,
+        Command::Live {
+            subscribers,
+            absences,
+        } => {
+            let mut results = Vec::new();
+            for n in subscribers {
+                let r = live::run(&cli.database_url, n, absences).await?;
+                eprintln!("  {n} subscribers: p50 {:.2?} p99 {:.2?}", r.p50, r.p99);
+                results.push(r);
+            }
+            println!();
+            println!("| subscribers | absences | notifications received / owed | p50 ms | p99 ms | max ms | RSS growth per subscriber (server + client, upper bound) | goal p99 < 50 ms |");
+            println!("|---|---|---|---|---|---|---|---|");
+            for r in &results {
+                // Memory is an upper bound (client sockets and warm-up events
+                // share the process), so only the latency goal is judged here.
+                let met = r.p99 < Duration::from_millis(50);
+                println!(
+                    "| {} | {} | {} / {} | {:.2} | {:.2} | {:.2} | {:.1} KB | {} |",
+                    r.subscribers,
+                    r.absences,
+                    r.deliveries,
+                    r.expected,
+                    r.p50.as_secs_f64() * 1e3,
+                    r.p99.as_secs_f64() * 1e3,
+                    r.max.as_secs_f64() * 1e3,
+                    r.rss_per_subscriber / 1000.0,
+                    if met { "met" } else { "missed" }
+                );
+            }
+        }
         Command::Api {
             concurrency,
             rates,

@@ -1,0 +1,252 @@
+//! Live notification latency: N guardians hold a GraphQL WebSocket
+//! subscription (`absenceReported`, graphql-transport-ws) on a real node while
+//! a teacher reports absences through the `reportAbsence` mutation; latency is
+//! from the moment the mutation is sent to the moment each subscribed guardian
+//! receives the notification (so it includes the command's commit).
+
+use crate::api::{start_node, Node};
+use crate::db::FreshDb;
+use anyhow::{bail, Context, Result};
+use futures::{SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use registre_domain::{PersonId, StudentId};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+const SUBSCRIPTION: &str =
+    "subscription { absenceReported { position absence { id student { id } } } }";
+const REPORT: &str =
+    "mutation($input: ReportAbsenceInput!) { reportAbsence(input: $input) { id } }";
+
+#[derive(Debug)]
+pub struct LiveResult {
+    pub subscribers: usize,
+    pub absences: usize,
+    pub deliveries: usize,
+    /// Notifications owed to subscribers (one per subscriber of the student).
+    pub expected: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Resident memory growth of the process (server and clients) per subscriber.
+    pub rss_per_subscriber: f64,
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Connects, authenticates and subscribes; then forwards (absence id, time
+/// received) for every notification until the channel closes.
+async fn subscriber(
+    addr: SocketAddr,
+    token: String,
+    tx: mpsc::UnboundedSender<(String, Instant)>,
+) -> Result<()> {
+    let mut request = format!("ws://{addr}/graphql").into_client_request()?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    ws.send(Message::text(init.to_string())).await?;
+    let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } });
+    ws.send(Message::text(sub.to_string())).await?;
+    while let Some(message) = ws.next().await {
+        let Message::Text(text) = message? else {
+            continue;
+        };
+        let at = Instant::now();
+        let value: Value = serde_json::from_str(&text)?;
+        match value["type"].as_str() {
+            Some("next") => {
+                let id = value
+                    .pointer("/payload/data/absenceReported/absence/id")
+                    .and_then(Value::as_str)
+                    .with_context(|| format!("notification without an absence: {value}"))?;
+                if tx.send((id.to_owned(), at)).is_err() {
+                    return Ok(());
+                }
+            }
+            Some("ping") => {
+                ws.send(Message::text(json!({"type": "pong"}).to_string()))
+                    .await?
+            }
+            Some("error") | Some("complete") => bail!("subscription ended: {value}"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn report(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    student: StudentId,
+    n: usize,
+) -> Result<String> {
+    let hour = 8 + (n % 8);
+    let day = 1 + (n / 8) % 28;
+    let body: Value = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": REPORT, "variables": { "input": {
+            "studentId": student.to_string(),
+            "kind": "ABSENCE",
+            "start": format!("2026-02-{day:02}T{hour:02}:00:00Z"),
+            "end": format!("2026-02-{day:02}T{hour:02}:55:00Z"),
+        }}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    body.pointer("/data/reportAbsence/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("reportAbsence failed: {body}"))
+}
+
+pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result<LiveResult> {
+    let db = FreshDb::create(admin_url, "live").await?;
+    let result = async {
+        let node = start_node(&db).await?;
+        let r = run_on(&node, subscribers, absences).await;
+        node.server.shutdown();
+        r
+    }
+    .await;
+    db.drop_db().await?;
+    result
+}
+
+async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<LiveResult> {
+    let g = &node.gen_config;
+    let students = g.classes_per_establishment * g.students_per_class;
+    let student_of = |k: usize| {
+        let (c, i) = (
+            (k % students) / g.students_per_class,
+            (k % students) % g.students_per_class,
+        );
+        (
+            c,
+            StudentId::for_person(PersonId::for_external_id(&format!("eleve-0-{c}-{i}"))),
+        )
+    };
+    let addr = node.server.addr;
+    let url = format!("http://{addr}/graphql");
+    let client = reqwest::Client::new();
+    let teachers: Vec<String> = (0..g.classes_per_establishment)
+        .map(|c| node.token(&format!("prof-0-{c}-0")))
+        .collect::<Result<_>>()?;
+
+    let rss_before = rss_bytes();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::with_capacity(subscribers);
+    // Subscriber k is the first guardian of student k mod 600: with more
+    // subscribers than students, a guardian has several devices connected.
+    for k in 0..subscribers {
+        let (c, i) = (
+            (k % students) / g.students_per_class,
+            (k % students) % g.students_per_class,
+        );
+        let token = node.token(&format!("parent-0-{c}-{i}-0"))?;
+        tasks.push(tokio::spawn(subscriber(addr, token, tx.clone())));
+    }
+    drop(tx);
+
+    // Readiness without sleeping: one absence per student with subscribers,
+    // then wait until every subscriber has been notified once.
+    let mut pending: HashMap<String, usize> = HashMap::new();
+    for k in 0..subscribers.min(students) {
+        let (c, student) = student_of(k);
+        let id = report(&client, &url, &teachers[c], student, k).await?;
+        *pending.entry(id).or_default() +=
+            subscribers / students + usize::from(k < subscribers % students);
+    }
+    let mut outstanding: usize = pending.values().sum();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while outstanding > 0 {
+        let (id, _) = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .context("subscribers not all notified within 120 s")?
+            .context("every subscriber stopped")?;
+        if let Some(n) = pending.get_mut(&id) {
+            if *n > 0 {
+                *n -= 1;
+                outstanding -= 1;
+            }
+        }
+    }
+    let rss_after = rss_bytes();
+
+    // Measurement: absences for random students, one every 20 ms.
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut sent: HashMap<String, (Instant, usize)> = HashMap::new();
+    let mut received: Vec<(String, Instant)> = Vec::new();
+    let mut expected = 0usize;
+    for n in 0..absences {
+        let k = rng.gen_range(0..students.min(subscribers));
+        let (c, student) = student_of(k);
+        let t0 = Instant::now();
+        let id = report(&client, &url, &teachers[c], student, subscribers + n).await?;
+        let fanout = subscribers / students + usize::from(k < subscribers % students);
+        expected += fanout;
+        sent.insert(id, (t0, fanout));
+        while let Ok(r) = rx.try_recv() {
+            received.push(r);
+        }
+        tokio::time::sleep_until((t0 + Duration::from_millis(20)).into()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut latencies = Vec::with_capacity(expected);
+    let take = |(id, at): (String, Instant), latencies: &mut Vec<Duration>| {
+        if let Some((t0, _)) = sent.get(&id) {
+            latencies.push(at.duration_since(*t0));
+        }
+    };
+    for r in received {
+        take(r, &mut latencies);
+    }
+    while latencies.len() < expected {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some(r)) => take(r, &mut latencies),
+            _ => break,
+        }
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    if latencies.is_empty() {
+        bail!("none of {expected} notifications arrived");
+    }
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(LiveResult {
+        subscribers,
+        absences,
+        deliveries: latencies.len(),
+        expected,
+        p50: pick(0.5),
+        p99: pick(0.99),
+        max: latencies[latencies.len() - 1],
+        rss_per_subscriber: rss_after.saturating_sub(rss_before) as f64 / subscribers as f64,
+    })
+}
