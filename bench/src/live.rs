@@ -14,8 +14,9 @@ use registre_domain::{PersonId, StudentId};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -58,7 +59,11 @@ async fn subscriber(
     addr: SocketAddr,
     token: String,
     tx: mpsc::UnboundedSender<(String, Instant)>,
+    connecting: Arc<Semaphore>,
 ) -> Result<()> {
+    // Connections open in waves: thousands of simultaneous handshakes on two
+    // cores would outlast the server's connection_init timeout.
+    let mut permit = Some(connecting.acquire_owned().await?);
     let mut request = format!("ws://{addr}/graphql").into_client_request()?;
     request.headers_mut().insert(
         "sec-websocket-protocol",
@@ -85,6 +90,7 @@ async fn subscriber(
                     return Ok(());
                 }
             }
+            Some("connection_ack") => drop(permit.take()),
             Some("ping") => {
                 ws.send(Message::text(json!({"type": "pong"}).to_string()))
                     .await?
@@ -159,6 +165,7 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
 
     let rss_before = rss_bytes();
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let connecting = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::with_capacity(subscribers);
     // Subscriber k is the first guardian of student k mod 600: with more
     // subscribers than students, a guardian has several devices connected.
@@ -168,7 +175,12 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
             (k % students) % g.students_per_class,
         );
         let token = node.token(&format!("parent-0-{c}-{i}-0"))?;
-        tasks.push(tokio::spawn(subscriber(addr, token, tx.clone())));
+        tasks.push(tokio::spawn(subscriber(
+            addr,
+            token,
+            tx.clone(),
+            connecting.clone(),
+        )));
     }
     drop(tx);
 

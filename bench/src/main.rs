@@ -56,7 +56,7 @@ enum Command {
     /// Absence -> guardian subscription latency over WebSockets.
     Live {
         /// Concurrent subscribers (runs once per value).
-        #[arg(long, value_delimiter = ',', default_value = "1000,9000")]
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
         subscribers: Vec<usize>,
         /// Absences reported during the measurement (one every 20 ms).
         #[arg(long, default_value_t = 300)]
