@@ -1,6 +1,6 @@
 //! The `registre` command line: `serve`, `demo`, `migrate`, and the
 //! maintenance commands (`projections rebuild`, `replay`, `audit verify`,
-//! `retention apply`).
+//! `retention apply`, `export person`).
 //!
 //! Each subcommand reads the same environment configuration
 //! ([`crate::config::Config`]); flags only cover what is specific to one run.
@@ -46,6 +46,21 @@ pub enum Command {
     /// Apply the retention periods.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Answer a subject access request (GDPR art. 15).
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write everything Registre holds about a person as one JSON document.
+    Person {
+        /// The person's id (a UUID: `me { id }`, `student.person.id`).
+        id: uuid::Uuid,
+        /// Write the document to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +121,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay(&config, args).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
         Command::Retention(RetentionCommand::Apply) => retention_apply(&config).await,
+        Command::Export(ExportCommand::Person { id, out }) => {
+            export_person(&config, id, out.as_deref()).await
+        }
     }
 }
 
@@ -211,6 +229,48 @@ async fn retention_apply(config: &Config) -> anyhow::Result<()> {
         "purged {purged} read-access records older than {}",
         before.to_rfc3339()
     );
+    Ok(())
+}
+
+async fn export_person(
+    config: &Config,
+    id: uuid::Uuid,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use registre_projections::ProjectionEngine;
+    let store = open_store(config).await?;
+    let engine = ProjectionEngine::open(store.clone(), crate::server::engine_config(config))
+        .await
+        .context("opening the projection engine")?;
+    let position = engine
+        .catch_up()
+        .await
+        .context("catching the read model up with the log")?;
+    let person = registre_domain::PersonId(id);
+    let doc = crate::app::export::person_data(store.as_ref(), &engine, person)
+        .await
+        .map_err(|e| anyhow::anyhow!("exporting person {id}: {e}"))?;
+    let text = serde_json::to_string_pretty(&doc).context("encoding the document")?;
+    // Ids only in the operator's log: the document itself is personal data.
+    tracing::info!(person = %id, position, "subject access export");
+    match out {
+        Some(path) => {
+            std::fs::write(path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "exported person {id} as of log position {position} to {}",
+                path.display()
+            );
+        }
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.write_all(b"\n"))
+                .context("writing to standard output")?;
+        }
+    }
     Ok(())
 }
 
@@ -380,5 +440,22 @@ mod tests {
                 .command,
             Command::Retention(RetentionCommand::Apply)
         ));
+        let export = Cli::try_parse_from([
+            "registre",
+            "export",
+            "person",
+            "0190f0a0-0000-7000-8000-000000000001",
+            "--out",
+            "/tmp/p.json",
+        ])
+        .expect("valid");
+        match export.command {
+            Command::Export(ExportCommand::Person { id, out }) => {
+                assert_eq!(id.to_string(), "0190f0a0-0000-7000-8000-000000000001");
+                assert_eq!(out, Some(PathBuf::from("/tmp/p.json")));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["registre", "export", "person", "not-a-uuid"]).is_err());
     }
 }

@@ -7,10 +7,12 @@
 //!   the grades and homework of the subjects they teach there;
 //! - EDUCATION_STAFF and HEAD see everything of their establishment;
 //! - an AUDITOR reads the audit queries (auditTrail, accessLog, studentAsOf,
-//!   absenceStats) and nothing else;
+//!   absenceStats, exportPersonData) and nothing else;
 //! - ADMIN sees the roster (establishments, classes, people, enrolments) but not
 //!   grades, absences, homework or messages: administering accounts is no reason
-//!   to read a child's record.
+//!   to read a child's record. The one exception is answering a subject access
+//!   request (GDPR art. 15, `exportPersonData`), which the DPO's administrator
+//!   or an auditor does on the person's behalf, and which the access log records.
 //!
 //! Writing to someone (`sendMessage`), the rule this file defines because the
 //! contract leaves it open: two people may write to each other when
@@ -152,6 +154,11 @@ pub fn can_see_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
 
 /// auditTrail and accessLog.
 pub fn can_audit(v: &Viewer) -> bool {
+    v.has(Role::Auditor) || v.has(Role::Admin)
+}
+
+/// exportPersonData (GDPR art. 15 subject access): AUDITOR, ADMIN.
+pub fn can_export_person_data(v: &Viewer) -> bool {
     v.has(Role::Auditor) || v.has(Role::Admin)
 }
 

@@ -238,6 +238,14 @@ fn cases() -> Vec<Case> {
             other: &["ADMIN", "AUDITOR"],
         },
         Case {
+            name: "exportPersonData",
+            doc: "query($id: ID!) { exportPersonData(personId: $id) }",
+            mutation: false,
+            vars: Box::new(|_, f, _, own, _| json!({"id": pick(own, &f.p1, &f.p3)})),
+            own: &["ADMIN", "AUDITOR"],
+            other: &["ADMIN", "AUDITOR"],
+        },
+        Case {
             name: "studentAsOf",
             doc: "query($id: ID!) { studentAsOf(id: $id, at: \"2100-01-01T00:00:00Z\") { id grades { score } } }",
             mutation: false,

@@ -31,10 +31,13 @@
 //!                         // flushes the access log, stops the followers and the engine
 //!                         // (which saves a final read-model snapshot: fast restart).
 //! registre_api::graphql::sdl() -> String   // the exported schema (docs/schema.graphql)
+//! app::export::person_data(store, engine, person_id).await -> Result<serde_json::Value, ApiError>
+//!     // GDPR art. 15 subject access document (exportPersonData, `registre export person`)
 //! ```
 
 pub mod commands;
 pub mod error;
+pub mod export;
 mod follower;
 pub mod live;
 

@@ -175,10 +175,36 @@ impl QueryRoot {
             .await
             .map_err(ApiError::from)
             .gql()?;
+        // Reading who read a person is itself a read about that person
+        // (CNIL): it shows in the next answer, not in this one.
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
         Ok(records
             .into_iter()
             .map(|record| AccessEntry { record })
             .collect())
+    }
+
+    /// AUDITOR, ADMIN: everything Registre holds about a person (a Person id), as one JSON document (GDPR art. 15 subject access)
+    async fn export_person_data(
+        &self,
+        ctx: &Context<'_>,
+        person_id: ID,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let (app, v) = viewer(ctx).await?;
+        if !policy::can_export_person_data(&v) {
+            return forbidden();
+        }
+        let person = parse::<PersonId>("personId", &person_id)?;
+        if !app.read(|m| m.person(person).is_some()) {
+            return Err(ApiError::NotFound("person".into())).gql();
+        }
+        // The document's access log includes every read recorded so far.
+        app.flush_access().await.gql()?;
+        let doc = crate::app::export::person_data(app.store().as_ref(), app.engine(), person)
+            .await
+            .gql()?;
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        Ok(async_graphql::Json(doc))
     }
 
     /// AUDITOR: the student's record exactly as the log stood at `at` (a Student id)
