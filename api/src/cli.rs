@@ -1,6 +1,6 @@
 //! The `registre` command line: `serve`, `demo`, `migrate`, and the
 //! maintenance commands (`projections rebuild`, `replay`, `audit verify`,
-//! `retention apply`, `export person`).
+//! `audit checkpoint`, `retention apply`, `export person`).
 //!
 //! Each subcommand reads the same environment configuration
 //! ([`crate::config::Config`]); flags only cover what is specific to one run.
@@ -84,8 +84,21 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain over the whole log; fails on the first break.
-    Verify,
+    /// Recompute the hash chain over the whole log; fails on the first break,
+    /// and when the log no longer holds a checkpoint given with --checkpoint.
+    Verify {
+        /// A checkpoint file written earlier by `audit checkpoint` (repeatable).
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+    },
+    /// Write the chain head (position, hash, time) as a JSON checkpoint for an
+    /// auditor to keep; `audit verify --checkpoint` later proves the log up to
+    /// it was neither rewritten nor cut.
+    Checkpoint {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +132,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             rebuild(&config, name.as_deref()).await
         }
         Command::Replay(args) => replay(&config, args).await,
-        Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
+        Command::Audit(AuditCommand::Verify { checkpoints }) => {
+            let store = open_store(&config).await?;
+            let summary = audit_verify(store.as_ref(), &checkpoints).await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Checkpoint { out }) => {
+            let store = open_store(&config).await?;
+            let text = audit_checkpoint(store.as_ref()).await?;
+            write_output(out.as_deref(), &text)
+        }
         Command::Retention(RetentionCommand::Apply) => retention_apply(&config).await,
         Command::Export(ExportCommand::Person { id, out }) => {
             export_person(&config, id, out.as_deref()).await
@@ -189,30 +212,80 @@ async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_verify(config: &Config) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+/// `audit verify`: the whole chain, then each checkpoint. Returns the
+/// summary to print; any break or missing checkpoint is an error (non-zero exit).
+pub async fn audit_verify(
+    store: &dyn EventStore,
+    checkpoints: &[PathBuf],
+) -> anyhow::Result<String> {
+    // Read the checkpoint files first: a typo should not cost a full walk.
+    let mut kept = Vec::with_capacity(checkpoints.len());
+    for path in checkpoints {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the checkpoint {}", path.display()))?;
+        let checkpoint: registre_store::ChainCheckpoint = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+        kept.push((path, checkpoint));
+    }
     let head = store.head().await.context("reading the log head")?;
     let bar = progress_bar(head, "verifying");
-    let report = registre_store::verify_chain(store.as_ref(), |p| bar.set_position(p))
+    let report = registre_store::verify_chain(store, |p| bar.set_position(p))
         .await
         .context("verifying the hash chain")?;
     bar.finish();
-    match &report.first_break {
-        None => {
-            println!(
-                "the hash chain is intact: {} events, head {} hash {}",
-                report.events_checked,
-                report.verified_head,
-                hex::encode(report.head_hash)
-            );
-            Ok(())
-        }
-        Some(broken) => anyhow::bail!(
+    if let Some(broken) = &report.first_break {
+        anyhow::bail!(
             "the hash chain breaks at position {} ({:?}); verified up to {}",
             broken.position,
             broken.kind,
             report.verified_head
-        ),
+        );
+    }
+    for (path, checkpoint) in &kept {
+        let holds = registre_store::chain::verify_checkpoint(store, checkpoint)
+            .await
+            .context("checking a checkpoint")?;
+        if !holds {
+            anyhow::bail!(
+                "the log no longer holds the checkpoint {} (position {}, hash {}, taken {}): \
+                 it was rewritten or cut since",
+                path.display(),
+                checkpoint.position,
+                hex::encode(checkpoint.hash),
+                checkpoint.at.to_rfc3339()
+            );
+        }
+    }
+    Ok(format!(
+        "the hash chain is intact: {} events, head {} hash {}; {} checkpoint(s) hold",
+        report.events_checked,
+        report.verified_head,
+        hex::encode(report.head_hash),
+        kept.len()
+    ))
+}
+
+/// `audit checkpoint`: the chain head as pretty JSON.
+pub async fn audit_checkpoint(store: &dyn EventStore) -> anyhow::Result<String> {
+    let checkpoint = registre_store::chain::checkpoint(store)
+        .await
+        .context("reading the chain head")?;
+    serde_json::to_string_pretty(&checkpoint).context("encoding the checkpoint")
+}
+
+/// Writes a document to `out`, or to standard output.
+fn write_output(out: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display())),
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.write_all(b"\n"))
+                .context("writing to standard output")
+        }
     }
 }
 
@@ -253,23 +326,12 @@ async fn export_person(
     let text = serde_json::to_string_pretty(&doc).context("encoding the document")?;
     // Ids only in the operator's log: the document itself is personal data.
     tracing::info!(person = %id, position, "subject access export");
-    match out {
-        Some(path) => {
-            std::fs::write(path, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "exported person {id} as of log position {position} to {}",
-                path.display()
-            );
-        }
-        None => {
-            use std::io::Write as _;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.write_all(b"\n"))
-                .context("writing to standard output")?;
-        }
+    write_output(out, &text)?;
+    if let Some(path) = out {
+        eprintln!(
+            "exported person {id} as of log position {position} to {}",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -432,7 +494,31 @@ mod tests {
             Cli::try_parse_from(["registre", "audit", "verify"])
                 .expect("valid")
                 .command,
-            Command::Audit(AuditCommand::Verify)
+            Command::Audit(AuditCommand::Verify { ref checkpoints }) if checkpoints.is_empty()
+        ));
+        match Cli::try_parse_from([
+            "registre",
+            "audit",
+            "verify",
+            "--checkpoint",
+            "a.json",
+            "--checkpoint",
+            "b.json",
+        ])
+        .expect("valid")
+        .command
+        {
+            Command::Audit(AuditCommand::Verify { checkpoints }) => assert_eq!(
+                checkpoints,
+                [PathBuf::from("a.json"), PathBuf::from("b.json")]
+            ),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(matches!(
+            Cli::try_parse_from(["registre", "audit", "checkpoint", "--out", "c.json"])
+                .expect("valid")
+                .command,
+            Command::Audit(AuditCommand::Checkpoint { out: Some(_) })
         ));
         assert!(matches!(
             Cli::try_parse_from(["registre", "retention", "apply"])

@@ -307,3 +307,74 @@ async fn an_event_answers_who_what_when_why_and_through_which_request() {
     assert_eq!(last["reason"], "barème revu");
     assert_eq!(last["correlationId"], request_id.to_string());
 }
+
+/// Runs SQL on the test database with the append-only triggers disabled, as a
+/// database superuser who set out to rewrite history could.
+async fn tamper(w: &World, sql: &str) {
+    let url = &w.db.as_ref().expect("a PostgreSQL world").url;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET session_replication_role = replica; {sql}"))
+        .await
+        .expect("tampering as superuser works");
+}
+
+#[tokio::test]
+async fn audit_verify_uses_kept_checkpoints_and_fails_on_tampering() {
+    let w = World::postgres().await;
+    record_of_student1(&w).await;
+    let store = w.node.store.as_ref();
+    let dir = common::TempDir::new();
+    let kept = dir.0.join("checkpoint.json");
+    let text = registre_api::cli::audit_checkpoint(store)
+        .await
+        .expect("checkpoint");
+    std::fs::write(&kept, &text).expect("keep the checkpoint");
+    let checkpoint: registre_store::ChainCheckpoint =
+        serde_json::from_str(&text).expect("a checkpoint is JSON");
+    assert_eq!(checkpoint.position, w.node.head().await);
+
+    let ok = registre_api::cli::audit_verify(store, std::slice::from_ref(&kept))
+        .await
+        .expect("an untouched log verifies");
+    assert!(ok.contains("1 checkpoint(s) hold"), "{ok}");
+
+    // Cutting the newest event leaves a chain that verifies on its own; the
+    // kept checkpoint is what exposes it.
+    tamper(
+        &w,
+        &format!(
+            "DELETE FROM events WHERE position = {}",
+            checkpoint.position
+        ),
+    )
+    .await;
+    registre_api::cli::audit_verify(store, &[])
+        .await
+        .expect("a cut tail is still a valid chain");
+    let cut = registre_api::cli::audit_verify(store, std::slice::from_ref(&kept))
+        .await
+        .expect_err("the checkpoint exposes the cut");
+    assert!(cut.to_string().contains("no longer holds"), "{cut}");
+
+    // An altered row breaks the chain at its position.
+    tamper(
+        &w,
+        r#"UPDATE events SET data = '{"forged":true}' WHERE position = 3"#,
+    )
+    .await;
+    let altered = registre_api::cli::audit_verify(store, &[])
+        .await
+        .expect_err("an altered row is found");
+    assert!(
+        altered.to_string().contains("breaks at position 3"),
+        "{altered}"
+    );
+    let missing = registre_api::cli::audit_verify(store, &[dir.0.join("absent.json")])
+        .await
+        .expect_err("a missing checkpoint file is an error");
+    assert!(missing.to_string().contains("absent.json"), "{missing}");
+}
