@@ -6,6 +6,7 @@
 
 use registre_domain::{AbsenceId, DomainEvent, StudentId};
 use registre_store::{EventStore, Position, RecordedEvent};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -47,6 +48,10 @@ pub struct Follower {
     /// Last position read: absences after it are published.
     pub checkpoint: Position,
     pub live: broadcast::Sender<LiveAbsence>,
+    /// The position up to which absences have been (or are being) broadcast.
+    /// Raised before a page is sent, so that a subscriber that joins the
+    /// broadcast and then reads it hears of every absence above it.
+    pub published: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -62,6 +67,7 @@ pub async fn run(mut f: Follower) {
                 backoff = Duration::from_millis(50);
                 if let Some(last) = page.last() {
                     f.checkpoint = last.position;
+                    f.published.store(last.position, Ordering::SeqCst);
                     for rec in &page {
                         if let Some(a) = announced_absence(rec) {
                             // No receiver is not an error: nobody listens yet.

@@ -30,7 +30,7 @@ pub fn feed(
     // Subscribe before reading anything so that nothing falls between the
     // history and the live part.
     let live = app.live_absences();
-    let start = after.unwrap_or_else(|| app.read_model_position());
+    let start = after.unwrap_or_else(|| app.live_position());
     let replay = after.is_some();
     let guard = app.subscriber_guard();
     tokio::spawn(async move {

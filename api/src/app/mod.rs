@@ -122,6 +122,7 @@ pub struct App {
     store: Arc<dyn EventStore>,
     engine: ProjectionEngine,
     live: broadcast::Sender<LiveAbsence>,
+    published: Arc<AtomicU64>,
     access: mpsc::Sender<AccessMsg>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -155,10 +156,12 @@ impl App {
         let (access_tx, access_rx) = mpsc::channel(config.access_queue.max(16));
         let counters = Arc::new(Counters::default());
 
+        let published = Arc::new(AtomicU64::new(start));
         let follow = tokio::spawn(follower::run(follower::Follower {
             store: store.clone(),
             checkpoint: start,
             live: live_tx.clone(),
+            published: published.clone(),
             shutdown: shutdown_rx.clone(),
         }));
         let writer = tokio::spawn(access_writer(
@@ -173,6 +176,7 @@ impl App {
             store,
             engine,
             live: live_tx,
+            published,
             access: access_tx,
             shutdown: shutdown_tx,
             tasks: Mutex::new(vec![follow, writer]),
@@ -384,6 +388,12 @@ impl App {
     /// Subscribes to the node-wide feed of new absences.
     pub fn live_absences(&self) -> broadcast::Receiver<LiveAbsence> {
         self.live.subscribe()
+    }
+
+    /// The position up to which the live feed has broadcast absences. Read it
+    /// after [`App::live_absences`]: every absence above it reaches that receiver.
+    pub fn live_position(&self) -> Position {
+        self.published.load(Ordering::SeqCst)
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
