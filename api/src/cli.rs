@@ -368,7 +368,9 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// Opens (and migrates) the configured store behind the vault: personal text
 /// is sealed on append and opened on read (`registre_store::vault`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
-    Ok(registre_store::VaultStore::wrap(open_raw_store(config).await?))
+    Ok(registre_store::VaultStore::wrap(
+        open_raw_store(config).await?,
+    ))
 }
 
 /// The configured store as stored, sealed fields included: what the hash
