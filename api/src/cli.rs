@@ -133,13 +133,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay(&config, args).await,
         Command::Audit(AuditCommand::Verify { checkpoints }) => {
-            let store = open_store(&config).await?;
+            let store = open_raw_store(&config).await?;
             let summary = audit_verify(store.as_ref(), &checkpoints).await?;
             println!("{summary}");
             Ok(())
         }
         Command::Audit(AuditCommand::Checkpoint { out }) => {
-            let store = open_store(&config).await?;
+            let store = open_raw_store(&config).await?;
             let text = audit_checkpoint(store.as_ref()).await?;
             write_output(out.as_deref(), &text)
         }
@@ -365,8 +365,17 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (and migrates) the configured store.
+/// Opens (and migrates) the configured store behind the vault: personal text
+/// is sealed on append and opened on read (`registre_store::vault`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(registre_store::VaultStore::wrap(
+        open_raw_store(config).await?,
+    ))
+}
+
+/// The configured store as stored, sealed fields included: what the hash
+/// chain covers (`registre audit`).
+pub async fn open_raw_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     match &config.database {
         Database::Postgres(url) => {
             let store = registre_store::PostgresStore::connect(url)

@@ -162,6 +162,11 @@ pub fn can_export_person_data(v: &Viewer) -> bool {
     v.has(Role::Auditor) || v.has(Role::Admin)
 }
 
+/// forgetPerson (GDPR art. 17 erasure on request): ADMIN only.
+pub fn can_forget_person(v: &Viewer) -> bool {
+    v.has(Role::Admin)
+}
+
 /// studentAsOf: auditors only.
 pub fn can_read_as_of(v: &Viewer) -> bool {
     v.has(Role::Auditor)

@@ -424,6 +424,15 @@ fn cases() -> Vec<Case> {
             own: &["GUARDIAN"],
             other: &[],
         },
+        // Last: the persons it erases are not needed by the cases above.
+        Case {
+            name: "forgetPerson",
+            doc: "mutation($p: ID!) { forgetPerson(personId: $p, reason: \"demande RGPD\") }",
+            mutation: true,
+            vars: Box::new(|_, f, _, own, _| json!({"p": pick(own, &f.p1, &f.p3)})),
+            own: &["ADMIN"],
+            other: &["ADMIN"],
+        },
     ]
 }
 

@@ -175,8 +175,9 @@ async fn the_command_line_export_is_the_same_document() {
     let d = w.node.ok("admin", EXPORT, json!({"p": person})).await;
     let served = &d["exportPersonData"];
 
-    // What `registre export person` does: its own engine caught up with the log.
-    let store: Arc<dyn EventStore> = w.node.store.clone();
+    // What `registre export person` does: its own engine caught up with the
+    // log, read through the vault (`cli::open_store`).
+    let store: Arc<dyn EventStore> = registre_store::VaultStore::wrap(w.node.store.clone());
     let engine = ProjectionEngine::open(store.clone(), EngineConfig::default())
         .await
         .expect("open the engine");

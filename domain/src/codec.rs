@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 20] = [
+pub const EVENT_TYPES: [&str; 21] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -28,6 +28,7 @@ pub const EVENT_TYPES: [&str; 20] = [
     "HomeworkWithdrawn",
     "MessageSent",
     "MessageRead",
+    "PersonErased",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -82,6 +83,7 @@ impl DomainEvent {
             HomeworkWithdrawn(_) => "HomeworkWithdrawn",
             MessageSent(_) => "MessageSent",
             MessageRead(_) => "MessageRead",
+            PersonErased(_) => "PersonErased",
         }
     }
 

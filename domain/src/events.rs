@@ -206,6 +206,17 @@ pub struct MessageRead {
     pub reader: PersonId,
 }
 
+// ---- Erasure ------------------------------------------------------------------
+
+/// The keys sealing a person's personal text were destroyed (GDPR art. 17):
+/// on request (`forgetPerson`) or when their retention period passed. The
+/// events about them stay; their names and free text read as erased.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonErased {
+    pub person_id: PersonId,
+    pub reason: String,
+}
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -230,6 +241,7 @@ pub enum DomainEvent {
     HomeworkWithdrawn(HomeworkWithdrawn),
     MessageSent(MessageSent),
     MessageRead(MessageRead),
+    PersonErased(PersonErased),
 }
 
 impl DomainEvent {
@@ -264,6 +276,7 @@ impl DomainEvent {
                 (people, vec![])
             }
             MessageRead(e) => (vec![e.reader], vec![]),
+            PersonErased(e) => (vec![e.person_id], vec![]),
         }
     }
 
@@ -280,6 +293,7 @@ impl DomainEvent {
             AbsenceCancelled(e) => Some(&e.reason),
             HomeworkAmended(e) => e.reason.as_deref(),
             HomeworkWithdrawn(e) => Some(&e.reason),
+            PersonErased(e) => Some(&e.reason),
             _ => None,
         }
     }

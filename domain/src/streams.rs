@@ -75,6 +75,7 @@ impl DomainEvent {
             HomeworkWithdrawn(e) => StreamName::homework(e.homework_id),
             MessageSent(e) => StreamName::thread(e.thread_id),
             MessageRead(e) => StreamName::thread(e.thread_id),
+            PersonErased(e) => StreamName::person(e.person_id),
         }
     }
 }

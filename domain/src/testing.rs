@@ -320,5 +320,9 @@ pub fn samples() -> Vec<DomainEvent> {
             thread_id: thread,
             reader: parent,
         }),
+        E::PersonErased(PersonErased {
+            person_id: parent,
+            reason: "Demande d'effacement (RGPD art. 17)".into(),
+        }),
     ]
 }

@@ -141,6 +141,7 @@ fn each_event_goes_to_its_aggregate_stream() {
             "homework",
             "thread",
             "thread",
+            "person",
         ]
     );
 }
@@ -174,6 +175,7 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![], vec![]),
         (vec![teacher, parent], vec![]),
         (vec![parent], vec![]),
+        (vec![parent], vec![]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -193,7 +195,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "AbsenceJustified",
             "JustificationReviewed",
             "AbsenceCancelled",
-            "HomeworkWithdrawn"
+            "HomeworkWithdrawn",
+            "PersonErased"
         ]
     );
 }

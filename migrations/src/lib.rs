@@ -29,6 +29,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "access_log",
         sql: include_str!("../postgres/0003_access_log.sql"),
     },
+    Migration {
+        version: 4,
+        name: "subject_keys",
+        sql: include_str!("../postgres/0004_subject_keys.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -47,6 +52,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "access_log",
         sql: include_str!("../sqlite/0003_access_log.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "subject_keys",
+        sql: include_str!("../sqlite/0004_subject_keys.sql"),
     },
 ];
 

@@ -642,6 +642,14 @@ impl ReadModel {
                     }
                 }
             }
+            PersonErased(e) => {
+                // The keys are destroyed before this is appended, so a fold
+                // from the log already reads the name as erased; this keeps a
+                // model that folded it earlier in step until its rebuild.
+                if let Some(p) = self.persons.get_mut(&e.person_id) {
+                    p.display_name = registre_store::ERASED.to_owned();
+                }
+            }
         }
     }
 

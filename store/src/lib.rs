@@ -7,7 +7,8 @@
 //!
 //! Entry points: [`open`] (the configured backend, migrated), [`migrate`]
 //! (`registre migrate`), [`subscribe`] (history then live, for followers),
-//! [`chain::verify_chain`] and [`chain::ChainCheckpoint`] (tamper evidence).
+//! [`chain::verify_chain`] and [`chain::ChainCheckpoint`] (tamper evidence),
+//! [`vault::VaultStore`] (personal text sealed with per-person keys).
 //! Why the log is built this way: `docs/decisions/0001-event-store.md`.
 
 pub mod chain;
@@ -15,6 +16,7 @@ mod plan;
 pub mod postgres;
 pub mod sqlite;
 pub mod subscription;
+pub mod vault;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -203,12 +205,24 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn access_about(&self, subject_id: Uuid) -> Result<Vec<AccessRecord>>;
     /// Deletes access records older than `before`; returns how many.
     async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// The per-person key table of crypto-shredding, when the backend has one.
+    fn subject_keys(&self) -> Option<Arc<dyn vault::SubjectKeys>> {
+        None
+    }
+
+    /// The vault sealing and opening personal fields, when this store is a
+    /// [`vault::VaultStore`].
+    fn vault(&self) -> Option<Arc<vault::Vault>> {
+        None
+    }
 }
 
 pub use chain::{verify_chain, ChainCheckpoint, ChainReport};
 pub use postgres::{migrate_postgres, PostgresStore};
 pub use sqlite::{migrate_sqlite, SqliteStore};
 pub use subscription::subscribe;
+pub use vault::{SubjectKeys, Vault, VaultStore, ERASED};
 
 /// The store the configuration asks for, migrated: PostgreSQL when
 /// `database_url` is set, else the embedded SQLite file `<data_dir>/registre.db`.

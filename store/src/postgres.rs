@@ -786,4 +786,101 @@ impl EventStore for PostgresStore {
             .await
             .map_err(pg("purge_access_before"))
     }
+
+    fn subject_keys(&self) -> Option<Arc<dyn crate::vault::SubjectKeys>> {
+        Some(Arc::new(PostgresKeys {
+            pool: self.pool.clone(),
+        }))
+    }
+}
+
+/// The `subject_keys` table of a PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresKeys {
+    pool: Pool,
+}
+
+fn key_from_row(row: &Row) -> Result<(Uuid, Option<crate::vault::SubjectKey>)> {
+    let subject: Uuid = row.try_get(0).map_err(pg("subject_keys"))?;
+    let bytes: Option<Vec<u8>> = row.try_get(1).map_err(pg("subject_keys"))?;
+    let key = match bytes {
+        Some(b) => Some(
+            b.try_into()
+                .map_err(|_| StoreError::Corrupt(format!("key of {subject} is not 32 bytes")))?,
+        ),
+        None => None,
+    };
+    Ok((subject, key))
+}
+
+#[async_trait]
+impl crate::vault::SubjectKeys for PostgresKeys {
+    async fn key_for_write(
+        &self,
+        subject: Uuid,
+        fresh: crate::vault::SubjectKey,
+    ) -> Result<Option<crate::vault::SubjectKey>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        // Two writers creating the same subject's key at once: the first
+        // insert wins and both read it back.
+        client
+            .execute(
+                "INSERT INTO subject_keys (subject_id, key_bytes, created_at) \
+                 VALUES ($1, $2, now()) ON CONFLICT (subject_id) DO NOTHING",
+                &[&subject, &fresh.as_slice()],
+            )
+            .await
+            .map_err(pg("create subject key"))?;
+        let row = client
+            .query_one(
+                "SELECT subject_id, key_bytes FROM subject_keys WHERE subject_id = $1",
+                &[&subject],
+            )
+            .await
+            .map_err(pg("read subject key"))?;
+        Ok(key_from_row(&row)?.1)
+    }
+
+    async fn keys(
+        &self,
+        subjects: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, Option<crate::vault::SubjectKey>>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query(
+                "SELECT subject_id, key_bytes FROM subject_keys WHERE subject_id = ANY($1)",
+                &[&subjects],
+            )
+            .await
+            .map_err(pg("read subject keys"))?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn destroy(&self, subjects: Vec<Uuid>, at: DateTime<Utc>) -> Result<u64> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg("begin destroy"))?;
+        let live = tx
+            .execute(
+                "UPDATE subject_keys SET key_bytes = NULL, destroyed_at = $2 \
+                 WHERE subject_id = ANY($1) AND key_bytes IS NOT NULL",
+                &[&subjects, &at],
+            )
+            .await
+            .map_err(pg("destroy subject keys"))?;
+        tx.execute(
+            "INSERT INTO subject_keys (subject_id, key_bytes, created_at, destroyed_at) \
+             SELECT s, NULL, $2, $2 FROM UNNEST($1::uuid[]) AS s \
+             ON CONFLICT (subject_id) DO NOTHING",
+            &[&subjects, &at],
+        )
+        .await
+        .map_err(pg("record destroyed keys"))?;
+        // Snapshots of the read model hold decrypted text: the next start
+        // rebuilds from the log instead.
+        tx.execute("DELETE FROM snapshots", &[])
+            .await
+            .map_err(pg("drop snapshots"))?;
+        tx.commit().await.map_err(pg("commit destroy"))?;
+        Ok(live)
+    }
 }

@@ -677,4 +677,128 @@ impl EventStore for SqliteStore {
         })
         .await
     }
+
+    fn subject_keys(&self) -> Option<Arc<dyn crate::vault::SubjectKeys>> {
+        Some(Arc::new(SqliteKeys {
+            inner: self.inner.clone(),
+        }))
+    }
+}
+
+/// The `subject_keys` table of a SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteKeys {
+    inner: Arc<Inner>,
+}
+
+impl SqliteKeys {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Backend(format!("sqlite: task: {e}")))?
+    }
+}
+
+fn key_bytes(subject: Uuid, bytes: Option<Vec<u8>>) -> Result<Option<crate::vault::SubjectKey>> {
+    match bytes {
+        Some(b) => Ok(Some(b.try_into().map_err(|_| {
+            StoreError::Corrupt(format!("key of {subject} is not 32 bytes"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl crate::vault::SubjectKeys for SqliteKeys {
+    async fn key_for_write(
+        &self,
+        subject: Uuid,
+        fresh: crate::vault::SubjectKey,
+    ) -> Result<Option<crate::vault::SubjectKey>> {
+        self.blocking(move |inner| {
+            let conn = inner.writer.lock();
+            conn.execute(
+                "INSERT OR IGNORE INTO subject_keys (subject_id, key_bytes, created_at) \
+                 VALUES (?1, ?2, ?3)",
+                params![
+                    subject.as_bytes().as_slice(),
+                    fresh.as_slice(),
+                    timestamp_text(&Utc::now())
+                ],
+            )
+            .map_err(lite("create subject key"))?;
+            let bytes: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT key_bytes FROM subject_keys WHERE subject_id = ?1",
+                    [subject.as_bytes().as_slice()],
+                    |r| r.get(0),
+                )
+                .map_err(lite("read subject key"))?;
+            key_bytes(subject, bytes)
+        })
+        .await
+    }
+
+    async fn keys(
+        &self,
+        subjects: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, Option<crate::vault::SubjectKey>>> {
+        self.blocking(move |inner| {
+            inner.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT key_bytes FROM subject_keys WHERE subject_id = ?1")
+                    .map_err(lite("prepare subject keys"))?;
+                let mut out = HashMap::new();
+                for s in subjects {
+                    let found: Option<Option<Vec<u8>>> = stmt
+                        .query_row([s.as_bytes().as_slice()], |r| r.get(0))
+                        .optional()
+                        .map_err(lite("read subject keys"))?;
+                    if let Some(bytes) = found {
+                        out.insert(s, key_bytes(s, bytes)?);
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn destroy(&self, subjects: Vec<Uuid>, at: DateTime<Utc>) -> Result<u64> {
+        self.blocking(move |inner| {
+            let mut conn = inner.writer.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(lite("begin destroy"))?;
+            let at = timestamp_text(&at);
+            let mut live = 0u64;
+            for s in &subjects {
+                let id = s.as_bytes().as_slice();
+                live += tx
+                    .execute(
+                        "UPDATE subject_keys SET key_bytes = NULL, destroyed_at = ?2 \
+                         WHERE subject_id = ?1 AND key_bytes IS NOT NULL",
+                        params![id, at],
+                    )
+                    .map_err(lite("destroy subject key"))? as u64;
+                tx.execute(
+                    "INSERT OR IGNORE INTO subject_keys \
+                     (subject_id, key_bytes, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)",
+                    params![id, at],
+                )
+                .map_err(lite("record destroyed key"))?;
+            }
+            // Snapshots of the read model hold decrypted text: the next start
+            // rebuilds from the log instead.
+            tx.execute("DELETE FROM snapshots", [])
+                .map_err(lite("drop snapshots"))?;
+            tx.commit().map_err(lite("commit destroy"))?;
+            Ok(live)
+        })
+        .await
+    }
 }

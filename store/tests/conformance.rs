@@ -16,7 +16,7 @@ use futures::StreamExt;
 use registre_store::chain::{self, BreakKind};
 use registre_store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, Idempotency, NewAccess, NewEvent,
-    PostgresStore, Snapshot, SqliteStore, StoreError,
+    PostgresStore, Snapshot, SqliteStore, StoreError, VaultStore, ERASED,
 };
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -846,6 +846,114 @@ async fn read_stream_reads_only_after_version(db: &TestDb) {
     }
 }
 
+/// Crypto-shredding: personal text is stored sealed, reads back in clear
+/// through the vault, and reads as erased once the person's key is destroyed,
+/// while the log, its chain and the other fields are untouched.
+async fn crypto_shredding(db: &TestDb) {
+    let raw = db.store();
+    let store = VaultStore::wrap(raw.clone());
+    assert!(store.vault().is_some(), "the backend keeps subject keys");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut registered = event("PersonRegistered", 0);
+    registered.data = json!({"person_id": alice, "external_id": "ext-a", "display_name": "Alice Martin",
+        "roles": ["GUARDIAN"], "establishment_id": null});
+    let mut sent = event("MessageSent", 1);
+    sent.data = json!({"message_id": Uuid::now_v7(), "thread_id": Uuid::now_v7(), "from": alice,
+        "to": [bob], "subject": "Rendez-vous", "body": "Mon fils est malade."});
+    sent.metadata.reason = None;
+    let mut other = event("PersonRegistered", 2);
+    other.data = json!({"person_id": bob, "external_id": "ext-b", "display_name": "Bob Durand",
+        "roles": ["TEACHER"], "establishment_id": null});
+    let outcome = store
+        .append(AppendRequest {
+            stream_id: "people".into(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![registered, sent, other],
+            idempotency: Some(Idempotency {
+                key: "k-vault".into(),
+                fingerprint: "f".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.events[0].data["display_name"], "Alice Martin",
+        "the outcome reads in clear"
+    );
+
+    // What the table holds: no plaintext, the person's id in clear.
+    let stored = raw.read_all(0, 10).await.unwrap();
+    let text = serde_json::to_string(&stored.iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap();
+    for secret in [
+        "Alice Martin",
+        "Mon fils est malade",
+        "Rendez-vous",
+        "Bob Durand",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} is stored in clear: {text}"
+        );
+    }
+    assert!(text.contains("ext-a"), "ids are not sealed");
+    assert_eq!(
+        stored[0]
+            .metadata
+            .reason
+            .as_deref()
+            .map(|r| r.starts_with("enc:v1:")),
+        Some(true)
+    );
+
+    let opened = store.read_all(0, 10).await.unwrap();
+    assert_eq!(opened[0].data["display_name"], "Alice Martin");
+    assert_eq!(opened[0].metadata.reason.as_deref(), Some("because"));
+    assert_eq!(opened[1].data["body"], "Mon fils est malade.");
+    assert_eq!(opened[2].data["display_name"], "Bob Durand");
+
+    // Erasure, seen by a vault with a cold cache (another process) too.
+    let vault = store.vault().unwrap();
+    assert_eq!(vault.destroy(vec![alice], Utc::now()).await.unwrap(), 1);
+    for reader in [store.clone(), VaultStore::wrap(raw.clone())] {
+        let after = reader.read_all(0, 10).await.unwrap();
+        assert_eq!(after.len(), 3, "the events stay");
+        assert_eq!(after[0].data["display_name"], ERASED);
+        assert_eq!(after[0].metadata.reason.as_deref(), Some(ERASED));
+        assert_eq!(after[1].data["subject"], ERASED);
+        assert_eq!(after[1].data["body"], ERASED);
+        assert_eq!(after[1].data["to"], json!([bob]), "ids stay readable");
+        assert_eq!(
+            after[2].data["display_name"], "Bob Durand",
+            "others are untouched"
+        );
+    }
+    assert!(vault.keys().is_destroyed(alice).await.unwrap());
+    let raw_after = raw.read_all(0, 10).await.unwrap();
+    assert_eq!(raw_after, stored, "erasure does not touch the log");
+    let report = chain::verify_chain(raw.as_ref(), |_| {}).await.unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
+
+    // New text about an erased person is not sealed with a new key.
+    let mut late = event("MessageSent", 3);
+    late.data = json!({"message_id": Uuid::now_v7(), "thread_id": Uuid::now_v7(), "from": alice,
+        "to": [bob], "subject": "Encore", "body": "Texte tardif"});
+    store
+        .append(AppendRequest {
+            stream_id: "late".into(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![late],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let late_raw = raw.read_stream("late", 0).await.unwrap();
+    assert_eq!(late_raw[0].data["body"], ERASED);
+
+    // An idempotent retry still answers the original outcome.
+    let again = store.find_idempotent("k-vault").await.unwrap().unwrap();
+    assert_eq!(again.events.len(), 3);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -885,6 +993,7 @@ conformance!(
     access_log,
     subscribe_history_then_live,
     read_stream_reads_only_after_version,
+    crypto_shredding,
 );
 
 // ------------------------------------------------- backend-specific properties

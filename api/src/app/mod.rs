@@ -145,6 +145,9 @@ impl App {
     /// does not: a large log is folded while the server already answers
     /// /healthz (and /readyz reports the lag).
     pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
+        // Every read and append of the application goes through the vault,
+        // whoever opened the store.
+        let store = registre_store::VaultStore::wrap(store);
         let engine = ProjectionEngine::start(store.clone(), config.engine.clone())
             .await
             .map_err(internal)?;

@@ -744,6 +744,25 @@ impl MutationRoot {
             reader: v.person,
         })
     }
+
+    /// ADMIN: erase a person (a Person id) on request (GDPR art. 17): their name and personal free text read as "[effacé]" from now on; the events, the chain and the statistics stay. The reason is mandatory and must not itself name the person. False when they were erased already
+    async fn forget_person(
+        &self,
+        ctx: &Context<'_>,
+        person_id: ID,
+        reason: String,
+    ) -> Result<bool> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        if !policy::can_forget_person(&v) {
+            return forbidden();
+        }
+        let person = parse::<PersonId>("personId", &person_id)?;
+        app.forget_person(&cx, person, &reason).await.gql()
+    }
 }
 
 // ---- Subscription ---------------------------------------------------------------------------

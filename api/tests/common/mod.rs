@@ -206,6 +206,10 @@ impl EventStore for CountingStore {
         self.hit("purge_access_before");
         self.inner.purge_access_before(before).await
     }
+
+    fn subject_keys(&self) -> Option<Arc<dyn registre_store::SubjectKeys>> {
+        self.inner.subject_keys()
+    }
 }
 
 // ---- The harness ---------------------------------------------------------------------
