@@ -16,6 +16,7 @@ mod plan;
 pub mod postgres;
 pub mod sqlite;
 pub mod subscription;
+pub mod testing;
 pub mod vault;
 
 use std::path::Path;

@@ -23,66 +23,7 @@ use tokio::sync::watch;
 
 // ---- A database per test ---------------------------------------------------------
 
-pub fn admin_url() -> String {
-    std::env::var("REGISTRE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("a database URL has a path");
-    format!("{base}/{db}")
-}
-
-/// A uniquely named database, dropped (even after a failed test) on drop.
-#[derive(Debug)]
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        let name = format!("registre_gql_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL reachable at REGISTRE_TEST_DATABASE_URL");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the test database");
-        TestDb {
-            url: with_database(&admin_url(), &name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside any runtime guarantee: use a private one.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use registre_store::testing::TestDb;
 
 // ---- Counting the store round trips of a request -------------------------------------
 

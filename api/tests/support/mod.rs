@@ -30,63 +30,7 @@ pub const ADMIN: &str = "e2e-admin";
 /// Guards every wait so that a broken server fails the test instead of hanging it.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A database created for one test and dropped after it.
-pub struct TestDb {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        let admin_url = std::env::var("REGISTRE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("registre_test_{}", Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must be reachable at REGISTRE_TEST_DATABASE_URL");
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the test database");
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("REGISTRE_TEST_DATABASE_URL has no database name"),
-        };
-        TestDb {
-            url,
-            admin_url,
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs outside any runtime guarantee: use a private one on a thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                        .await
-                        .ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
+pub use registre_store::testing::TestDb;
 
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
