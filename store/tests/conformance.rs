@@ -1314,8 +1314,8 @@ async fn postgres_listener_reconnects_and_catches_up() {
 
 /// Group commit: appends that arrive while a commit is in flight go out
 /// together in the next one. The test holds the append lock itself so that
-/// the first call is stuck until every append has been handed over; then
-/// exactly two calls (two transactions, two WAL flushes) carry all of them.
+/// the calls in flight are stuck until every append has been handed over; then
+/// one more call (one transaction, one WAL flush) carries all the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_appends_share_one_commit() {
     const CALLERS: u64 = 32;
@@ -1350,7 +1350,7 @@ async fn postgres_concurrent_appends_share_one_commit() {
                 .await
                 .unwrap()
                 .get(0);
-            if waiting == 1 && store.append_stats().requests == CALLERS {
+            if waiting >= 1 && store.append_stats().requests == CALLERS {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1374,7 +1374,13 @@ async fn postgres_concurrent_appends_share_one_commit() {
     }
     let stats = store.append_stats();
     assert_eq!(stats.requests, CALLERS);
-    assert_eq!(stats.calls, 2, "the stuck call, then everyone else at once");
+    // The stuck call, perhaps a second one queued behind the lock while every
+    // append was still arriving, then everyone else at once: never one each.
+    assert!(
+        (2..=3).contains(&stats.calls),
+        "{} calls for {CALLERS} appends",
+        stats.calls
+    );
     assert_eq!(store.head().await.unwrap(), CALLERS);
     assert!(chain::verify_chain(store.as_ref(), |_| {})
         .await

@@ -6,7 +6,8 @@
 //! store that commits each append alone pays one WAL flush per append and can
 //! never go faster than 1 / (lock hold time). Instead one committer task per
 //! node takes every single-request append waiting in its queue and sends them
-//! as one call: while a group is being flushed, the next one gathers. Each
+//! as one call: while a group is being flushed, the next one gathers (and one
+//! more call may wait on the lock, see [`CALLS_IN_FLIGHT`]). Each
 //! request is still checked on its own (a conflict fails only its caller);
 //! `append_batch` keeps all-or-nothing and is never mixed with others.
 //!
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
@@ -33,6 +34,11 @@ use crate::{
 
 /// Events per group: bounds one call's arrays and the time the lock is held.
 const MAX_GROUP_EVENTS: usize = 1000;
+
+/// Calls sent at once. The lock lets one run at a time, but a second call
+/// already waiting on it starts the moment the first commits, instead of after
+/// the first's answer has travelled back and the next group was gathered.
+const CALLS_IN_FLIGHT: usize = 2;
 
 /// A request that passed every check needing no database.
 #[derive(Debug)]
@@ -107,8 +113,15 @@ pub(super) struct Committer {
 
 impl Committer {
     pub async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        let committer = Arc::new(self);
+        let in_flight = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
         let mut held: Option<Job> = None;
         loop {
+            // Take the slot before the job: while every slot is busy, appends
+            // pile up in the queue and leave together in the next call.
+            let Ok(slot) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
             let job = match held.take() {
                 Some(job) => job,
                 None => match jobs.recv().await {
@@ -116,10 +129,14 @@ impl Committer {
                     None => return,
                 },
             };
+            let committer = committer.clone();
             match job {
                 Job::Batch(requests, reply) => {
-                    let result = self.commit_atomic(&requests).await;
-                    let _ = reply.send(result);
+                    tokio::spawn(async move {
+                        let result = committer.commit_atomic(&requests).await;
+                        let _ = reply.send(result);
+                        drop(slot);
+                    });
                 }
                 Job::Single(first, reply) => {
                     let mut events = first.events.len();
@@ -139,10 +156,13 @@ impl Committer {
                             Err(_) => break,
                         }
                     }
-                    let results = self.commit_group(&group).await;
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
-                    }
+                    tokio::spawn(async move {
+                        let results = committer.commit_group(&group).await;
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result);
+                        }
+                        drop(slot);
+                    });
                 }
             }
         }
