@@ -111,10 +111,15 @@ BEGIN
     at := greatest(clock_timestamp(), head_at);
     at_text := registre_chain_field(registre_chain_time(at));
 
+    -- One backward index probe per stream (not max() over its rows): the cost
+    -- stays flat however long the stream grows.
     SELECT coalesce(array_agg(s.stream_id), '{}'), coalesce(array_agg(s.v), '{}')
       INTO known_stream, known_version
-      FROM (SELECT ev.stream_id, max(ev.stream_version) AS v FROM events ev
-             WHERE ev.stream_id = ANY(req_stream) GROUP BY ev.stream_id) s;
+      FROM (SELECT d.stream_id,
+                   (SELECT ev.stream_version FROM events ev WHERE ev.stream_id = d.stream_id
+                     ORDER BY ev.stream_version DESC LIMIT 1) AS v
+              FROM (SELECT DISTINCT u.stream_id FROM unnest(req_stream) AS u(stream_id)) d) s
+     WHERE s.v IS NOT NULL;
     SELECT coalesce(array_agg(ik.key), '{}'), coalesce(array_agg(ik.fingerprint), '{}'),
            coalesce(array_agg(ik.first_position), '{}'), coalesce(array_agg(ik.last_position), '{}')
       INTO used_key, used_fingerprint, used_first, used_last
