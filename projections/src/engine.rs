@@ -12,10 +12,16 @@
 //! Batches and rebuilds are serialised by one async mutex, so a rebuild can
 //! fold a fresh model aside while queries keep reading the current one, then
 //! take the mutex, catch up the last events and swap the two in one write.
+//!
+//! Erasure seen from another node: when a page holds a `PersonErased` for a
+//! person whose key this node's vault still caches, the follower drops the
+//! key from the cache and rebuilds the model (which held their text in clear)
+//! before moving its position past the erasure.
 
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use parking_lot::{Mutex, RwLock};
+use registre_domain::{DomainEvent, StudentId};
 use registre_store::{EventStore, Position, Snapshot, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -285,9 +291,117 @@ impl ProjectionEngine {
     /// from the current one, then swaps it in atomically and snapshots it.
     pub async fn rebuild(
         &self,
+        progress: impl FnMut(&RebuildProgress) + Send,
+    ) -> Result<RebuildReport, ProjectionError> {
+        self.shared.rebuild(progress).await
+    }
+
+    pub fn metrics(&self) -> ProjectionMetrics {
+        let (position, access_checkpoint) = self.read(|m| (m.position(), m.access_checkpoint()));
+        let heard = *self.shared.store.wakeups().borrow();
+        let mut m = self.shared.metrics.lock();
+        m.head = m.head.max(heard).max(position);
+        let idle = m.window_start.elapsed();
+        let events_per_second = if idle > Duration::from_secs(2) {
+            m.window_count as f64 / idle.as_secs_f64()
+        } else {
+            m.rate
+        };
+        ProjectionMetrics {
+            name: ReadModel::NAME,
+            version: ReadModel::VERSION,
+            position,
+            head: m.head,
+            lag: m.head.saturating_sub(position),
+            access_checkpoint,
+            events_applied_total: m.applied_total,
+            events_per_second,
+            last_snapshot_position: m.last_snapshot,
+            rebuilding: m.rebuilding.clone(),
+            last_rebuild: m.last_rebuild.clone(),
+            stalled: m.stalled.clone(),
+        }
+    }
+
+    /// Stops the follower and saves a final snapshot.
+    pub async fn shutdown(&self) -> Result<Position, ProjectionError> {
+        self.shared.shutdown.send_replace(true);
+        let handle = self.follower.lock().take();
+        if let Some(handle) = handle {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "projection follower ended abnormally");
+            }
+        }
+        self.snapshot().await
+    }
+}
+
+/// Dropping the engine stops its follower without a final snapshot; call
+/// [`ProjectionEngine::shutdown`] for a clean stop.
+impl Drop for ProjectionEngine {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+impl Shared {
+    /// Applies one page of the log; returns how many events it read.
+    async fn step(&self) -> Result<usize, ProjectionError> {
+        let guard = self.apply_lock.lock().await;
+        let from = self.model.read().position();
+        let batch = self.store.read_all(from, self.config.batch_size).await?;
+        let Some(last) = batch.last() else {
+            return Ok(0);
+        };
+        if self.forget_erased_keys(&batch) {
+            // Another node erased someone whose key this node still held: the
+            // model (and maybe this very page) holds their text in clear. It
+            // is folded again from the log, now read as erased, before the
+            // position moves, so no request sees the erasure without its effect.
+            drop(guard);
+            self.rebuild(|_| {}).await?;
+            return Ok(batch.len());
+        }
+        let last_read = last.position;
+        let (result, position) = {
+            let mut model = self.model.write();
+            let result = model.apply_all(&batch);
+            (result, model.position())
+        };
+        // Metrics first: whoever wakes up on the new position sees them current.
+        let due = {
+            let mut m = self.metrics.lock();
+            m.head = m.head.max(last_read);
+            m.count(
+                batch
+                    .iter()
+                    .filter(|e| e.position > from && e.position <= position)
+                    .count() as u64,
+            );
+            m.stalled = result.as_ref().err().map(|e| e.to_string());
+            position.saturating_sub(m.last_snapshot) >= self.config.snapshot_every
+        };
+        self.applied.send_if_modified(|p| {
+            let changed = *p < position;
+            if changed {
+                *p = position;
+            }
+            changed
+        });
+        result?;
+        if due {
+            if let Err(e) = self.save_snapshot().await {
+                tracing::warn!(error = %e, "saving the read model snapshot failed");
+            }
+        }
+        Ok(batch.len())
+    }
+
+    async fn rebuild(
+        &self,
         mut progress: impl FnMut(&RebuildProgress) + Send,
     ) -> Result<RebuildReport, ProjectionError> {
-        let shared = &self.shared;
+        let shared = self;
         let started = Instant::now();
         let head = shared.store.head().await?;
         let mut fresh = ReadModel::new(shared.config.pseudonym_key.clone());
@@ -384,98 +498,6 @@ impl ProjectionEngine {
         Ok(done)
     }
 
-    pub fn metrics(&self) -> ProjectionMetrics {
-        let (position, access_checkpoint) = self.read(|m| (m.position(), m.access_checkpoint()));
-        let heard = *self.shared.store.wakeups().borrow();
-        let mut m = self.shared.metrics.lock();
-        m.head = m.head.max(heard).max(position);
-        let idle = m.window_start.elapsed();
-        let events_per_second = if idle > Duration::from_secs(2) {
-            m.window_count as f64 / idle.as_secs_f64()
-        } else {
-            m.rate
-        };
-        ProjectionMetrics {
-            name: ReadModel::NAME,
-            version: ReadModel::VERSION,
-            position,
-            head: m.head,
-            lag: m.head.saturating_sub(position),
-            access_checkpoint,
-            events_applied_total: m.applied_total,
-            events_per_second,
-            last_snapshot_position: m.last_snapshot,
-            rebuilding: m.rebuilding.clone(),
-            last_rebuild: m.last_rebuild.clone(),
-            stalled: m.stalled.clone(),
-        }
-    }
-
-    /// Stops the follower and saves a final snapshot.
-    pub async fn shutdown(&self) -> Result<Position, ProjectionError> {
-        self.shared.shutdown.send_replace(true);
-        let handle = self.follower.lock().take();
-        if let Some(handle) = handle {
-            if let Err(e) = handle.await {
-                tracing::warn!(error = %e, "projection follower ended abnormally");
-            }
-        }
-        self.snapshot().await
-    }
-}
-
-/// Dropping the engine stops its follower without a final snapshot; call
-/// [`ProjectionEngine::shutdown`] for a clean stop.
-impl Drop for ProjectionEngine {
-    fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
-    }
-}
-
-impl Shared {
-    /// Applies one page of the log; returns how many events it read.
-    async fn step(&self) -> Result<usize, ProjectionError> {
-        let _guard = self.apply_lock.lock().await;
-        let from = self.model.read().position();
-        let batch = self.store.read_all(from, self.config.batch_size).await?;
-        let Some(last) = batch.last() else {
-            return Ok(0);
-        };
-        let last_read = last.position;
-        let (result, position) = {
-            let mut model = self.model.write();
-            let result = model.apply_all(&batch);
-            (result, model.position())
-        };
-        // Metrics first: whoever wakes up on the new position sees them current.
-        let due = {
-            let mut m = self.metrics.lock();
-            m.head = m.head.max(last_read);
-            m.count(
-                batch
-                    .iter()
-                    .filter(|e| e.position > from && e.position <= position)
-                    .count() as u64,
-            );
-            m.stalled = result.as_ref().err().map(|e| e.to_string());
-            position.saturating_sub(m.last_snapshot) >= self.config.snapshot_every
-        };
-        self.applied.send_if_modified(|p| {
-            let changed = *p < position;
-            if changed {
-                *p = position;
-            }
-            changed
-        });
-        result?;
-        if due {
-            if let Err(e) = self.save_snapshot().await {
-                tracing::warn!(error = %e, "saving the read model snapshot failed");
-            }
-        }
-        Ok(batch.len())
-    }
-
     /// Folds the access records after the usage checkpoint.
     async fn fold_access(&self) -> Result<usize, ProjectionError> {
         let _guard = self.apply_lock.lock().await;
@@ -495,6 +517,27 @@ impl Shared {
                 model.apply_access(r);
             }
         }
+    }
+
+    /// Drops from the vault's key cache the keys of the people this page
+    /// erases (their person id and student record). Returns whether one was
+    /// live in the cache, i.e. whether the model must be folded again. A node
+    /// folding the log from the start reads the keys already destroyed, and
+    /// the node that served the erasure updated its cache then.
+    fn forget_erased_keys(&self, batch: &[registre_store::RecordedEvent]) -> bool {
+        let Some(vault) = self.store.vault() else {
+            return false;
+        };
+        let mut subjects = Vec::new();
+        for e in batch.iter().filter(|e| e.event_type == "PersonErased") {
+            if let Ok(DomainEvent::PersonErased(erased)) =
+                DomainEvent::decode(&e.event_type, e.schema_version, &e.data)
+            {
+                subjects.push(erased.person_id.0);
+                subjects.push(StudentId::for_person(erased.person_id).0);
+            }
+        }
+        !subjects.is_empty() && vault.forget_cached(subjects)
     }
 
     /// Callers hold `apply_lock`, so the snapshot is of a settled model.

@@ -65,6 +65,14 @@ pub struct Person {
     pub roles: Vec<Role>,
     pub establishment_id: Option<EstablishmentId>,
     pub registered_at: DateTime<Utc>,
+    /// The day their account stopped being needed (`AccountClosed`): the
+    /// retention period of their data runs from it. Left out of the JSON
+    /// when absent so that views and snapshots of open accounts are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_closed_on: Option<NaiveDate>,
+    /// Their personal text was crypto-shredded (`PersonErased`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -399,6 +407,8 @@ impl ReadModel {
                         roles: e.roles,
                         establishment_id: e.establishment_id,
                         registered_at: env.recorded_at,
+                        account_closed_on: None,
+                        erased: false,
                     },
                 );
             }
@@ -648,6 +658,12 @@ impl ReadModel {
                 // model that folded it earlier in step until its rebuild.
                 if let Some(p) = self.persons.get_mut(&e.person_id) {
                     p.display_name = registre_store::ERASED.to_owned();
+                    p.erased = true;
+                }
+            }
+            AccountClosed(e) => {
+                if let Some(p) = self.persons.get_mut(&e.person_id) {
+                    p.account_closed_on = Some(e.effective_on);
                 }
             }
         }
