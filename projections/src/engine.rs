@@ -24,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use registre_domain::{DomainEvent, StudentId};
 use registre_store::{EventStore, Position, Snapshot, StoreError};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -158,6 +159,10 @@ struct Shared {
     apply_lock: tokio::sync::Mutex<()>,
     metrics: Mutex<MetricsState>,
     shutdown: watch::Sender<bool>,
+    /// The model holds state restored from a snapshot rather than folded
+    /// from events read by this process (cleared by a rebuild): text it holds
+    /// may have been opened with keys this process never cached.
+    from_snapshot: AtomicBool,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
@@ -207,6 +212,7 @@ impl ProjectionEngine {
             }
             None => ReadModel::new(config.pseudonym_key.clone()),
         };
+        let from_snapshot = model.position() > 0;
         let position = model.position();
         let (applied, _) = watch::channel(position);
         let (shutdown, _) = watch::channel(false);
@@ -229,6 +235,7 @@ impl ProjectionEngine {
                     stalled: None,
                 }),
                 shutdown,
+                from_snapshot: AtomicBool::new(from_snapshot),
             }),
             follower: Mutex::new(None),
         })
@@ -471,6 +478,7 @@ impl Shared {
         }
         let position = fresh.position();
         *shared.model.write() = fresh;
+        shared.from_snapshot.store(false, Ordering::SeqCst);
         shared.applied.send_if_modified(|p| {
             let changed = *p != position;
             *p = position;
@@ -520,10 +528,12 @@ impl Shared {
     }
 
     /// Drops from the vault's key cache the keys of the people this page
-    /// erases (their person id and student record). Returns whether one was
-    /// live in the cache, i.e. whether the model must be folded again. A node
-    /// folding the log from the start reads the keys already destroyed, and
-    /// the node that served the erasure updated its cache then.
+    /// erases (their person id and student record). Returns whether the model
+    /// may hold their text in clear and must be folded again: a key was
+    /// cached live, or was never cached while the model comes from a
+    /// snapshot. A node folding the log from the start reads the keys already
+    /// destroyed, and the node that served the erasure updated its cache then:
+    /// neither rebuilds.
     fn forget_erased_keys(&self, batch: &[registre_store::RecordedEvent]) -> bool {
         let Some(vault) = self.store.vault() else {
             return false;
@@ -537,7 +547,12 @@ impl Shared {
                 subjects.push(StudentId::for_person(erased.person_id).0);
             }
         }
-        !subjects.is_empty() && vault.forget_cached(subjects)
+        if subjects.is_empty() {
+            return false;
+        }
+        let dropped = vault.forget_cached(subjects);
+        let from_snapshot = self.from_snapshot.load(Ordering::SeqCst);
+        dropped.was_live || (dropped.was_unknown && from_snapshot)
     }
 
     /// Callers hold `apply_lock`, so the snapshot is of a settled model.
