@@ -129,6 +129,17 @@ async fn retention_erases_closed_accounts(w: World) {
         event["data"]["effective_on"],
         (today - Duration::days(120)).to_string()
     );
+    let export = n
+        .ok(
+            "auditor",
+            "query($p: ID!) { exportPersonData(personId: $p) }",
+            json!({"p": w.id("student1")}),
+        )
+        .await;
+    assert_eq!(
+        export["exportPersonData"]["person"]["accountClosedOn"],
+        (today - Duration::days(120)).to_string()
+    );
     // The departure reason is personal text: stored sealed.
     let stored = raw_store(&w).await.read_all(0, 10_000).await.unwrap();
     assert!(!serde_json::to_string(&stored).unwrap().contains(DEPARTURE));
@@ -257,6 +268,7 @@ async fn the_binary_exports_forgets_and_applies_retention() {
     assert!(o.status.success(), "{o:?}");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(doc["format"], "registre.person-export/1");
+    assert_eq!(doc["person"]["erased"], false);
     let log = n
         .ok(
             "auditor",

@@ -110,6 +110,9 @@ fn from_model(m: &ReadModel, person: PersonId) -> Option<ModelPart> {
             "displayName": p.display_name,
             "roles": to_value(&p.roles),
             "registeredAt": p.registered_at.to_rfc3339(),
+            // The departure day from which the account retention period runs.
+            "accountClosedOn": p.account_closed_on.map(|d| d.to_string()),
+            "erased": p.erased,
             "establishment": establishment,
         }),
     );
