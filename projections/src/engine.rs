@@ -13,10 +13,11 @@
 //! fold a fresh model aside while queries keep reading the current one, then
 //! take the mutex, catch up the last events and swap the two in one write.
 //!
-//! Erasure seen from another node: when a page holds a `PersonErased` for a
-//! person whose key this node's vault still caches, the follower drops the
-//! key from the cache and rebuilds the model (which held their text in clear)
-//! before moving its position past the erasure.
+//! Erasure seen from another node: when a page holds a `PersonErased`, the
+//! follower marks the person's keys destroyed in this node's vault cache and,
+//! if the model may hold their text in clear (a key was cached live, or the
+//! model came from a snapshot), rebuilds it before moving its position past
+//! the erasure. See `docs/decisions/0006-retention-and-erasure.md`.
 
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
@@ -163,6 +164,10 @@ struct Shared {
     /// from events read by this process (cleared by a rebuild): text it holds
     /// may have been opened with keys this process never cached.
     from_snapshot: AtomicBool,
+    /// An erasure was read that the model must be folded again for; kept
+    /// until a rebuild succeeds, so that a failed one is retried rather than
+    /// the page being applied over the stale text.
+    rebuild_pending: AtomicBool,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
@@ -236,6 +241,7 @@ impl ProjectionEngine {
                 }),
                 shutdown,
                 from_snapshot: AtomicBool::new(from_snapshot),
+                rebuild_pending: AtomicBool::new(false),
             }),
             follower: Mutex::new(None),
         })
@@ -361,6 +367,9 @@ impl Shared {
             return Ok(0);
         };
         if self.forget_erased_keys(&batch) {
+            self.rebuild_pending.store(true, Ordering::SeqCst);
+        }
+        if self.rebuild_pending.load(Ordering::SeqCst) {
             // Another node erased someone whose key this node still held: the
             // model (and maybe this very page) holds their text in clear. It
             // is folded again from the log, now read as erased, before the
@@ -413,6 +422,9 @@ impl Shared {
         let head = shared.store.head().await?;
         let mut fresh = ReadModel::new(shared.config.pseudonym_key.clone());
         let mut applied = 0u64;
+        // An erasure folded here whose key was still cached: the fresh model
+        // may hold that text too, so another rebuild stays pending.
+        let mut erased_during = false;
         let mut report = |fresh: &ReadModel, applied: u64| {
             let elapsed = started.elapsed().as_secs_f64();
             let p = RebuildProgress {
@@ -438,6 +450,7 @@ impl Shared {
             if batch.is_empty() || fresh.position() >= head {
                 break;
             }
+            erased_during |= shared.forget_erased_keys(&batch);
             fresh.apply_all(&batch)?;
             applied += batch.len() as u64;
             report(&fresh, applied);
@@ -453,6 +466,7 @@ impl Shared {
                 if batch.is_empty() {
                     break;
                 }
+                erased_during |= shared.forget_erased_keys(&batch);
                 fresh.apply_all(&batch)?;
                 applied += batch.len() as u64;
                 report(&fresh, applied);
@@ -479,6 +493,9 @@ impl Shared {
         let position = fresh.position();
         *shared.model.write() = fresh;
         shared.from_snapshot.store(false, Ordering::SeqCst);
+        shared
+            .rebuild_pending
+            .store(erased_during, Ordering::SeqCst);
         shared.applied.send_if_modified(|p| {
             let changed = *p != position;
             *p = position;
