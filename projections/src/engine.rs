@@ -13,19 +13,18 @@
 //! fold a fresh model aside while queries keep reading the current one, then
 //! take the mutex, catch up the last events and swap the two in one write.
 //!
-//! Erasure seen from another node: when a page holds a `PersonErased`, the
-//! follower marks the person's keys destroyed in this node's vault cache and,
-//! if the model may hold their text in clear (a key was cached live, or the
-//! model came from a snapshot), rebuilds it before moving its position past
-//! the erasure. See `docs/decisions/0006-retention-and-erasure.md`.
+//! Erasure served by another node: before applying a page that holds a
+//! `PersonErased`, the follower marks the person's keys destroyed in this
+//! node's vault cache (later reads of their text, e.g. the audit trail and
+//! the export, read it as erased); the fold of the event then erases their
+//! text from the model. See `docs/decisions/0006-retention-and-erasure.md`.
 
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use parking_lot::{Mutex, RwLock};
 use registre_domain::{DomainEvent, StudentId};
-use registre_store::{EventStore, Position, Snapshot, StoreError};
+use registre_store::{EventStore, Position, RecordedEvent, Snapshot, StoreError};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -160,14 +159,6 @@ struct Shared {
     apply_lock: tokio::sync::Mutex<()>,
     metrics: Mutex<MetricsState>,
     shutdown: watch::Sender<bool>,
-    /// The model holds state restored from a snapshot rather than folded
-    /// from events read by this process (cleared by a rebuild): text it holds
-    /// may have been opened with keys this process never cached.
-    from_snapshot: AtomicBool,
-    /// An erasure was read that the model must be folded again for; kept
-    /// until a rebuild succeeds, so that a failed one is retried rather than
-    /// the page being applied over the stale text.
-    rebuild_pending: AtomicBool,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
@@ -217,7 +208,6 @@ impl ProjectionEngine {
             }
             None => ReadModel::new(config.pseudonym_key.clone()),
         };
-        let from_snapshot = model.position() > 0;
         let position = model.position();
         let (applied, _) = watch::channel(position);
         let (shutdown, _) = watch::channel(false);
@@ -240,8 +230,6 @@ impl ProjectionEngine {
                     stalled: None,
                 }),
                 shutdown,
-                from_snapshot: AtomicBool::new(from_snapshot),
-                rebuild_pending: AtomicBool::new(false),
             }),
             follower: Mutex::new(None),
         })
@@ -304,9 +292,103 @@ impl ProjectionEngine {
     /// from the current one, then swaps it in atomically and snapshots it.
     pub async fn rebuild(
         &self,
-        progress: impl FnMut(&RebuildProgress) + Send,
+        mut progress: impl FnMut(&RebuildProgress) + Send,
     ) -> Result<RebuildReport, ProjectionError> {
-        self.shared.rebuild(progress).await
+        let shared = &self.shared;
+        let started = Instant::now();
+        let head = shared.store.head().await?;
+        let mut fresh = ReadModel::new(shared.config.pseudonym_key.clone());
+        let mut applied = 0u64;
+        let mut report = |fresh: &ReadModel, applied: u64| {
+            let elapsed = started.elapsed().as_secs_f64();
+            let p = RebuildProgress {
+                applied,
+                position: fresh.position(),
+                head,
+                elapsed_secs: elapsed,
+                events_per_second: if elapsed > 0.0 {
+                    applied as f64 / elapsed
+                } else {
+                    0.0
+                },
+            };
+            shared.metrics.lock().rebuilding = Some(p.clone());
+            progress(&p);
+        };
+        // Most of the log without pausing the follower...
+        loop {
+            let batch = shared
+                .store
+                .read_all(fresh.position(), shared.config.batch_size)
+                .await?;
+            if batch.is_empty() || fresh.position() >= head {
+                break;
+            }
+            fresh.apply_all(&batch)?;
+            applied += batch.len() as u64;
+            report(&fresh, applied);
+        }
+        // ...then the tail with it paused, and the swap.
+        let guard = shared.apply_lock.lock().await;
+        let result = async {
+            loop {
+                let batch = shared
+                    .store
+                    .read_all(fresh.position(), shared.config.batch_size)
+                    .await?;
+                if batch.is_empty() {
+                    break;
+                }
+                fresh.apply_all(&batch)?;
+                applied += batch.len() as u64;
+                report(&fresh, applied);
+            }
+            loop {
+                let records = shared
+                    .store
+                    .read_access(fresh.access_checkpoint(), shared.config.batch_size)
+                    .await?;
+                if records.is_empty() {
+                    break;
+                }
+                for r in &records {
+                    fresh.apply_access(r);
+                }
+            }
+            Ok::<_, ProjectionError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            shared.metrics.lock().rebuilding = None;
+            return Err(e);
+        }
+        let position = fresh.position();
+        *shared.model.write() = fresh;
+        shared.applied.send_if_modified(|p| {
+            let changed = *p != position;
+            *p = position;
+            changed
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let done = RebuildReport {
+            events: applied,
+            position,
+            seconds,
+            events_per_second: if seconds > 0.0 {
+                applied as f64 / seconds
+            } else {
+                0.0
+            },
+        };
+        {
+            let mut m = shared.metrics.lock();
+            m.rebuilding = None;
+            m.last_rebuild = Some(done.clone());
+            m.head = m.head.max(position);
+        }
+        shared.save_snapshot().await?;
+        drop(guard);
+        Ok(done)
     }
 
     pub fn metrics(&self) -> ProjectionMetrics {
@@ -360,24 +442,13 @@ impl Drop for ProjectionEngine {
 impl Shared {
     /// Applies one page of the log; returns how many events it read.
     async fn step(&self) -> Result<usize, ProjectionError> {
-        let guard = self.apply_lock.lock().await;
+        let _guard = self.apply_lock.lock().await;
         let from = self.model.read().position();
         let batch = self.store.read_all(from, self.config.batch_size).await?;
         let Some(last) = batch.last() else {
             return Ok(0);
         };
-        if self.forget_erased_keys(&batch) {
-            self.rebuild_pending.store(true, Ordering::SeqCst);
-        }
-        if self.rebuild_pending.load(Ordering::SeqCst) {
-            // Another node erased someone whose key this node still held: the
-            // model (and maybe this very page) holds their text in clear. It
-            // is folded again from the log, now read as erased, before the
-            // position moves, so no request sees the erasure without its effect.
-            drop(guard);
-            self.rebuild(|_| {}).await?;
-            return Ok(batch.len());
-        }
+        self.forget_erased_keys(&batch);
         let last_read = last.position;
         let (result, position) = {
             let mut model = self.model.write();
@@ -413,116 +484,6 @@ impl Shared {
         Ok(batch.len())
     }
 
-    async fn rebuild(
-        &self,
-        mut progress: impl FnMut(&RebuildProgress) + Send,
-    ) -> Result<RebuildReport, ProjectionError> {
-        let shared = self;
-        let started = Instant::now();
-        let head = shared.store.head().await?;
-        let mut fresh = ReadModel::new(shared.config.pseudonym_key.clone());
-        let mut applied = 0u64;
-        // An erasure folded here whose key was still cached: the fresh model
-        // may hold that text too, so another rebuild stays pending.
-        let mut erased_during = false;
-        let mut report = |fresh: &ReadModel, applied: u64| {
-            let elapsed = started.elapsed().as_secs_f64();
-            let p = RebuildProgress {
-                applied,
-                position: fresh.position(),
-                head,
-                elapsed_secs: elapsed,
-                events_per_second: if elapsed > 0.0 {
-                    applied as f64 / elapsed
-                } else {
-                    0.0
-                },
-            };
-            shared.metrics.lock().rebuilding = Some(p.clone());
-            progress(&p);
-        };
-        // Most of the log without pausing the follower...
-        loop {
-            let batch = shared
-                .store
-                .read_all(fresh.position(), shared.config.batch_size)
-                .await?;
-            if batch.is_empty() || fresh.position() >= head {
-                break;
-            }
-            erased_during |= shared.forget_erased_keys(&batch);
-            fresh.apply_all(&batch)?;
-            applied += batch.len() as u64;
-            report(&fresh, applied);
-        }
-        // ...then the tail with it paused, and the swap.
-        let guard = shared.apply_lock.lock().await;
-        let result = async {
-            loop {
-                let batch = shared
-                    .store
-                    .read_all(fresh.position(), shared.config.batch_size)
-                    .await?;
-                if batch.is_empty() {
-                    break;
-                }
-                erased_during |= shared.forget_erased_keys(&batch);
-                fresh.apply_all(&batch)?;
-                applied += batch.len() as u64;
-                report(&fresh, applied);
-            }
-            loop {
-                let records = shared
-                    .store
-                    .read_access(fresh.access_checkpoint(), shared.config.batch_size)
-                    .await?;
-                if records.is_empty() {
-                    break;
-                }
-                for r in &records {
-                    fresh.apply_access(r);
-                }
-            }
-            Ok::<_, ProjectionError>(())
-        }
-        .await;
-        if let Err(e) = result {
-            shared.metrics.lock().rebuilding = None;
-            return Err(e);
-        }
-        let position = fresh.position();
-        *shared.model.write() = fresh;
-        shared.from_snapshot.store(false, Ordering::SeqCst);
-        shared
-            .rebuild_pending
-            .store(erased_during, Ordering::SeqCst);
-        shared.applied.send_if_modified(|p| {
-            let changed = *p != position;
-            *p = position;
-            changed
-        });
-        let seconds = started.elapsed().as_secs_f64();
-        let done = RebuildReport {
-            events: applied,
-            position,
-            seconds,
-            events_per_second: if seconds > 0.0 {
-                applied as f64 / seconds
-            } else {
-                0.0
-            },
-        };
-        {
-            let mut m = shared.metrics.lock();
-            m.rebuilding = None;
-            m.last_rebuild = Some(done.clone());
-            m.head = m.head.max(position);
-        }
-        shared.save_snapshot().await?;
-        drop(guard);
-        Ok(done)
-    }
-
     /// Folds the access records after the usage checkpoint.
     async fn fold_access(&self) -> Result<usize, ProjectionError> {
         let _guard = self.apply_lock.lock().await;
@@ -544,32 +505,27 @@ impl Shared {
         }
     }
 
-    /// Drops from the vault's key cache the keys of the people this page
-    /// erases (their person id and student record). Returns whether the model
-    /// may hold their text in clear and must be folded again: a key was
-    /// cached live, or was never cached while the model comes from a
-    /// snapshot. A node folding the log from the start reads the keys already
-    /// destroyed, and the node that served the erasure updated its cache then:
-    /// neither rebuilds.
-    fn forget_erased_keys(&self, batch: &[registre_store::RecordedEvent]) -> bool {
+    /// Marks destroyed, in the vault's key cache, the keys of the people this
+    /// page erases (their person id and their student record). Erasure
+    /// destroys the keys before appending `PersonErased`, so the cache may
+    /// only be behind: a key cached live here would keep opening their text.
+    fn forget_erased_keys(&self, batch: &[RecordedEvent]) {
         let Some(vault) = self.store.vault() else {
-            return false;
+            return;
         };
-        let mut subjects = Vec::new();
-        for e in batch.iter().filter(|e| e.event_type == "PersonErased") {
-            if let Ok(DomainEvent::PersonErased(erased)) =
-                DomainEvent::decode(&e.event_type, e.schema_version, &e.data)
-            {
-                subjects.push(erased.person_id.0);
-                subjects.push(StudentId::for_person(erased.person_id).0);
-            }
+        let subjects: Vec<uuid::Uuid> = batch
+            .iter()
+            .filter(|e| e.event_type == "PersonErased")
+            .filter_map(|e| DomainEvent::decode(&e.event_type, e.schema_version, &e.data).ok())
+            .filter_map(|e| match e {
+                DomainEvent::PersonErased(erased) => Some(erased.person_id),
+                _ => None,
+            })
+            .flat_map(|p| [p.0, StudentId::for_person(p).0])
+            .collect();
+        if !subjects.is_empty() {
+            vault.forget_cached(subjects);
         }
-        if subjects.is_empty() {
-            return false;
-        }
-        let dropped = vault.forget_cached(subjects);
-        let from_snapshot = self.from_snapshot.load(Ordering::SeqCst);
-        dropped.was_live || (dropped.was_unknown && from_snapshot)
     }
 
     /// Callers hold `apply_lock`, so the snapshot is of a settled model.

@@ -88,16 +88,6 @@ pub trait SubjectKeys: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// What [`Vault::forget_cached`] found in the cache.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheDrop {
-    /// A key was cached live: text sealed with it was opened in this process.
-    pub was_live: bool,
-    /// A key was not cached at all: this process opened no text sealed with
-    /// it (what it holds from elsewhere, e.g. a snapshot, it cannot tell).
-    pub was_unknown: bool,
-}
-
 /// Seals and opens the personal fields of events, caching keys.
 #[derive(Debug)]
 pub struct Vault {
@@ -134,19 +124,11 @@ impl Vault {
     /// Marks these subjects' keys destroyed in this process's cache, because
     /// another process destroyed them: its `PersonErased` was read from the
     /// log, and erasure destroys the keys before appending that event.
-    /// Reports what the cache knew before, which tells whether text sealed
-    /// with these keys may have been opened here.
-    pub fn forget_cached(&self, subjects: impl IntoIterator<Item = Uuid>) -> CacheDrop {
+    pub fn forget_cached(&self, subjects: impl IntoIterator<Item = Uuid>) {
         let mut cache = self.cache.lock();
-        let mut drop = CacheDrop::default();
         for s in subjects {
-            match cache.insert(s, None) {
-                Some(Some(_)) => drop.was_live = true,
-                None => drop.was_unknown = true,
-                Some(None) => {}
-            }
+            cache.insert(s, None);
         }
-        drop
     }
 
     async fn write_key(&self, owner: Uuid) -> Result<Option<SubjectKey>> {

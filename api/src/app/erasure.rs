@@ -3,9 +3,10 @@
 //! path for every trigger: the `forgetPerson` mutation, `registre forget` and
 //! `registre retention apply` all call [`erase_person`].
 //!
-//! Other nodes learn of an erasure from the log: their projection engine
-//! drops the person's cached keys and folds its read model again when it
-//! reads the `PersonErased` (`registre_projections::engine`).
+//! Every node, this one included, learns of an erasure from the log: its
+//! projection engine marks the person's keys destroyed in its vault's cache
+//! and the fold of `PersonErased` erases their text from its read model
+//! (`registre_projections::engine`, `ReadModel::erase`).
 
 use super::commands::{decode_stream, CommandContext};
 use super::{new_event, role_name, ApiError, App, Viewer};
@@ -90,9 +91,8 @@ pub async fn erase_person(
 
 impl App {
     /// forgetPerson (GDPR art. 17 on request): [`erase_person`] as the
-    /// viewer, then the read model is folded again at once so that every
-    /// view of this node shows the erasure (other nodes do it when they read
-    /// the event). Returns false when they were erased already.
+    /// viewer; answers once this node's read model holds the erasure.
+    /// Returns false when they were erased already.
     pub async fn forget_person(
         &self,
         cx: &CommandContext<'_>,
@@ -112,12 +112,7 @@ impl App {
         };
         let erased =
             erase_person(self.store(), person, reason, Some(actor), cx.correlation).await?;
-        if erased {
-            self.engine()
-                .rebuild(|_| {})
-                .await
-                .map_err(super::internal)?;
-        }
+        self.consistent().await?;
         Ok(erased)
     }
 }
@@ -193,8 +188,7 @@ pub struct RetentionReport {
 /// was closed at least `account_days` ago, each as a system `PersonErased`
 /// whose reason names the rule, and purges the old access records. Running
 /// it twice writes nothing the second time. `engine` is caught up with the
-/// log first; it is not folded again afterwards (the command-line process
-/// exits, and serving nodes fold the erasures when they read them).
+/// log first, to decide; serving nodes fold the erasures when they read them.
 pub async fn apply_retention(
     store: &Arc<dyn EventStore>,
     engine: &ProjectionEngine,
