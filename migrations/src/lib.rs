@@ -34,6 +34,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "subject_keys",
         sql: include_str!("../postgres/0004_subject_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "append_function",
+        sql: include_str!("../postgres/0005_append_function.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -57,6 +62,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "subject_keys",
         sql: include_str!("../sqlite/0004_subject_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "append_function",
+        sql: include_str!("../sqlite/0005_append_function.sql"),
     },
 ];
 

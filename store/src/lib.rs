@@ -136,7 +136,7 @@ pub struct Snapshot {
     pub state: Vec<u8>,
 }
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     /// Someone else appended to the stream first. Retry with fresh state.
     #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]

@@ -106,6 +106,70 @@ pub(crate) fn validate(requests: &[AppendRequest]) -> Result<()> {
     Ok(())
 }
 
+/// An event in the form the log stores: canonical text for the hash and the
+/// columns, and the values a reader will parse back.
+#[derive(Clone, Debug)]
+pub(crate) struct PreparedEvent {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub data_text: String,
+    pub metadata: crate::EventMetadata,
+    pub metadata_text: String,
+}
+
+/// Canonicalises one event. Needs no database, so backends run it before
+/// taking the write serialisation.
+pub(crate) fn prepare_event(new: &crate::NewEvent) -> Result<PreparedEvent> {
+    let mut metadata = new.metadata.clone();
+    metadata.occurred_at = chain::truncate_micros(metadata.occurred_at);
+    let data_text = chain::canonical_json(&new.data);
+    let metadata_text = chain::canonical_metadata(&metadata)?;
+    // What a reader will parse back: storing the canonical text and returning
+    // its parse keeps append's answer equal to a later read.
+    let data = serde_json::from_str(&data_text)
+        .map_err(|e| StoreError::InvalidAppend(format!("data does not round-trip: {e}")))?;
+    Ok(PreparedEvent {
+        event_id: new.event_id,
+        event_type: new.event_type.clone(),
+        schema_version: new.schema_version,
+        data,
+        data_text,
+        metadata,
+        metadata_text,
+    })
+}
+
+impl PreparedEvent {
+    /// The row once the serialisation has given it its place in the log.
+    pub fn into_row(
+        self,
+        stream_id: &str,
+        position: Position,
+        stream_version: StreamVersion,
+        recorded_at: DateTime<Utc>,
+        hash: [u8; 32],
+    ) -> Row {
+        Row {
+            event: RecordedEvent {
+                position,
+                stream_id: stream_id.to_owned(),
+                stream_version,
+                event_id: self.event_id,
+                event_type: self.event_type,
+                schema_version: self.schema_version,
+                data: self.data,
+                metadata: self.metadata,
+                recorded_at,
+                hash,
+            },
+            data_text: self.data_text,
+            metadata_text: self.metadata_text,
+        }
+    }
+}
+
 /// Decides the append. `versions` holds the last version of each stream that
 /// exists; `keys` the idempotency keys already used; `now` the clock.
 pub(crate) fn plan(
@@ -172,14 +236,7 @@ pub(crate) fn plan(
         for new in &request.events {
             position += 1;
             version += 1;
-            let mut metadata = new.metadata.clone();
-            metadata.occurred_at = chain::truncate_micros(metadata.occurred_at);
-            let data_text = chain::canonical_json(&new.data);
-            let metadata_text = chain::canonical_metadata(&metadata)?;
-            // What a reader will parse back: storing the canonical text and
-            // returning its parse keeps append's answer equal to a later read.
-            let data = serde_json::from_str(&data_text)
-                .map_err(|e| StoreError::InvalidAppend(format!("data does not round-trip: {e}")))?;
+            let prepared = prepare_event(new)?;
             let hash = chain::event_hash(
                 &prev_hash,
                 &HashInput {
@@ -189,29 +246,20 @@ pub(crate) fn plan(
                     event_id: new.event_id,
                     event_type: &new.event_type,
                     schema_version: new.schema_version,
-                    data: &data_text,
-                    metadata: &metadata_text,
-                    occurred_at: metadata.occurred_at,
+                    data: &prepared.data_text,
+                    metadata: &prepared.metadata_text,
+                    occurred_at: prepared.metadata.occurred_at,
                     recorded_at,
                 },
             );
             prev_hash = hash;
-            plan.rows.push(Row {
-                event: RecordedEvent {
-                    position,
-                    stream_id: request.stream_id.clone(),
-                    stream_version: version,
-                    event_id: new.event_id,
-                    event_type: new.event_type.clone(),
-                    schema_version: new.schema_version,
-                    data,
-                    metadata,
-                    recorded_at,
-                    hash,
-                },
-                data_text,
-                metadata_text,
-            });
+            plan.rows.push(prepared.into_row(
+                &request.stream_id,
+                position,
+                version,
+                recorded_at,
+                hash,
+            ));
         }
         versions.insert(request.stream_id.clone(), version);
         let end = plan.rows.len();

@@ -3,9 +3,10 @@
 //! Appends take `pg_advisory_xact_lock(APPEND_LOCK)` first, so position
 //! allocation is serialised and the lock is held until commit: commit order is
 //! position order, positions are gap-free, and a reader that has seen position
-//! P never later sees a new event below P. The reads an append needs (head,
-//! stream versions, idempotency keys) and its writes are pipelined on one
-//! connection, so an append costs four round trips whatever its size.
+//! P never later sees a new event below P. The checks, positions and hash chain
+//! are decided inside PostgreSQL by `registre_append` (migration 0005), so an
+//! append is one round trip, and concurrent appends of a node share one call
+//! and one WAL flush ([`append`]: group commit).
 //!
 //! Wake-ups: a local append updates the node's watch channel at once. NOTIFY is
 //! kept out of the append transaction (a transaction with a pending NOTIFY takes
@@ -13,7 +14,13 @@
 //! and notifies on its own connection, and one LISTEN connection per node,
 //! reconnecting with backoff, feeds the watch channel with other nodes' heads.
 
+mod append;
+
+use append::AppendCounters;
+pub use append::AppendStats;
+
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +28,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
-use crate::plan::{self, Head, KeyRecord};
 use crate::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
     RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
@@ -44,6 +48,8 @@ pub const LISTENER_APPLICATION_NAME: &str = "registre-listen";
 pub const CHANNEL: &str = "registre_log";
 
 const DEFAULT_POOL_SIZE: usize = 16;
+/// Appends waiting for the committer; callers beyond it wait to enqueue.
+const APPEND_QUEUE: usize = 4096;
 const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -153,8 +159,9 @@ pub struct PostgresStore {
     pool: Pool,
     /// What `wakeups()` hands out: the newest head heard of, from anywhere.
     wake: watch::Sender<Position>,
-    /// Heads of this node's own appends, for the NOTIFY task.
-    local: watch::Sender<Position>,
+    /// The queue of the node's committer task (group commit).
+    appends: mpsc::Sender<append::Job>,
+    counters: Arc<AppendCounters>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -217,14 +224,24 @@ impl PostgresStore {
         let mut listen_config = config;
         // Named so that operators (and tests) can tell it from pool connections.
         listen_config.application_name(LISTENER_APPLICATION_NAME);
+        let (appends, jobs) = mpsc::channel(APPEND_QUEUE);
+        let counters = Arc::new(AppendCounters::default());
+        let committer = append::Committer {
+            pool: pool.clone(),
+            wake: wake.clone(),
+            local,
+            counters: counters.clone(),
+        };
         let tasks = vec![
             tokio::spawn(notifier(pool.clone(), local_rx)),
             tokio::spawn(listener(listen_config, wake.clone())),
+            tokio::spawn(committer.run(jobs)),
         ];
         Ok(Arc::new(PostgresStore {
             pool,
             wake,
-            local,
+            appends,
+            counters,
             tasks,
         }))
     }
@@ -234,197 +251,28 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn append_many(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
-        plan::validate(&requests)?;
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (streams, keys) = plan::lookups(&requests);
-        let mut client = self.pool.get().await.map_err(pool_err)?;
-        let tx = client.transaction().await.map_err(pg("begin"))?;
+    /// How many append requests were made and in how many commits.
+    pub fn append_stats(&self) -> AppendStats {
+        self.counters.read()
+    }
 
-        let (s_lock, s_head, s_versions, s_keys) = futures::try_join!(
-            tx.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
-            tx.prepare_cached(
-                "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-            ),
-            tx.prepare_cached(
-                "SELECT stream_id, max(stream_version) FROM events \
-                 WHERE stream_id = ANY($1) GROUP BY stream_id"
-            ),
-            tx.prepare_cached(
-                "SELECT key, fingerprint, first_position, last_position FROM idempotency_keys \
-                 WHERE key = ANY($1)"
-            ),
-        )
-        .map_err(pg("prepare append"))?;
-        // Pipelined: PostgreSQL runs them in order, so the reads see every
-        // append committed before the lock was granted.
-        let lock_params: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
-        let version_params: [&(dyn ToSql + Sync); 1] = [&streams];
-        let key_params: [&(dyn ToSql + Sync); 1] = [&keys];
-        let (_, head_rows, version_rows, key_rows) = futures::try_join!(
-            tx.execute(&s_lock, &lock_params),
-            tx.query(&s_head, &[]),
-            tx.query(&s_versions, &version_params),
-            tx.query(&s_keys, &key_params),
-        )
-        .map_err(pg("read append state"))?;
-
-        let head = match head_rows.first() {
-            None => Head::empty(),
-            Some(row) => {
-                let hash: Vec<u8> = row.try_get(1).map_err(pg("head hash"))?;
-                Head {
-                    position: to_u64(row.try_get(0).map_err(pg("head position"))?)?,
-                    hash: hash
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("head hash is not 32 bytes".into()))?,
-                    recorded_at: Some(row.try_get(2).map_err(pg("head recorded_at"))?),
-                }
-            }
+    async fn submit(&self, job: append::Job) -> Result<()> {
+        let requests = match &job {
+            append::Job::Single(..) => 1,
+            append::Job::Batch(requests, _) => requests.len() as u64,
         };
-        let mut versions: HashMap<String, StreamVersion> = HashMap::new();
-        for row in &version_rows {
-            let v: i64 = row.try_get(1).map_err(pg("stream version"))?;
-            versions.insert(row.try_get(0).map_err(pg("stream id"))?, to_u64(v)?);
-        }
-        let mut used: HashMap<String, KeyRecord> = HashMap::new();
-        for row in &key_rows {
-            used.insert(
-                row.try_get(0).map_err(pg("key"))?,
-                KeyRecord {
-                    fingerprint: row.try_get(1).map_err(pg("fingerprint"))?,
-                    first_position: to_u64(row.try_get(2).map_err(pg("first position"))?)?,
-                    last_position: to_u64(row.try_get(3).map_err(pg("last position"))?)?,
-                },
-            );
-        }
-
-        let plan = plan::plan(&requests, &head, &versions, &used, Utc::now())?;
-        let dedup = plan
-            .dedup_positions()
-            .into_iter()
-            .map(to_i64)
-            .collect::<Result<Vec<_>>>()?;
-        let earlier = if dedup.is_empty() {
-            Vec::new()
-        } else {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE position = ANY($1) ORDER BY position"
-                ))
-                .await
-                .map_err(pg("prepare read"))?;
-            let rows = tx.query(&stmt, &[&dedup]).await.map_err(pg("read"))?;
-            rows.iter()
-                .map(event_from_row)
-                .collect::<Result<Vec<_>>>()?
-        };
-
-        let new_head = plan.rows.last().map(|r| r.event.position);
-        if !plan.rows.is_empty() {
-            insert_rows(&tx, &plan).await?;
-        }
-        tx.commit().await.map_err(pg("commit append"))?;
-
-        if let Some(p) = new_head {
-            bump(&self.wake, p);
-            bump(&self.local, p);
-        }
-        plan.into_outcomes(earlier)
+        self.counters
+            .requests
+            .fetch_add(requests, Ordering::Relaxed);
+        self.appends.send(job).await.map_err(|_| committer_gone())
     }
 }
 
-async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan) -> Result<()> {
-    let n = plan.rows.len();
-    let mut position = Vec::with_capacity(n);
-    let mut stream_id = Vec::with_capacity(n);
-    let mut stream_version = Vec::with_capacity(n);
-    let mut event_id = Vec::with_capacity(n);
-    let mut event_type = Vec::with_capacity(n);
-    let mut schema_version = Vec::with_capacity(n);
-    let mut data = Vec::with_capacity(n);
-    let mut metadata = Vec::with_capacity(n);
-    let mut occurred_at = Vec::with_capacity(n);
-    let mut recorded_at = Vec::with_capacity(n);
-    let mut hash = Vec::with_capacity(n);
-    for row in &plan.rows {
-        let e = &row.event;
-        position.push(to_i64(e.position)?);
-        stream_id.push(e.stream_id.as_str());
-        stream_version.push(to_i64(e.stream_version)?);
-        event_id.push(e.event_id);
-        event_type.push(e.event_type.as_str());
-        schema_version.push(
-            i32::try_from(e.schema_version)
-                .map_err(|_| StoreError::InvalidAppend("schema version out of range".into()))?,
-        );
-        data.push(row.data_text.as_str());
-        metadata.push(row.metadata_text.as_str());
-        occurred_at.push(e.metadata.occurred_at);
-        recorded_at.push(e.recorded_at);
-        hash.push(e.hash.to_vec());
-    }
-    let mut key = Vec::new();
-    let mut fingerprint = Vec::new();
-    let mut first = Vec::new();
-    let mut last = Vec::new();
-    for (k, f, a, b) in &plan.keys {
-        key.push(k.as_str());
-        fingerprint.push(f.as_str());
-        first.push(to_i64(*a)?);
-        last.push(to_i64(*b)?);
-    }
-
-    // One statement whatever the number of events: arrays in, rows out.
-    let (s_events, s_keys) = futures::try_join!(
-        tx.prepare_cached(
-            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, \
-             schema_version, data, metadata, occurred_at, recorded_at, hash) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
-             $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[], \
-             $10::timestamptz[], $11::bytea[])"
-        ),
-        tx.prepare_cached(
-            "INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
-        ),
-    )
-    .map_err(pg("prepare insert"))?;
-    let event_params: [&(dyn ToSql + Sync); 11] = [
-        &position,
-        &stream_id,
-        &stream_version,
-        &event_id,
-        &event_type,
-        &schema_version,
-        &data,
-        &metadata,
-        &occurred_at,
-        &recorded_at,
-        &hash,
-    ];
-    let key_params: [&(dyn ToSql + Sync); 4] = [&key, &fingerprint, &first, &last];
-    let insert_events = tx.execute(&s_events, &event_params);
-    let result = if key.is_empty() {
-        insert_events.await.map(|_| ())
-    } else {
-        let insert_keys = tx.execute(&s_keys, &key_params);
-        futures::try_join!(insert_events, insert_keys).map(|_| ())
-    };
-    result.map_err(|e| {
-        let is_event_id = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-            && e.as_db_error().and_then(|d| d.constraint()) == Some("events_event_id_key");
-        if is_event_id {
-            StoreError::InvalidAppend("an event id is already in the log".into())
-        } else {
-            StoreError::Backend(format!("postgres: insert events: {e}"))
-        }
-    })
+fn committer_gone() -> StoreError {
+    StoreError::Backend("postgres: the append committer stopped".into())
 }
 
-fn event_from_row(row: &Row) -> Result<RecordedEvent> {
+pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
     let col = |e: tokio_postgres::Error| StoreError::Corrupt(format!("event row: {e}"));
     let data: String = row.try_get("data").map_err(col)?;
     let metadata: String = row.try_get("metadata").map_err(col)?;
@@ -573,14 +421,23 @@ async fn listen_once(
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        let mut outcomes = self.append_many(vec![request]).await?;
-        outcomes
+        let mut prepared = append::prepare(vec![request])?;
+        let request = prepared
             .pop()
-            .ok_or_else(|| StoreError::Backend("append produced no outcome".into()))
+            .ok_or_else(|| StoreError::Backend("append prepared nothing".into()))?;
+        let (reply, answer) = oneshot::channel();
+        self.submit(append::Job::Single(request, reply)).await?;
+        answer.await.map_err(|_| committer_gone())?
     }
 
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
-        self.append_many(requests).await
+        let prepared = append::prepare(requests)?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submit(append::Job::Batch(prepared, reply)).await?;
+        answer.await.map_err(|_| committer_gone())?
     }
 
     async fn find_idempotent(&self, key: &str) -> Result<Option<AppendOutcome>> {

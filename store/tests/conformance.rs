@@ -526,6 +526,156 @@ async fn ordering_under_concurrent_writers(db: &TestDb) {
         .is_intact());
 }
 
+/// Many callers at once, as the PostgreSQL store groups them into one commit:
+/// each caller still gets its own answer, and one caller's refusal writes
+/// nothing for it but does not fail the others.
+async fn concurrent_callers_fail_alone(db: &TestDb) {
+    #[derive(Debug)]
+    enum Kind {
+        Contested,
+        Own,
+        SameKey,
+        SameEventId,
+    }
+    let store = db.store();
+    let shared_id = Uuid::now_v7();
+    let mut jobs: Vec<(Kind, AppendRequest)> = Vec::new();
+    for i in 0..16 {
+        jobs.push((
+            Kind::Contested,
+            request("contested", ExpectedVersion::NoStream, 1),
+        ));
+        jobs.push((
+            Kind::Own,
+            request(&format!("own-{i}"), ExpectedVersion::NoStream, 2),
+        ));
+    }
+    for _ in 0..8 {
+        jobs.push((
+            Kind::SameKey,
+            keyed(request("keyed", ExpectedVersion::Any, 1), "k-shared", "f"),
+        ));
+    }
+    for i in 0..2 {
+        let mut r = request(&format!("dup-{i}"), ExpectedVersion::NoStream, 1);
+        r.events[0].event_id = shared_id;
+        jobs.push((Kind::SameEventId, r));
+    }
+    let barrier = Arc::new(Barrier::new(jobs.len()));
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|(kind, r)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (kind, store.append(r).await)
+            })
+        })
+        .collect();
+    let (mut contested_wins, mut conflicts, mut own, mut key_writes, mut dedups) = (0, 0, 0, 0, 0);
+    let (mut id_wins, mut id_refusals) = (0, 0);
+    let mut keyed_events = HashSet::new();
+    for t in tasks {
+        match tokio::time::timeout(HANG_GUARD, t).await.unwrap().unwrap() {
+            (Kind::Contested, Ok(o)) => {
+                assert_eq!(o.events[0].stream_version, 1);
+                contested_wins += 1;
+            }
+            (Kind::Contested, Err(StoreError::Conflict { actual, .. })) => {
+                assert_eq!(actual, 1);
+                conflicts += 1;
+            }
+            (Kind::Own, Ok(o)) => {
+                assert_eq!(o.events.len(), 2);
+                assert_eq!(o.events[1].position, o.events[0].position + 1);
+                own += 1;
+            }
+            (Kind::SameKey, Ok(o)) => {
+                if o.deduplicated {
+                    dedups += 1;
+                } else {
+                    key_writes += 1;
+                }
+                keyed_events.insert(o.events[0].event_id);
+            }
+            (Kind::SameEventId, Ok(_)) => id_wins += 1,
+            (Kind::SameEventId, Err(StoreError::InvalidAppend(_))) => id_refusals += 1,
+            (kind, other) => panic!("{kind:?}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!((contested_wins, conflicts), (1, 15));
+    assert_eq!(own, 16);
+    assert_eq!((key_writes, dedups), (1, 7));
+    assert_eq!(keyed_events.len(), 1, "every retry answers the same event");
+    assert_eq!((id_wins, id_refusals), (1, 1));
+
+    let all = store.read_all(0, 1000).await.unwrap();
+    let expected_total = 1 + 16 * 2 + 1 + 1;
+    let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=expected_total).collect::<Vec<_>>());
+    assert_eq!(store.read_stream("contested", 0).await.unwrap().len(), 1);
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+}
+
+/// The hash chain holds for any text and any instant the store accepts,
+/// whichever side computes it (PostgreSQL hashes inside the database, SQLite in
+/// the process, `verify_chain` always in the process).
+async fn chain_covers_any_text(db: &TestDb) {
+    let store = db.store();
+    let odd_times = [
+        "0100-01-01T00:00:00.000001Z",
+        "1969-12-31T23:59:59.999999Z",
+        "2026-03-29T01:30:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ];
+    let texts = [
+        "ordinaire",
+        "é\"\\\u{1}\t\n",
+        "🦀 élève — “guillemets” ß",
+        "",
+        "中文 עברית",
+    ];
+    let mut appended = Vec::new();
+    for (i, (time, text)) in odd_times.iter().zip(texts.iter().cycle()).enumerate() {
+        let mut e = event(&format!("Type-{text}"), i as i64);
+        e.data = json!({ "text": text, "big": u64::MAX, "neg": -1.25e-7, "nested": [[{}], []] });
+        e.metadata.occurred_at = time.parse().unwrap();
+        e.metadata.reason = Some((*text).to_owned());
+        let outcome = store
+            .append(AppendRequest {
+                stream_id: format!("flux-{text}-{i}"),
+                expected: ExpectedVersion::NoStream,
+                events: vec![e],
+                idempotency: Some(Idempotency {
+                    key: format!("clé-{text}-{i}"),
+                    fingerprint: (*text).to_owned(),
+                }),
+            })
+            .await
+            .unwrap();
+        appended.extend(outcome.events);
+    }
+    let mut prev = chain::GENESIS;
+    for e in &appended {
+        assert_eq!(
+            chain::recompute(&prev, e).unwrap(),
+            e.hash,
+            "append answered a hash the process does not recompute at {}",
+            e.position
+        );
+        prev = e.hash;
+    }
+    let read = store.read_all(0, 100).await.unwrap();
+    assert_eq!(read, appended, "append answered what a later read returns");
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+}
+
 async fn log_is_immutable(db: &TestDb) {
     let store = db.store();
     store
@@ -994,6 +1144,8 @@ conformance!(
     subscribe_history_then_live,
     read_stream_reads_only_after_version,
     crypto_shredding,
+    concurrent_callers_fail_alone,
+    chain_covers_any_text,
 );
 
 // ------------------------------------------------- backend-specific properties
@@ -1158,4 +1310,80 @@ async fn postgres_listener_reconnects_and_catches_up() {
         .await
         .expect("the other node reconnected and caught up")
         .unwrap();
+}
+
+/// Group commit: appends that arrive while a commit is in flight go out
+/// together in the next one. The test holds the append lock itself so that
+/// the calls in flight are stuck until every append has been handed over; then
+/// one more call (one transaction, one WAL flush) carries all the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_appends_share_one_commit() {
+    const CALLERS: u64 = 32;
+    let (url, _guard) = fresh_pg_database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let blocker = pg_client(&url).await;
+    blocker
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&registre_store::postgres::APPEND_LOCK],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(request(&format!("g-{i}"), ExpectedVersion::NoStream, 1))
+                    .await
+            })
+        })
+        .collect();
+    let observer = pg_client(&url).await;
+    tokio::time::timeout(HANG_GUARD, async {
+        loop {
+            let waiting: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting >= 1 && store.append_stats().requests == CALLERS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("every append reached the committer");
+    blocker
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&registre_store::postgres::APPEND_LOCK],
+        )
+        .await
+        .unwrap();
+    for t in tasks {
+        tokio::time::timeout(HANG_GUARD, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let stats = store.append_stats();
+    assert_eq!(stats.requests, CALLERS);
+    // The stuck call, perhaps a second one queued behind the lock while every
+    // append was still arriving, then everyone else at once: never one each.
+    assert!(
+        (2..=3).contains(&stats.calls),
+        "{} calls for {CALLERS} appends",
+        stats.calls
+    );
+    assert_eq!(store.head().await.unwrap(), CALLERS);
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
 }

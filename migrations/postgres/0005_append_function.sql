@@ -1,0 +1,239 @@
+-- 0005: appends decided inside PostgreSQL, in one round trip.
+--
+-- Before this, an append was four round trips with the append lock held across
+-- three of them (read the head, stream versions and idempotency keys; plan and
+-- hash in the client; insert; commit). registre_append does the same work in
+-- one statement: the client sends canonical, validated requests; the function
+-- takes the append lock, checks expected versions and idempotency keys,
+-- allocates positions, extends the hash chain and inserts. Called outside an
+-- explicit transaction, the lock is held only for the function and its commit.
+--
+-- Group commit: the store sends the single-event commands of concurrent
+-- callers as one call with atomic = false, so each request succeeds or fails
+-- on its own but they all share one WAL flush. append_batch calls it with
+-- atomic = true: the first failing request fails the call and nothing is
+-- written.
+--
+-- The semantics are those of store/src/plan.rs (which the SQLite backend
+-- runs); the conformance suite runs every property against both backends. The
+-- hash is store::chain::event_hash: SHA-256 over the previous hash, then each
+-- field as an 8-byte big-endian length and its bytes.
+
+CREATE FUNCTION registre_chain_field(b bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT int8send(octet_length(b)::bigint) || b $$;
+
+-- RFC 3339 in UTC with microseconds and Z: chain::timestamp_text.
+CREATE FUNCTION registre_chain_time(t timestamptz) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT convert_to(to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'UTF8') $$;
+
+-- Statuses returned per request:
+--   0 written        first_position..last_position, versions from version + 1
+--   1 deduplicated   an earlier append used the key: its first..last positions
+--   2 same_as        repeats request same_as of this call (same key)
+--   3 conflict       version holds the stream's actual version
+--   4 key_reused     the key was used with another fingerprint
+-- req_expect: 0 any, 1 no stream, 2 exact (req_version).
+CREATE FUNCTION registre_append(
+    atomic boolean,
+    req_stream text[],
+    req_expect smallint[],
+    req_version bigint[],
+    req_key text[],
+    req_fingerprint text[],
+    req_events integer[],
+    ev_id uuid[],
+    ev_type text[],
+    ev_schema integer[],
+    ev_data text[],
+    ev_metadata text[],
+    ev_occurred timestamptz[],
+    ev_occurred_text text[]
+) RETURNS TABLE (
+    req integer,
+    status smallint,
+    first_position bigint,
+    last_position bigint,
+    version bigint,
+    same_as integer,
+    recorded_at timestamptz,
+    hashes bytea[]
+)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    head_position bigint := 0;
+    head_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    head_at timestamptz;
+    at timestamptz;
+    at_text bytea;
+    known_stream text[] := '{}';
+    known_version bigint[] := '{}';
+    used_key text[] := '{}';
+    used_fingerprint text[] := '{}';
+    used_first bigint[] := '{}';
+    used_last bigint[] := '{}';
+    batch_key text[] := '{}';
+    batch_fingerprint text[] := '{}';
+    batch_req integer[] := '{}';
+    out_position bigint[] := '{}';
+    out_stream text[] := '{}';
+    out_version bigint[] := '{}';
+    out_index integer[] := '{}';
+    out_hash bytea[] := '{}';
+    key_key text[] := '{}';
+    key_fingerprint text[] := '{}';
+    key_first bigint[] := '{}';
+    key_last bigint[] := '{}';
+    i integer;
+    e integer := 0;
+    k integer;
+    n integer;
+    slot integer;
+    actual bigint;
+    ok boolean;
+    v bigint;
+    p bigint;
+    h bytea;
+    req_hashes bytea[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(5928222864759345733); -- store::postgres::APPEND_LOCK
+    -- Each statement of a volatile function takes a fresh snapshot, so these
+    -- reads see every append committed before the lock was granted.
+    SELECT ev.position, ev.hash, ev.recorded_at INTO head_position, head_hash, head_at
+      FROM events ev ORDER BY ev.position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        head_position := 0;
+        head_hash := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    END IF;
+    -- recorded_at never goes backwards along the log, whatever the clocks.
+    at := greatest(clock_timestamp(), head_at);
+    at_text := registre_chain_field(registre_chain_time(at));
+
+    SELECT coalesce(array_agg(s.stream_id), '{}'), coalesce(array_agg(s.v), '{}')
+      INTO known_stream, known_version
+      FROM (SELECT ev.stream_id, max(ev.stream_version) AS v FROM events ev
+             WHERE ev.stream_id = ANY(req_stream) GROUP BY ev.stream_id) s;
+    SELECT coalesce(array_agg(ik.key), '{}'), coalesce(array_agg(ik.fingerprint), '{}'),
+           coalesce(array_agg(ik.first_position), '{}'), coalesce(array_agg(ik.last_position), '{}')
+      INTO used_key, used_fingerprint, used_first, used_last
+      FROM idempotency_keys ik WHERE ik.key = ANY(req_key);
+
+    p := head_position;
+    h := head_hash;
+    FOR i IN 1 .. coalesce(array_length(req_stream, 1), 0) LOOP
+        n := req_events[i];
+        req := i - 1;
+        same_as := NULL;
+        recorded_at := NULL;
+        hashes := NULL;
+        IF req_key[i] IS NOT NULL THEN
+            slot := array_position(used_key, req_key[i]);
+            IF slot IS NOT NULL THEN
+                e := e + n;
+                IF used_fingerprint[slot] <> req_fingerprint[i] THEN
+                    status := 4; first_position := NULL; last_position := NULL; version := NULL;
+                    RETURN NEXT;
+                    IF atomic THEN RETURN; END IF;
+                    CONTINUE;
+                END IF;
+                status := 1; first_position := used_first[slot]; last_position := used_last[slot];
+                version := NULL;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            slot := array_position(batch_key, req_key[i]);
+            IF slot IS NOT NULL THEN
+                e := e + n;
+                first_position := NULL; last_position := NULL; version := NULL;
+                IF batch_fingerprint[slot] <> req_fingerprint[i] THEN
+                    status := 4;
+                    RETURN NEXT;
+                    IF atomic THEN RETURN; END IF;
+                    CONTINUE;
+                END IF;
+                status := 2; same_as := batch_req[slot];
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+
+        slot := array_position(known_stream, req_stream[i]);
+        actual := CASE WHEN slot IS NULL THEN 0 ELSE known_version[slot] END;
+        ok := CASE req_expect[i]
+                WHEN 0 THEN true
+                WHEN 1 THEN actual = 0
+                ELSE actual = req_version[i]
+              END;
+        IF NOT ok THEN
+            e := e + n;
+            status := 3; first_position := NULL; last_position := NULL; version := actual;
+            RETURN NEXT;
+            IF atomic THEN RETURN; END IF;
+            CONTINUE;
+        END IF;
+
+        v := actual;
+        req_hashes := '{}';
+        FOR k IN 1 .. n LOOP
+            e := e + 1;
+            p := p + 1;
+            v := v + 1;
+            h := sha256(
+                h
+                || registre_chain_field(int8send(p))
+                || registre_chain_field(convert_to(req_stream[i], 'UTF8'))
+                || registre_chain_field(int8send(v))
+                || registre_chain_field(uuid_send(ev_id[e]))
+                || registre_chain_field(convert_to(ev_type[e], 'UTF8'))
+                || registre_chain_field(int8send(ev_schema[e]::bigint))
+                || registre_chain_field(convert_to(ev_data[e], 'UTF8'))
+                || registre_chain_field(convert_to(ev_metadata[e], 'UTF8'))
+                || registre_chain_field(convert_to(ev_occurred_text[e], 'UTF8'))
+                || at_text);
+            req_hashes := req_hashes || h;
+            out_position := out_position || p;
+            out_stream := out_stream || req_stream[i];
+            out_version := out_version || v;
+            out_index := out_index || e;
+            out_hash := out_hash || h;
+        END LOOP;
+        IF slot IS NULL THEN
+            known_stream := known_stream || req_stream[i];
+            known_version := known_version || v;
+        ELSE
+            known_version[slot] := v;
+        END IF;
+        IF req_key[i] IS NOT NULL THEN
+            batch_key := batch_key || req_key[i];
+            batch_fingerprint := batch_fingerprint || req_fingerprint[i];
+            batch_req := batch_req || (i - 1);
+            -- A request that wrote nothing has no positions to remember: its
+            -- retry re-checks the expected version and writes nothing either.
+            IF n > 0 THEN
+                key_key := key_key || req_key[i];
+                key_fingerprint := key_fingerprint || req_fingerprint[i];
+                key_first := key_first || (p - n + 1);
+                key_last := key_last || p;
+            END IF;
+        END IF;
+        status := 0;
+        first_position := p - n + 1;
+        last_position := p;
+        version := actual;
+        recorded_at := at;
+        hashes := req_hashes;
+        RETURN NEXT;
+    END LOOP;
+
+    INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                        schema_version, data, metadata, occurred_at, recorded_at, hash)
+    SELECT w.position, w.stream_id, w.version, ev_id[w.idx], ev_type[w.idx],
+           ev_schema[w.idx], ev_data[w.idx], ev_metadata[w.idx], ev_occurred[w.idx], at, w.hash
+      FROM unnest(out_position, out_stream, out_version, out_index, out_hash)
+           AS w(position, stream_id, version, idx, hash);
+    INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position)
+    SELECT * FROM unnest(key_key, key_fingerprint, key_first, key_last);
+END;
+$$;

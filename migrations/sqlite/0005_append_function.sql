@@ -1,0 +1,5 @@
+-- 0005: nothing for SQLite. PostgreSQL gains registre_append, a function that
+-- decides and writes an append in one round trip (see postgres/0005). SQLite
+-- runs in the process, where a round trip costs nothing, and keeps deciding
+-- appends with store/src/plan.rs. The file exists so that both backends share
+-- one version numbering.
