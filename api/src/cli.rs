@@ -1,6 +1,6 @@
 //! The `registre` command line: `serve`, `demo`, `migrate`, and the
 //! maintenance commands (`projections rebuild`, `replay`, `audit verify`,
-//! `audit checkpoint`, `retention apply`, `export person`).
+//! `audit checkpoint`, `retention apply`, `export person`, `forget`).
 //!
 //! Each subcommand reads the same environment configuration
 //! ([`crate::config::Config`]); flags only cover what is specific to one run.
@@ -49,6 +49,21 @@ pub enum Command {
     /// Answer a subject access request (GDPR art. 15).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Erase a person on request (GDPR art. 17), as the forgetPerson mutation does.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// The person's id (a UUID).
+    pub id: uuid::Uuid,
+    /// Why (mandatory; stored in clear, so it must not name the person).
+    #[arg(long)]
+    pub reason: String,
+    /// The externalId of the registered ADMIN running the command: the
+    /// erasure's actor in the audit trail.
+    #[arg(long, env = "REGISTRE_OPERATOR")]
+    pub operator: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +75,10 @@ pub enum ExportCommand {
         /// Write the document to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The externalId of the registered AUDITOR or ADMIN running the
+        /// command: the reader recorded in the person's access log.
+        #[arg(long, env = "REGISTRE_OPERATOR")]
+        operator: String,
     },
 }
 
@@ -103,7 +122,9 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RetentionCommand {
-    /// Purge read-access records older than REGISTRE_ACCESS_LOG_RETENTION_DAYS.
+    /// Erase the people whose account was closed REGISTRE_RETENTION_ACCOUNT_DAYS
+    /// ago or more, and purge read-access records older than
+    /// REGISTRE_ACCESS_LOG_RETENTION_DAYS. Safe to run again (daily).
     Apply,
 }
 
@@ -144,9 +165,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             write_output(out.as_deref(), &text)
         }
         Command::Retention(RetentionCommand::Apply) => retention_apply(&config).await,
-        Command::Export(ExportCommand::Person { id, out }) => {
-            export_person(&config, id, out.as_deref()).await
+        Command::Export(ExportCommand::Person { id, out, operator }) => {
+            export_person(&config, id, out.as_deref(), &operator).await
         }
+        Command::Forget(args) => forget(&config, args).await,
     }
 }
 
@@ -291,47 +313,94 @@ fn write_output(out: Option<&std::path::Path>, text: &str) -> anyhow::Result<()>
 
 async fn retention_apply(config: &Config) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let retention = chrono::Duration::from_std(config.access_log_retention)
-        .context("REGISTRE_ACCESS_LOG_RETENTION_DAYS is out of range")?;
-    let before = chrono::Utc::now() - retention;
-    let purged = store
-        .purge_access_before(before)
+    let engine = registre_projections::ProjectionEngine::open(
+        store.clone(),
+        crate::server::engine_config(config),
+    )
+    .await
+    .context("opening the projection engine")?;
+    let policy = crate::app::erasure::RetentionPolicy {
+        account_days: config.account_retention_days,
+        access_log: config.access_log_retention,
+    };
+    let report = crate::app::erasure::apply_retention(&store, &engine, &policy, chrono::Utc::now())
         .await
-        .context("purging the access log")?;
+        .map_err(|e| anyhow::anyhow!("applying the retention periods: {e}"))?;
     println!(
-        "purged {purged} read-access records older than {}",
-        before.to_rfc3339()
+        "erased {} person(s) whose account was closed {} days ago or more (log position {}); \
+         purged {} read-access records older than {}",
+        report.erased.len(),
+        policy.account_days,
+        report.position,
+        report.access_records_purged,
+        report.access_log_purged_before.to_rfc3339()
     );
+    for person in &report.erased {
+        println!("erased {}", person.0);
+    }
     Ok(())
+}
+
+/// A projection engine caught up with the log, for the commands that read
+/// the roster (the operator, the person).
+async fn caught_up_engine(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+) -> anyhow::Result<(registre_projections::ProjectionEngine, u64)> {
+    let engine = registre_projections::ProjectionEngine::open(
+        store.clone(),
+        crate::server::engine_config(config),
+    )
+    .await
+    .context("opening the projection engine")?;
+    let position = engine
+        .catch_up()
+        .await
+        .context("catching the read model up with the log")?;
+    Ok((engine, position))
 }
 
 async fn export_person(
     config: &Config,
     id: uuid::Uuid,
     out: Option<&std::path::Path>,
+    operator: &str,
 ) -> anyhow::Result<()> {
-    use registre_projections::ProjectionEngine;
     let store = open_store(config).await?;
-    let engine = ProjectionEngine::open(store.clone(), crate::server::engine_config(config))
-        .await
-        .context("opening the projection engine")?;
-    let position = engine
-        .catch_up()
-        .await
-        .context("catching the read model up with the log")?;
+    let (engine, position) = caught_up_engine(config, &store).await?;
+    let operator =
+        crate::app::erasure::operator(&engine, operator).map_err(|e| anyhow::anyhow!("{e}"))?;
     let person = registre_domain::PersonId(id);
-    let doc = crate::app::export::person_data(store.as_ref(), &engine, person)
-        .await
-        .map_err(|e| anyhow::anyhow!("exporting person {id}: {e}"))?;
+    let doc =
+        crate::app::export::person_data_for_operator(store.as_ref(), &engine, &operator, person)
+            .await
+            .map_err(|e| anyhow::anyhow!("exporting person {id}: {e}"))?;
     let text = serde_json::to_string_pretty(&doc).context("encoding the document")?;
     // Ids only in the operator's log: the document itself is personal data.
-    tracing::info!(person = %id, position, "subject access export");
+    tracing::info!(person = %id, operator = %operator.person.0, position, "subject access export");
     write_output(out, &text)?;
     if let Some(path) = out {
         eprintln!(
             "exported person {id} as of log position {position} to {}",
             path.display()
         );
+    }
+    Ok(())
+}
+
+async fn forget(config: &Config, args: ForgetArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let (engine, _) = caught_up_engine(config, &store).await?;
+    let operator = crate::app::erasure::operator(&engine, &args.operator)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let person = registre_domain::PersonId(args.id);
+    let erased = crate::app::erasure::forget_for_operator(&store, &operator, person, &args.reason)
+        .await
+        .map_err(|e| anyhow::anyhow!("erasing person {}: {e}", args.id))?;
+    if erased {
+        println!("erased person {}", args.id);
+    } else {
+        println!("person {} was already erased; nothing written", args.id);
     }
     Ok(())
 }
@@ -542,15 +611,52 @@ mod tests {
             "0190f0a0-0000-7000-8000-000000000001",
             "--out",
             "/tmp/p.json",
+            "--operator",
+            "dpo",
         ])
         .expect("valid");
         match export.command {
-            Command::Export(ExportCommand::Person { id, out }) => {
+            Command::Export(ExportCommand::Person { id, out, operator }) => {
                 assert_eq!(id.to_string(), "0190f0a0-0000-7000-8000-000000000001");
                 assert_eq!(out, Some(PathBuf::from("/tmp/p.json")));
+                assert_eq!(operator, "dpo");
             }
             other => panic!("parsed as {other:?}"),
         }
-        assert!(Cli::try_parse_from(["registre", "export", "person", "not-a-uuid"]).is_err());
+        assert!(Cli::try_parse_from([
+            "registre",
+            "export",
+            "person",
+            "not-a-uuid",
+            "--operator",
+            "dpo"
+        ])
+        .is_err());
+        let forget = Cli::try_parse_from([
+            "registre",
+            "forget",
+            "0190f0a0-0000-7000-8000-000000000001",
+            "--reason",
+            "demande RGPD n° 12",
+            "--operator",
+            "admin",
+        ])
+        .expect("valid");
+        match forget.command {
+            Command::Forget(args) => {
+                assert_eq!(args.reason, "demande RGPD n° 12");
+                assert_eq!(args.operator, "admin");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // The reason is mandatory.
+        assert!(Cli::try_parse_from([
+            "registre",
+            "forget",
+            "0190f0a0-0000-7000-8000-000000000001",
+            "--operator",
+            "admin"
+        ])
+        .is_err());
     }
 }

@@ -142,6 +142,10 @@ pub struct Config {
     pub log_filter: String,
     /// How long read-access records are kept before `retention apply` purges them.
     pub access_log_retention: Duration,
+    /// REGISTRE_RETENTION_ACCOUNT_DAYS: days after an account was closed
+    /// (`closeAccount`) before `retention apply` erases its holder (default
+    /// 90: the ENT regulation erases account data within three months).
+    pub account_retention_days: u32,
     /// /readyz fails while the read model is more than this many events
     /// behind the log head.
     pub ready_max_lag: u64,
@@ -267,6 +271,14 @@ impl Config {
                 "must be at least one day",
             ));
         }
+        let account_retention_days: u32 = number(&get, "REGISTRE_RETENTION_ACCOUNT_DAYS", 90)?;
+        if account_retention_days == 0 {
+            return Err(invalid(
+                "REGISTRE_RETENTION_ACCOUNT_DAYS",
+                "0",
+                "must be at least one day",
+            ));
+        }
         let pseudonym_key = match get("REGISTRE_PSEUDONYM_KEY") {
             Some(key) if key.len() < 32 => {
                 return Err(invalid(
@@ -288,6 +300,7 @@ impl Config {
             log_format,
             log_filter,
             access_log_retention: Duration::from_secs(retention_days * 86_400),
+            account_retention_days,
             ready_max_lag: number(&get, "REGISTRE_READY_MAX_LAG", 1000)?,
         })
     }
@@ -376,6 +389,8 @@ mod tests {
         assert_eq!(c.auth, None);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.account_retention_days, 90);
+        assert_eq!(c.access_log_retention, Duration::from_secs(365 * 86_400));
     }
 
     #[test]
@@ -459,6 +474,14 @@ mod tests {
             (
                 &[("REGISTRE_ACCESS_LOG_RETENTION_DAYS", "0")],
                 "REGISTRE_ACCESS_LOG_RETENTION_DAYS",
+            ),
+            (
+                &[("REGISTRE_RETENTION_ACCOUNT_DAYS", "0")],
+                "REGISTRE_RETENTION_ACCOUNT_DAYS",
+            ),
+            (
+                &[("REGISTRE_RETENTION_ACCOUNT_DAYS", "three months")],
+                "REGISTRE_RETENTION_ACCOUNT_DAYS",
             ),
             (
                 &[("REGISTRE_PSEUDONYM_KEY", "short")],

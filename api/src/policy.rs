@@ -167,6 +167,19 @@ pub fn can_forget_person(v: &Viewer) -> bool {
     v.has(Role::Admin)
 }
 
+/// closeAccount: ADMIN, or HEAD of every establishment the person belongs to
+/// (a guardian's children may be in several: one head may not close the
+/// account the others' families still need).
+pub fn can_close_account(m: &Model, v: &Viewer, person: PersonId) -> bool {
+    if v.has(Role::Admin) {
+        return true;
+    }
+    let establishments = m.establishments_of_person(person);
+    v.has(Role::Head)
+        && !establishments.is_empty()
+        && establishments.iter().all(|e| Some(*e) == v.establishment)
+}
+
 /// studentAsOf: auditors only.
 pub fn can_read_as_of(v: &Viewer) -> bool {
     v.has(Role::Auditor)

@@ -424,6 +424,24 @@ fn cases() -> Vec<Case> {
             own: &["GUARDIAN"],
             other: &[],
         },
+        // Own scope: an ADMIN closes student2's account (E1), the HEAD of E1
+        // guardian2's (their only child is in E1); another establishment's:
+        // student3 (E2). Refusals come before the domain's "already closed".
+        Case {
+            name: "closeAccount",
+            doc: "mutation($i: CloseAccountInput!) { closeAccount(input: $i) { id } }",
+            mutation: true,
+            vars: Box::new(|w, _, who, own, _| {
+                let target = match (own, who) {
+                    (false, _) => "student3",
+                    (true, "admin") => "student2",
+                    (true, _) => "guardian2",
+                };
+                json!({"i": {"personId": w.id(target), "effectiveOn": "2026-07-04", "reason": "départ"}})
+            }),
+            own: &["ADMIN", "HEAD"],
+            other: &["ADMIN"],
+        },
         // Last: the persons it erases are not needed by the cases above.
         Case {
             name: "forgetPerson",

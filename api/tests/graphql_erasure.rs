@@ -170,3 +170,78 @@ async fn forget_person_on_postgres() {
 async fn forget_person_on_sqlite() {
     erasure_leaves_the_log_but_not_the_text(World::sqlite().await).await;
 }
+
+/// Two nodes on one PostgreSQL database: the second one has opened (and
+/// cached the key of) a student's message when the first one serves
+/// `forgetPerson`. Reading the `PersonErased` from the log, the second node
+/// drops the key and folds its read model again, without a restart.
+#[tokio::test]
+async fn another_node_forgets_the_key_when_it_reads_the_erasure() {
+    let w = World::postgres().await;
+    let other = w.second_node().await;
+    let student = person_of(&w, "student1").await;
+    let teacher = person_of(&w, "teacher1").await;
+    w.node
+        .ok(
+            "student1",
+            "mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }",
+            json!({"i": {"to": [teacher], "subject": SECRETS[1], "body": SECRETS[0]}}),
+        )
+        .await;
+    let before = other.ok("teacher1", INBOX, json!({})).await;
+    assert_eq!(
+        before["inbox"][0]["body"], SECRETS[0],
+        "the other node reads it"
+    );
+
+    w.node
+        .ok(
+            "admin",
+            FORGET,
+            json!({"p": student, "r": "Demande RGPD n° 3"}),
+        )
+        .await;
+
+    // The other node answers once its read model has reached the log head,
+    // which now holds the erasure.
+    let after = other.ok("teacher1", INBOX, json!({})).await;
+    let msg = &after["inbox"][0];
+    assert_eq!(msg["body"], registre_store::ERASED);
+    assert_eq!(msg["subject"], registre_store::ERASED);
+    assert_eq!(msg["from"]["displayName"], registre_store::ERASED);
+}
+
+/// A node started from a read-model snapshot holds text it never opened
+/// itself (no key cached): it must fold again all the same when it reads an
+/// erasure served elsewhere.
+#[tokio::test]
+async fn a_node_started_from_a_snapshot_forgets_too() {
+    let w = World::postgres().await;
+    let student = person_of(&w, "student1").await;
+    let teacher = person_of(&w, "teacher1").await;
+    w.node
+        .ok(
+            "student1",
+            "mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }",
+            json!({"i": {"to": [teacher], "subject": SECRETS[1], "body": SECRETS[0]}}),
+        )
+        .await;
+    w.node.app.engine().snapshot().await.unwrap();
+    let other = w.second_node().await;
+    let before = other.ok("teacher1", INBOX, json!({})).await;
+    assert_eq!(before["inbox"][0]["body"], SECRETS[0], "from the snapshot");
+
+    w.node
+        .ok(
+            "admin",
+            FORGET,
+            json!({"p": student, "r": "Demande RGPD n° 4"}),
+        )
+        .await;
+    let after = other.ok("teacher1", INBOX, json!({})).await;
+    assert_eq!(after["inbox"][0]["body"], registre_store::ERASED);
+    assert_eq!(
+        after["inbox"][0]["from"]["displayName"],
+        registre_store::ERASED
+    );
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 21] = [
+pub const EVENT_TYPES: [&str; 22] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -29,6 +29,7 @@ pub const EVENT_TYPES: [&str; 21] = [
     "MessageSent",
     "MessageRead",
     "PersonErased",
+    "AccountClosed",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -84,6 +85,7 @@ impl DomainEvent {
             MessageSent(_) => "MessageSent",
             MessageRead(_) => "MessageRead",
             PersonErased(_) => "PersonErased",
+            AccountClosed(_) => "AccountClosed",
         }
     }
 

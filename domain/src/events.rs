@@ -51,6 +51,18 @@ pub struct GuardianLinked {
     pub guardian_id: PersonId,
 }
 
+/// The person no longer needs their Registre account (they left the
+/// establishment, or their account was closed) from `effective_on`, a day in
+/// the establishment's calendar. It starts the retention period of their
+/// account data: `registre retention apply` erases them once it has passed.
+/// The reason is personal text (sealed with the person's key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountClosed {
+    pub person_id: PersonId,
+    pub effective_on: NaiveDate,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TeacherAssigned {
     pub class_id: ClassId,
@@ -242,6 +254,7 @@ pub enum DomainEvent {
     MessageSent(MessageSent),
     MessageRead(MessageRead),
     PersonErased(PersonErased),
+    AccountClosed(AccountClosed),
 }
 
 impl DomainEvent {
@@ -277,6 +290,7 @@ impl DomainEvent {
             }
             MessageRead(e) => (vec![e.reader], vec![]),
             PersonErased(e) => (vec![e.person_id], vec![]),
+            AccountClosed(e) => (vec![e.person_id], vec![]),
         }
     }
 
@@ -294,6 +308,7 @@ impl DomainEvent {
             HomeworkAmended(e) => e.reason.as_deref(),
             HomeworkWithdrawn(e) => Some(&e.reason),
             PersonErased(e) => Some(&e.reason),
+            AccountClosed(e) => Some(&e.reason),
             _ => None,
         }
     }

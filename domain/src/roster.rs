@@ -2,6 +2,10 @@
 //! guardians) and teaching assignments. Four small streams, each with its own
 //! state: `establishment-*`, `class-*` (the class and who teaches what in it),
 //! `person-*` and `student-*` (where the student is enrolled, who their guardians are).
+//!
+//! A person's stream also ends their account: `AccountClosed` (they no longer
+//! need it, which starts the retention period of their data) and
+//! `PersonErased` (their personal text was crypto-shredded, GDPR art. 17).
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -9,6 +13,7 @@ use crate::events::*;
 use crate::ids::*;
 use crate::text;
 use crate::values::*;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 // ---- Establishment ----------------------------------------------------------
@@ -255,6 +260,10 @@ pub struct Person {
     pub id: Option<PersonId>,
     pub roles: Vec<Role>,
     pub establishment_id: Option<EstablishmentId>,
+    /// The day their account stopped being needed (`AccountClosed`).
+    pub closed_on: Option<NaiveDate>,
+    /// Their keys were destroyed (`PersonErased`).
+    pub erased: bool,
     pub version: u64,
 }
 
@@ -269,13 +278,22 @@ impl Person {
 
 impl Aggregate for Person {
     fn apply(&mut self, event: &DomainEvent) {
-        if let DomainEvent::PersonRegistered(e) = event {
-            if self.id.is_none() {
+        match event {
+            DomainEvent::PersonRegistered(e) if self.id.is_none() => {
                 self.id = Some(e.person_id);
                 self.roles = e.roles.clone();
                 self.establishment_id = e.establishment_id;
                 self.version += 1;
             }
+            DomainEvent::AccountClosed(e) if self.id == Some(e.person_id) => {
+                self.closed_on = Some(e.effective_on);
+                self.version += 1;
+            }
+            DomainEvent::PersonErased(e) if self.id == Some(e.person_id) => {
+                self.erased = true;
+                self.version += 1;
+            }
+            _ => {}
         }
     }
     fn version(&self) -> u64 {
@@ -358,6 +376,70 @@ pub fn register_person(
         display_name,
         roles,
         establishment_id: cmd.establishment_id,
+    })])
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloseAccount {
+    pub person_id: PersonId,
+    /// The first day the account is no longer needed (the departure date),
+    /// in the establishment's calendar. May be ahead (a departure announced
+    /// for the end of the school year): retention counts from it.
+    pub effective_on: NaiveDate,
+    pub reason: String,
+}
+
+/// Records that a person no longer needs their account. Closing twice is a
+/// conflict rather than a no-op: a second, different date would silently
+/// move the start of the retention period. An erased person has no account
+/// left to close.
+pub fn close_account(state: &Person, cmd: &CloseAccount) -> Result<Vec<DomainEvent>, DomainError> {
+    if state.id.is_none() {
+        return Err(DomainError::NotFound(format!("person {}", cmd.person_id)));
+    }
+    let reason = text::block("reason", &cmd.reason, text::REASON_MAX)?;
+    if state.erased {
+        return Err(DomainError::Conflict(format!(
+            "person {} was erased; there is no account left to close",
+            cmd.person_id
+        )));
+    }
+    if let Some(on) = state.closed_on {
+        return Err(DomainError::Conflict(format!(
+            "the account of person {} was already closed on {on}",
+            cmd.person_id
+        )));
+    }
+    Ok(vec![DomainEvent::AccountClosed(AccountClosed {
+        person_id: cmd.person_id,
+        effective_on: cmd.effective_on,
+        reason,
+    })])
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErasePerson {
+    pub person_id: PersonId,
+    /// Stored in clear (the person's key is gone when it is read): it must
+    /// name the request or the rule, never the person.
+    pub reason: String,
+}
+
+/// Logs the erasure of a person whose keys the caller has just destroyed.
+/// Erasing an erased person emits nothing: retention runs and repeated
+/// requests are idempotent, and a retry after a failed append (keys
+/// destroyed, event not yet written) does log it.
+pub fn erase_person(state: &Person, cmd: &ErasePerson) -> Result<Vec<DomainEvent>, DomainError> {
+    let reason = text::block("reason", &cmd.reason, text::REASON_MAX)?;
+    if state.id.is_none() {
+        return Err(DomainError::NotFound(format!("person {}", cmd.person_id)));
+    }
+    if state.erased {
+        return Ok(Vec::new());
+    }
+    Ok(vec![DomainEvent::PersonErased(PersonErased {
+        person_id: cmd.person_id,
+        reason,
     })])
 }
 

@@ -76,6 +76,7 @@ impl DomainEvent {
             MessageSent(e) => StreamName::thread(e.thread_id),
             MessageRead(e) => StreamName::thread(e.thread_id),
             PersonErased(e) => StreamName::person(e.person_id),
+            AccountClosed(e) => StreamName::person(e.person_id),
         }
     }
 }

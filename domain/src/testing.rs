@@ -324,5 +324,10 @@ pub fn samples() -> Vec<DomainEvent> {
             person_id: parent,
             reason: "Demande d'effacement (RGPD art. 17)".into(),
         }),
+        E::AccountClosed(AccountClosed {
+            person_id: pupil,
+            effective_on: day,
+            reason: "Départ de l'établissement".into(),
+        }),
     ]
 }

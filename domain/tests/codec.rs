@@ -142,6 +142,7 @@ fn each_event_goes_to_its_aggregate_stream() {
             "thread",
             "thread",
             "person",
+            "person",
         ]
     );
 }
@@ -176,6 +177,7 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![teacher, parent], vec![]),
         (vec![parent], vec![]),
         (vec![parent], vec![]),
+        (vec![pupil], vec![]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -196,7 +198,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "JustificationReviewed",
             "AbsenceCancelled",
             "HomeworkWithdrawn",
-            "PersonErased"
+            "PersonErased",
+            "AccountClosed"
         ]
     );
 }

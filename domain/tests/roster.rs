@@ -478,3 +478,96 @@ fn states_snapshot_and_restore() {
     let back: Student = serde_json::from_str(&json).unwrap();
     assert_eq!(back, state);
 }
+
+// ---- Account closure and erasure ----------------------------------------------
+
+fn registered(ext: &str) -> (PersonId, DomainEvent) {
+    let id = PersonId::for_external_id(ext);
+    let event = DomainEvent::PersonRegistered(PersonRegistered {
+        person_id: id,
+        external_id: ext.into(),
+        display_name: "Inès Durand".into(),
+        roles: vec![Role::Student],
+        establishment_id: None,
+    });
+    (id, event)
+}
+
+fn closing(person: PersonId, day: u32, reason: &str) -> CloseAccount {
+    CloseAccount {
+        person_id: person,
+        effective_on: chrono::NaiveDate::from_ymd_opt(2026, 7, day).unwrap(),
+        reason: reason.into(),
+    }
+}
+
+#[test]
+fn an_account_is_closed_once_with_a_date_and_a_reason() {
+    let (p, reg) = registered("eleve-parti");
+    let cmd = closing(p, 4, "  Départ de l'établissement ");
+    let (_, closed) = given::<Person>([reg])
+        .when(|s| close_account(s, &cmd))
+        .then_expect([DomainEvent::AccountClosed(AccountClosed {
+            person_id: p,
+            effective_on: cmd.effective_on,
+            reason: "Départ de l'établissement".into(),
+        })]);
+    assert_eq!(closed.closed_on, Some(cmd.effective_on));
+    // A second closure, even with another date, would move the start of the
+    // retention period: refused.
+    registre_domain::testing::given_state(closed)
+        .when(|s| close_account(s, &closing(p, 20, "autre")))
+        .then_reject(Rejection::Conflict);
+}
+
+#[test]
+fn closing_needs_a_registered_person_and_a_reason_and_no_erasure() {
+    let (p, reg) = registered("eleve-x");
+    nothing::<Person>()
+        .when(|s| close_account(s, &closing(p, 4, "départ")))
+        .then_reject(Rejection::NotFound);
+    given::<Person>([reg.clone()])
+        .when(|s| close_account(s, &closing(p, 4, "   ")))
+        .then_reject(Rejection::Invalid("reason"));
+    let erased = DomainEvent::PersonErased(PersonErased {
+        person_id: p,
+        reason: "demande RGPD".into(),
+    });
+    given::<Person>([reg, erased])
+        .when(|s| close_account(s, &closing(p, 4, "départ")))
+        .then_reject(Rejection::Conflict);
+}
+
+#[test]
+fn erasure_is_logged_once_and_needs_a_reason() {
+    let (p, reg) = registered("eleve-y");
+    let cmd = ErasePerson {
+        person_id: p,
+        reason: " Rétention : compte fermé depuis plus de 90 jours ".into(),
+    };
+    let (_, erased) = given::<Person>([reg.clone()])
+        .when(|s| erase_person(s, &cmd))
+        .then_expect([DomainEvent::PersonErased(PersonErased {
+            person_id: p,
+            reason: "Rétention : compte fermé depuis plus de 90 jours".into(),
+        })]);
+    assert!(erased.erased);
+    // Idempotent: a second run of the retention rule writes nothing.
+    registre_domain::testing::given_state(erased)
+        .when(|s| erase_person(s, &cmd))
+        .then_nothing();
+    given::<Person>([reg])
+        .when(|s| {
+            erase_person(
+                s,
+                &ErasePerson {
+                    person_id: p,
+                    reason: "".into(),
+                },
+            )
+        })
+        .then_reject(Rejection::Invalid("reason"));
+    nothing::<Person>()
+        .when(|s| erase_person(s, &cmd))
+        .then_reject(Rejection::NotFound);
+}

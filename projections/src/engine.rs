@@ -12,11 +12,18 @@
 //! Batches and rebuilds are serialised by one async mutex, so a rebuild can
 //! fold a fresh model aside while queries keep reading the current one, then
 //! take the mutex, catch up the last events and swap the two in one write.
+//!
+//! Erasure served by another node: before applying a page that holds a
+//! `PersonErased`, the follower marks the person's keys destroyed in this
+//! node's vault cache (later reads of their text, e.g. the audit trail and
+//! the export, read it as erased); the fold of the event then erases their
+//! text from the model. See `docs/decisions/0006-retention-and-erasure.md`.
 
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use parking_lot::{Mutex, RwLock};
-use registre_store::{EventStore, Position, Snapshot, StoreError};
+use registre_domain::{DomainEvent, StudentId};
+use registre_store::{EventStore, Position, RecordedEvent, Snapshot, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -441,6 +448,7 @@ impl Shared {
         let Some(last) = batch.last() else {
             return Ok(0);
         };
+        self.forget_erased_keys(&batch);
         let last_read = last.position;
         let (result, position) = {
             let mut model = self.model.write();
@@ -494,6 +502,29 @@ impl Shared {
             for r in &records {
                 model.apply_access(r);
             }
+        }
+    }
+
+    /// Marks destroyed, in the vault's key cache, the keys of the people this
+    /// page erases (their person id and their student record). Erasure
+    /// destroys the keys before appending `PersonErased`, so the cache may
+    /// only be behind: a key cached live here would keep opening their text.
+    fn forget_erased_keys(&self, batch: &[RecordedEvent]) {
+        let Some(vault) = self.store.vault() else {
+            return;
+        };
+        let subjects: Vec<uuid::Uuid> = batch
+            .iter()
+            .filter(|e| e.event_type == "PersonErased")
+            .filter_map(|e| DomainEvent::decode(&e.event_type, e.schema_version, &e.data).ok())
+            .filter_map(|e| match e {
+                DomainEvent::PersonErased(erased) => Some(erased.person_id),
+                _ => None,
+            })
+            .flat_map(|p| [p.0, StudentId::for_person(p).0])
+            .collect();
+        if !subjects.is_empty() {
+            vault.forget_cached(subjects);
         }
     }
 

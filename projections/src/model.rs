@@ -65,6 +65,14 @@ pub struct Person {
     pub roles: Vec<Role>,
     pub establishment_id: Option<EstablishmentId>,
     pub registered_at: DateTime<Utc>,
+    /// The day their account stopped being needed (`AccountClosed`): the
+    /// retention period of their data runs from it. Left out of the JSON
+    /// when absent so that views and snapshots of open accounts are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_closed_on: Option<NaiveDate>,
+    /// Their personal text was crypto-shredded (`PersonErased`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,7 +236,7 @@ impl ReadModel {
     pub const NAME: &'static str = "read_model";
     /// Bump whenever the fold or the state's shape changes: a snapshot of
     /// another version is discarded and the model is rebuilt from the log.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// An empty model whose usage indicators pseudonymise viewers with `key`.
     pub fn new(key: PseudonymKey) -> Self {
@@ -399,6 +407,8 @@ impl ReadModel {
                         roles: e.roles,
                         establishment_id: e.establishment_id,
                         registered_at: env.recorded_at,
+                        account_closed_on: None,
+                        erased: false,
                     },
                 );
             }
@@ -642,12 +652,43 @@ impl ReadModel {
                     }
                 }
             }
-            PersonErased(e) => {
-                // The keys are destroyed before this is appended, so a fold
-                // from the log already reads the name as erased; this keeps a
-                // model that folded it earlier in step until its rebuild.
+            PersonErased(e) => self.erase(e.person_id),
+            AccountClosed(e) => {
                 if let Some(p) = self.persons.get_mut(&e.person_id) {
-                    p.display_name = registre_store::ERASED.to_owned();
+                    p.account_closed_on = Some(e.effective_on);
+                }
+            }
+        }
+    }
+
+    /// The fold of `PersonErased`: the person's personal text, everything the
+    /// vault seals with their keys (their name, the subjects and bodies of
+    /// the messages they sent, the reasons and review comments of their own
+    /// absences), reads as erased from this event on. A model folded from the
+    /// log after the keys were destroyed reads the same from the vault; a
+    /// model that folded that text earlier (this node's, or one restored from
+    /// a snapshot) is brought in step here, without a rebuild. Ids, dates and
+    /// counts stay, so statistics are unchanged.
+    fn erase(&mut self, person: PersonId) {
+        let erased = || registre_store::ERASED.to_owned();
+        if let Some(p) = self.persons.get_mut(&person) {
+            p.display_name = erased();
+            p.erased = true;
+        }
+        for id in self.sent.get(&person).into_iter().flatten() {
+            if let Some(m) = self.messages.get_mut(id) {
+                m.subject = erased();
+                m.body = erased();
+            }
+        }
+        let student = StudentId::for_person(person);
+        for id in self.absences_by_student.get(&student).into_iter().flatten() {
+            if let Some(a) = self.absences.get_mut(id) {
+                if a.reason.is_some() {
+                    a.reason = Some(erased());
+                }
+                if a.review_comment.is_some() {
+                    a.review_comment = Some(erased());
                 }
             }
         }

@@ -267,6 +267,44 @@ impl ReadModel {
             .tz()
     }
 
+    /// Every establishment a person belongs to: their own (staff), their
+    /// student record's, their children's (a guardian). Who may close their
+    /// account is decided from it.
+    pub fn establishments_of_person(&self, person: PersonId) -> BTreeSet<EstablishmentId> {
+        let own = self.persons.get(&person).and_then(|p| p.establishment_id);
+        let as_student = self
+            .student_by_person
+            .get(&person)
+            .and_then(|s| self.establishment_of_student(*s));
+        let as_guardian = self
+            .children
+            .get(&person)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.establishment_of_student(*s));
+        own.into_iter()
+            .chain(as_student)
+            .chain(as_guardian)
+            .collect()
+    }
+
+    /// People not erased yet whose account was closed at least `days` days
+    /// ago, counted in their establishment's calendar (a departure date is
+    /// a day there): whom the account retention rule erases at `now`.
+    pub fn accounts_past_retention(&self, now: DateTime<Utc>, days: u32) -> Vec<PersonId> {
+        self.persons
+            .values()
+            .filter(|p| !p.erased)
+            .filter(|p| {
+                p.account_closed_on.is_some_and(|on| {
+                    let today = now.with_timezone(&self.zone_of_person(p.id)).date_naive();
+                    (today - on).num_days() >= i64::from(days)
+                })
+            })
+            .map(|p| p.id)
+            .collect()
+    }
+
     // ---- Command facts ----------------------------------------------------
 
     pub fn assessment(&self, id: AssessmentId) -> Option<&Assessment> {

@@ -56,6 +56,7 @@ pub type SubjectKey = [u8; 32];
 /// these events is sealed with the same key. Homework text is not personal.
 pub const SEALED: &[(&str, &str, &[&str])] = &[
     ("PersonRegistered", "person_id", &["display_name"]),
+    ("AccountClosed", "person_id", &["reason"]),
     ("GradeCorrected", "student_id", &["reason"]),
     ("AbsenceDeclared", "student_id", &["reason"]),
     ("AbsenceJustified", "student_id", &["reason"]),
@@ -91,8 +92,10 @@ pub trait SubjectKeys: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct Vault {
     keys: Arc<dyn SubjectKeys>,
-    /// Keys read so far (`None`: destroyed). A key destroyed by another process
-    /// stays readable here until restart; in-process erasure updates it.
+    /// Keys read so far (`None`: destroyed). In-process erasure updates it; a
+    /// key destroyed by another process is dropped when this process reads
+    /// that erasure from the log ([`Vault::forget_cached`], called by the
+    /// projection engine's follower).
     cache: Mutex<HashMap<Uuid, Option<SubjectKey>>>,
 }
 
@@ -116,6 +119,16 @@ impl Vault {
             cache.insert(s, None);
         }
         Ok(n)
+    }
+
+    /// Marks these subjects' keys destroyed in this process's cache, because
+    /// another process destroyed them: its `PersonErased` was read from the
+    /// log, and erasure destroys the keys before appending that event.
+    pub fn forget_cached(&self, subjects: impl IntoIterator<Item = Uuid>) {
+        let mut cache = self.cache.lock();
+        for s in subjects {
+            cache.insert(s, None);
+        }
     }
 
     async fn write_key(&self, owner: Uuid) -> Result<Option<SubjectKey>> {

@@ -36,7 +36,9 @@ pub struct IdempotencyInput {
     pub input: serde_json::Value,
 }
 
-fn decode_stream(events: &[registre_store::RecordedEvent]) -> Result<Vec<DomainEvent>, ApiError> {
+pub(super) fn decode_stream(
+    events: &[registre_store::RecordedEvent],
+) -> Result<Vec<DomainEvent>, ApiError> {
     events
         .iter()
         .map(|r| {
@@ -765,63 +767,37 @@ impl App {
 }
 
 impl App {
-    /// forgetPerson (GDPR art. 17 on request): destroys the keys sealing the
-    /// person's personal text (their person id and their student record), logs
-    /// `PersonErased` with the reason, and rebuilds the read model so that every
-    /// view shows them as erased. Returns false when they were erased already
-    /// (nothing is written then).
-    pub async fn forget_person(
+    /// closeAccount: the person no longer needs their account from
+    /// `effective_on` (they left the establishment). It starts the account
+    /// retention period that `registre retention apply` enforces.
+    pub async fn close_account(
         &self,
         cx: &CommandContext<'_>,
         person: PersonId,
+        effective_on: NaiveDate,
         reason: &str,
-    ) -> Result<bool, ApiError> {
-        if !policy::can_forget_person(cx.viewer) {
-            return Err(ApiError::forbidden());
-        }
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApiError::invalid("reason", "an erasure needs a reason"));
-        }
-        self.consistent().await?;
-        let student = self.read(|m| {
-            m.person(person)
-                .map(|_| m.student_of_person(person).map(|s| s.id))
-        });
-        let Some(student) = student else {
-            return Err(ApiError::NotFound("person".into()));
-        };
-        let vault = self
-            .store()
-            .vault()
-            .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
-        if vault.keys().is_destroyed(person.0).await? {
-            return Ok(false);
-        }
-        let mut subjects = vec![person.0];
-        subjects.extend(student.map(|s| s.0));
-        // Keys first: if logging the erasure fails, the data is still erased
-        // and a retry logs it; the other order could log an erasure that did
-        // not happen.
-        vault.destroy(subjects, Utc::now()).await?;
-        let event = DomainEvent::PersonErased(registre_domain::events::PersonErased {
+    ) -> Result<PersonId, ApiError> {
+        let cmd = roster::CloseAccount {
             person_id: person,
+            effective_on,
             reason: reason.to_owned(),
-        });
+        };
+        let reason = reason.trim();
         self.run_command(
             cx,
             &StreamName::person(person),
             None,
             Some(reason),
-            |_, _| Ok(vec![event.clone()]),
+            |m, state| {
+                if !policy::can_close_account(m, cx.viewer, person) {
+                    return Err(ApiError::forbidden());
+                }
+                Ok(roster::close_account(&Aggregate::fold(state), &cmd)?)
+            },
         )
         .await?;
-        self.engine()
-            .rebuild(|_| {})
-            .await
-            .map_err(super::internal)?;
-        tracing::info!(person = %person.0, "person erased");
-        Ok(true)
+        tracing::info!(person = %person.0, "account closed");
+        Ok(person)
     }
 }
 

@@ -13,10 +13,10 @@
 //! The shape is versioned by its `format` field; adding a field is compatible,
 //! renaming or removing one bumps the version.
 
-use crate::app::ApiError;
+use crate::app::{ApiError, Viewer};
 use registre_domain::{DomainEvent, GradeId, PersonId};
 use registre_projections::{ProjectionEngine, ReadModel};
-use registre_store::{AccessRecord, EventStore, Position, RecordedEvent};
+use registre_store::{AccessRecord, EventStore, NewAccess, Position, RecordedEvent};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -38,6 +38,37 @@ pub async fn person_data(
     let access = store.access_about(person.0).await?;
     Ok(assemble(part, &events, &access))
 }
+
+/// `registre export person`: [`person_data`] read by an operator (a
+/// registered AUDITOR or ADMIN, see [`crate::app::erasure::operator`]), and
+/// recorded in the access log like the query's reads. The record is written
+/// before the document is returned: an export that could not be logged is
+/// not handed out.
+pub async fn person_data_for_operator(
+    store: &dyn EventStore,
+    engine: &ProjectionEngine,
+    operator: &Viewer,
+    person: PersonId,
+) -> Result<Value, ApiError> {
+    if !crate::policy::can_export_person_data(operator) {
+        return Err(ApiError::forbidden());
+    }
+    let doc = person_data(store, engine, person).await?;
+    store
+        .record_access(vec![NewAccess {
+            at: chrono::Utc::now(),
+            viewer_id: operator.person.0,
+            viewer_profile: operator.profile().into(),
+            subject_id: Some(person.0),
+            operation: CLI_OPERATION.into(),
+            service: "Services_Vie_Scolaire".into(),
+        }])
+        .await?;
+    Ok(doc)
+}
+
+/// The access log's `operation` for an export from the command line.
+pub const CLI_OPERATION: &str = "cli:export person";
 
 /// What the read model contributes, copied out of its lock.
 struct ModelPart {
@@ -79,6 +110,9 @@ fn from_model(m: &ReadModel, person: PersonId) -> Option<ModelPart> {
             "displayName": p.display_name,
             "roles": to_value(&p.roles),
             "registeredAt": p.registered_at.to_rfc3339(),
+            // The departure day from which the account retention period runs.
+            "accountClosedOn": p.account_closed_on.map(|d| d.to_string()),
+            "erased": p.erased,
             "establishment": establishment,
         }),
     );

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod commands;
+pub mod erasure;
 pub mod error;
 pub mod export;
 mod follower;

@@ -287,6 +287,15 @@ pub struct RegisterPersonInput {
 }
 
 #[derive(Debug, InputObject)]
+pub struct CloseAccountInput {
+    pub person_id: ID,
+    /// the first day the account is no longer needed (the departure date), in the establishment's calendar
+    pub effective_on: Date,
+    /// why (e.g. "left the establishment"); personal data, erased with the person
+    pub reason: String,
+}
+
+#[derive(Debug, InputObject)]
 pub struct EnrollStudentInput {
     pub person_id: ID,
     pub class_id: ID,
@@ -762,6 +771,21 @@ impl MutationRoot {
         }
         let person = parse::<PersonId>("personId", &person_id)?;
         app.forget_person(&cx, person, &reason).await.gql()
+    }
+
+    /// ADMIN, HEAD of every establishment the person belongs to: the person no longer needs their account from effectiveOn (they left the establishment). Their data is erased by `registre retention apply` once the account retention period (REGISTRE_RETENTION_ACCOUNT_DAYS, 90 days by default) has passed after that day. An account is closed once (CONFLICT after)
+    async fn close_account(&self, ctx: &Context<'_>, input: CloseAccountInput) -> Result<Person> {
+        let (app, v) = viewer(ctx).await?;
+        let cx = CommandContext {
+            viewer: &v,
+            correlation: correlation(ctx),
+        };
+        let person = parse::<PersonId>("personId", &input.person_id)?;
+        let id = app
+            .close_account(&cx, person, input.effective_on.0, &input.reason)
+            .await
+            .gql()?;
+        Ok(live(|src| Person { id, src }))
     }
 }
 
