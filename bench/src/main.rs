@@ -206,6 +206,7 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
             for target in &args.targets {
                 let db = db::FreshDb::create(url, &target.replace('-', "_")).await?;
                 let mut registre_store = None;
+                let mut grouping = None;
                 let mut per_op = 1;
                 let ws = match target.as_str() {
                     "registre" | "registre-batch" => {
@@ -215,6 +216,7 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
                         };
                         match registre_store::PostgresStore::connect_with(&db.url, options).await {
                             Ok(store) => {
+                                grouping = Some(store.clone());
                                 let store: Arc<dyn registre_store::EventStore> = store;
                                 registre_store = Some(store.clone());
                                 if target == "registre" {
@@ -241,6 +243,11 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
                     Ok(ws) => throughput::drive(target, preload, per_op, ws, duration).await,
                     Err(e) => Err(e),
                 };
+                // How well group commit grouped: appends per transaction.
+                let grouped = grouping.take().map(|store| {
+                    let stats = store.append_stats();
+                    stats.requests as f64 / stats.calls.max(1) as f64
+                });
                 // The store's pool and listener must let go before DROP DATABASE.
                 drop(registre_store);
                 db.drop_db().await?;
@@ -255,6 +262,9 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
                     m.p50,
                     m.p99
                 );
+                if let Some(per_commit) = grouped {
+                    eprintln!("  {:<14} {per_commit:.1} appends per commit", "");
+                }
                 results.push(m);
             }
         }

@@ -19,15 +19,6 @@
 -- hash is store::chain::event_hash: SHA-256 over the previous hash, then each
 -- field as an 8-byte big-endian length and its bytes.
 
-CREATE FUNCTION registre_chain_field(b bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT int8send(octet_length(b)::bigint) || b $$;
-
--- RFC 3339 in UTC with microseconds and Z: chain::timestamp_text.
-CREATE FUNCTION registre_chain_time(t timestamptz) RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT convert_to(to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'UTF8') $$;
-
 -- Statuses returned per request:
 --   0 written        first_position..last_position, versions from version + 1
 --   1 deduplicated   an earlier append used the key: its first..last positions
@@ -67,7 +58,12 @@ DECLARE
     head_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
     head_at timestamptz;
     at timestamptz;
-    at_text bytea;
+    at_field bytea;
+    stream_field bytea;
+    type_bytes bytea;
+    data_bytes bytea;
+    metadata_bytes bytea;
+    occurred_bytes bytea;
     known_stream text[] := '{}';
     known_version bigint[] := '{}';
     used_key text[] := '{}';
@@ -88,6 +84,7 @@ DECLARE
     key_last bigint[] := '{}';
     i integer;
     e integer := 0;
+    w integer := 0;
     k integer;
     n integer;
     slot integer;
@@ -109,7 +106,9 @@ BEGIN
     END IF;
     -- recorded_at never goes backwards along the log, whatever the clocks.
     at := greatest(clock_timestamp(), head_at);
-    at_text := registre_chain_field(registre_chain_time(at));
+    -- RFC 3339 in UTC with microseconds and Z: chain::timestamp_text.
+    at_field := convert_to(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'UTF8');
+    at_field := int8send(octet_length(at_field)::bigint) || at_field;
 
     -- One backward index probe per stream (not max() over its rows): the cost
     -- stays flat however long the stream grows.
@@ -120,10 +119,14 @@ BEGIN
                      ORDER BY ev.stream_version DESC LIMIT 1) AS v
               FROM (SELECT DISTINCT u.stream_id FROM unnest(req_stream) AS u(stream_id)) d) s
      WHERE s.v IS NOT NULL;
-    SELECT coalesce(array_agg(ik.key), '{}'), coalesce(array_agg(ik.fingerprint), '{}'),
-           coalesce(array_agg(ik.first_position), '{}'), coalesce(array_agg(ik.last_position), '{}')
-      INTO used_key, used_fingerprint, used_first, used_last
-      FROM idempotency_keys ik WHERE ik.key = ANY(req_key);
+    -- Statements cost far more than expressions here: skip the ones with
+    -- nothing to do.
+    IF cardinality(array_remove(req_key, NULL)) > 0 THEN
+        SELECT coalesce(array_agg(ik.key), '{}'), coalesce(array_agg(ik.fingerprint), '{}'),
+               coalesce(array_agg(ik.first_position), '{}'), coalesce(array_agg(ik.last_position), '{}')
+          INTO used_key, used_fingerprint, used_first, used_last
+          FROM idempotency_keys ik WHERE ik.key = ANY(req_key);
+    END IF;
 
     p := head_position;
     h := head_hash;
@@ -181,28 +184,40 @@ BEGIN
 
         v := actual;
         req_hashes := '{}';
+        stream_field := convert_to(req_stream[i], 'UTF8');
+        stream_field := int8send(octet_length(stream_field)::bigint) || stream_field;
         FOR k IN 1 .. n LOOP
             e := e + 1;
             p := p + 1;
             v := v + 1;
+            type_bytes := convert_to(ev_type[e], 'UTF8');
+            data_bytes := convert_to(ev_data[e], 'UTF8');
+            metadata_bytes := convert_to(ev_metadata[e], 'UTF8');
+            occurred_bytes := convert_to(ev_occurred_text[e], 'UTF8');
+            -- Written out inline (no helper function): a SQL function called
+            -- from PL/pgSQL runs as a statement of its own, ten per event.
+            -- Fixed-size fields have constant length prefixes (8 and 16).
             h := sha256(
                 h
-                || registre_chain_field(int8send(p))
-                || registre_chain_field(convert_to(req_stream[i], 'UTF8'))
-                || registre_chain_field(int8send(v))
-                || registre_chain_field(uuid_send(ev_id[e]))
-                || registre_chain_field(convert_to(ev_type[e], 'UTF8'))
-                || registre_chain_field(int8send(ev_schema[e]::bigint))
-                || registre_chain_field(convert_to(ev_data[e], 'UTF8'))
-                || registre_chain_field(convert_to(ev_metadata[e], 'UTF8'))
-                || registre_chain_field(convert_to(ev_occurred_text[e], 'UTF8'))
-                || at_text);
-            req_hashes := req_hashes || h;
-            out_position := out_position || p;
-            out_stream := out_stream || req_stream[i];
-            out_version := out_version || v;
-            out_index := out_index || e;
-            out_hash := out_hash || h;
+                || '\x0000000000000008'::bytea || int8send(p)
+                || stream_field
+                || '\x0000000000000008'::bytea || int8send(v)
+                || '\x0000000000000010'::bytea || uuid_send(ev_id[e])
+                || int8send(octet_length(type_bytes)::bigint) || type_bytes
+                || '\x0000000000000008'::bytea || int8send(ev_schema[e]::bigint)
+                || int8send(octet_length(data_bytes)::bigint) || data_bytes
+                || int8send(octet_length(metadata_bytes)::bigint) || metadata_bytes
+                || int8send(octet_length(occurred_bytes)::bigint) || occurred_bytes
+                || at_field);
+            -- Element assignment, not `||`: PL/pgSQL updates the array in
+            -- place instead of copying it once per event.
+            req_hashes[k] := h;
+            w := w + 1;
+            out_position[w] := p;
+            out_stream[w] := req_stream[i];
+            out_version[w] := v;
+            out_index[w] := e;
+            out_hash[w] := h;
         END LOOP;
         IF slot IS NULL THEN
             known_stream := known_stream || req_stream[i];
@@ -238,7 +253,9 @@ BEGIN
            ev_schema[w.idx], ev_data[w.idx], ev_metadata[w.idx], ev_occurred[w.idx], at, w.hash
       FROM unnest(out_position, out_stream, out_version, out_index, out_hash)
            AS w(position, stream_id, version, idx, hash);
-    INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position)
-    SELECT * FROM unnest(key_key, key_fingerprint, key_first, key_last);
+    IF cardinality(key_key) > 0 THEN
+        INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position)
+        SELECT * FROM unnest(key_key, key_fingerprint, key_first, key_last);
+    END IF;
 END;
 $$;

@@ -38,7 +38,7 @@ const MAX_GROUP_EVENTS: usize = 1000;
 /// Calls sent at once. The lock lets one run at a time, but a second call
 /// already waiting on it starts the moment the first commits, instead of after
 /// the first's answer has travelled back and the next group was gathered.
-const CALLS_IN_FLIGHT: usize = 2;
+const CALLS_IN_FLIGHT: usize = 1;
 
 /// A request that passed every check needing no database.
 #[derive(Debug)]
