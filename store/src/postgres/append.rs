@@ -6,8 +6,8 @@
 //! store that commits each append alone pays one WAL flush per append and can
 //! never go faster than 1 / (lock hold time). Instead one committer task per
 //! node takes every single-request append waiting in its queue and sends them
-//! as one call: while a group is being flushed, the next one gathers (and one
-//! more call may wait on the lock, see [`CALLS_IN_FLIGHT`]). Each
+//! as one call: while a group is being flushed, the next one gathers (see
+//! [`CALLS_IN_FLIGHT`]). Each
 //! request is still checked on its own (a conflict fails only its caller);
 //! `append_batch` keeps all-or-nothing and is never mixed with others.
 //!
@@ -35,9 +35,11 @@ use crate::{
 /// Events per group: bounds one call's arrays and the time the lock is held.
 const MAX_GROUP_EVENTS: usize = 1000;
 
-/// Calls sent at once. The lock lets one run at a time, but a second call
-/// already waiting on it starts the moment the first commits, instead of after
-/// the first's answer has travelled back and the next group was gathered.
+/// Calls sent at once. A second call would wait on the lock and start the
+/// moment the first commits, saving the gap between groups, but it splits the
+/// waiting appends into two groups and two WAL flushes: where the flush
+/// dominates (measured here: 1 ms and more), one call at a time commits more
+/// appends per second (8.5 appends per commit against 5.7 with 16 writers).
 const CALLS_IN_FLIGHT: usize = 1;
 
 /// A request that passed every check needing no database.
