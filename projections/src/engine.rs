@@ -51,6 +51,10 @@ pub struct Lagging {
 pub struct EngineConfig {
     /// Events read per page and applied per write lock.
     pub batch_size: usize,
+    /// Events per page of a rebuild and of the catch-up at start, which read
+    /// the next page while folding this one: large pages amortise the round
+    /// trip, and two of them (the one folded, the one read) are in memory.
+    pub rebuild_page: usize,
     /// Save a snapshot after this many events since the last one.
     pub snapshot_every: u64,
     /// Key of the usage indicators' pseudonyms (a server secret). The default
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             batch_size: 1_000,
+            rebuild_page: 5_000,
             snapshot_every: 10_000,
             // Never a known key: person ids derive from external ids, so
             // pseudonyms under a public key could be reversed by a dictionary.
@@ -311,7 +316,11 @@ impl ProjectionEngine {
         // Most of the log without pausing the follower. The next page is read
         // (rows fetched and parsed, in another task) while this one is folded,
         // so a rebuild runs at the slower of the two rather than their sum.
-        let mut pages = Prefetch::start(shared.store.clone(), fresh.position(), REBUILD_PAGE);
+        let mut pages = Prefetch::start(
+            shared.store.clone(),
+            fresh.position(),
+            shared.config.rebuild_page.max(1),
+        );
         loop {
             if fresh.position() >= head {
                 break;
@@ -428,10 +437,6 @@ impl ProjectionEngine {
     }
 }
 
-/// Events per page of a rebuild: large pages amortise the round trip, and two
-/// of them (the one folded, the one read) are in memory at once.
-const REBUILD_PAGE: usize = 5_000;
-
 /// Reads `read_all` pages one ahead of the consumer.
 struct Prefetch {
     store: Arc<dyn EventStore>,
@@ -495,13 +500,61 @@ impl Shared {
         let _guard = self.apply_lock.lock().await;
         let from = self.model.read().position();
         let batch = self.store.read_all(from, self.config.batch_size).await?;
+        let (result, due) = self.apply_page(from, &batch);
+        result?;
+        if due {
+            self.snapshot_best_effort().await;
+        }
+        Ok(batch.len())
+    }
+
+    /// Folds everything up to the head with reads one page ahead, then
+    /// snapshots once. A start without a usable snapshot folds the whole log
+    /// here: page by page with a snapshot every `snapshot_every` events, a
+    /// log of a million events took several times longer (each snapshot
+    /// serialises the whole model).
+    async fn catch_up_at_start(&self) -> Result<(), ProjectionError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut pages = Prefetch::start(
+            self.store.clone(),
+            self.model.read().position(),
+            self.config.rebuild_page.max(1),
+        );
+        let mut due = false;
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            let batch = pages.next().await?;
+            if batch.is_empty() {
+                break;
+            }
+            let from = self.model.read().position();
+            let (result, page_due) = self.apply_page(from, &batch);
+            due |= page_due;
+            result?;
+        }
+        if due {
+            self.snapshot_best_effort().await;
+        }
+        Ok(())
+    }
+
+    /// Applies a page read after `from` under one write lock, updates the
+    /// metrics and publishes the new position. Returns the fold's outcome and
+    /// whether a snapshot is due. Callers hold `apply_lock`.
+    fn apply_page(
+        &self,
+        from: Position,
+        batch: &[RecordedEvent],
+    ) -> (Result<(), ApplyError>, bool) {
         let Some(last) = batch.last() else {
-            return Ok(0);
+            return (Ok(()), false);
         };
         let last_read = last.position;
         let (result, position) = {
             let mut model = self.model.write();
-            let result = model.apply_all(&batch);
+            let result = model.apply_all(batch);
             (result, model.position())
         };
         // Metrics first: whoever wakes up on the new position sees them current.
@@ -524,13 +577,13 @@ impl Shared {
             }
             changed
         });
-        result?;
-        if due {
-            if let Err(e) = self.save_snapshot().await {
-                tracing::warn!(error = %e, "saving the read model snapshot failed");
-            }
+        (result, due)
+    }
+
+    async fn snapshot_best_effort(&self) {
+        if let Err(e) = self.save_snapshot().await {
+            tracing::warn!(error = %e, "saving the read model snapshot failed");
         }
-        Ok(batch.len())
     }
 
     /// Folds the access records after the usage checkpoint.
@@ -577,6 +630,10 @@ async fn follow(shared: Arc<Shared>) {
     let mut wake = shared.store.wakeups();
     let mut wake_alive = true;
     let mut stop = shared.shutdown.subscribe();
+    if let Err(e) = shared.catch_up_at_start().await {
+        // The loop below retries page by page and reports the stall.
+        tracing::warn!(error = %e, "projection catch-up at start stopped");
+    }
     loop {
         if *stop.borrow() {
             break;

@@ -247,9 +247,13 @@ impl App {
                     reached = lag.reached,
                     "read model lagging"
                 );
+                // After a start without a usable snapshot, the node folds the
+                // whole log before it can answer: say so, /readyz shows the lag.
                 ApiError::Internal(format!(
-                    "the read model did not reach log position {} within {:?}; retry",
-                    lag.wanted, self.config.consistency_timeout
+                    "the read model is at log position {} and did not reach {} within {:?} \
+                     (the node is still catching up with the log; /readyz reports when it is \
+                     ready); retry",
+                    lag.reached, lag.wanted, self.config.consistency_timeout
                 ))
             })
     }
