@@ -433,6 +433,20 @@ impl ReadModel {
         let Some(s) = self.students.get(&student) else {
             return vec![];
         };
+        self.averages_with(student, &self.class_subject_averages(s.class_id))
+    }
+
+    /// [`Self::averages`] given the class averages of the student's class
+    /// ([`Self::class_subject_averages`]), which the API caches: they cost
+    /// the whole class's grades, the student's own only theirs.
+    pub fn averages_with(
+        &self,
+        student: StudentId,
+        class_averages: &BTreeMap<String, Option<f64>>,
+    ) -> Vec<SubjectAverage> {
+        let Some(s) = self.students.get(&student) else {
+            return vec![];
+        };
         let own = self.student_subject_averages(student);
         let mut subjects: BTreeSet<String> = own.keys().cloned().collect();
         subjects.extend(
@@ -440,7 +454,6 @@ impl ReadModel {
                 .into_iter()
                 .map(|a| a.subject.clone()),
         );
-        let class_averages = self.class_subject_averages(s.class_id);
         subjects
             .into_iter()
             .map(|subject| SubjectAverage {

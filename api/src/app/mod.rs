@@ -48,12 +48,13 @@ pub use follower::LiveAbsence;
 use crate::context::Caller;
 use parking_lot::Mutex;
 use registre_domain::events::PersonRegistered;
-use registre_domain::{DomainEvent, PersonId, Role, StreamName};
+use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};
 use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
 use registre_store::{
     Actor, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess,
     NewEvent, Position, StoreError,
 };
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,8 +128,15 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    /// Class subject averages by class, with the model position they were
+    /// computed at: every dashboard shows its class's averages, which cost
+    /// all the class's grades, and they only change when the model moves.
+    class_averages: Mutex<HashMap<ClassId, (Position, Arc<ClassAverages>)>>,
     config: AppConfig,
 }
+
+/// A class's average per subject (`None`: no GRADED grade yet).
+pub type ClassAverages = BTreeMap<String, Option<f64>>;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,6 +192,7 @@ impl App {
             shutdown: shutdown_tx,
             tasks: Mutex::new(vec![follow, writer]),
             counters,
+            class_averages: Mutex::new(HashMap::new()),
             config,
         }))
     }
@@ -231,6 +240,22 @@ impl App {
     /// Reads the model under its lock. Keep `f` short and free of awaits.
     pub fn read<R>(&self, f: impl FnOnce(&ReadModel) -> R) -> R {
         self.engine.read(f)
+    }
+
+    /// The class averages of `class` in `m`, the live model read under its
+    /// lock (never a past state: the cache is keyed by the live position).
+    pub fn class_averages(&self, m: &ReadModel, class: ClassId) -> Arc<ClassAverages> {
+        let position = m.position();
+        if let Some((at, averages)) = self.class_averages.lock().get(&class) {
+            if *at == position {
+                return averages.clone();
+            }
+        }
+        let averages = Arc::new(m.class_subject_averages(class));
+        self.class_averages
+            .lock()
+            .insert(class, (position, averages.clone()));
+        averages
     }
 
     /// Waits until the read model holds `position`, within the consistency timeout.

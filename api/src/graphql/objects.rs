@@ -287,12 +287,20 @@ pub struct SubjectAverage {
 
 /// The averages rows the viewer may see (a teacher: the subjects they teach
 /// in the student's class); `None` for an auditor's past state.
-fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<SubjectAverage> {
+fn averages_of(
+    m: &Model,
+    class_averages: Option<&crate::app::ClassAverages>,
+    v: Option<&Viewer>,
+    student: StudentId,
+) -> Vec<SubjectAverage> {
     let Some(class) = m.student(student).map(|s| s.class_id) else {
         return Vec::new();
     };
-    m.averages(student)
-        .into_iter()
+    let rows = match class_averages {
+        Some(c) => m.averages_with(student, c),
+        None => m.averages(student),
+    };
+    rows.into_iter()
         .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
         .map(|row| SubjectAverage {
             subject: row.subject,
@@ -326,6 +334,22 @@ impl Student {
                 .read(ctx, |m| m.student(self.id).cloned())?
                 .ok_or_else(|| missing("student"))
         })
+    }
+
+    /// The averages rows for `v`; on the live model with the App's cached
+    /// class averages.
+    fn average_rows(&self, ctx: &Context<'_>, v: Option<&Viewer>) -> Result<Vec<SubjectAverage>> {
+        match &self.src {
+            Src::Live => {
+                let app = app(ctx)?;
+                Ok(app.read(|m| {
+                    let class = m.student(self.id).map(|s| s.class_id);
+                    let cached = class.map(|c| app.class_averages(m, c));
+                    averages_of(m, cached.as_deref(), v, self.id)
+                }))
+            }
+            Src::AsOf(m) => Ok(averages_of(m, None, v, self.id)),
+        }
     }
 
     /// The viewer, after checking they may read this record; `None` for an
@@ -384,14 +408,12 @@ impl Student {
     /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
     async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        self.src.read(ctx, |m| averages_of(m, v.as_ref(), self.id))
+        self.average_rows(ctx, v.as_ref())
     }
     /// mean of the subject averages; null when the student has no GRADED grade
     async fn overall_average(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        let rows = self
-            .src
-            .read(ctx, |m| averages_of(m, v.as_ref(), self.id))?;
+        let rows = self.average_rows(ctx, v.as_ref())?;
         let known: Vec<f64> = rows.iter().filter_map(|r| r.average).collect();
         Ok((!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64))
     }
