@@ -320,39 +320,47 @@ impl ReadModel {
 
     // ---- Parent and student view --------------------------------------------
 
-    /// The student's grades, optionally of one subject, by assessment date.
-    pub fn grades_of(&self, student: StudentId, subject: Option<&str>) -> Vec<GradeView> {
+    /// The student's grades with their assessments, optionally of one
+    /// subject, by assessment date (then subject and assessment). Borrowed:
+    /// the GraphQL objects take what they need.
+    pub fn student_grades(
+        &self,
+        student: StudentId,
+        subject: Option<&str>,
+    ) -> Vec<(&Grade, &Assessment)> {
         let Some(ids) = self.grades_by_student.get(&student) else {
             return vec![];
         };
-        let mut views: Vec<GradeView> = ids
+        let mut list: Vec<(&Grade, &Assessment)> = ids
             .iter()
             .filter_map(|g| self.grades.get(g))
             .filter_map(|g| {
                 let a = self.assessments.get(&g.assessment_id)?;
-                if subject.is_some_and(|s| s != a.subject) {
-                    return None;
-                }
-                Some(GradeView {
-                    grade: g.clone(),
-                    subject: a.subject.clone(),
-                    assessment_title: a.title.clone(),
-                    assessment_date: a.date,
-                    coefficient: a.coefficient,
-                    out_of: a.out_of,
-                    score_on_20: on_20(g, a),
-                    class_average: self.assessment_average(a.id),
-                })
+                subject.is_none_or(|s| s == a.subject).then_some((g, a))
             })
             .collect();
-        views.sort_by(|a, b| {
-            (a.assessment_date, &a.subject, a.grade.assessment_id).cmp(&(
-                b.assessment_date,
-                &b.subject,
-                b.grade.assessment_id,
-            ))
+        list.sort_by(|(ga, a), (gb, b)| {
+            (a.date, &a.subject, ga.assessment_id).cmp(&(b.date, &b.subject, gb.assessment_id))
         });
-        views
+        list
+    }
+
+    /// The student's grades, optionally of one subject, by assessment date,
+    /// each with its assessment's details and class average.
+    pub fn grades_of(&self, student: StudentId, subject: Option<&str>) -> Vec<GradeView> {
+        self.student_grades(student, subject)
+            .into_iter()
+            .map(|(g, a)| GradeView {
+                grade: g.clone(),
+                subject: a.subject.clone(),
+                assessment_title: a.title.clone(),
+                assessment_date: a.date,
+                coefficient: a.coefficient,
+                out_of: a.out_of,
+                score_on_20: on_20(g, a),
+                class_average: self.assessment_average(a.id),
+            })
+            .collect()
     }
 
     /// Mean of an assessment's GRADED scores on /20.
