@@ -376,7 +376,8 @@ impl ReadModel {
     /// The student's weighted /20 average in each subject (all their GRADED
     /// grades of that subject).
     fn student_subject_averages(&self, student: StudentId) -> BTreeMap<String, Option<f64>> {
-        let mut by_subject: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        // Keyed by the borrowed name: one `String` per subject, not per grade.
+        let mut by_subject: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
         for g in self
             .grades_by_student
             .get(&student)
@@ -387,14 +388,14 @@ impl ReadModel {
             let Some(a) = self.assessments.get(&g.assessment_id) else {
                 continue;
             };
-            let entry = by_subject.entry(a.subject.clone()).or_default();
+            let entry = by_subject.entry(a.subject.as_str()).or_default();
             if let Some(score) = on_20(g, a) {
                 entry.push((score, a.coefficient));
             }
         }
         by_subject
             .into_iter()
-            .map(|(subject, items)| (subject, weighted_average(items)))
+            .map(|(subject, items)| (subject.to_owned(), weighted_average(items)))
             .collect()
     }
 

@@ -275,6 +275,8 @@ pub struct Student {
     pub id: StudentId,
     pub src: Src,
     data: Loaded<model::Student>,
+    /// The averages rows, shared by `averages` and `overallAverage`.
+    average_rows: Loaded<Vec<SubjectAverage>>,
 }
 
 /// One subject row of the averages.
@@ -316,6 +318,7 @@ impl Student {
             id,
             src,
             data: Loaded::default(),
+            average_rows: Loaded::default(),
         }
     }
 
@@ -325,6 +328,7 @@ impl Student {
             id: data.id,
             src,
             data: Loaded::with(data),
+            average_rows: Loaded::default(),
         }
     }
 
@@ -338,7 +342,19 @@ impl Student {
 
     /// The averages rows for `v`; on the live model with the App's cached
     /// class averages.
-    fn average_rows(&self, ctx: &Context<'_>, v: Option<&Viewer>) -> Result<Vec<SubjectAverage>> {
+    fn average_rows(&self, ctx: &Context<'_>, v: Option<&Viewer>) -> Result<&[SubjectAverage]> {
+        // One viewer per request, so one set of rows per object.
+        let rows = self
+            .average_rows
+            .get_or_load(|| self.compute_average_rows(ctx, v))?;
+        Ok(rows)
+    }
+
+    fn compute_average_rows(
+        &self,
+        ctx: &Context<'_>,
+        v: Option<&Viewer>,
+    ) -> Result<Vec<SubjectAverage>> {
         match &self.src {
             Src::Live => {
                 let app = app(ctx)?;
@@ -406,7 +422,7 @@ impl Student {
     /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
     async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        self.average_rows(ctx, v.as_ref())
+        Ok(self.average_rows(ctx, v.as_ref())?.to_vec())
     }
     /// mean of the subject averages; null when the student has no GRADED grade
     async fn overall_average(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
