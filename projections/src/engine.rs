@@ -510,9 +510,8 @@ impl Shared {
 
     /// Folds everything up to the head with reads one page ahead, then
     /// snapshots once. A start without a usable snapshot folds the whole log
-    /// here: page by page with a snapshot every `snapshot_every` events, a
-    /// log of a million events took several times longer (each snapshot
-    /// serialises the whole model).
+    /// here; a snapshot every `snapshot_every` events on the way would
+    /// serialise the whole, growing model each time (quadratic in the log).
     async fn catch_up_at_start(&self) -> Result<(), ProjectionError> {
         let _guard = self.apply_lock.lock().await;
         let mut pages = Prefetch::start(
