@@ -21,8 +21,9 @@ use jsonwebtoken::{
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse},
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::{
@@ -154,6 +155,30 @@ fn usable(jwk: &Jwk) -> Option<VerifyingKey> {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Required by the validation; a number of seconds (an integer or not).
+    exp: f64,
+}
+
+/// Most tokens remembered as verified. A client sends the same token with
+/// every request until it expires, and verifying an ES256 or RS256 signature
+/// costs more than the rest of a small query; past this many live tokens the
+/// cache is emptied rather than grown.
+const MAX_VERIFIED: usize = 10_000;
+
+/// A token that verified, remembered until its `exp`.
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    /// Unix seconds: `exp`, without the leeway (after it, the token goes
+    /// through full verification again, leeway included).
+    until: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 struct Verifier {
@@ -162,6 +187,10 @@ struct Verifier {
     /// Serializes reloads and remembers the last one, for the rate limit.
     last_reload: tokio::sync::Mutex<Instant>,
     http: reqwest::Client,
+    /// Tokens already verified, by the SHA-256 of the whole token (header,
+    /// claims and signature: any change to a token misses). Emptied when the
+    /// keys are reloaded, so a key the provider withdrew stops being trusted.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 /// Verifies bearer tokens. Cheap to clone.
@@ -196,6 +225,7 @@ impl Authenticator {
                 keys: RwLock::new(keys),
                 last_reload: tokio::sync::Mutex::new(Instant::now()),
                 http,
+                verified: Mutex::new(HashMap::new()),
             })),
         })
     }
@@ -222,9 +252,43 @@ impl Authenticator {
         Some(self.verify(token).await.map_err(AuthRejection::from))
     }
 
-    /// Verifies one token.
+    /// Verifies one token, or finds it among those verified before and not
+    /// yet expired.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let verifier = self.inner.as_ref().ok_or(AuthError::NotConfigured)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(v) = verifier.verified.lock().get(&digest) {
+            if now < v.until {
+                return Ok(v.caller.clone());
+            }
+        }
+        let (caller, until) = verifier.verify_signed(token).await?;
+        if now < until {
+            let mut cache = verifier.verified.lock();
+            if cache.len() >= MAX_VERIFIED {
+                cache.retain(|_, v| now < v.until);
+                if cache.len() >= MAX_VERIFIED {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                digest,
+                Verified {
+                    caller: caller.clone(),
+                    until,
+                },
+            );
+        }
+        Ok(caller)
+    }
+}
+
+impl Verifier {
+    /// Full verification: header, key, signature and claims. Returns the
+    /// caller and the token's `exp`.
+    async fn verify_signed(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+        let verifier = self;
         let (alg, kid) = inspect_header(token)?;
         let key = match verifier.find(kid.as_deref()) {
             Some(key) => key,
@@ -262,7 +326,9 @@ impl Authenticator {
             return Err(AuthError::MissingClaim("sub".into()));
         }
         let admin = verifier.config.admin_subjects.contains(&subject);
-        Ok(Caller { subject, admin })
+        // `exp` verified, so finite and not far in the past; `as` saturates.
+        let until = data.claims.exp as u64;
+        Ok((Caller { subject, admin }, until))
     }
 }
 
@@ -325,6 +391,7 @@ impl Verifier {
                     "reloaded the JWKS after an unknown key id"
                 );
                 *self.keys.write() = keys;
+                self.verified.lock().clear();
             }
             // Keep the keys we have: a provider outage must not log everyone out.
             Err(e) => tracing::warn!(error = %e, "JWKS reload failed; keeping the cached keys"),
@@ -677,6 +744,30 @@ mod tests {
             eager.verify(&token).await.is_ok(),
             "reloaded on the unknown kid"
         );
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_remembered_only_while_their_key_is_published() {
+        let f = fixture();
+        let auth = authenticator(&f.path, Duration::ZERO).await;
+        let token = f.ec.sign(&claims("guardian-1")).expect("sign");
+        let caller = auth.verify(&token).await.expect("a valid token");
+        assert_eq!(auth.verify(&token).await, Ok(caller), "again, remembered");
+
+        // The same header and claims with another signature are another token.
+        let (signed, signature) = token.rsplit_once('.').expect("three parts");
+        let mut forged: Vec<u8> = signature.bytes().collect();
+        forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{signed}.{}", String::from_utf8(forged).expect("ascii"));
+        assert!(auth.verify(&forged).await.is_err());
+
+        // The provider withdraws the key: the reload (on an unknown kid)
+        // forgets what it verified, and the token is refused from then on.
+        let rotated = SigningKey::generate_es256("ec-2").expect("key");
+        write_jwks(&f.path, &[&f.rsa, &rotated]);
+        let fresh = rotated.sign(&claims("x")).expect("sign");
+        assert!(auth.verify(&fresh).await.is_ok(), "reloaded");
+        assert_eq!(auth.verify(&token).await, Err(AuthError::UnknownKey));
     }
 
     #[tokio::test]

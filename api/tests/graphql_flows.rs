@@ -62,6 +62,23 @@ fn close(a: &Value, b: f64) -> bool {
 }
 
 #[tokio::test]
+async fn a_classmate_s_new_grade_moves_the_class_average_of_the_next_answer() {
+    let w = World::postgres().await;
+    let a1 = assessment(&w, "teacher1", "C1", "maths", 1.0, 20.0).await;
+    grade(&w, "teacher1", &a1, "s1", Some(15.0), "GRADED").await;
+    let q = "{ myChildren { averages { subject classAverage } } }";
+    let before = w.node.ok("guardian1", q, json!({})).await;
+    let row = &before["myChildren"][0]["averages"][0];
+    assert!(close(&row["classAverage"], 15.0), "{row}");
+    // The class averages are cached per class: the cache must not outlive
+    // the model state it was computed from.
+    grade(&w, "teacher1", &a1, "s4", Some(5.0), "GRADED").await;
+    let after = w.node.ok("guardian1", q, json!({})).await;
+    let row = &after["myChildren"][0]["averages"][0];
+    assert!(close(&row["classAverage"], 10.0), "{row}");
+}
+
+#[tokio::test]
 async fn averages_are_weighted_on_twenty_and_count_graded_only() {
     let w = World::postgres().await;
     let a1 = assessment(&w, "teacher1", "C1", "maths", 1.0, 20.0).await;

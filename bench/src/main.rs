@@ -171,8 +171,8 @@ async fn main() -> Result<()> {
                 "Parent dashboard over HTTP ({} events in the log, {} guardians, PostgreSQL)",
                 setup.events, setup.guardians
             );
-            println!("| load | requests | req/s | p50 ms | p99 ms | max ms | goal p99 < 10 ms at 500 req/s |");
-            println!("|---|---|---|---|---|---|---|");
+            println!("| load | requests | req/s | p50 ms | p99 ms | max ms | CPU ms / request (process) | goal p99 < 10 ms at 500 req/s |");
+            println!("|---|---|---|---|---|---|---|---|");
             for r in &results {
                 let goal = if r.label.starts_with("open loop, 500 ") {
                     if r.p99 < Duration::from_millis(10) {
@@ -183,8 +183,12 @@ async fn main() -> Result<()> {
                 } else {
                     ""
                 };
+                let cpu = r
+                    .cpu_per_request
+                    .map(|c| format!("{:.2}", c.as_secs_f64() * 1e3))
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {goal} |",
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {cpu} | {goal} |",
                     r.label,
                     r.requests,
                     r.rps(),

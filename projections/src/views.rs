@@ -358,39 +358,47 @@ impl ReadModel {
 
     // ---- Parent and student view --------------------------------------------
 
-    /// The student's grades, optionally of one subject, by assessment date.
-    pub fn grades_of(&self, student: StudentId, subject: Option<&str>) -> Vec<GradeView> {
+    /// The student's grades with their assessments, optionally of one
+    /// subject, by assessment date (then subject and assessment). Borrowed:
+    /// the GraphQL objects take what they need.
+    pub fn student_grades(
+        &self,
+        student: StudentId,
+        subject: Option<&str>,
+    ) -> Vec<(&Grade, &Assessment)> {
         let Some(ids) = self.grades_by_student.get(&student) else {
             return vec![];
         };
-        let mut views: Vec<GradeView> = ids
+        let mut list: Vec<(&Grade, &Assessment)> = ids
             .iter()
             .filter_map(|g| self.grades.get(g))
             .filter_map(|g| {
                 let a = self.assessments.get(&g.assessment_id)?;
-                if subject.is_some_and(|s| s != a.subject) {
-                    return None;
-                }
-                Some(GradeView {
-                    grade: g.clone(),
-                    subject: a.subject.clone(),
-                    assessment_title: a.title.clone(),
-                    assessment_date: a.date,
-                    coefficient: a.coefficient,
-                    out_of: a.out_of,
-                    score_on_20: on_20(g, a),
-                    class_average: self.assessment_average(a.id),
-                })
+                subject.is_none_or(|s| s == a.subject).then_some((g, a))
             })
             .collect();
-        views.sort_by(|a, b| {
-            (a.assessment_date, &a.subject, a.grade.assessment_id).cmp(&(
-                b.assessment_date,
-                &b.subject,
-                b.grade.assessment_id,
-            ))
+        list.sort_by(|(ga, a), (gb, b)| {
+            (a.date, &a.subject, ga.assessment_id).cmp(&(b.date, &b.subject, gb.assessment_id))
         });
-        views
+        list
+    }
+
+    /// The student's grades, optionally of one subject, by assessment date,
+    /// each with its assessment's details and class average.
+    pub fn grades_of(&self, student: StudentId, subject: Option<&str>) -> Vec<GradeView> {
+        self.student_grades(student, subject)
+            .into_iter()
+            .map(|(g, a)| GradeView {
+                grade: g.clone(),
+                subject: a.subject.clone(),
+                assessment_title: a.title.clone(),
+                assessment_date: a.date,
+                coefficient: a.coefficient,
+                out_of: a.out_of,
+                score_on_20: on_20(g, a),
+                class_average: self.assessment_average(a.id),
+            })
+            .collect()
     }
 
     /// Mean of an assessment's GRADED scores on /20.
@@ -406,7 +414,8 @@ impl ReadModel {
     /// The student's weighted /20 average in each subject (all their GRADED
     /// grades of that subject).
     fn student_subject_averages(&self, student: StudentId) -> BTreeMap<String, Option<f64>> {
-        let mut by_subject: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        // Keyed by the borrowed name: one `String` per subject, not per grade.
+        let mut by_subject: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
         for g in self
             .grades_by_student
             .get(&student)
@@ -417,14 +426,14 @@ impl ReadModel {
             let Some(a) = self.assessments.get(&g.assessment_id) else {
                 continue;
             };
-            let entry = by_subject.entry(a.subject.clone()).or_default();
+            let entry = by_subject.entry(a.subject.as_str()).or_default();
             if let Some(score) = on_20(g, a) {
                 entry.push((score, a.coefficient));
             }
         }
         by_subject
             .into_iter()
-            .map(|(subject, items)| (subject, weighted_average(items)))
+            .map(|(subject, items)| (subject.to_owned(), weighted_average(items)))
             .collect()
     }
 
@@ -471,6 +480,20 @@ impl ReadModel {
         let Some(s) = self.students.get(&student) else {
             return vec![];
         };
+        self.averages_with(student, &self.class_subject_averages(s.class_id))
+    }
+
+    /// [`Self::averages`] given the class averages of the student's class
+    /// ([`Self::class_subject_averages`]), which the API caches: they cost
+    /// the whole class's grades, the student's own only theirs.
+    pub fn averages_with(
+        &self,
+        student: StudentId,
+        class_averages: &BTreeMap<String, Option<f64>>,
+    ) -> Vec<SubjectAverage> {
+        let Some(s) = self.students.get(&student) else {
+            return vec![];
+        };
         let own = self.student_subject_averages(student);
         let mut subjects: BTreeSet<String> = own.keys().cloned().collect();
         subjects.extend(
@@ -478,7 +501,6 @@ impl ReadModel {
                 .into_iter()
                 .map(|a| a.subject.clone()),
         );
-        let class_averages = self.class_subject_averages(s.class_id);
         subjects
             .into_iter()
             .map(|subject| SubjectAverage {

@@ -33,6 +33,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn config(batch_size: usize) -> EngineConfig {
     EngineConfig {
         batch_size,
+        // Small pages too, so that rebuilds and catch-ups read several.
+        rebuild_page: batch_size,
         snapshot_every: 7,
         pseudonym_key: PseudonymKey::new(b"backend".to_vec()),
         ..EngineConfig::default()

@@ -274,9 +274,10 @@ fn committer_gone() -> StoreError {
 
 pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
     let col = |e: tokio_postgres::Error| StoreError::Corrupt(format!("event row: {e}"));
-    let data: String = row.try_get("data").map_err(col)?;
-    let metadata: String = row.try_get("metadata").map_err(col)?;
-    let hash: Vec<u8> = row.try_get("hash").map_err(col)?;
+    // Borrowed from the row: the JSON is parsed, never copied as text.
+    let data: &str = row.try_get("data").map_err(col)?;
+    let metadata: &str = row.try_get("metadata").map_err(col)?;
+    let hash: &[u8] = row.try_get("hash").map_err(col)?;
     let position = to_u64(row.try_get("position").map_err(col)?)?;
     let schema_version: i32 = row.try_get("schema_version").map_err(col)?;
     Ok(RecordedEvent {
@@ -287,9 +288,9 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
         event_type: row.try_get("event_type").map_err(col)?,
         schema_version: u32::try_from(schema_version)
             .map_err(|_| StoreError::Corrupt(format!("schema version at {position}")))?,
-        data: serde_json::from_str(&data)
+        data: serde_json::from_str(data)
             .map_err(|e| StoreError::Corrupt(format!("data at {position}: {e}")))?,
-        metadata: serde_json::from_str::<EventMetadata>(&metadata)
+        metadata: serde_json::from_str::<EventMetadata>(metadata)
             .map_err(|e| StoreError::Corrupt(format!("metadata at {position}: {e}")))?,
         recorded_at: row.try_get("recorded_at").map_err(col)?,
         hash: hash

@@ -365,8 +365,17 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
     let col = |e: rusqlite::Error| StoreError::Corrupt(format!("event row: {e}"));
     let position = to_u64(r.get(0).map_err(col)?)?;
     let event_id: Vec<u8> = r.get(3).map_err(col)?;
-    let data: String = r.get(6).map_err(col)?;
-    let metadata: String = r.get(7).map_err(col)?;
+    // Borrowed from the row: the JSON is parsed, never copied as text.
+    let data = r
+        .get_ref(6)
+        .map_err(col)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))?;
+    let metadata = r
+        .get_ref(7)
+        .map_err(col)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))?;
     let recorded_at: String = r.get(8).map_err(col)?;
     let hash: Vec<u8> = r.get(9).map_err(col)?;
     Ok(RecordedEvent {
@@ -377,9 +386,9 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
             .map_err(|e| StoreError::Corrupt(format!("event id at {position}: {e}")))?,
         event_type: r.get(4).map_err(col)?,
         schema_version: r.get(5).map_err(col)?,
-        data: serde_json::from_str(&data)
+        data: serde_json::from_str(data)
             .map_err(|e| StoreError::Corrupt(format!("data at {position}: {e}")))?,
-        metadata: serde_json::from_str::<EventMetadata>(&metadata)
+        metadata: serde_json::from_str::<EventMetadata>(metadata)
             .map_err(|e| StoreError::Corrupt(format!("metadata at {position}: {e}")))?,
         recorded_at: parse_time(&recorded_at)?,
         hash: hash

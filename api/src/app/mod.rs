@@ -49,12 +49,13 @@ pub use follower::LiveAbsence;
 use crate::context::Caller;
 use parking_lot::Mutex;
 use registre_domain::events::PersonRegistered;
-use registre_domain::{DomainEvent, PersonId, Role, StreamName};
+use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};
 use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
 use registre_store::{
     Actor, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess,
     NewEvent, Position, StoreError,
 };
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,8 +129,15 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    /// Class subject averages by class, with the model position they were
+    /// computed at: every dashboard shows its class's averages, which cost
+    /// all the class's grades, and they only change when the model moves.
+    class_averages: Mutex<HashMap<ClassId, (Position, Arc<ClassAverages>)>>,
     config: AppConfig,
 }
+
+/// A class's average per subject (`None`: no GRADED grade yet).
+pub type ClassAverages = BTreeMap<String, Option<f64>>;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,6 +193,7 @@ impl App {
             shutdown: shutdown_tx,
             tasks: Mutex::new(vec![follow, writer]),
             counters,
+            class_averages: Mutex::new(HashMap::new()),
             config,
         }))
     }
@@ -234,6 +243,22 @@ impl App {
         self.engine.read(f)
     }
 
+    /// The class averages of `class` in `m`, the live model read under its
+    /// lock (never a past state: the cache is keyed by the live position).
+    pub fn class_averages(&self, m: &ReadModel, class: ClassId) -> Arc<ClassAverages> {
+        let position = m.position();
+        if let Some((at, averages)) = self.class_averages.lock().get(&class) {
+            if *at == position {
+                return averages.clone();
+            }
+        }
+        let averages = Arc::new(m.class_subject_averages(class));
+        self.class_averages
+            .lock()
+            .insert(class, (position, averages.clone()));
+        averages
+    }
+
     /// Waits until the read model holds `position`, within the consistency timeout.
     pub async fn wait_for(&self, position: Position) -> Result<(), ApiError> {
         if self.read_model_position() >= position {
@@ -248,9 +273,13 @@ impl App {
                     reached = lag.reached,
                     "read model lagging"
                 );
+                // After a start without a usable snapshot, the node folds the
+                // whole log before it can answer: say so, /readyz shows the lag.
                 ApiError::Internal(format!(
-                    "the read model did not reach log position {} within {:?}; retry",
-                    lag.wanted, self.config.consistency_timeout
+                    "the read model is at log position {} and did not reach {} within {:?} \
+                     (the node is still catching up with the log; /readyz reports when it is \
+                     ready); retry",
+                    lag.reached, lag.wanted, self.config.consistency_timeout
                 ))
             })
     }

@@ -16,7 +16,7 @@ use registre_domain::{
     StudentId,
 };
 use registre_projections::{self as model, ReadModel as Model};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Where an object's data comes from.
 #[derive(Clone, Debug)]
@@ -33,6 +33,34 @@ impl Src {
             Src::Live => Ok(app(ctx)?.read(f)),
             Src::AsOf(m) => Ok(f(m)),
         }
+    }
+}
+
+/// An object's entity, read from its source once: on the first field that
+/// needs it, or with the list the object came from. Every field of one object
+/// then answers from the same state of the model, and a field costs no lock
+/// and no copy of the entity.
+#[derive(Debug)]
+pub struct Loaded<T>(OnceLock<T>);
+
+impl<T> Default for Loaded<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T> Loaded<T> {
+    fn with(value: T) -> Self {
+        Self(OnceLock::from(value))
+    }
+
+    fn get_or_load(&self, load: impl FnOnce() -> Result<T>) -> Result<&T> {
+        if let Some(v) = self.0.get() {
+            return Ok(v);
+        }
+        let v = load()?;
+        // Fields of one object may race here; the first read wins for all.
+        Ok(self.0.get_or_init(|| v))
     }
 }
 
@@ -70,13 +98,24 @@ pub(crate) fn id<T: std::fmt::Display>(v: T) -> ID {
 pub struct Person {
     pub id: PersonId,
     pub src: Src,
+    data: Loaded<model::Person>,
 }
 
 impl Person {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Person> {
-        self.src
-            .read(ctx, |m| m.person(self.id).cloned())?
-            .ok_or_else(|| missing("person"))
+    pub fn new(id: PersonId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Person> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.person(self.id).cloned())?
+                .ok_or_else(|| missing("person"))
+        })
     }
 }
 
@@ -85,14 +124,20 @@ impl Person {
     async fn id(&self) -> ID {
         id(self.id)
     }
-    async fn external_id(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.external_id)
+    async fn external_id(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.external_id)
     }
-    async fn display_name(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.display_name)
+    async fn display_name(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.display_name)
     }
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
-        Ok(self.get(ctx)?.roles.into_iter().map(Role::from).collect())
+        Ok(self
+            .get(ctx)?
+            .roles
+            .iter()
+            .copied()
+            .map(Role::from)
+            .collect())
     }
 }
 
@@ -102,13 +147,24 @@ impl Person {
 pub struct Establishment {
     pub id: EstablishmentId,
     pub src: Src,
+    data: Loaded<model::Establishment>,
 }
 
 impl Establishment {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Establishment> {
-        self.src
-            .read(ctx, |m| m.establishment(self.id).cloned())?
-            .ok_or_else(|| missing("establishment"))
+    pub fn new(id: EstablishmentId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Establishment> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.establishment(self.id).cloned())?
+                .ok_or_else(|| missing("establishment"))
+        })
     }
 }
 
@@ -118,25 +174,28 @@ impl Establishment {
         id(self.id)
     }
     /// UAI code: 7 digits and a letter, e.g. 0750001A
-    async fn uai(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.uai)
+    async fn uai(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.uai)
     }
-    async fn name(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.name)
+    async fn name(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.name)
     }
     /// IANA time zone, default Europe/Paris (Indian/Reunion, America/Cayenne, ...)
     async fn time_zone(&self, ctx: &Context<'_>) -> Result<String> {
         Ok(self.get(ctx)?.time_zone.name().to_owned())
     }
     async fn classes(&self, ctx: &Context<'_>) -> Result<Vec<SchoolClass>> {
-        Ok(self
-            .get(ctx)?
-            .classes
+        let establishment = self.get(ctx)?;
+        let classes = self.src.read(ctx, |m| {
+            establishment
+                .classes
+                .iter()
+                .filter_map(|&id| m.class(id).cloned())
+                .collect::<Vec<_>>()
+        })?;
+        Ok(classes
             .into_iter()
-            .map(|id| SchoolClass {
-                id,
-                src: self.src.clone(),
-            })
+            .map(|c| SchoolClass::loaded(c, self.src.clone()))
             .collect())
     }
 }
@@ -145,13 +204,33 @@ impl Establishment {
 pub struct SchoolClass {
     pub id: ClassId,
     pub src: Src,
+    data: Loaded<model::SchoolClass>,
 }
 
 impl SchoolClass {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::SchoolClass> {
-        self.src
-            .read(ctx, |m| m.class(self.id).cloned())?
-            .ok_or_else(|| missing("class"))
+    pub fn new(id: ClassId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    /// An object whose entity was read with the list it belongs to.
+    pub(crate) fn loaded(data: model::SchoolClass, src: Src) -> Self {
+        Self {
+            id: data.id,
+            src,
+            data: Loaded::with(data),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::SchoolClass> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.class(self.id).cloned())?
+                .ok_or_else(|| missing("class"))
+        })
     }
 }
 
@@ -160,14 +239,14 @@ impl SchoolClass {
     async fn id(&self) -> ID {
         id(self.id)
     }
-    async fn name(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.name)
+    async fn name(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.name)
     }
     async fn establishment(&self, ctx: &Context<'_>) -> Result<Establishment> {
-        Ok(Establishment {
-            id: self.get(ctx)?.establishment_id,
-            src: self.src.clone(),
-        })
+        Ok(Establishment::new(
+            self.get(ctx)?.establishment_id,
+            self.src.clone(),
+        ))
     }
     /// The students of the class the viewer may see.
     async fn students(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
@@ -178,16 +257,13 @@ impl SchoolClass {
             class
                 .students
                 .iter()
-                .copied()
-                .filter(|s| all || policy::can_see_student(m, &v, *s))
+                .filter(|s| all || policy::can_see_student(m, &v, **s))
+                .filter_map(|s| m.student(*s).cloned())
                 .collect::<Vec<_>>()
         })?;
         Ok(visible
             .into_iter()
-            .map(|id| Student {
-                id,
-                src: self.src.clone(),
-            })
+            .map(|s| Student::loaded(s, self.src.clone()))
             .collect())
     }
 }
@@ -198,6 +274,9 @@ impl SchoolClass {
 pub struct Student {
     pub id: StudentId,
     pub src: Src,
+    data: Loaded<model::Student>,
+    /// The averages rows, shared by `averages` and `overallAverage`.
+    average_rows: Loaded<Vec<SubjectAverage>>,
 }
 
 /// One subject row of the averages.
@@ -210,12 +289,20 @@ pub struct SubjectAverage {
 
 /// The averages rows the viewer may see (a teacher: the subjects they teach
 /// in the student's class); `None` for an auditor's past state.
-fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<SubjectAverage> {
+fn averages_of(
+    m: &Model,
+    class_averages: Option<&crate::app::ClassAverages>,
+    v: Option<&Viewer>,
+    student: StudentId,
+) -> Vec<SubjectAverage> {
     let Some(class) = m.student(student).map(|s| s.class_id) else {
         return Vec::new();
     };
-    m.averages(student)
-        .into_iter()
+    let rows = match class_averages {
+        Some(c) => m.averages_with(student, c),
+        None => m.averages(student),
+    };
+    rows.into_iter()
         .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
         .map(|row| SubjectAverage {
             subject: row.subject,
@@ -226,10 +313,59 @@ fn averages_of(m: &Model, v: Option<&Viewer>, student: StudentId) -> Vec<Subject
 }
 
 impl Student {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Student> {
-        self.src
-            .read(ctx, |m| m.student(self.id).cloned())?
-            .ok_or_else(|| missing("student"))
+    pub fn new(id: StudentId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+            average_rows: Loaded::default(),
+        }
+    }
+
+    /// An object whose entity was read with the list it belongs to.
+    pub(crate) fn loaded(data: model::Student, src: Src) -> Self {
+        Self {
+            id: data.id,
+            src,
+            data: Loaded::with(data),
+            average_rows: Loaded::default(),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Student> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.student(self.id).cloned())?
+                .ok_or_else(|| missing("student"))
+        })
+    }
+
+    /// The averages rows for `v`; on the live model with the App's cached
+    /// class averages.
+    fn average_rows(&self, ctx: &Context<'_>, v: Option<&Viewer>) -> Result<&[SubjectAverage]> {
+        // One viewer per request, so one set of rows per object.
+        let rows = self
+            .average_rows
+            .get_or_load(|| self.compute_average_rows(ctx, v))?;
+        Ok(rows)
+    }
+
+    fn compute_average_rows(
+        &self,
+        ctx: &Context<'_>,
+        v: Option<&Viewer>,
+    ) -> Result<Vec<SubjectAverage>> {
+        match &self.src {
+            Src::Live => {
+                let app = app(ctx)?;
+                Ok(app.read(|m| {
+                    let class = m.student(self.id).map(|s| s.class_id);
+                    let cached = class.map(|c| app.class_averages(m, c));
+                    averages_of(m, cached.as_deref(), v, self.id)
+                }))
+            }
+            Src::AsOf(m) => Ok(averages_of(m, None, v, self.id)),
+        }
     }
 
     /// The viewer, after checking they may read this record; `None` for an
@@ -252,80 +388,61 @@ impl Student {
         id(self.id)
     }
     async fn person(&self, ctx: &Context<'_>) -> Result<Person> {
-        Ok(Person {
-            id: self.get(ctx)?.person_id,
-            src: self.src.clone(),
-        })
+        Ok(Person::new(self.get(ctx)?.person_id, self.src.clone()))
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
-        Ok(SchoolClass {
-            id: self.get(ctx)?.class_id,
-            src: self.src.clone(),
-        })
+        Ok(SchoolClass::new(self.get(ctx)?.class_id, self.src.clone()))
     }
     async fn guardians(&self, ctx: &Context<'_>) -> Result<Vec<Person>> {
         Ok(self
             .get(ctx)?
             .guardians
-            .into_iter()
-            .map(|id| Person {
-                id,
-                src: self.src.clone(),
-            })
+            .iter()
+            .map(|&id| Person::new(id, self.src.clone()))
             .collect())
     }
     async fn grades(&self, ctx: &Context<'_>, subject: Option<String>) -> Result<Vec<Grade>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        let ids = self.src.read(ctx, |m| {
-            m.grades_of(self.id, subject.as_deref())
+        let grades = self.src.read(ctx, |m| {
+            m.student_grades(self.id, subject.as_deref())
                 .into_iter()
-                .filter(|g| {
+                .filter(|(_, a)| {
                     v.as_ref().is_none_or(|v| {
-                        m.assessment(g.grade.assessment_id).is_some_and(|a| {
-                            policy::can_see_subject(m, v, self.id, a.class_id, &a.subject)
-                        })
+                        policy::can_see_subject(m, v, self.id, a.class_id, &a.subject)
                     })
                 })
-                .map(|g| g.grade.id)
+                .map(|(g, _)| g.clone())
                 .collect::<Vec<_>>()
         })?;
-        Ok(ids
+        Ok(grades
             .into_iter()
-            .map(|id| Grade {
-                id,
-                src: self.src.clone(),
-            })
+            .map(|g| Grade::loaded(g, self.src.clone()))
             .collect())
     }
     /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
     async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        self.src.read(ctx, |m| averages_of(m, v.as_ref(), self.id))
+        Ok(self.average_rows(ctx, v.as_ref())?.to_vec())
     }
     /// mean of the subject averages; null when the student has no GRADED grade
     async fn overall_average(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        let rows = self
-            .src
-            .read(ctx, |m| averages_of(m, v.as_ref(), self.id))?;
+        let rows = self.average_rows(ctx, v.as_ref())?;
         let known: Vec<f64> = rows.iter().filter_map(|r| r.average).collect();
         Ok((!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64))
     }
     async fn absences(&self, ctx: &Context<'_>) -> Result<Vec<Absence>> {
         self.record_viewer(ctx, "Absences").await?;
-        let ids = self.src.read(ctx, |m| {
+        let absences = self.src.read(ctx, |m| {
             m.absences_of(self.id)
                 .into_iter()
                 .filter(|a| !m.is_absence_cancelled(a.id))
-                .map(|a| a.id)
+                .cloned()
                 .collect::<Vec<_>>()
         })?;
-        Ok(ids
+        Ok(absences
             .into_iter()
-            .map(|id| Absence {
-                id,
-                src: self.src.clone(),
-            })
+            .map(|a| Absence::loaded(a, self.src.clone()))
             .collect())
     }
     async fn homework(
@@ -335,7 +452,7 @@ impl Student {
         to: Option<Date>,
     ) -> Result<Vec<Homework>> {
         let v = self.record_viewer(ctx, "Cahier_Textes").await?;
-        let ids = self.src.read(ctx, |m| {
+        let entries = self.src.read(ctx, |m| {
             m.homework_of(self.id, from.map(|d| d.0), to.map(|d| d.0))
                 .into_iter()
                 .filter(|h| {
@@ -344,15 +461,12 @@ impl Student {
                             policy::can_see_subject(m, v, self.id, h.class_id, &h.subject)
                         })
                 })
-                .map(|h| h.id)
+                .cloned()
                 .collect::<Vec<_>>()
         })?;
-        Ok(ids
+        Ok(entries
             .into_iter()
-            .map(|id| Homework {
-                id,
-                src: self.src.clone(),
-            })
+            .map(|h| Homework::loaded(h, self.src.clone()))
             .collect())
     }
 }
@@ -363,13 +477,24 @@ impl Student {
 pub struct Assessment {
     pub id: AssessmentId,
     pub src: Src,
+    data: Loaded<model::Assessment>,
 }
 
 impl Assessment {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Assessment> {
-        self.src
-            .read(ctx, |m| m.assessment(self.id).cloned())?
-            .ok_or_else(|| missing("assessment"))
+    pub fn new(id: AssessmentId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Assessment> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.assessment(self.id).cloned())?
+                .ok_or_else(|| missing("assessment"))
+        })
     }
 }
 
@@ -379,16 +504,13 @@ impl Assessment {
         id(self.id)
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
-        Ok(SchoolClass {
-            id: self.get(ctx)?.class_id,
-            src: self.src.clone(),
-        })
+        Ok(SchoolClass::new(self.get(ctx)?.class_id, self.src.clone()))
     }
-    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.subject)
+    async fn subject(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.subject)
     }
-    async fn title(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.title)
+    async fn title(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.title)
     }
     async fn date(&self, ctx: &Context<'_>) -> Result<Date> {
         Ok(Date(self.get(ctx)?.date))
@@ -405,13 +527,33 @@ impl Assessment {
 pub struct Grade {
     pub id: GradeId,
     pub src: Src,
+    data: Loaded<model::Grade>,
 }
 
 impl Grade {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Grade> {
-        self.src
-            .read(ctx, |m| m.grade(self.id).cloned())?
-            .ok_or_else(|| missing("grade"))
+    pub fn new(id: GradeId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    /// An object whose entity was read with the list it belongs to.
+    pub(crate) fn loaded(data: model::Grade, src: Src) -> Self {
+        Self {
+            id: data.id,
+            src,
+            data: Loaded::with(data),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Grade> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.grade(self.id).cloned())?
+                .ok_or_else(|| missing("grade"))
+        })
     }
 }
 
@@ -421,16 +563,13 @@ impl Grade {
         id(self.id)
     }
     async fn assessment(&self, ctx: &Context<'_>) -> Result<Assessment> {
-        Ok(Assessment {
-            id: self.get(ctx)?.assessment_id,
-            src: self.src.clone(),
-        })
+        Ok(Assessment::new(
+            self.get(ctx)?.assessment_id,
+            self.src.clone(),
+        ))
     }
     async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
-        Ok(Student {
-            id: self.get(ctx)?.student_id,
-            src: self.src.clone(),
-        })
+        Ok(Student::new(self.get(ctx)?.student_id, self.src.clone()))
     }
     /// null unless status is GRADED; 0 <= score <= assessment.outOf
     async fn score(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
@@ -443,10 +582,7 @@ impl Grade {
         Ok(self.get(ctx)?.recorded_at)
     }
     async fn recorded_by(&self, ctx: &Context<'_>) -> Result<Person> {
-        Ok(Person {
-            id: self.get(ctx)?.recorded_by,
-            src: self.src.clone(),
-        })
+        Ok(Person::new(self.get(ctx)?.recorded_by, self.src.clone()))
     }
 }
 
@@ -456,13 +592,33 @@ impl Grade {
 pub struct Absence {
     pub id: AbsenceId,
     pub src: Src,
+    data: Loaded<model::Absence>,
 }
 
 impl Absence {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Absence> {
-        self.src
-            .read(ctx, |m| m.absence(self.id).cloned())?
-            .ok_or_else(|| missing("absence"))
+    pub fn new(id: AbsenceId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    /// An object whose entity was read with the list it belongs to.
+    pub(crate) fn loaded(data: model::Absence, src: Src) -> Self {
+        Self {
+            id: data.id,
+            src,
+            data: Loaded::with(data),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Absence> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.absence(self.id).cloned())?
+                .ok_or_else(|| missing("absence"))
+        })
     }
 }
 
@@ -472,10 +628,7 @@ impl Absence {
         id(self.id)
     }
     async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
-        Ok(Student {
-            id: self.get(ctx)?.student_id,
-            src: self.src.clone(),
-        })
+        Ok(Student::new(self.get(ctx)?.student_id, self.src.clone()))
     }
     async fn kind(&self, ctx: &Context<'_>) -> Result<AbsenceKind> {
         Ok(self.get(ctx)?.kind.into())
@@ -495,8 +648,8 @@ impl Absence {
     async fn state(&self, ctx: &Context<'_>) -> Result<JustificationState> {
         Ok(self.get(ctx)?.state.into())
     }
-    async fn reason(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        Ok(self.get(ctx)?.reason)
+    async fn reason(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        Ok(self.get(ctx)?.reason.as_deref())
     }
     /// Declared in advance by a guardian and not yet confirmed by a roll call.
     async fn declared(&self, ctx: &Context<'_>) -> Result<bool> {
@@ -508,10 +661,7 @@ impl Absence {
             .get(ctx)?
             .reported_by
             .ok_or_else(|| missing("reporter"))?;
-        Ok(Person {
-            id: by,
-            src: self.src.clone(),
-        })
+        Ok(Person::new(by, self.src.clone()))
     }
     async fn reported_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
         Ok(self.get(ctx)?.reported_at)
@@ -531,10 +681,7 @@ impl AbsenceNotification {
         self.position.to_string()
     }
     async fn absence(&self) -> Absence {
-        Absence {
-            id: self.absence,
-            src: Src::Live,
-        }
+        Absence::new(self.absence, Src::Live)
     }
 }
 
@@ -553,10 +700,7 @@ impl AbsenceStats {
     async fn students_over_threshold(&self) -> Vec<Student> {
         self.over_threshold
             .iter()
-            .map(|id| Student {
-                id: *id,
-                src: Src::Live,
-            })
+            .map(|id| Student::new(*id, Src::Live))
             .collect()
     }
 }
@@ -582,13 +726,33 @@ pub(crate) fn absence_stats(
 pub struct Homework {
     pub id: HomeworkId,
     pub src: Src,
+    data: Loaded<model::Homework>,
 }
 
 impl Homework {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Homework> {
-        self.src
-            .read(ctx, |m| m.homework_entry(self.id).cloned())?
-            .ok_or_else(|| missing("homework"))
+    pub fn new(id: HomeworkId, src: Src) -> Self {
+        Self {
+            id,
+            src,
+            data: Loaded::default(),
+        }
+    }
+
+    /// An object whose entity was read with the list it belongs to.
+    pub(crate) fn loaded(data: model::Homework, src: Src) -> Self {
+        Self {
+            id: data.id,
+            src,
+            data: Loaded::with(data),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Homework> {
+        self.data.get_or_load(|| {
+            self.src
+                .read(ctx, |m| m.homework_entry(self.id).cloned())?
+                .ok_or_else(|| missing("homework"))
+        })
     }
 }
 
@@ -598,28 +762,22 @@ impl Homework {
         id(self.id)
     }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
-        Ok(SchoolClass {
-            id: self.get(ctx)?.class_id,
-            src: self.src.clone(),
-        })
+        Ok(SchoolClass::new(self.get(ctx)?.class_id, self.src.clone()))
     }
-    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.subject)
+    async fn subject(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.subject)
     }
-    async fn title(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.title)
+    async fn title(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.title)
     }
-    async fn description(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.description)
+    async fn description(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.description)
     }
     async fn due(&self, ctx: &Context<'_>) -> Result<Date> {
         Ok(Date(self.get(ctx)?.due))
     }
     async fn assigned_by(&self, ctx: &Context<'_>) -> Result<Person> {
-        Ok(Person {
-            id: self.get(ctx)?.teacher_id,
-            src: self.src.clone(),
-        })
+        Ok(Person::new(self.get(ctx)?.teacher_id, self.src.clone()))
     }
 }
 
@@ -628,13 +786,24 @@ impl Homework {
 pub struct Message {
     pub id: MessageId,
     pub reader: PersonId,
+    data: Loaded<model::Message>,
 }
 
 impl Message {
-    fn get(&self, ctx: &Context<'_>) -> Result<model::Message> {
-        app(ctx)?
-            .read(|m| m.message(self.id).cloned())
-            .ok_or_else(|| missing("message"))
+    pub fn new(id: MessageId, reader: PersonId) -> Self {
+        Self {
+            id,
+            reader,
+            data: Loaded::default(),
+        }
+    }
+
+    fn get(&self, ctx: &Context<'_>) -> Result<&model::Message> {
+        self.data.get_or_load(|| {
+            app(ctx)?
+                .read(|m| m.message(self.id).cloned())
+                .ok_or_else(|| missing("message"))
+        })
     }
 }
 
@@ -647,24 +816,21 @@ impl Message {
         Ok(id(self.get(ctx)?.thread_id))
     }
     async fn from(&self, ctx: &Context<'_>) -> Result<Person> {
-        Ok(Person {
-            id: self.get(ctx)?.from,
-            src: Src::Live,
-        })
+        Ok(Person::new(self.get(ctx)?.from, Src::Live))
     }
     async fn to(&self, ctx: &Context<'_>) -> Result<Vec<Person>> {
         Ok(self
             .get(ctx)?
             .to
-            .into_iter()
-            .map(|id| Person { id, src: Src::Live })
+            .iter()
+            .map(|&id| Person::new(id, Src::Live))
             .collect())
     }
-    async fn subject(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.subject)
+    async fn subject(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.subject)
     }
-    async fn body(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.get(ctx)?.body)
+    async fn body(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.get(ctx)?.body)
     }
     async fn sent_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
         Ok(self.get(ctx)?.sent_at)
@@ -695,10 +861,11 @@ impl AuditEntry {
     }
     /// null for system events
     async fn actor(&self) -> Option<Person> {
-        self.event.metadata.actor.as_ref().map(|a| Person {
-            id: PersonId(a.person_id),
-            src: Src::Live,
-        })
+        self.event
+            .metadata
+            .actor
+            .as_ref()
+            .map(|a| Person::new(PersonId(a.person_id), Src::Live))
     }
     /// mandatory on corrections
     async fn reason(&self) -> Option<&str> {
@@ -717,10 +884,7 @@ pub struct AccessEntry {
 #[Object]
 impl AccessEntry {
     async fn viewer(&self) -> Person {
-        Person {
-            id: PersonId(self.record.access.viewer_id),
-            src: Src::Live,
-        }
+        Person::new(PersonId(self.record.access.viewer_id), Src::Live)
     }
     async fn at(&self) -> DateTime<Utc> {
         self.record.access.at

@@ -44,10 +44,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     async fn me(&self, ctx: &Context<'_>) -> Result<Person> {
         let (_, v) = viewer(ctx).await?;
-        Ok(Person {
-            id: v.person,
-            src: Src::Live,
-        })
+        Ok(Person::new(v.person, Src::Live))
     }
 
     /// null with a FORBIDDEN error when the viewer may not see this student
@@ -65,20 +62,17 @@ impl QueryRoot {
             return forbidden();
         };
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
-        Ok(Some(Student {
-            id: sid,
-            src: Src::Live,
-        }))
+        Ok(Some(Student::new(sid, Src::Live)))
     }
 
     /// GUARDIAN: the students the viewer is guardian of
     async fn my_children(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let (app, v) = viewer(ctx).await?;
-        let kids: Vec<StudentId> =
-            app.read(|m| m.children_of(v.person).iter().map(|s| s.id).collect());
+        let kids: Vec<registre_projections::Student> =
+            app.read(|m| m.children_of(v.person).into_iter().cloned().collect());
         Ok(kids
             .into_iter()
-            .map(|id| Student { id, src: Src::Live })
+            .map(|s| Student::loaded(s, Src::Live))
             .collect())
     }
 
@@ -90,10 +84,7 @@ impl QueryRoot {
         if !app.read(|m| policy::can_see_class(m, &v, cid)) {
             return forbidden();
         }
-        Ok(Some(SchoolClass {
-            id: cid,
-            src: Src::Live,
-        }))
+        Ok(Some(SchoolClass::new(cid, Src::Live)))
     }
 
     /// An establishment (its roster is public within Registre: names and classes).
@@ -103,10 +94,7 @@ impl QueryRoot {
         if !app.read(|m| m.establishment(eid).is_some()) {
             return Err(ApiError::NotFound("establishment".into())).gql();
         }
-        Ok(Some(Establishment {
-            id: eid,
-            src: Src::Live,
-        }))
+        Ok(Some(Establishment::new(eid, Src::Live)))
     }
 
     /// the viewer's messages, newest first
@@ -127,10 +115,7 @@ impl QueryRoot {
         app.record_access(&v, Some(v.person), operation(ctx), "Courrier_Electronique");
         Ok(ids
             .into_iter()
-            .map(|id| Message {
-                id,
-                reader: v.person,
-            })
+            .map(|id| Message::new(id, v.person))
             .collect())
     }
 
@@ -230,10 +215,7 @@ impl QueryRoot {
             return Err(ApiError::NotFound("student".into())).gql();
         };
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
-        Ok(Some(Student {
-            id: sid,
-            src: Src::AsOf(Arc::new(past)),
-        }))
+        Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past)))))
     }
 
     /// HEAD, EDUCATION_STAFF, AUDITOR
@@ -427,7 +409,7 @@ impl MutationRoot {
             .create_establishment(&cx, &input.uai, &input.name, input.time_zone.as_deref())
             .await
             .gql()?;
-        Ok(live(|src| Establishment { id, src }))
+        Ok(live(|src| Establishment::new(id, src)))
     }
 
     /// ADMIN, HEAD
@@ -443,7 +425,7 @@ impl MutationRoot {
         };
         let est = parse::<EstablishmentId>("establishmentId", &input.establishment_id)?;
         let id = app.create_class(&cx, est, &input.name).await.gql()?;
-        Ok(live(|src| SchoolClass { id, src }))
+        Ok(live(|src| SchoolClass::new(id, src)))
     }
 
     /// ADMIN, HEAD
@@ -467,7 +449,7 @@ impl MutationRoot {
             .register_person(&cx, &input.external_id, &input.display_name, &roles, est)
             .await
             .gql()?;
-        Ok(live(|src| Person { id, src }))
+        Ok(live(|src| Person::new(id, src)))
     }
 
     /// ADMIN, HEAD
@@ -484,7 +466,7 @@ impl MutationRoot {
         let person = parse::<PersonId>("personId", &input.person_id)?;
         let class = parse::<ClassId>("classId", &input.class_id)?;
         let id = app.enroll_student(&cx, person, class).await.gql()?;
-        Ok(live(|src| Student { id, src }))
+        Ok(live(|src| Student::new(id, src)))
     }
 
     /// ADMIN, HEAD
@@ -497,7 +479,7 @@ impl MutationRoot {
         let student = parse::<StudentId>("studentId", &input.student_id)?;
         let guardian = parse::<PersonId>("guardianId", &input.guardian_id)?;
         app.link_guardian(&cx, student, guardian).await.gql()?;
-        Ok(live(|src| Student { id: student, src }))
+        Ok(live(|src| Student::new(student, src)))
     }
 
     /// ADMIN, HEAD
@@ -546,7 +528,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(live(|src| Absence { id, src }))
+        Ok(live(|src| Absence::new(id, src)))
     }
 
     /// GUARDIAN of the student: an absence announced in advance, PENDING review
@@ -579,7 +561,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(live(|src| Absence { id, src }))
+        Ok(live(|src| Absence::new(id, src)))
     }
 
     /// GUARDIAN of the student: the state becomes PENDING
@@ -595,7 +577,7 @@ impl MutationRoot {
         };
         let id = opaque(&input.absence_id);
         app.justify_absence(&cx, id, &input.reason).await.gql()?;
-        Ok(live(|src| Absence { id, src }))
+        Ok(live(|src| Absence::new(id, src)))
     }
 
     /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
@@ -613,7 +595,7 @@ impl MutationRoot {
         app.review_justification(&cx, id, input.accept, input.comment.as_deref())
             .await
             .gql()?;
-        Ok(live(|src| Absence { id, src }))
+        Ok(live(|src| Absence::new(id, src)))
     }
 
     /// TEACHER assigned to that class and subject
@@ -639,7 +621,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(live(|src| Assessment { id, src }))
+        Ok(live(|src| Assessment::new(id, src)))
     }
 
     /// TEACHER who owns the assessment
@@ -669,7 +651,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(live(|src| Grade { id, src }))
+        Ok(live(|src| Grade::new(id, src)))
     }
 
     /// TEACHER who owns the assessment; the earlier value stays in the audit trail
@@ -683,7 +665,7 @@ impl MutationRoot {
         app.correct_grade(&cx, id, input.score, input.status.into(), &input.reason)
             .await
             .gql()?;
-        Ok(live(|src| Grade { id, src }))
+        Ok(live(|src| Grade::new(id, src)))
     }
 
     /// TEACHER assigned to that class and subject
@@ -708,7 +690,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(live(|src| Homework { id, src }))
+        Ok(live(|src| Homework::new(id, src)))
     }
 
     /// any authenticated person, to people they may write to (see `api::policy::may_write`)
@@ -733,10 +715,7 @@ impl MutationRoot {
             .send_message(&cx, &to, &input.subject, &input.body, thread, key)
             .await
             .gql()?;
-        Ok(Message {
-            id,
-            reader: v.person,
-        })
+        Ok(Message::new(id, v.person))
     }
 
     /// a recipient of the message
@@ -748,10 +727,7 @@ impl MutationRoot {
         };
         let id = opaque(&message_id);
         app.mark_message_read(&cx, id).await.gql()?;
-        Ok(Message {
-            id,
-            reader: v.person,
-        })
+        Ok(Message::new(id, v.person))
     }
 
     /// ADMIN: erase a person (a Person id) on request (GDPR art. 17): their name and personal free text read as "[effacé]" from now on; the events, the chain and the statistics stay. The reason is mandatory and must not itself name the person. False when they were erased already
@@ -785,7 +761,7 @@ impl MutationRoot {
             .close_account(&cx, person, input.effective_on.0, &input.reason)
             .await
             .gql()?;
-        Ok(live(|src| Person { id, src }))
+        Ok(live(|src| Person::new(id, src)))
     }
 }
 
