@@ -117,16 +117,22 @@ async fn report(
     student: StudentId,
     n: usize,
 ) -> Result<String> {
+    // Absence n has a slot of its own, after the generated school year (which
+    // ends on 2026-07-03): a report overlapping an earlier one, or a
+    // guardian's declaration in advance, would confirm that absence instead of
+    // notifying a new one, and the run would wait for a notification that
+    // never comes.
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap_or_default()
+        + chrono::Duration::days((n / 8) as i64);
     let hour = 8 + (n % 8);
-    let day = 1 + (n / 8) % 28;
     let body: Value = client
         .post(url)
         .bearer_auth(token)
         .json(&json!({ "query": REPORT, "variables": { "input": {
             "studentId": student.to_string(),
             "kind": "ABSENCE",
-            "start": format!("2026-02-{day:02}T{hour:02}:00:00Z"),
-            "end": format!("2026-02-{day:02}T{hour:02}:55:00Z"),
+            "start": format!("{day}T{hour:02}:00:00Z"),
+            "end": format!("{day}T{hour:02}:55:00Z"),
         }}}))
         .send()
         .await?
@@ -247,7 +253,9 @@ async fn run_on(
     while outstanding > 0 {
         let (id, _) = tokio::time::timeout_at(deadline.into(), rx.recv())
             .await
-            .context("subscribers not all notified within 120 s")?
+            .with_context(|| {
+                format!("subscribers not all notified within 120 s: {outstanding} notifications missing")
+            })?
             .context("every subscriber stopped")?;
         if let Some(n) = pending.get_mut(&id) {
             if *n > 0 {
