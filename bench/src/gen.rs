@@ -68,6 +68,7 @@ pub struct GenSummary {
     pub by_type: std::collections::BTreeMap<&'static str, usize>,
 }
 
+#[derive(Debug)]
 struct Year {
     first_day: NaiveDate,
     school_days: Vec<NaiveDate>,
@@ -107,30 +108,67 @@ fn uuid(rng: &mut StdRng) -> Uuid {
 /// returns them in time order (ties keep generation order, so that each
 /// stream's events stay in causal order). `min_events == 0` yields one establishment.
 pub fn generate(config: &GenConfig, min_events: usize) -> (Vec<GenEvent>, GenSummary) {
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let year = Year::new();
+    let mut establishments = Establishments::new(config);
     let mut out = Vec::with_capacity(min_events + 100_000);
-    let mut summary = GenSummary::default();
-    let mut establishment_no = 0usize;
     loop {
-        establishment(
-            config,
-            &year,
-            &mut rng,
-            establishment_no,
-            &mut out,
-            &mut summary,
-        );
-        establishment_no += 1;
+        out.append(&mut establishments.next_unsorted());
         if out.len() >= min_events {
             break;
         }
     }
     out.sort_by_key(|e| e.at);
+    let mut summary = establishments.summary;
     for e in &out {
         *summary.by_type.entry(e.event.event_type()).or_default() += 1;
     }
     (out, summary)
+}
+
+/// The same year, one establishment at a time (the random sequence of
+/// [`generate`]), so that logs of 10^7 events are written without holding
+/// them in memory. Establishments share no stream, so a log made of one
+/// establishment's time-ordered facts after another's keeps every stream in
+/// causal order.
+#[derive(Debug)]
+pub struct Establishments {
+    config: GenConfig,
+    rng: StdRng,
+    year: Year,
+    no: usize,
+    pub summary: GenSummary,
+}
+
+impl Establishments {
+    pub fn new(config: &GenConfig) -> Self {
+        Self {
+            config: config.clone(),
+            rng: StdRng::seed_from_u64(config.seed),
+            year: Year::new(),
+            no: 0,
+            summary: GenSummary::default(),
+        }
+    }
+
+    fn next_unsorted(&mut self) -> Vec<GenEvent> {
+        let mut out = Vec::new();
+        establishment(
+            &self.config,
+            &self.year,
+            &mut self.rng,
+            self.no,
+            &mut out,
+            &mut self.summary,
+        );
+        self.no += 1;
+        out
+    }
+
+    /// The next establishment's facts in time order.
+    pub fn next_sorted(&mut self) -> Vec<GenEvent> {
+        let mut out = self.next_unsorted();
+        out.sort_by_key(|e| e.at);
+        out
+    }
 }
 
 fn establishment(
@@ -656,19 +694,35 @@ pub fn to_new_event(e: &GenEvent, rng: &mut StdRng) -> NewEvent {
     }
 }
 
-/// Append requests for a generated log, one per fact, in log order. The
-/// version check is skipped (`Any`): seeding replays facts already decided.
-pub fn to_requests(events: &[GenEvent], seed: u64) -> Vec<AppendRequest> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    events
-        .iter()
-        .map(|e| AppendRequest {
+/// Turns generated facts into append requests, one per fact, with the
+/// seeded event ids of [`to_new_event`]. The version check is skipped
+/// (`Any`): seeding replays facts already decided.
+#[derive(Debug)]
+pub struct Requests {
+    rng: StdRng,
+}
+
+impl Requests {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed),
+        }
+    }
+
+    pub fn request(&mut self, e: &GenEvent) -> AppendRequest {
+        AppendRequest {
             stream_id: e.event.stream().into_string(),
             expected: ExpectedVersion::Any,
-            events: vec![to_new_event(e, &mut rng)],
+            events: vec![to_new_event(e, &mut self.rng)],
             idempotency: None,
-        })
-        .collect()
+        }
+    }
+}
+
+/// Append requests for a generated log, in log order (see [`Requests`]).
+pub fn to_requests(events: &[GenEvent], seed: u64) -> Vec<AppendRequest> {
+    let mut requests = Requests::new(seed);
+    events.iter().map(|e| requests.request(e)).collect()
 }
 
 /// The log as a store would hand it back, without a store: positions and
@@ -735,6 +789,32 @@ mod tests {
         let ra = to_requests(&a, 1);
         let rb = to_requests(&b, 1);
         assert_eq!(ra, rb);
+    }
+
+    #[test]
+    fn establishments_one_at_a_time_continue_the_same_sequence() {
+        let config = GenConfig {
+            classes_per_establishment: 2,
+            ..GenConfig::default()
+        };
+        let (whole, _) = generate(&config, 0);
+        let mut each = Establishments::new(&config);
+        let first = each.next_sorted();
+        assert!(first.iter().zip(&whole).all(|(x, y)| x.event == y.event));
+        assert_eq!(first.len(), whole.len());
+        // The second establishment is new people, not the first again.
+        let second = each.next_sorted();
+        assert!(!second.is_empty());
+        let created = |log: &[GenEvent]| {
+            log.iter()
+                .find_map(|e| match &e.event {
+                    DomainEvent::EstablishmentCreated(c) => Some(c.establishment_id),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_ne!(created(&first), created(&second));
+        assert_eq!(each.summary.establishments, 2);
     }
 
     #[test]

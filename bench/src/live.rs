@@ -3,9 +3,15 @@
 //! a teacher reports absences through the `reportAbsence` mutation; latency is
 //! from the moment the mutation is sent to the moment each subscribed guardian
 //! receives the notification (so it includes the command's commit).
+//!
+//! The node is a `registre serve` child process ([`ChildNode`]): the clients'
+//! sockets and the server's are then under two descriptor limits, and the
+//! server's resident memory is its own, so the growth per subscriber is the
+//! server's cost of a subscriber.
 
-use crate::api::{start_node, Node};
 use crate::db::FreshDb;
+use crate::gen::{self, GenConfig};
+use crate::node::ChildNode;
 use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
@@ -36,21 +42,23 @@ pub struct LiveResult {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
-    /// Resident memory growth of the process (server and clients) per subscriber.
-    pub rss_per_subscriber: f64,
+    /// The server's resident memory before the subscribers connected and once
+    /// all of them had been notified once.
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// The server's resident memory growth over the same warm-up absences
+    /// reported with no subscriber connected (what the warm-up itself costs).
+    pub rss_warmup_alone: u64,
+    /// `registre_open_subscriptions` on the server once all were notified.
+    pub open_subscriptions: Option<i64>,
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
+impl LiveResult {
+    /// Server memory per subscriber: its RSS growth while they connected and
+    /// received their first notification, divided by their number.
+    pub fn rss_per_subscriber(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.subscribers as f64
+    }
 }
 
 /// Connects, authenticates and subscribes; then forwards (absence id, time
@@ -109,16 +117,22 @@ async fn report(
     student: StudentId,
     n: usize,
 ) -> Result<String> {
+    // Absence n has a slot of its own, after the generated school year (which
+    // ends on 2026-07-03): a report overlapping an earlier one, or a
+    // guardian's declaration in advance, would confirm that absence instead of
+    // notifying a new one, and the run would wait for a notification that
+    // never comes.
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap_or_default()
+        + chrono::Duration::days((n / 8) as i64);
     let hour = 8 + (n % 8);
-    let day = 1 + (n / 8) % 28;
     let body: Value = client
         .post(url)
         .bearer_auth(token)
         .json(&json!({ "query": REPORT, "variables": { "input": {
             "studentId": student.to_string(),
             "kind": "ABSENCE",
-            "start": format!("2026-02-{day:02}T{hour:02}:00:00Z"),
-            "end": format!("2026-02-{day:02}T{hour:02}:55:00Z"),
+            "start": format!("{day}T{hour:02}:00:00Z"),
+            "end": format!("{day}T{hour:02}:55:00Z"),
         }}}))
         .send()
         .await?
@@ -133,9 +147,20 @@ async fn report(
 pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result<LiveResult> {
     let db = FreshDb::create(admin_url, "live").await?;
     let result = async {
-        let node = start_node(&db).await?;
-        let r = run_on(&node, subscribers, absences).await;
-        node.server.shutdown();
+        // One establishment of the generator (24 classes, 600 students, a
+        // year), written as the server writes it: through the vault.
+        let gen_config = GenConfig::default();
+        {
+            let raw: Arc<dyn registre_store::EventStore> =
+                registre_store::PostgresStore::connect(&db.url).await?;
+            let store = registre_store::VaultStore::wrap(raw);
+            let (log, _) = gen::generate(&gen_config, 0);
+            crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
+        }
+        let node = ChildNode::start(&db.url, Duration::from_secs(120)).await?;
+        let r = run_on(&node, &gen_config, subscribers, absences).await;
+        let r = r.with_context(|| format!("node log: {}", node.log_tail()));
+        node.stop().await?;
         r
     }
     .await;
@@ -143,8 +168,28 @@ pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result
     result
 }
 
-async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<LiveResult> {
-    let g = &node.gen_config;
+/// `registre_open_subscriptions` from the node's /metrics.
+async fn open_subscriptions(client: &reqwest::Client, node: &ChildNode) -> Option<i64> {
+    let text = client
+        .get(format!("http://{}/metrics", node.addr))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("registre_open_subscriptions "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+async fn run_on(
+    node: &ChildNode,
+    g: &GenConfig,
+    subscribers: usize,
+    absences: usize,
+) -> Result<LiveResult> {
     let students = g.classes_per_establishment * g.students_per_class;
     let student_of = |k: usize| {
         let (c, i) = (
@@ -156,14 +201,24 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
             StudentId::for_person(PersonId::for_external_id(&format!("eleve-0-{c}-{i}"))),
         )
     };
-    let addr = node.server.addr;
-    let url = format!("http://{addr}/graphql");
+    let addr = node.addr;
+    let url = node.graphql_url();
     let client = reqwest::Client::new();
     let teachers: Vec<String> = (0..g.classes_per_establishment)
         .map(|c| node.token(&format!("prof-0-{c}-0")))
         .collect::<Result<_>>()?;
 
-    let rss_before = rss_bytes();
+    // The same warm-up as below, with no subscriber yet: it brings the
+    // server's allocator, pools and read model to their working size, and
+    // says what the warm-up's events cost in memory on their own.
+    let warmup_students = subscribers.min(students);
+    let rss_start = node.rss_bytes()?;
+    for k in 0..warmup_students {
+        let (c, student) = student_of(k);
+        report(&client, &url, &teachers[c], student, k).await?;
+    }
+    let rss_before = node.rss_bytes()?;
+
     let (tx, mut rx) = mpsc::unbounded_channel();
     let connecting = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::with_capacity(subscribers);
@@ -187,9 +242,9 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
     // Readiness without sleeping: one absence per student with subscribers,
     // then wait until every subscriber has been notified once.
     let mut pending: HashMap<String, usize> = HashMap::new();
-    for k in 0..subscribers.min(students) {
+    for k in 0..warmup_students {
         let (c, student) = student_of(k);
-        let id = report(&client, &url, &teachers[c], student, k).await?;
+        let id = report(&client, &url, &teachers[c], student, students + k).await?;
         *pending.entry(id).or_default() +=
             subscribers / students + usize::from(k < subscribers % students);
     }
@@ -198,7 +253,9 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
     while outstanding > 0 {
         let (id, _) = tokio::time::timeout_at(deadline.into(), rx.recv())
             .await
-            .context("subscribers not all notified within 120 s")?
+            .with_context(|| {
+                format!("subscribers not all notified within 120 s: {outstanding} notifications missing")
+            })?
             .context("every subscriber stopped")?;
         if let Some(n) = pending.get_mut(&id) {
             if *n > 0 {
@@ -207,7 +264,8 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
             }
         }
     }
-    let rss_after = rss_bytes();
+    let rss_after = node.rss_bytes()?;
+    let open_subscriptions = open_subscriptions(&client, node).await;
 
     // Measurement: absences for random students, one every 20 ms.
     let mut rng = StdRng::seed_from_u64(7);
@@ -218,7 +276,7 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
         let k = rng.gen_range(0..students.min(subscribers));
         let (c, student) = student_of(k);
         let t0 = Instant::now();
-        let id = report(&client, &url, &teachers[c], student, subscribers + n).await?;
+        let id = report(&client, &url, &teachers[c], student, 2 * students + n).await?;
         let fanout = subscribers / students + usize::from(k < subscribers % students);
         expected += fanout;
         sent.insert(id, (t0, fanout));
@@ -259,6 +317,9 @@ async fn run_on(node: &Node, subscribers: usize, absences: usize) -> Result<Live
         p50: pick(0.5),
         p99: pick(0.99),
         max: latencies[latencies.len() - 1],
-        rss_per_subscriber: rss_after.saturating_sub(rss_before) as f64 / subscribers as f64,
+        rss_before,
+        rss_after,
+        rss_warmup_alone: rss_before.saturating_sub(rss_start),
+        open_subscriptions,
     })
 }

@@ -1,0 +1,156 @@
+//! A Registre node in a child process: the real `registre serve` binary on a
+//! database the benchmark seeded, with an identity provider's key the
+//! benchmark holds. Keeping the server out of the benchmark's process gives it
+//! its own descriptor limit (10,000 WebSocket clients and their 10,000 server
+//! ends do not fit under one limit of 20,000) and makes its resident memory
+//! its own, readable from /proc/<pid>/status.
+
+use anyhow::{bail, Context, Result};
+use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const ISSUER: &str = "https://idp.registre.bench";
+const AUDIENCE: &str = "registre-bench";
+
+/// The `registre` binary: `REGISTRE_BIN`, else next to this benchmark's binary
+/// (`scripts/bench` builds both in `target/release`).
+pub fn registre_binary() -> Result<PathBuf> {
+    if let Ok(bin) = std::env::var("REGISTRE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("the benchmark binary has no directory")?
+        .join("registre");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p registre-api) or set REGISTRE_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Resident set size of a process, from /proc/<pid>/status.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .context("no VmRSS in /proc/<pid>/status")?;
+    Ok(kb * 1024)
+}
+
+/// A running `registre serve`; killed when dropped.
+#[derive(Debug)]
+pub struct ChildNode {
+    child: tokio::process::Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    key: SigningKey,
+    dir: tempfile::TempDir,
+}
+
+impl ChildNode {
+    /// Starts `registre serve` on `database_url` (already migrated and seeded
+    /// or not: the node migrates at start) and waits until /readyz answers 200,
+    /// that is until its read model has caught up with the log.
+    pub async fn start(database_url: &str, ready_within: Duration) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, jwks_json(&[&key]).to_string())?;
+        // A port the kernel just handed out and released: another process
+        // could take it in between, which a failed start would then say.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = std::fs::File::create(dir.path().join("node.log"))?;
+        let data_dir = dir.path().join("data");
+        let child = tokio::process::Command::new(registre_binary()?)
+            .arg("serve")
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("REGISTRE_LISTEN", addr.to_string())
+            .env("REGISTRE_JWKS", &jwks)
+            .env("REGISTRE_ISSUER", ISSUER)
+            .env("REGISTRE_AUDIENCE", AUDIENCE)
+            .env("REGISTRE_ADMIN_SUBJECTS", "bench-admin")
+            .env("REGISTRE_DATA_DIR", &data_dir)
+            .env("REGISTRE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting registre serve")?;
+        let pid = child.id().context("registre serve exited at once")?;
+        let mut node = ChildNode {
+            child,
+            pid,
+            addr,
+            key,
+            dir,
+        };
+        node.wait_ready(ready_within).await?;
+        Ok(node)
+    }
+
+    /// Polls /readyz: the node is another process, so there is nothing to
+    /// await but its answer (or its exit).
+    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/readyz", self.addr);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("registre serve exited ({status}): {}", self.log_tail());
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "registre serve not ready within {within:?}: {}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines the node logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// A bearer token for the person whose external id is `subject`.
+    pub fn token(&self, subject: &str) -> Result<String> {
+        let claims = TokenClaims::new(subject, ISSUER, AUDIENCE, Duration::from_secs(3600));
+        self.key.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    pub fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    pub fn rss_bytes(&self) -> Result<u64> {
+        rss_bytes(self.pid)
+    }
+
+    /// Kills the node and waits for it, so that its connections are gone
+    /// before the database is dropped.
+    pub async fn stop(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
