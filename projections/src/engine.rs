@@ -137,6 +137,10 @@ struct MetricsState {
     window_count: u64,
     rate: f64,
     last_snapshot: Position,
+    /// Where the last snapshot attempt was made, saved or not: the next one
+    /// waits another `snapshot_every` events, so a model whose snapshot fails
+    /// (too large for the store, say) is not serialised again on every page.
+    last_snapshot_attempt: Position,
     rebuilding: Option<RebuildProgress>,
     last_rebuild: Option<RebuildReport>,
     stalled: Option<String>,
@@ -230,6 +234,7 @@ impl ProjectionEngine {
                     window_count: 0,
                     rate: 0.0,
                     last_snapshot: position,
+                    last_snapshot_attempt: position,
                     rebuilding: None,
                     last_rebuild: None,
                     stalled: None,
@@ -575,7 +580,8 @@ impl Shared {
                     .count() as u64,
             );
             m.stalled = result.as_ref().err().map(|e| e.to_string());
-            position.saturating_sub(m.last_snapshot) >= self.config.snapshot_every
+            position.saturating_sub(m.last_snapshot.max(m.last_snapshot_attempt))
+                >= self.config.snapshot_every
         };
         self.applied.send_if_modified(|p| {
             let changed = *p < position;
@@ -588,6 +594,8 @@ impl Shared {
     }
 
     async fn snapshot_best_effort(&self) {
+        let position = self.model.read().position();
+        self.metrics.lock().last_snapshot_attempt = position;
         if let Err(e) = self.save_snapshot().await {
             tracing::warn!(error = %e, "saving the read model snapshot failed");
         }

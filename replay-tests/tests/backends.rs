@@ -345,3 +345,53 @@ async fn an_event_that_does_not_decode_stalls_the_engine_where_it_is() {
         .unwrap_err();
     assert_eq!(lagging.reached, 9);
 }
+
+/// A snapshot the store refuses (PostgreSQL caps a value at 1 GB, which a
+/// read model of a few million events reaches) is tried again only after
+/// another `snapshot_every` events, not on every page: each attempt
+/// serialises the whole model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_snapshot_is_not_retried_on_every_page() {
+    let test = common::postgres().await;
+    let store = Arc::clone(&test.store);
+    let db_url = test.url().to_owned();
+    let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The sequence counts attempts: nextval survives the refusal's rollback.
+    client
+        .batch_execute(
+            "CREATE SEQUENCE snapshot_attempts; \
+             CREATE FUNCTION refuse_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM nextval('snapshot_attempts'); \
+             RAISE EXCEPTION 'snapshot too large'; END; $$; \
+             CREATE TRIGGER refuse_snapshot BEFORE INSERT OR UPDATE ON snapshots \
+             FOR EACH ROW EXECUTE FUNCTION refuse_snapshot();",
+        )
+        .await
+        .unwrap();
+    let lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
+    let engine = ProjectionEngine::open(Arc::clone(&store), config(2))
+        .await
+        .unwrap();
+    append_lines(store.as_ref(), &lines).await;
+    let head = engine.catch_up().await.unwrap();
+    assert_eq!(head, lines.len() as u64);
+    let attempts: i64 = client
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM snapshot_attempts",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Pages of 2 events, a snapshot due every 7: at most one attempt per 7
+    // events (one per page would be head / 2).
+    let most = head / 7 + 1;
+    assert!(
+        (1..=most as i64).contains(&attempts),
+        "{attempts} snapshot attempts for {head} events (at most {most})"
+    );
+    assert_eq!(engine.metrics().last_snapshot_position, 0, "none was saved");
+}

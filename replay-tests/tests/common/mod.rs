@@ -16,6 +16,13 @@ pub struct TestStore {
     _db: Option<TestDb>,
 }
 
+impl TestStore {
+    /// The PostgreSQL database's URL, for raw SQL beside the store.
+    pub fn url(&self) -> &str {
+        self._db.as_ref().map(|db| db.url.as_str()).unwrap_or("")
+    }
+}
+
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = registre_store::open(None, dir.path())
