@@ -15,6 +15,7 @@
 //! reconnecting with backoff, feeds the watch channel with other nodes' heads.
 
 mod append;
+mod batch;
 
 use append::AppendCounters;
 pub use append::AppendStats;
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
+use crate::plan;
 use crate::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
     RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
@@ -432,12 +434,12 @@ impl EventStore for PostgresStore {
     }
 
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
-        let prepared = append::prepare(requests)?;
-        if prepared.is_empty() {
+        plan::validate(&requests)?;
+        if requests.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.submit(append::Job::Batch(prepared, reply)).await?;
+        self.submit(append::Job::Batch(requests, reply)).await?;
         answer.await.map_err(|_| committer_gone())?
     }
 

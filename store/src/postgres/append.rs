@@ -74,8 +74,12 @@ pub(super) fn prepare(requests: Vec<AppendRequest>) -> Result<Vec<Prepared>> {
 pub(super) enum Job {
     /// One caller's append: grouped with other callers'.
     Single(Prepared, oneshot::Sender<Result<AppendOutcome>>),
-    /// `append_batch`: all or nothing, so committed alone.
-    Batch(Vec<Prepared>, oneshot::Sender<Result<Vec<AppendOutcome>>>),
+    /// `append_batch`: all or nothing, so committed alone, planned in the
+    /// process (`batch.rs`).
+    Batch(
+        Vec<AppendRequest>,
+        oneshot::Sender<Result<Vec<AppendOutcome>>>,
+    ),
 }
 
 /// Counts of the append path, for operators and tests: how well concurrent
@@ -135,7 +139,7 @@ impl Committer {
             match job {
                 Job::Batch(requests, reply) => {
                     tokio::spawn(async move {
-                        let result = committer.commit_atomic(&requests).await;
+                        let result = committer.commit_batch(&requests).await;
                         let _ = reply.send(result);
                         drop(slot);
                     });
@@ -168,6 +172,16 @@ impl Committer {
                 }
             }
         }
+    }
+
+    async fn commit_batch(&self, requests: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let (outcomes, head) = super::batch::append_planned(&self.pool, requests).await?;
+        if let Some(head) = head {
+            bump(&self.wake, head);
+            bump(&self.local, head);
+        }
+        Ok(outcomes)
     }
 
     async fn commit_atomic(&self, requests: &[Prepared]) -> Result<Vec<AppendOutcome>> {
