@@ -32,6 +32,8 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
     assert_eq!(store.head().await.unwrap(), first.events);
 
     let node = Node::start(&config).await;
+    // A cold start folds the demo's 23,000 events before it answers.
+    node.wait_ready().await;
     let account = |role: &str| {
         first
             .accounts

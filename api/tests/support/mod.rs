@@ -133,6 +133,16 @@ impl Node {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Waits until the node would answer 200 on /readyz (its read model has
+    /// reached the log head), as an orchestrator would before routing
+    /// traffic; fails the test after two minutes.
+    pub async fn wait_ready(&self) {
+        let server = self.server.as_ref().expect("the node is running");
+        if let Err(reason) = server.wait_ready(std::time::Duration::from_secs(120)).await {
+            panic!("the node did not become ready: {reason}");
+        }
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
