@@ -132,6 +132,18 @@ pub fn migrate_dir(data_dir: &Path) -> Result<Vec<u32>> {
     migrate_sqlite(&mut conn)
 }
 
+/// Runs `f` on tokio's blocking pool: rusqlite calls block, and must not
+/// stall the runtime's worker threads.
+async fn on_blocking_thread<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let inner = inner.clone();
+    tokio::task::spawn_blocking(move || f(&inner))
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite: task: {e}")))?
+}
+
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
@@ -204,10 +216,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| StoreError::Backend(format!("sqlite: task: {e}")))?
+        on_blocking_thread(&self.inner, f).await
     }
 
     async fn append_many(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
@@ -705,10 +714,7 @@ impl SqliteKeys {
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| StoreError::Backend(format!("sqlite: task: {e}")))?
+        on_blocking_thread(&self.inner, f).await
     }
 }
 
