@@ -75,12 +75,7 @@ fn summarise(
         .filter(|_| !latencies.is_empty())
         .map(|(before, after)| after.saturating_sub(before) / latencies.len() as u32);
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pick = |q: f64| crate::stats::percentile(&latencies, q);
     LoadResult {
         label,
         requests: latencies.len() as u64,

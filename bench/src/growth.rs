@@ -329,11 +329,6 @@ async fn dashboards(
         }
     }
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pick = |q: f64| crate::stats::percentile(&latencies, q);
     Ok((pick(0.50), pick(0.99)))
 }

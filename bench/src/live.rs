@@ -308,7 +308,7 @@ async fn run_on(
         bail!("none of {expected} notifications arrived");
     }
     latencies.sort_unstable();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let pick = |q: f64| crate::stats::percentile(&latencies, q);
     Ok(LiveResult {
         subscribers,
         absences,

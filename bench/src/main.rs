@@ -10,6 +10,7 @@ mod growth;
 mod live;
 mod node;
 mod rebuild;
+mod stats;
 mod throughput;
 
 use anyhow::Result;

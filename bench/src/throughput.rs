@@ -89,10 +89,6 @@ pub async fn drive(
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-    };
     Ok(Measurement {
         target: target.to_owned(),
         writers: n,
@@ -100,8 +96,8 @@ pub async fn drive(
         ops: all.len() as u64,
         events_per_op,
         elapsed,
-        p50: pick(0.50).unwrap_or_default(),
-        p99: pick(0.99).unwrap_or_default(),
+        p50: crate::stats::percentile(&all, 0.50),
+        p99: crate::stats::percentile(&all, 0.99),
     })
 }
 
