@@ -921,6 +921,7 @@ impl Plan {
                     let facts = absences::ReportFacts {
                         student_class,
                         declared: vec![state.clone()],
+                        now: at(day, hour, 5),
                     };
                     let decision =
                         absences::report_absence(&absences::Absence::default(), &roll_call, &facts)
@@ -948,6 +949,7 @@ impl Plan {
                     let facts = absences::ReportFacts {
                         student_class,
                         declared: Vec::new(),
+                        now: at(day, hour, 5),
                     };
                     let decision = absences::report_absence(&state, &report, &facts)
                         .map(|outcome| outcome.events);

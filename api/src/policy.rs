@@ -13,6 +13,13 @@
 //!   to read a child's record. The one exception is answering a subject access
 //!   request (GDPR art. 15, `exportPersonData`), which the DPO's administrator
 //!   or an auditor does on the person's behalf, and which the access log records.
+//! - the audit trail follows the same need-to-know: ADMIN reads `auditTrail`
+//!   (who changed which account, when, why) but not the grades in it; in a
+//!   GradeRecorded or GradeCorrected entry ADMIN sees the ids (grade,
+//!   assessment, student) and the event type only: the score, the status,
+//!   the previous ones and the correction's reason (which often quotes the
+//!   marks) are redacted ([`audit_shows_grades`]). The AUDITOR (the DPO, the
+//!   inspection) sees every entry whole: checking grade corrections is their job.
 //!
 //! Writing to someone (`sendMessage`), the rule this file defines because the
 //! contract leaves it open: two people may write to each other when
@@ -42,6 +49,8 @@ pub struct Viewer {
     pub admin: bool,
     pub roles: Vec<Role>,
     pub establishment: Option<EstablishmentId>,
+    /// Access-log entries this request has caused (bounded per request).
+    pub reads: crate::app::RequestReads,
 }
 
 impl Viewer {
@@ -155,6 +164,16 @@ pub fn can_see_class(m: &Model, v: &Viewer, class: ClassId) -> bool {
 /// auditTrail and accessLog.
 pub fn can_audit(v: &Viewer) -> bool {
     v.has(Role::Auditor) || v.has(Role::Admin)
+}
+
+/// The reason of a grade correction as a viewer who may not see grades reads
+/// it in the audit trail.
+pub const GRADE_REDACTED: &str = "[masqué]";
+
+/// Whether grade values (scores, statuses, correction reasons) in audit
+/// entries are shown to the viewer: AUDITOR only (see the module doc).
+pub fn audit_shows_grades(v: &Viewer) -> bool {
+    v.has(Role::Auditor)
 }
 
 /// exportPersonData (GDPR art. 15 subject access): AUDITOR, ADMIN.

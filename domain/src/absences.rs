@@ -14,11 +14,82 @@ use crate::events::*;
 use crate::ids::*;
 use crate::text;
 use crate::values::*;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Largest `minutesLate`: a lateness of more than a day is an absence.
 pub const MINUTES_LATE_MAX: i64 = 24 * 60;
+/// Longest LATENESS from start to end: it happens within one school day.
+pub const LATENESS_SPAN_MAX_HOURS: i64 = 24;
+/// Longest ABSENCE from start to end: one school year (a leap year's 366
+/// days). A longer one is a typing error, or a departure, which is closed
+/// through the account, not recorded as an absence.
+pub const ABSENCE_SPAN_MAX_DAYS: i64 = 366;
+
+/// The dates absences may fall on, seen from `today`: from 1 September of
+/// the previous school year to 31 August that ends the next one (three
+/// school years; a school year starts on 1 September). Roll calls are made
+/// on the day, justifications and corrections of last year still happen in
+/// September, and guardians declare appointments a few months ahead; an
+/// absence from year 0001 to 9999 is none of these, and would make every
+/// statistic over its class walk eight thousand years.
+pub fn accepted_dates(today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let current = if today.month() >= 9 {
+        today.year()
+    } else {
+        today.year() - 1
+    };
+    let first = NaiveDate::from_ymd_opt(current - 1, 9, 1).unwrap_or(NaiveDate::MIN);
+    let last = NaiveDate::from_ymd_opt(current + 2, 8, 31).unwrap_or(NaiveDate::MAX);
+    (first, last)
+}
+
+/// The bounds of an absence or lateness, besides start < end: its length
+/// (see [`LATENESS_SPAN_MAX_HOURS`], [`ABSENCE_SPAN_MAX_DAYS`]) and its dates
+/// ([`accepted_dates`] from `now`'s day; the domain has no clock, the
+/// caller passes the time it decides at).
+pub fn check_bounds(
+    kind: AbsenceKind,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    interval(start, end)?;
+    let span = end - start;
+    match kind {
+        AbsenceKind::Lateness if span > TimeDelta::hours(LATENESS_SPAN_MAX_HOURS) => {
+            return Err(DomainError::invalid(
+                "end",
+                format!(
+                    "a LATENESS lasts at most {LATENESS_SPAN_MAX_HOURS} hours; a longer one is an ABSENCE"
+                ),
+            ))
+        }
+        AbsenceKind::Absence if span > TimeDelta::days(ABSENCE_SPAN_MAX_DAYS) => {
+            return Err(DomainError::invalid(
+                "end",
+                format!("an ABSENCE lasts at most {ABSENCE_SPAN_MAX_DAYS} days (one school year)"),
+            ))
+        }
+        _ => {}
+    }
+    let (first, last) = accepted_dates(now.date_naive());
+    let outside = |field: &str| {
+        DomainError::invalid(
+            field,
+            format!(
+                "must fall between {first} and {last} (the previous, current and next school years)"
+            ),
+        )
+    };
+    if start.date_naive() < first {
+        return Err(outside("start"));
+    }
+    if end.date_naive() > last {
+        return Err(outside("end"));
+    }
+    Ok(())
+}
 
 /// Decision state of an `absence-*` stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -146,6 +217,8 @@ pub struct ReportFacts {
     /// overlap the report (the caller finds them in the read model and loads
     /// their streams). The domain checks student, overlap and cancellation itself.
     pub declared: Vec<Absence>,
+    /// When the report is decided: the accepted dates are relative to it.
+    pub now: DateTime<Utc>,
 }
 
 /// What a report decided, and on which stream: `absence_id` is the new
@@ -198,6 +271,7 @@ pub fn report_absence(
     if facts.student_class.is_none() {
         return Err(DomainError::NotFound(format!("student {}", cmd.student_id)));
     }
+    check_bounds(cmd.kind, cmd.start, cmd.end, facts.now)?;
     if cmd.kind == AbsenceKind::Absence {
         let declared = facts
             .declared
@@ -273,7 +347,7 @@ pub fn declare_absence(
             cmd.absence_id
         )));
     }
-    interval(cmd.start, cmd.end)?;
+    check_bounds(AbsenceKind::Absence, cmd.start, cmd.end, facts.now)?;
     if cmd.end <= facts.now {
         return Err(DomainError::invalid(
             "end",

@@ -6,6 +6,13 @@
 //! homework descriptions, reasons) keep newlines and tabs; CRLF becomes LF so
 //! that the same text always has the same stored form. Lengths count Unicode
 //! scalar values (what a user sees as characters), not bytes.
+//!
+//! Invisible format characters that change how the *rest* of the text is
+//! shown are refused too (see [`is_invisible_format`]): a right-to-left
+//! override (U+202E) in a subject line makes "gpj.exe" read as "exe.jpg" and
+//! lets one message impersonate another in a list. Zero-width joiners
+//! (U+200C/U+200D) stay: emoji sequences and Persian, Arabic and Indic
+//! spellings need them, and they reorder nothing.
 
 use crate::error::DomainError;
 
@@ -30,6 +37,39 @@ pub const MESSAGE_BODY_MAX: usize = 20_000;
 /// a mass mailing to the establishment does not.
 pub const RECIPIENTS_MAX: usize = 50;
 
+/// Bidirectional embeddings, overrides and isolates (U+202A-U+202E,
+/// U+2066-U+2069), direction marks (U+200E, U+200F, U+061C), and the other
+/// invisible format characters that hide or reorder text: zero-width space,
+/// word joiner and invisible operators, deprecated format controls, the byte
+/// order mark and the interlinear annotation characters.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+fn no_invisible_format(field: &str, s: &str) -> Result<(), DomainError> {
+    match s.chars().find(|&c| is_invisible_format(c)) {
+        Some(c) => Err(DomainError::invalid(
+            field,
+            format!(
+                "must not contain invisible formatting characters such as direction overrides (found U+{:04X})",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A required single-line text: trimmed, not blank, no control character.
 pub fn line(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
     let s = raw.trim();
@@ -42,6 +82,7 @@ pub fn line(field: &str, raw: &str, max: usize) -> Result<String, DomainError> {
             "must not contain control characters",
         ));
     }
+    no_invisible_format(field, s)?;
     bounded(field, s, max)
 }
 
@@ -64,6 +105,7 @@ pub fn optional_block(field: &str, raw: &str, max: usize) -> Result<String, Doma
             "must not contain control characters other than newline and tab",
         ));
     }
+    no_invisible_format(field, s)?;
     bounded(field, s, max)
 }
 
@@ -126,7 +168,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn direction_overrides_and_invisible_formats_are_refused_everywhere() {
+        // "Bulletin_\u{202E}fdp.exe" shows as "Bulletin_exe.pdf".
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{200B}', '\u{2060}',
+            '\u{FEFF}',
+        ] {
+            let raw = format!("Bulletin_{c}fdp.exe");
+            let refused = |r: Result<String, DomainError>| {
+                matches!(r, Err(DomainError::Invalid { ref field, ref message })
+                    if field == "f" && message.contains("invisible formatting"))
+            };
+            assert!(
+                refused(line("f", &raw, NAME_MAX)),
+                "line kept U+{:04X}",
+                u32::from(c)
+            );
+            assert!(
+                refused(block("f", &raw, MESSAGE_BODY_MAX)),
+                "block kept U+{:04X}",
+                u32::from(c)
+            );
+            assert!(refused(optional_block("f", &raw, MESSAGE_BODY_MAX)));
+            assert!(refused(
+                optional_comment("f", Some(&raw), REASON_MAX).map(|o| o.unwrap_or_default())
+            ));
+        }
+    }
+
+    #[test]
+    fn joiners_and_right_to_left_scripts_are_kept() {
+        // ZWNJ in Persian, ZWJ in an emoji family, Arabic and Hebrew letters.
+        for ok in [
+            "می\u{200C}خواهم",
+            "👩\u{200D}👧",
+            "مرحبا",
+            "שלום",
+            "Noël — à 8 h",
+        ] {
+            assert_eq!(line("f", ok, NAME_MAX), Ok(ok.to_owned()));
+            assert_eq!(block("f", ok, NAME_MAX), Ok(ok.to_owned()));
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn any_invisible_format_character_is_refused(
+            before in "[a-z]{1,5}",
+            c in proptest::sample::select(vec!['\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{206F}', '\u{FFF9}']),
+            after in "[a-z]{1,5}",
+        ) {
+            let raw = format!("{before}{c}{after}");
+            proptest::prop_assert!(line("subject", &raw, SUBJECT_MAX).is_err());
+            proptest::prop_assert!(block("body", &raw, MESSAGE_BODY_MAX).is_err());
+        }
+
         #[test]
         fn printable_text_within_bounds_is_kept_trimmed(raw in "[ ]{0,3}[\\PC&&[^ ]][\\PC]{0,40}[ ]{0,3}") {
             let kept = line("title", &raw, TITLE_MAX);

@@ -16,6 +16,7 @@ fn enrolled() -> ReportFacts {
     ReportFacts {
         student_class: Some(ClassId::new()),
         declared: vec![],
+        now: at(7, 0),
     }
 }
 
@@ -193,6 +194,7 @@ fn the_roll_call_confirms_a_declared_absence_instead_of_a_duplicate() {
     let facts = ReportFacts {
         student_class: Some(ClassId::new()),
         declared: vec![declared.clone()],
+        now: at(7, 0),
     };
     let cmd = report(student, AbsenceKind::Absence, None);
     let outcome = report_absence(&Absence::default(), &cmd, &facts).unwrap();
@@ -247,6 +249,7 @@ fn declarations_that_do_not_apply_leave_a_normal_report() {
             .iter()
             .map(Aggregate::fold)
             .collect(),
+        now: at(7, 0),
     };
     let cmd = report(student, AbsenceKind::Absence, None);
     let outcome = report_absence(&Absence::default(), &cmd, &facts).unwrap();
@@ -443,4 +446,148 @@ fn a_report_on_an_existing_stream_is_a_conflict() {
     given::<Absence>(history)
         .when(|s| report_absence(s, &cmd, &enrolled()))
         .then_reject(Rejection::Conflict);
+}
+
+// ---- Bounds: a lateness within a day, an absence within a school year ----------
+
+fn on(y: i32, mo: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, 0, 0).unwrap()
+}
+
+fn report_between(kind: AbsenceKind, start: DateTime<Utc>, end: DateTime<Utc>) -> ReportAbsence {
+    ReportAbsence {
+        start,
+        end,
+        ..report(
+            StudentId::new(),
+            kind,
+            (kind == AbsenceKind::Lateness).then_some(10),
+        )
+    }
+}
+
+#[test]
+fn the_accepted_dates_are_the_previous_current_and_next_school_years() {
+    let d = |y, m, day| chrono::NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    // In December 2026 the school year is 2026-27.
+    assert_eq!(
+        accepted_dates(d(2026, 12, 1)),
+        (d(2025, 9, 1), d(2028, 8, 31))
+    );
+    // On 31 August it is still 2025-26; on 1 September 2026-27 begins.
+    assert_eq!(
+        accepted_dates(d(2026, 8, 31)),
+        (d(2024, 9, 1), d(2027, 8, 31))
+    );
+    assert_eq!(
+        accepted_dates(d(2026, 9, 1)),
+        (d(2025, 9, 1), d(2028, 8, 31))
+    );
+}
+
+#[test]
+fn an_absence_from_year_one_to_9999_is_refused() {
+    // Given an enrolled student, on 1 December 2026 (enrolled().now),
+    // when a roll call reports an absence from 0001 to 9999,
+    // then it is refused and nothing is recorded.
+    let cmd = report_between(AbsenceKind::Absence, on(1, 1, 1, 8), on(9999, 12, 31, 8));
+    nothing::<Absence>()
+        .when(|s| report_absence(s, &cmd, &enrolled()))
+        .then_reject(Rejection::Invalid("end"));
+    // Short, but long ago or far ahead: refused on the date itself.
+    for (cmd, field) in [
+        (
+            report_between(AbsenceKind::Absence, on(1, 1, 1, 8), on(1, 1, 1, 9)),
+            "start",
+        ),
+        (
+            report_between(AbsenceKind::Absence, on(2025, 8, 31, 8), on(2025, 9, 1, 9)),
+            "start",
+        ),
+        (
+            report_between(AbsenceKind::Absence, on(2028, 8, 31, 8), on(2028, 9, 1, 9)),
+            "end",
+        ),
+        (
+            report_between(AbsenceKind::Absence, on(9999, 1, 1, 8), on(9999, 1, 1, 9)),
+            "end",
+        ),
+    ] {
+        nothing::<Absence>()
+            .when(|s| report_absence(s, &cmd, &enrolled()))
+            .then_reject(Rejection::Invalid(field));
+    }
+}
+
+#[test]
+fn an_absence_lasts_at_most_a_school_year_and_a_lateness_a_day() {
+    let start = on(2026, 9, 1, 8);
+    // A whole school year (leap-year long) is accepted...
+    let year = report_between(
+        AbsenceKind::Absence,
+        start,
+        start + chrono::TimeDelta::days(366),
+    );
+    nothing::<Absence>()
+        .when(|s| report_absence(s, &year, &enrolled()))
+        .then_expect([DomainEvent::AbsenceReported(AbsenceReported {
+            absence_id: year.absence_id,
+            student_id: year.student_id,
+            kind: AbsenceKind::Absence,
+            start,
+            end: start + chrono::TimeDelta::days(366),
+            minutes_late: None,
+        })]);
+    // ...one second more is not.
+    let longer = report_between(
+        AbsenceKind::Absence,
+        start,
+        start + chrono::TimeDelta::days(366) + chrono::TimeDelta::seconds(1),
+    );
+    nothing::<Absence>()
+        .when(|s| report_absence(s, &longer, &enrolled()))
+        .then_reject(Rejection::Invalid("end"));
+    // A lateness within a day is accepted, over a day it is refused.
+    let late = report_between(AbsenceKind::Lateness, at(8, 0), at(8, 10));
+    assert!(report_absence(&Absence::default(), &late, &enrolled()).is_ok());
+    let day_long = report_between(
+        AbsenceKind::Lateness,
+        at(8, 0),
+        at(8, 0) + chrono::TimeDelta::hours(24),
+    );
+    assert!(report_absence(&Absence::default(), &day_long, &enrolled()).is_ok());
+    let two_days = report_between(
+        AbsenceKind::Lateness,
+        at(8, 0),
+        at(8, 0) + chrono::TimeDelta::hours(25),
+    );
+    nothing::<Absence>()
+        .when(|s| report_absence(s, &two_days, &enrolled()))
+        .then_reject(Rejection::Invalid("end"));
+}
+
+#[test]
+fn a_declaration_in_advance_is_bounded_like_a_report() {
+    // Given 1 December 2026, 07:00, when a guardian declares an absence
+    // running to 9999 or longer than a school year, then it is refused.
+    let facts = DeclareFacts {
+        student_class: Some(ClassId::new()),
+        now: at(7, 0),
+    };
+    for (start, end) in [
+        (at(10, 0), on(9999, 12, 31, 8)),
+        (at(10, 0), at(10, 0) + chrono::TimeDelta::days(367)),
+        (on(2028, 9, 1, 8), on(2028, 9, 1, 10)),
+    ] {
+        let cmd = DeclareAbsence {
+            absence_id: AbsenceId::new(),
+            student_id: StudentId::new(),
+            start,
+            end,
+            reason: "Hospitalisation".into(),
+        };
+        nothing::<Absence>()
+            .when(|s| declare_absence(s, &cmd, &facts))
+            .then_reject(Rejection::Invalid("end"));
+    }
 }

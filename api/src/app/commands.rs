@@ -8,6 +8,7 @@
 //! not there when this was written; the invariants they will hold are checked
 //! here, in `decide` closures, from the same inputs (stream state + facts).
 
+use super::limits::Limited;
 use super::{ApiError, App, Viewer};
 use crate::policy;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -34,6 +35,41 @@ pub struct CommandContext<'a> {
 pub struct IdempotencyInput {
     pub client_key: String,
     pub input: serde_json::Value,
+}
+
+/// Longest idempotency key: a UUID is 36 characters, a client's own scheme
+/// ("roll-call:4B:2026-11-24:08h") rarely more than a few dozen. The key is
+/// stored with every event of the command and in the key table, so an
+/// unbounded one (an 800,000-character key was accepted) costs storage on
+/// every write.
+pub const IDEMPOTENCY_KEY_MAX: usize = 200;
+
+/// An idempotency key is 1 to [`IDEMPOTENCY_KEY_MAX`] visible ASCII
+/// characters (`!` to `~`: letters, digits, punctuation; no space, no
+/// control, nothing that normalises differently): a key is compared byte for
+/// byte, so it must not hold characters two clients could write two ways.
+/// An empty key is refused rather than read as "no key": a client that sends
+/// one believes it is protected against retries and is not.
+pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::invalid(
+            "idempotencyKey",
+            "must not be empty (omit it to send no key)",
+        ));
+    }
+    if key.len() > IDEMPOTENCY_KEY_MAX {
+        return Err(ApiError::invalid(
+            "idempotencyKey",
+            format!("must be at most {IDEMPOTENCY_KEY_MAX} characters"),
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "idempotencyKey",
+            "must hold only visible ASCII characters (! to ~), no space or control character",
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn decode_stream(
@@ -67,6 +103,9 @@ impl App {
         reason: Option<&str>,
         decide: impl Fn(&Model, &[DomainEvent]) -> Result<Vec<DomainEvent>, ApiError>,
     ) -> Result<AppendOutcome, ApiError> {
+        if let Some(i) = &idempotency {
+            check_idempotency_key(&i.client_key)?;
+        }
         let idem = idempotency.map(|i| {
             let fingerprint = hex::encode(Sha256::digest(i.input.to_string().as_bytes()));
             Idempotency {
@@ -353,6 +392,7 @@ impl App {
         minutes_late: Option<i32>,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<AbsenceId, ApiError> {
+        self.check_rate(cx.viewer, Limited::RollCall)?;
         if !self.read(|m| policy::can_report_absence(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
@@ -398,6 +438,7 @@ impl App {
                         } else {
                             Vec::new()
                         },
+                        now: Utc::now(),
                     };
                     let fresh = absences::Absence::default();
                     let base = if declared.is_some() { &fresh } else { &state };
@@ -430,6 +471,7 @@ impl App {
         reason: &str,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<AbsenceId, ApiError> {
+        self.check_rate(cx.viewer, Limited::AbsenceDeclaration)?;
         if !self.read(|m| policy::can_justify_absence(m, cx.viewer, student)) {
             return Err(ApiError::forbidden());
         }
@@ -476,6 +518,7 @@ impl App {
         absence: AbsenceId,
         reason: &str,
     ) -> Result<(), ApiError> {
+        self.check_rate(cx.viewer, Limited::AbsenceDeclaration)?;
         let student = self
             .absence_student(absence)
             .ok_or_else(ApiError::forbidden)?;
@@ -569,6 +612,7 @@ impl App {
         status: GradeStatus,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<GradeId, ApiError> {
+        self.check_rate(cx.viewer, Limited::Grade)?;
         let cmd = grades::RecordGrade {
             assessment_id: assessment,
             student_id: student,
@@ -610,6 +654,7 @@ impl App {
         status: GradeStatus,
         reason: &str,
     ) -> Result<(), ApiError> {
+        self.check_rate(cx.viewer, Limited::Grade)?;
         let assessment = self
             .read(|m| {
                 let g = m.grade(grade)?;
@@ -682,6 +727,7 @@ impl App {
         thread: Option<ThreadId>,
         idempotency: Option<IdempotencyInput>,
     ) -> Result<MessageId, ApiError> {
+        self.check_rate(cx.viewer, Limited::Message)?;
         let me = cx.viewer.person;
         let cmd = messages::SendMessage {
             message_id: MessageId::new(),

@@ -130,6 +130,7 @@ pub fn operator(engine: &ProjectionEngine, external_id: &str) -> Result<Viewer, 
                 admin: p.roles.contains(&Role::Admin),
                 roles: p.roles.clone(),
                 establishment: p.establishment_id,
+                reads: Default::default(),
             })
         })
         .ok_or_else(|| {

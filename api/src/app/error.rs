@@ -26,6 +26,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A per-person limit was reached (see `app::limits`): the message says
+    /// when to retry, and `extensions.retryAfter` gives it in whole seconds.
+    #[error("{message}")]
+    RetryLater {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The node cannot serve this now (e.g. the access log cannot keep up,
+    /// and a read that cannot be logged is not served); retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure of ours; details are in the logs under the request id.
     #[error("{0}")]
     Internal(String),
@@ -39,7 +50,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::InvalidInput { .. } => "INVALID_INPUT",
             ApiError::Conflict(_) => "CONFLICT",
-            ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::RateLimited(_) | ApiError::RetryLater { .. } => "RATE_LIMITED",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -95,6 +107,12 @@ impl async_graphql::ErrorExtensions for ApiError {
             ext.set("code", self.code());
             if let ApiError::InvalidInput { field, .. } = self {
                 ext.set("field", field.as_str());
+            }
+            if let ApiError::RetryLater {
+                retry_after_secs, ..
+            } = self
+            {
+                ext.set("retryAfter", *retry_after_secs);
             }
         })
     }

@@ -6,6 +6,13 @@
 //! has reached the log head, records reads in the access log in the background
 //! and fans live absences out to subscribers.
 //!
+//! A read that cannot be logged is not served: `record_access` waits for
+//! room in the access-log queue (back-pressure, bounded by
+//! `access_enqueue_timeout`, then UNAVAILABLE), the writer retries a failed
+//! write instead of dropping it (the queue then fills and reads are refused),
+//! and one request may record at most `access_reads_per_request` reads
+//! (INVALID_INPUT past it: paginate).
+//!
 //! # HANDOFF (for the transport: server, WebSocket, metrics, main)
 //!
 //! ```text
@@ -40,6 +47,7 @@ pub mod erasure;
 pub mod error;
 pub mod export;
 mod follower;
+pub mod limits;
 pub mod live;
 
 pub use crate::policy::Viewer;
@@ -71,9 +79,19 @@ pub struct AppConfig {
     pub consistency_timeout: Duration,
     /// Attempts of a command after an expected-version conflict.
     pub conflict_retries: u32,
-    /// Access-log entries buffered before reads start dropping entries (and
-    /// counting them) rather than slowing down.
+    /// Access-log entries buffered between the reads and the writer. When
+    /// it is full, reads wait for room (back-pressure), never drop entries.
     pub access_queue: usize,
+    /// How long a read waits for room in the access-log queue before it is
+    /// refused with UNAVAILABLE (the log cannot keep up: the store is down
+    /// or far behind) rather than served unlogged.
+    pub access_enqueue_timeout: Duration,
+    /// Access-log entries one request may cause: a read wider than this
+    /// (100 aliases of a whole establishment's grades) is refused with
+    /// INVALID_INPUT past the bound and must be paginated.
+    pub access_reads_per_request: usize,
+    /// Per-person rate limits on mutations (see [`limits`]).
+    pub limits: limits::PersonLimits,
     /// The access-log writer flushes when it holds this many entries...
     pub access_batch: usize,
     /// ...or this long after the first unflushed one.
@@ -90,6 +108,9 @@ impl Default for AppConfig {
             consistency_timeout: Duration::from_secs(5),
             conflict_retries: 5,
             access_queue: 16_384,
+            access_enqueue_timeout: Duration::from_secs(2),
+            access_reads_per_request: 5_000,
+            limits: limits::PersonLimits::default(),
             access_batch: 512,
             access_flush_every: Duration::from_millis(200),
             live_capacity: 1024,
@@ -104,7 +125,11 @@ pub struct AppStats {
     pub read_model_position: Position,
     pub live_subscribers: u64,
     pub access_log_written: u64,
+    /// Entries lost: only when a write still fails at shutdown (reads wait
+    /// or are refused instead of dropping their entry).
     pub access_log_dropped: u64,
+    /// Reads refused (UNAVAILABLE) because their entry could not be queued in time.
+    pub access_log_refused_reads: u64,
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +137,30 @@ struct Counters {
     live_subscribers: AtomicU64,
     access_written: AtomicU64,
     access_dropped: AtomicU64,
+    access_refused: AtomicU64,
 }
+
+/// The access-log entries one request has caused so far, shared by the
+/// clones of its [`Viewer`] (the GraphQL layer resolves the viewer once per
+/// request and clones it into every resolver).
+#[derive(Clone, Debug, Default)]
+pub struct RequestReads(Arc<AtomicU64>);
+
+impl RequestReads {
+    /// Counts one more entry; false past `limit`.
+    fn charge(&self, limit: usize) -> bool {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        n <= limit as u64
+    }
+}
+
+/// Two viewers are the same person whatever their requests have read.
+impl PartialEq for RequestReads {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RequestReads {}
 
 enum AccessMsg {
     Entry(NewAccess),
@@ -129,6 +177,7 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    limiter: limits::Limiter,
     /// Class subject averages by class, with the model position they were
     /// computed at: every dashboard shows its class's averages, which cost
     /// all the class's grades, and they only change when the model moves.
@@ -193,6 +242,7 @@ impl App {
             shutdown: shutdown_tx,
             tasks: Mutex::new(vec![follow, writer]),
             counters,
+            limiter: limits::Limiter::new(config.limits.clone()),
             class_averages: Mutex::new(HashMap::new()),
             config,
         }))
@@ -235,6 +285,7 @@ impl App {
             live_subscribers: self.counters.live_subscribers.load(Ordering::Relaxed),
             access_log_written: self.counters.access_written.load(Ordering::Relaxed),
             access_log_dropped: self.counters.access_dropped.load(Ordering::Relaxed),
+            access_log_refused_reads: self.counters.access_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -338,19 +389,33 @@ impl App {
                 admin: caller.admin || p.roles.contains(&Role::Admin),
                 roles: p.roles.clone(),
                 establishment: p.establishment_id,
+                reads: RequestReads::default(),
             })
         })
     }
 
-    /// Records a read of a person's data. Never blocks the read: when the
-    /// writer is behind, the entry is dropped and counted.
-    pub fn record_access(
+    /// Records a read of a person's data, before the data is served: waits
+    /// for room in the access-log queue (back-pressure) up to
+    /// `access_enqueue_timeout`, then refuses the read with UNAVAILABLE; a
+    /// request past `access_reads_per_request` entries is refused with
+    /// INVALID_INPUT. On error the caller must not serve the data.
+    pub async fn record_access(
         &self,
         viewer: &Viewer,
         subject: Option<PersonId>,
         operation: String,
         service: &str,
-    ) {
+    ) -> Result<(), ApiError> {
+        let limit = self.config.access_reads_per_request;
+        if !viewer.reads.charge(limit) {
+            return Err(ApiError::invalid(
+                "query",
+                format!(
+                    "this request reads too many records (more than {limit} person records); \
+                     paginate or split it into smaller requests"
+                ),
+            ));
+        }
         let entry = NewAccess {
             at: chrono::Utc::now(),
             viewer_id: viewer.person.0,
@@ -359,21 +424,44 @@ impl App {
             operation,
             service: service.into(),
         };
-        if self.access.try_send(AccessMsg::Entry(entry)).is_err() {
-            self.counters.access_dropped.fetch_add(1, Ordering::Relaxed);
+        let queued = self
+            .access
+            .send_timeout(AccessMsg::Entry(entry), self.config.access_enqueue_timeout)
+            .await;
+        if queued.is_err() {
+            self.counters.access_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("access log full or stopped: a read was refused");
+            return Err(ApiError::Unavailable(
+                "the access log cannot record this read right now, so it is not served; \
+                 retry in a few seconds"
+                    .into(),
+            ));
         }
+        Ok(())
     }
 
     /// Waits until every access recorded so far is in the store (the
     /// `accessLog` query calls it so an auditor sees the latest reads).
     pub async fn flush_access(&self) -> Result<(), ApiError> {
+        let unavailable =
+            || ApiError::Unavailable("the access log is not being written; retry later".into());
         let (tx, rx) = oneshot::channel();
+        // An auditor waits longer than a read: the writer may be retrying.
+        let wait = self.config.consistency_timeout;
         self.access
-            .send(AccessMsg::Flush(tx))
+            .send_timeout(AccessMsg::Flush(tx), wait)
             .await
-            .map_err(|_| ApiError::Internal("the access log writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| ApiError::Internal("the access log writer has stopped".into()))
+            .map_err(|_| unavailable())?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(unavailable()),
+        }
+    }
+
+    /// Refuses a mutation of `kind` by `viewer` past their per-person rate
+    /// (RATE_LIMITED with the delay); called before anything is read or written.
+    pub fn check_rate(&self, viewer: &Viewer, kind: limits::Limited) -> Result<(), ApiError> {
+        self.limiter.check(viewer.person, kind)
     }
 
     /// Appends one command's events to one stream. Callers decide `events`
@@ -488,7 +576,10 @@ fn new_event(
 }
 
 /// Batches access records into the store: at most `batch` per write, at least
-/// every `every` while entries wait. On shutdown it drains what is queued.
+/// every `every` while entries wait. A failed write is retried (with a
+/// growing pause) and nothing else is taken from the queue meanwhile, so the
+/// queue fills and reads wait, then are refused: no read is served whose
+/// record is being lost. On shutdown it drains what is queued.
 async fn access_writer(
     store: Arc<dyn EventStore>,
     mut rx: mpsc::Receiver<AccessMsg>,
@@ -512,7 +603,9 @@ async fn access_writer(
             _ = follower::stopped(&mut shutdown) => break,
         };
         if flush_now {
-            flush(store.as_ref(), &mut buf, &counters).await;
+            if !flush(store.as_ref(), &mut buf, &counters, Some(&mut shutdown)).await {
+                break;
+            }
             for w in waiting.drain(..) {
                 let _ = w.send(());
             }
@@ -524,27 +617,60 @@ async fn access_writer(
             AccessMsg::Flush(tx) => waiting.push(tx),
         }
     }
-    flush(store.as_ref(), &mut buf, &counters).await;
+    flush(store.as_ref(), &mut buf, &counters, None).await;
     for w in waiting.drain(..) {
         let _ = w.send(());
     }
 }
 
-async fn flush(store: &dyn EventStore, buf: &mut Vec<NewAccess>, counters: &Counters) {
+/// Attempts of the final write at shutdown before its entries are counted as dropped.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// Writes `buf`, retrying on failure. While running (`shutdown` given) it
+/// retries until the write succeeds, or answers false when shutdown begins
+/// (the caller then drains and makes the final attempts); at shutdown
+/// (`None`) it tries [`SHUTDOWN_ATTEMPTS`] times, then counts the entries as
+/// dropped: the process is stopping and cannot hold them.
+async fn flush(
+    store: &dyn EventStore,
+    buf: &mut Vec<NewAccess>,
+    counters: &Counters,
+    mut shutdown: Option<&mut watch::Receiver<bool>>,
+) -> bool {
     if buf.is_empty() {
-        return;
+        return true;
     }
-    let entries = std::mem::take(buf);
-    let n = entries.len() as u64;
-    match store.record_access(entries).await {
-        Ok(()) => {
-            counters.access_written.fetch_add(n, Ordering::Relaxed);
+    let n = buf.len() as u64;
+    let mut pause = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store.record_access(buf.clone()).await {
+            Ok(()) => {
+                buf.clear();
+                counters.access_written.fetch_add(n, Ordering::Relaxed);
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = n, attempt, "access log write failed; retrying");
+            }
         }
-        Err(e) => {
-            // The read already happened; losing its record is reported, not retried forever.
-            tracing::error!(error = %e, entries = n, "access log write failed");
-            counters.access_dropped.fetch_add(n, Ordering::Relaxed);
+        match shutdown.as_deref_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = follower::stopped(rx) => return false,
+                }
+            }
+            None if attempt < SHUTDOWN_ATTEMPTS => tokio::time::sleep(pause).await,
+            None => {
+                tracing::error!(entries = n, "access log entries lost at shutdown");
+                counters.access_dropped.fetch_add(n, Ordering::Relaxed);
+                buf.clear();
+                return true;
+            }
         }
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -377,7 +377,9 @@ impl Student {
         if live && !app.read(|m| policy::can_read_record(m, &v, self.id)) {
             return Err(ApiError::forbidden()).gql();
         }
-        app.record_access(&v, Some(person), operation(ctx), service);
+        app.record_access(&v, Some(person), operation(ctx), service)
+            .await
+            .gql()?;
         Ok(live.then_some(v))
     }
 }

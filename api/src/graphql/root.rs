@@ -37,6 +37,48 @@ fn live<T>(f: impl FnOnce(Src) -> T) -> T {
     f(Src::Live)
 }
 
+/// Default page of the lists that grow without bound (inbox, auditTrail,
+/// accessLog): small lists answer whole, as before they were paginated.
+pub const PAGE_DEFAULT: i32 = 100;
+/// Largest page a client may ask for.
+pub const PAGE_MAX: i32 = 500;
+
+fn page_size(first: Option<i32>) -> Result<usize> {
+    match first.unwrap_or(PAGE_DEFAULT) {
+        n @ 1..=PAGE_MAX => Ok(n as usize),
+        _ => Err(ApiError::invalid(
+            "first",
+            format!("must be between 1 and {PAGE_MAX}"),
+        ))
+        .gql(),
+    }
+}
+
+/// What ADMIN sees of a grade event in the audit trail (see
+/// `policy::audit_shows_grades`): its ids, not its values nor the reason.
+fn redact_grades(mut event: registre_store::RecordedEvent) -> registre_store::RecordedEvent {
+    if !matches!(
+        event.event_type.as_str(),
+        "GradeRecorded" | "GradeCorrected"
+    ) {
+        return event;
+    }
+    let mut kept = serde_json::Map::new();
+    if let serde_json::Value::Object(fields) = &event.data {
+        for (k, v) in fields {
+            if k.ends_with("_id") {
+                kept.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    kept.insert("redacted".into(), serde_json::Value::Bool(true));
+    event.data = serde_json::Value::Object(kept);
+    if event.metadata.reason.is_some() {
+        event.metadata.reason = Some(policy::GRADE_REDACTED.into());
+    }
+    event
+}
+
 #[derive(Debug)]
 pub struct QueryRoot;
 
@@ -61,7 +103,9 @@ impl QueryRoot {
         let Some(person) = person else {
             return forbidden();
         };
-        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
+            .await
+            .gql()?;
         Ok(Some(Student::new(sid, Src::Live)))
     }
 
@@ -97,8 +141,14 @@ impl QueryRoot {
         Ok(Some(Establishment::new(eid, Src::Live)))
     }
 
-    /// the viewer's messages, newest first
-    async fn inbox(&self, ctx: &Context<'_>) -> Result<Vec<Message>> {
+    /// the viewer's messages, newest first; `first` (1 to 500) at a time, after the message `after` (the last id of the previous page)
+    async fn inbox(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: Option<i32>,
+        after: Option<ID>,
+    ) -> Result<Vec<Message>> {
+        let first = page_size(first)?;
         let (app, v) = viewer(ctx).await?;
         let ids = app.read(|m| {
             // Received and sent: the viewer's whole mailbox.
@@ -112,21 +162,64 @@ impl QueryRoot {
             list.dedup_by_key(|m| m.id);
             list.into_iter().map(|m| m.id).collect::<Vec<_>>()
         });
-        app.record_access(&v, Some(v.person), operation(ctx), "Courrier_Electronique");
+        let start = match &after {
+            None => 0,
+            Some(after) => {
+                let after = parse::<registre_domain::MessageId>("after", after)?;
+                match ids.iter().position(|id| *id == after) {
+                    Some(i) => i + 1,
+                    None => {
+                        return Err(ApiError::invalid(
+                            "after",
+                            "not the id of a message of this mailbox",
+                        ))
+                        .gql()
+                    }
+                }
+            }
+        };
+        let ids: Vec<_> = ids.into_iter().skip(start).take(first).collect();
+        app.record_access(&v, Some(v.person), operation(ctx), "Courrier_Electronique")
+            .await
+            .gql()?;
         Ok(ids
             .into_iter()
             .map(|id| Message::new(id, v.person))
             .collect())
     }
 
-    /// AUDITOR, ADMIN: every change recorded about a person (a Person id; a student's is student.person.id), oldest first
-    async fn audit_trail(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AuditEntry>> {
+    /// AUDITOR, ADMIN: every change recorded about a person (a Person id; a student's is student.person.id), oldest first; `first` (1 to 500) at a time, after the entry whose position is `after`. Grade values (scores, statuses, correction reasons) are shown to AUDITOR only: ADMIN sees grade entries with their ids and `redacted: true`
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        subject_id: ID,
+        #[graphql(default = 100)] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Vec<AuditEntry>> {
+        let first = page_size(first)?;
+        let after = after
+            .map(|a| {
+                a.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::invalid("after", "a position is a decimal integer"))
+            })
+            .transpose()
+            .gql()?;
         let (app, v) = viewer(ctx).await?;
         if !policy::can_audit(&v) {
             return forbidden();
         }
         let person = parse::<PersonId>("subjectId", &subject_id)?;
-        let positions = app.read(|m| m.person(person).map(|_| m.audit_positions(person).to_vec()));
+        let positions = app.read(|m| {
+            m.person(person).map(|_| {
+                m.audit_positions(person)
+                    .iter()
+                    .copied()
+                    .filter(|p| after.is_none_or(|a| *p > a))
+                    .take(first)
+                    .collect::<Vec<_>>()
+            })
+        });
         let Some(positions) = positions else {
             return Err(ApiError::NotFound("person".into())).gql();
         };
@@ -136,15 +229,31 @@ impl QueryRoot {
             .await
             .map_err(ApiError::from)
             .gql()?;
-        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
+            .await
+            .gql()?;
+        let whole = policy::audit_shows_grades(&v);
         Ok(events
             .into_iter()
-            .map(|event| AuditEntry { event })
+            .map(|event| AuditEntry {
+                event: if whole { event } else { redact_grades(event) },
+            })
             .collect())
     }
 
-    /// AUDITOR, ADMIN: who read a person's record (a Person id), oldest first
-    async fn access_log(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AccessEntry>> {
+    /// AUDITOR, ADMIN: who read a person's record (a Person id), oldest first; `first` (1 to 500) at a time, skipping the `offset` oldest (the log only grows at its end)
+    async fn access_log(
+        &self,
+        ctx: &Context<'_>,
+        subject_id: ID,
+        #[graphql(default = 100)] first: Option<i32>,
+        #[graphql(default = 0)] offset: Option<i32>,
+    ) -> Result<Vec<AccessEntry>> {
+        let first = page_size(first)?;
+        let offset = match offset.unwrap_or(0) {
+            n if n >= 0 => n as usize,
+            _ => return Err(ApiError::invalid("offset", "must not be negative")).gql(),
+        };
         let (app, v) = viewer(ctx).await?;
         if !policy::can_audit(&v) {
             return forbidden();
@@ -162,9 +271,13 @@ impl QueryRoot {
             .gql()?;
         // Reading who read a person is itself a read about that person
         // (CNIL): it shows in the next answer, not in this one.
-        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
+            .await
+            .gql()?;
         Ok(records
             .into_iter()
+            .skip(offset)
+            .take(first)
             .map(|record| AccessEntry { record })
             .collect())
     }
@@ -188,7 +301,9 @@ impl QueryRoot {
         let doc = crate::app::export::person_data(app.store().as_ref(), app.engine(), person)
             .await
             .gql()?;
-        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
+            .await
+            .gql()?;
         Ok(async_graphql::Json(doc))
     }
 
@@ -214,7 +329,9 @@ impl QueryRoot {
         let Some(person) = past.student(sid).map(|s| s.person_id) else {
             return Err(ApiError::NotFound("student".into())).gql();
         };
-        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire");
+        app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
+            .await
+            .gql()?;
         Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past)))))
     }
 
