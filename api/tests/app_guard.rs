@@ -59,6 +59,9 @@ async fn a_wide_read_is_logged_whole_and_no_entry_is_dropped() {
         .second_node_with(AppConfig {
             access_queue: 16,
             access_batch: 4,
+            // Long enough for a loaded machine: this test is about waiting
+            // for room rather than dropping, not about how fast.
+            access_enqueue_timeout: Duration::from_secs(60),
             ..Default::default()
         })
         .await;
@@ -117,16 +120,19 @@ async fn a_request_reading_past_its_budget_is_refused_and_all_it_served_was_logg
         "{}",
         r.errors[0].message
     );
-    let data = json_of(&r)["data"].clone();
-    let served = (0..30).filter(|i| !data[format!("a{i}")].is_null()).count();
-    // Three students per alias: whole aliases within the budget are served.
-    assert!(served * 3 <= 20, "{served} aliases served");
-    let mut total = 0;
+    // A student whose grades could not be logged is answered null: count
+    // the grades lists actually served.
+    let served = json_of(&r)["data"]
+        .to_string()
+        .matches("\"grades\"")
+        .count();
+    let mut logged_total = 0;
     for who in ["student1", "student4", "student2"] {
-        total += logged(&node, who, "staff1", "Notes").await;
+        logged_total += logged(&node, who, "staff1", "Notes").await;
     }
-    // Everything charged to the request was logged; nothing past the bound was read.
-    assert_eq!(total, 20);
+    // Exactly the budget was read and logged, and only that was served.
+    assert_eq!(logged_total, 20);
+    assert_eq!(served, 20);
     // The next request has its own budget.
     node.ok("staff1", &wide_read(3), json!({"e": w.id("E1")}))
         .await;

@@ -236,13 +236,15 @@ async fn absence_lifecycle_including_a_declared_absence() {
 
     // Declared in advance by the guardian, then confirmed by the roll call:
     // one absence, PENDING from the start, no longer "declared" once confirmed.
+    // In advance, and within the school years absences may fall in.
+    let ahead = (chrono::Utc::now() + chrono::TimeDelta::days(60)).format("%Y-%m-%d");
     let d = w
         .node
         .ok(
             "guardian1",
             "mutation($i: DeclareAbsenceInput!) { declareAbsence(input: $i) { id state declared } }",
-            json!({"i": {"studentId": w.id("s1"), "start": "2099-11-25T13:00:00+01:00",
-                         "end": "2099-11-25T17:00:00+01:00", "reason": "orthodontiste"}}),
+            json!({"i": {"studentId": w.id("s1"), "start": format!("{ahead}T13:00:00+01:00"),
+                         "end": format!("{ahead}T17:00:00+01:00"), "reason": "orthodontiste"}}),
         )
         .await;
     let declared = str_at(&d, "/declareAbsence/id");
@@ -254,7 +256,7 @@ async fn absence_lifecycle_including_a_declared_absence() {
             "teacher1",
             REPORT,
             json!({"i": {"studentId": w.id("s1"), "kind": "ABSENCE",
-                         "start": "2099-11-25T14:00:00+01:00", "end": "2099-11-25T15:00:00+01:00"}}),
+                         "start": format!("{ahead}T14:00:00+01:00"), "end": format!("{ahead}T15:00:00+01:00")}}),
         )
         .await;
     assert_eq!(str_at(&d, "/reportAbsence/id"), declared);
