@@ -210,3 +210,37 @@ fn read_receipts_are_per_recipient_and_idempotent() {
         .when(|s| mark_read(s, &unknown))
         .then_reject(Rejection::NotFound);
 }
+
+#[test]
+fn a_subject_or_body_with_a_direction_override_is_refused() {
+    // Given a known recipient, when the subject hides "exe.pdf" behind a
+    // right-to-left override (or the body isolates text), then nothing is sent.
+    let (me, other) = (PersonId::new(), PersonId::new());
+    for (cmd, field) in [
+        (
+            SendMessage {
+                subject: "Bulletin_\u{202E}fdp.exe".into(),
+                ..send(me, vec![other])
+            },
+            "subject",
+        ),
+        (
+            SendMessage {
+                body: "Signé : \u{2067}la direction\u{2069}".into(),
+                ..send(me, vec![other])
+            },
+            "body",
+        ),
+        (
+            SendMessage {
+                subject: "\u{200F}Réunion".into(),
+                ..send(me, vec![other])
+            },
+            "subject",
+        ),
+    ] {
+        nothing::<Thread>()
+            .when(|s| start_thread(s, &cmd, &known(&[other])))
+            .then_reject(Rejection::Invalid(field));
+    }
+}
