@@ -439,7 +439,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(registre_store::VaultStore::wrap(
         open_raw_store(config).await?,
-    ))
+        registre_domain::personal::sealed_fields,
+    )?)
 }
 
 /// The configured store as stored, sealed fields included: what the hash

@@ -422,7 +422,7 @@ impl Builder {
                 metadata: EventMetadata {
                     actor: actor.map(|p| Actor {
                         person_id: p.id.as_uuid(),
-                        role: role_code(p.role).into(),
+                        role: p.role.wire_name().into(),
                     }),
                     correlation_id,
                     causation_id: None,
@@ -443,18 +443,6 @@ impl Builder {
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.rng.gen_range(0..items.len())]
-    }
-}
-
-fn role_code(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "ADMIN",
-        Role::Head => "HEAD",
-        Role::EducationStaff => "EDUCATION_STAFF",
-        Role::Teacher => "TEACHER",
-        Role::Guardian => "GUARDIAN",
-        Role::Student => "STUDENT",
-        Role::Auditor => "AUDITOR",
     }
 }
 
@@ -540,13 +528,13 @@ impl Plan {
         };
 
         let staff = [
-            ("ADMIN", DEMO_ADMIN, Role::Admin, false),
-            ("HEAD", "demo-head", Role::Head, true),
-            ("EDUCATION_STAFF", "demo-cpe", Role::EducationStaff, true),
-            ("AUDITOR", "demo-auditor", Role::Auditor, false),
+            (DEMO_ADMIN, Role::Admin, false),
+            ("demo-head", Role::Head, true),
+            ("demo-cpe", Role::EducationStaff, true),
+            ("demo-auditor", Role::Auditor, false),
         ];
         let mut cpe = None;
-        for (label, external, role, with_establishment) in staff {
+        for (external, role, with_establishment) in staff {
             let name = adult_name(&mut b);
             let info = register(
                 &mut b,
@@ -559,7 +547,7 @@ impl Plan {
                 cpe = Some(info);
             }
             accounts.push(DemoAccount {
-                role: label,
+                role: role.wire_name(),
                 subject: external.into(),
                 display_name: name,
             });
@@ -625,7 +613,7 @@ impl Plan {
         }
         let first_teacher = &teachers[0];
         accounts.push(DemoAccount {
-            role: "TEACHER",
+            role: Role::Teacher.wire_name(),
             subject: "teacher-01".into(),
             display_name: first_teacher.1.clone(),
         });
@@ -729,26 +717,27 @@ impl Plan {
         let (subject, name) = demo_guardian.context("a family with two children")?;
         let demo_guardian_id = PersonId::for_external_id(&subject);
         accounts.push(DemoAccount {
-            role: "GUARDIAN",
+            role: Role::Guardian.wire_name(),
             subject,
             display_name: name,
         });
         let (subject, name) = demo_student.context("a student")?;
         accounts.push(DemoAccount {
-            role: "STUDENT",
+            role: Role::Student.wire_name(),
             subject,
             display_name: name,
         });
         // Tokens in a fixed order: the brief's.
         let order = [
-            "GUARDIAN",
-            "STUDENT",
-            "TEACHER",
-            "EDUCATION_STAFF",
-            "HEAD",
-            "ADMIN",
-            "AUDITOR",
-        ];
+            Role::Guardian,
+            Role::Student,
+            Role::Teacher,
+            Role::EducationStaff,
+            Role::Head,
+            Role::Admin,
+            Role::Auditor,
+        ]
+        .map(Role::wire_name);
         accounts.sort_by_key(|a| {
             order
                 .iter()

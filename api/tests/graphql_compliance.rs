@@ -177,7 +177,11 @@ async fn the_command_line_export_is_the_same_document() {
 
     // What `registre export person` does: its own engine caught up with the
     // log, read through the vault (`cli::open_store`).
-    let store: Arc<dyn EventStore> = registre_store::VaultStore::wrap(w.node.store.clone());
+    let store: Arc<dyn EventStore> = registre_store::VaultStore::wrap(
+        w.node.store.clone(),
+        registre_domain::personal::sealed_fields,
+    )
+    .expect("the store keeps subject keys");
     let engine = ProjectionEngine::open(store.clone(), EngineConfig::default())
         .await
         .expect("open the engine");

@@ -47,7 +47,11 @@ async fn raw_store(w: &World) -> Arc<dyn EventStore> {
 /// What `registre retention apply` opens: its own vault (and key cache) and
 /// its own read model.
 async fn command_line(w: &World) -> (Arc<dyn EventStore>, ProjectionEngine) {
-    let store = registre_store::VaultStore::wrap(raw_store(w).await);
+    let store = registre_store::VaultStore::wrap(
+        raw_store(w).await,
+        registre_domain::personal::sealed_fields,
+    )
+    .unwrap();
     let engine = ProjectionEngine::open(store.clone(), EngineConfig::default())
         .await
         .unwrap();

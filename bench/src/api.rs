@@ -5,7 +5,7 @@
 //! (the throughput ceiling) and open-loop at a fixed request rate (the latency
 //! a given load sees, without coordinated omission hiding the queueing).
 
-use crate::db::FreshDb;
+use crate::db::TestDb;
 use crate::gen::{self, GenConfig};
 use anyhow::{bail, Context, Result};
 use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
@@ -147,7 +147,7 @@ pub async fn run(
     rates: &[f64],
     seconds: f64,
 ) -> Result<(Setup, Vec<LoadResult>)> {
-    let db = FreshDb::create(admin_url, "api").await?;
+    let db = crate::db::fresh(admin_url, "api").await?;
     let result = run_in(&db, concurrency, rates, seconds).await;
     db.drop_db().await?;
     result
@@ -169,7 +169,7 @@ impl Node {
     }
 }
 
-pub async fn start_node(db: &FreshDb) -> Result<Node> {
+pub async fn start_node(db: &TestDb) -> Result<Node> {
     let dir = tempfile::tempdir()?;
     let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let jwks = dir.path().join("jwks.json");
@@ -207,7 +207,7 @@ pub async fn start_node(db: &FreshDb) -> Result<Node> {
 }
 
 async fn run_in(
-    db: &FreshDb,
+    db: &TestDb,
     concurrency: &[usize],
     rates: &[f64],
     seconds: f64,

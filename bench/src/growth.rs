@@ -8,7 +8,7 @@
 //! event, so its time should grow linearly.
 
 use crate::api::DASHBOARD;
-use crate::db::FreshDb;
+use crate::db::TestDb;
 use crate::gen::{Establishments, GenConfig, Requests};
 use crate::node::ChildNode;
 use crate::throughput;
@@ -65,13 +65,13 @@ impl GrowthRow {
 }
 
 pub async fn run(admin_url: &str, size: usize, options: &GrowthOptions) -> Result<GrowthRow> {
-    let db = FreshDb::create(admin_url, &format!("growth_{size}")).await?;
+    let db = crate::db::fresh(admin_url, &format!("growth_{size}")).await?;
     let result = run_in(&db, size, options).await;
     db.drop_db().await?;
     result
 }
 
-async fn run_in(db: &FreshDb, size: usize, options: &GrowthOptions) -> Result<GrowthRow> {
+async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<GrowthRow> {
     // Loading goes through the store behind the vault (personal text sealed,
     // hash chain), so the rows are those the server writes. Its sessions
     // commit asynchronously: the vault creates each new person's key in a
@@ -84,7 +84,7 @@ async fn run_in(db: &FreshDb, size: usize, options: &GrowthOptions) -> Result<Gr
     let establishments = {
         let raw: Arc<dyn EventStore> = registre_store::PostgresStore::connect(&loading_url).await?;
         load(
-            registre_store::VaultStore::wrap(raw),
+            registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?,
             size,
             options.seed,
             options.batch,
@@ -119,7 +119,8 @@ async fn run_in(db: &FreshDb, size: usize, options: &GrowthOptions) -> Result<Gr
 
     // Measurements use the production settings (synchronous commit).
     let raw: Arc<dyn EventStore> = registre_store::PostgresStore::connect(&db.url).await?;
-    let store = registre_store::VaultStore::wrap(raw.clone());
+    let store =
+        registre_store::VaultStore::wrap(raw.clone(), registre_domain::personal::sealed_fields)?;
 
     let chain_intact = if size <= options.verify_up_to {
         // The stored form, sealed fields included, is what the chain covers.

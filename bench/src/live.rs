@@ -9,7 +9,6 @@
 //! server's resident memory is its own, so the growth per subscriber is the
 //! server's cost of a subscriber.
 
-use crate::db::FreshDb;
 use crate::gen::{self, GenConfig};
 use crate::node::ChildNode;
 use anyhow::{bail, Context, Result};
@@ -145,7 +144,7 @@ async fn report(
 }
 
 pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result<LiveResult> {
-    let db = FreshDb::create(admin_url, "live").await?;
+    let db = crate::db::fresh(admin_url, "live").await?;
     let result = async {
         // One establishment of the generator (24 classes, 600 students, a
         // year), written as the server writes it: through the vault.
@@ -153,7 +152,8 @@ pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result
         {
             let raw: Arc<dyn registre_store::EventStore> =
                 registre_store::PostgresStore::connect(&db.url).await?;
-            let store = registre_store::VaultStore::wrap(raw);
+            let store =
+                registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?;
             let (log, _) = gen::generate(&gen_config, 0);
             crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
         }

@@ -263,7 +263,7 @@ async fn run_throughput(url: &str, args: &ThroughputArgs) -> Result<()> {
     for &preload in &args.preload {
         for &writers in &args.writers {
             for target in &args.targets {
-                let db = db::FreshDb::create(url, &target.replace('-', "_")).await?;
+                let db = db::fresh(url, &target.replace('-', "_")).await?;
                 let mut registre_store = None;
                 let mut grouping = None;
                 let mut per_op = 1;
@@ -463,7 +463,7 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
     let mut rates = vec![rebuild::pure_fold(&log, seed)?];
     eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
     if !memory_only {
-        let db = db::FreshDb::create(url, "rebuild").await?;
+        let db = db::fresh(url, "rebuild").await?;
         let pg = async {
             let store: Arc<dyn registre_store::EventStore> =
                 registre_store::PostgresStore::connect(&db.url).await?;

@@ -4,7 +4,7 @@
 //! physical limit), the `esrs` crate's PgStore and `cqrs-es` + `postgres-es`.
 //! Every target gets a fresh database.
 
-use crate::db::FreshDb;
+use crate::db::TestDb;
 use crate::gen::absence_reported;
 use anyhow::{anyhow, Context, Result};
 use async_trait::async_trait;
@@ -110,7 +110,7 @@ fn absence_payload(rng: &mut StdRng) -> (AbsenceReported, serde_json::Value) {
 
 fn metadata_json() -> serde_json::Value {
     serde_json::json!({
-        "actor": {"person_id": Uuid::now_v7(), "role": "TEACHER"},
+        "actor": {"person_id": Uuid::now_v7(), "role": registre_domain::Role::Teacher.wire_name()},
         "correlation_id": Uuid::now_v7(),
         "causation_id": null,
         "idempotency_key": null,
@@ -313,7 +313,7 @@ impl Writer for RawWriter {
 }
 
 pub async fn raw_writers(
-    db: &FreshDb,
+    db: &TestDb,
     writers: usize,
     preload: u64,
 ) -> Result<Vec<Box<dyn Writer>>> {
@@ -424,7 +424,7 @@ impl Writer for EsrsWriter {
 }
 
 pub async fn esrs_writers(
-    db: &FreshDb,
+    db: &TestDb,
     writers: usize,
     preload: u64,
 ) -> Result<Vec<Box<dyn Writer>>> {
@@ -546,7 +546,7 @@ impl Writer for CqrsWriter {
 }
 
 pub async fn cqrs_writers(
-    db: &FreshDb,
+    db: &TestDb,
     writers: usize,
     preload: u64,
 ) -> Result<Vec<Box<dyn Writer>>> {

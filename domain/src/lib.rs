@@ -14,6 +14,7 @@
 //!
 //! Authorization (which role may run which command) is not decided here but in
 //! the API's policy module. Length limits of free text live in [`text`].
+//! [`personal`] declares which fields of each event are personal text.
 //! [`testing`] holds the given/when/then harness and one sample of every event.
 
 pub mod absences;
@@ -25,6 +26,8 @@ pub mod grades;
 pub mod homework;
 pub mod ids;
 pub mod messages;
+pub mod personal;
+pub mod roles;
 pub mod roster;
 pub mod streams;
 pub mod testing;

@@ -12,6 +12,14 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+impl Migration {
+    /// The file it was read from, inside `postgres/` or `sqlite/`: what an
+    /// operator is told about.
+    pub fn file_name(&self) -> String {
+        format!("{:04}_{}.sql", self.version, self.name)
+    }
+}
+
 /// PostgreSQL migrations, in version order.
 pub const POSTGRES: &[Migration] = &[
     Migration {
@@ -85,5 +93,17 @@ mod tests {
         let pg: Vec<_> = POSTGRES.iter().map(|m| (m.version, m.name)).collect();
         let lite: Vec<_> = SQLITE.iter().map(|m| (m.version, m.name)).collect();
         assert_eq!(pg, lite);
+    }
+
+    #[test]
+    fn file_names_are_the_embedded_files() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+        for (backend, set) in [("postgres", POSTGRES), ("sqlite", SQLITE)] {
+            for m in set {
+                let path = format!("{dir}{backend}/{}", m.file_name());
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                assert_eq!(text, m.sql, "{path} is not the text embedded as {}", m.name);
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 use crate::usage::{PseudonymKey, UsageIndicators};
 use chrono::{DateTime, NaiveDate, Utc};
 use registre_domain::codec::DecodeError;
+use registre_domain::personal;
 use registre_domain::{
     AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, EstablishmentId, GradeId,
     GradeStatus, HomeworkId, JustificationState, MessageId, PersonId, Role, StudentId, ThreadId,
@@ -222,6 +223,48 @@ pub struct ReadModel {
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
     pub(crate) usage: UsageIndicators,
 }
+
+/// Where the model keeps the text of a personal field the domain declares,
+/// so that erasure can blank it (see [`ReadModel::erase`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kept {
+    /// `Person::display_name` of the subject.
+    PersonName,
+    /// `Message::subject` of the messages the subject sent.
+    SentSubject,
+    /// `Message::body` of the messages the subject sent.
+    SentBody,
+    /// `Absence::reason` of the absences of the subject's student record.
+    AbsenceReason,
+    /// `Absence::review_comment` of the absences of the subject's student record.
+    ReviewComment,
+    /// The model does not keep that text (grade corrections' and departures'
+    /// reasons, cancelled absences), or the field is not one it knows: a
+    /// test requires every declared personal field to be placed.
+    Nowhere,
+}
+
+fn kept(event_type: &str, field: &str) -> Kept {
+    match (event_type, field) {
+        ("PersonRegistered", "display_name") => Kept::PersonName,
+        ("MessageSent", "subject") => Kept::SentSubject,
+        ("MessageSent", "body") => Kept::SentBody,
+        ("AbsenceDeclared" | "AbsenceJustified", "reason") => Kept::AbsenceReason,
+        ("JustificationReviewed", "comment") => Kept::ReviewComment,
+        _ => Kept::Nowhere,
+    }
+}
+
+/// Declared personal fields that the model does not keep: the reason is in
+/// the event only (and the audit trail reads it from the log, through the
+/// vault). Listed so that a newly declared field must be placed, here or in
+/// [`kept`].
+#[cfg(test)]
+const NOT_KEPT: &[(&str, &str)] = &[
+    ("GradeCorrected", "reason"),
+    ("AbsenceCancelled", "reason"),
+    ("AccountClosed", "reason"),
+];
 
 /// What the fold needs from an event's envelope.
 #[derive(Clone, Copy, Debug)]
@@ -661,34 +704,56 @@ impl ReadModel {
         }
     }
 
-    /// The fold of `PersonErased`: the person's personal text, everything the
-    /// vault seals with their keys (their name, the subjects and bodies of
-    /// the messages they sent, the reasons and review comments of their own
-    /// absences), reads as erased from this event on. A model folded from the
-    /// log after the keys were destroyed reads the same from the vault; a
-    /// model that folded that text earlier (this node's, or one restored from
-    /// a snapshot) is brought in step here, without a rebuild. Ids, dates and
+    /// The fold of `PersonErased`: the person's personal text, every field
+    /// the domain declares personal with them (or their student record) as
+    /// its subject (`registre_domain::personal`, which the vault seals by),
+    /// reads as erased from this event on. A model folded from the log after
+    /// the keys were destroyed reads the same from the vault; a model that
+    /// folded that text earlier (this node's, or one restored from a
+    /// snapshot) is brought in step here, without a rebuild. Ids, dates and
     /// counts stay, so statistics are unchanged.
     fn erase(&mut self, person: PersonId) {
+        let places: BTreeSet<Kept> = personal::DECLARATIONS
+            .iter()
+            .flat_map(|d| d.personal.iter().map(|f| kept(d.event_type, f)))
+            .collect();
+        for place in places {
+            self.blank(place, person);
+        }
+    }
+
+    fn blank(&mut self, place: Kept, person: PersonId) {
         let erased = || registre_store::ERASED.to_owned();
-        if let Some(p) = self.persons.get_mut(&person) {
-            p.display_name = erased();
-            p.erased = true;
-        }
-        for id in self.sent.get(&person).into_iter().flatten() {
-            if let Some(m) = self.messages.get_mut(id) {
-                m.subject = erased();
-                m.body = erased();
-            }
-        }
         let student = StudentId::for_person(person);
-        for id in self.absences_by_student.get(&student).into_iter().flatten() {
-            if let Some(a) = self.absences.get_mut(id) {
-                if a.reason.is_some() {
-                    a.reason = Some(erased());
+        match place {
+            Kept::Nowhere => {}
+            Kept::PersonName => {
+                if let Some(p) = self.persons.get_mut(&person) {
+                    p.display_name = erased();
+                    p.erased = true;
                 }
-                if a.review_comment.is_some() {
-                    a.review_comment = Some(erased());
+            }
+            Kept::SentSubject | Kept::SentBody => {
+                for id in self.sent.get(&person).into_iter().flatten() {
+                    if let Some(m) = self.messages.get_mut(id) {
+                        match place {
+                            Kept::SentSubject => m.subject = erased(),
+                            _ => m.body = erased(),
+                        }
+                    }
+                }
+            }
+            Kept::AbsenceReason | Kept::ReviewComment => {
+                for id in self.absences_by_student.get(&student).into_iter().flatten() {
+                    if let Some(a) = self.absences.get_mut(id) {
+                        let text = match place {
+                            Kept::AbsenceReason => &mut a.reason,
+                            _ => &mut a.review_comment,
+                        };
+                        if text.is_some() {
+                            *text = Some(erased());
+                        }
+                    }
                 }
             }
         }
@@ -703,5 +768,124 @@ impl ReadModel {
             .or_default()
             .insert(absence.id);
         self.absences.insert(absence.id, absence);
+    }
+}
+
+#[cfg(test)]
+mod erasure_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use registre_domain::testing::samples;
+    use registre_store::EventMetadata;
+    use serde_json::Value;
+
+    #[test]
+    fn every_declared_personal_field_is_placed() {
+        for d in personal::DECLARATIONS {
+            for f in d.personal {
+                let placed = kept(d.event_type, f) != Kept::Nowhere;
+                let not_kept = NOT_KEPT.contains(&(d.event_type, *f));
+                assert!(
+                    placed != not_kept,
+                    "{}.{f}: say where the read model keeps it (`kept`) or that it does not \
+                     (`NOT_KEPT`), once",
+                    d.event_type
+                );
+            }
+        }
+        for (t, f) in NOT_KEPT {
+            assert!(
+                personal::declaration(t).is_some_and(|d| d.personal.contains(f)),
+                "{t}.{f} is not declared personal"
+            );
+        }
+    }
+
+    fn recorded(position: Position, event: &DomainEvent) -> RecordedEvent {
+        let encoded = event.encode();
+        let at = DateTime::parse_from_rfc3339("2026-11-30T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        RecordedEvent {
+            position,
+            stream_id: format!("s-{position}"),
+            stream_version: 1,
+            event_id: uuid::Uuid::from_u128(position.into()),
+            event_type: encoded.event_type.into(),
+            schema_version: encoded.schema_version,
+            data: encoded.data,
+            metadata: EventMetadata {
+                actor: None,
+                correlation_id: uuid::Uuid::nil(),
+                causation_id: None,
+                idempotency_key: None,
+                occurred_at: at,
+                reason: None,
+            },
+            recorded_at: at,
+            hash: [0; 32],
+        }
+    }
+
+    /// The texts of the fields `pick` selects in every sample, JSON-escaped.
+    fn texts(pick: impl Fn(&personal::Declaration) -> &'static [&'static str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for event in samples() {
+            let encoded = event.encode();
+            let d = personal::declaration(encoded.event_type).unwrap();
+            for f in pick(d) {
+                // As the snapshot spells it (newlines escaped).
+                if let Some(text @ Value::String(_)) = encoded.data.get(*f) {
+                    let json = text.to_string();
+                    out.push(json[1..json.len() - 1].to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Erasing everyone the samples hold personal text about leaves none of
+    /// that text in the model (its snapshot form: all it keeps), and every
+    /// clear text it kept.
+    #[test]
+    fn erasure_blanks_every_declared_personal_text_and_nothing_else() {
+        let mut model = ReadModel::default();
+        let events: Vec<RecordedEvent> = samples()
+            .iter()
+            .filter(|e| !matches!(e, DomainEvent::PersonErased(_)))
+            .enumerate()
+            .map(|(i, e)| recorded(i as Position + 1, e))
+            .collect();
+        model.apply_all(&events).unwrap();
+        let snapshot = |m: &ReadModel| String::from_utf8(m.to_snapshot().unwrap()).unwrap();
+        let before = snapshot(&model);
+        let personal_texts = texts(|d| d.personal);
+        let kept_before: Vec<&String> = personal_texts
+            .iter()
+            .filter(|t| before.contains(t.as_str()))
+            .collect();
+        assert!(
+            kept_before.len() >= 4,
+            "the model keeps names, messages and reasons: {kept_before:?}"
+        );
+
+        let people: Vec<PersonId> = model.persons.keys().copied().collect();
+        let students: Vec<PersonId> = model.students.values().map(|s| s.person_id).collect();
+        for p in people.into_iter().chain(students) {
+            model.erase(p);
+        }
+        let after = snapshot(&model);
+        for t in &personal_texts {
+            assert!(!after.contains(t.as_str()), "{t:?} survived the erasure");
+        }
+        for t in texts(|d| d.clear) {
+            assert_eq!(
+                before.contains(t.as_str()),
+                after.contains(t.as_str()),
+                "{t:?} is not personal: the erasure leaves it as it was"
+            );
+        }
+        assert!(after.contains("Fractions"), "clear text kept");
     }
 }

@@ -79,7 +79,7 @@ impl World {
         let at = base() + Duration::minutes(position as i64);
         let actor = actor.map(|p| Actor {
             person_id: p.0,
-            role: "TEACHER".into(),
+            role: Role::Teacher.wire_name().into(),
         });
         self.lines.push(line_of(position, at, actor, None, &event));
     }

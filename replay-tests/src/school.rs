@@ -96,13 +96,13 @@ impl Log {
     }
 }
 
-const ADMIN: (&str, &str) = ("admin", "ADMIN");
-const MARTIN: (&str, &str) = ("t.martin", "TEACHER");
-const BERNARD: (&str, &str) = ("t.bernard", "TEACHER");
-const PETIT: (&str, &str) = ("cpe.petit", "EDUCATION_STAFF");
-const LEROY: (&str, &str) = ("p.leroy", "GUARDIAN");
-const MOREAU: (&str, &str) = ("p.moreau", "GUARDIAN");
-const HOARAU: (&str, &str) = ("t.hoarau", "TEACHER");
+const ADMIN: (&str, &str) = ("admin", Role::Admin.wire_name());
+const MARTIN: (&str, &str) = ("t.martin", Role::Teacher.wire_name());
+const BERNARD: (&str, &str) = ("t.bernard", Role::Teacher.wire_name());
+const PETIT: (&str, &str) = ("cpe.petit", Role::EducationStaff.wire_name());
+const LEROY: (&str, &str) = ("p.leroy", Role::Guardian.wire_name());
+const MOREAU: (&str, &str) = ("p.moreau", Role::Guardian.wire_name());
+const HOARAU: (&str, &str) = ("t.hoarau", Role::Teacher.wire_name());
 
 /// The school's log, in order.
 pub fn school_log() -> Vec<GoldenLine> {

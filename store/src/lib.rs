@@ -14,6 +14,7 @@
 pub mod chain;
 mod plan;
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 pub mod subscription;
 pub mod testing;
@@ -155,6 +156,21 @@ pub enum StoreError {
     /// The log does not verify or does not decode.
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// An applied migration's text differs from the one this binary carries:
+    /// the node refuses to start (see [`schema`]).
+    #[error(
+        "migration {file} was changed after it was applied: recorded sha256 {recorded}, \
+         file sha256 {actual}; migrations are never edited once applied, add a new one"
+    )]
+    MigrationChanged {
+        file: String,
+        recorded: String,
+        actual: String,
+    },
+    /// Personal text would be stored in plaintext: the backend keeps no
+    /// subject keys ([`vault::VaultStore::wrap`]).
+    #[error("no subject key table: {0}")]
+    NoKeyTable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -223,7 +239,7 @@ pub use chain::{verify_chain, ChainCheckpoint, ChainReport};
 pub use postgres::{migrate_postgres, PostgresStore};
 pub use sqlite::{migrate_sqlite, SqliteStore};
 pub use subscription::subscribe;
-pub use vault::{SubjectKeys, Vault, VaultStore, ERASED};
+pub use vault::{PersonalFields, SubjectKeys, Vault, VaultStore, ERASED};
 
 /// The store the configuration asks for, migrated: PostgreSQL when
 /// `database_url` is set, else the embedded SQLite file `<data_dir>/registre.db`.

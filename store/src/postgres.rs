@@ -35,6 +35,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
 use crate::plan;
+use crate::schema;
 use crate::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
     RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
@@ -103,36 +104,53 @@ pub async fn migrate_postgres(url: &str) -> Result<Vec<u32>> {
 }
 
 async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Vec<u32>> {
+    // The column is added to tables made before checksums were recorded.
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     integer PRIMARY KEY,
                 name        text NOT NULL,
-                applied_at  timestamptz NOT NULL DEFAULT now()
-            )",
+                applied_at  timestamptz NOT NULL DEFAULT now(),
+                sha256      text
+            );
+            ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS sha256 text;",
         )
         .await
         .map_err(pg("create schema_migrations"))?;
-    let applied: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations", &[])
+    let applied: Vec<schema::Applied> = client
+        .query("SELECT version, sha256 FROM schema_migrations", &[])
         .await
         .map_err(pg("read schema_migrations"))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get::<_, i32>(0) as u32, r.get(1)))
         .collect();
-    let known: Vec<i32> = registre_migrations::POSTGRES
-        .iter()
-        .map(|m| m.version as i32)
-        .collect();
-    if let Some(newer) = applied.iter().find(|v| !known.contains(v)) {
+    if let Some((newer, _)) = applied.iter().find(|(v, _)| {
+        !registre_migrations::POSTGRES
+            .iter()
+            .any(|m| m.version == *v)
+    }) {
         tracing::warn!(
             version = newer,
             "database schema has a migration this binary does not know"
         );
     }
+    for m in schema::verify("postgres", registre_migrations::POSTGRES, &applied)? {
+        client
+            .execute(
+                "UPDATE schema_migrations SET sha256 = $2 WHERE version = $1 AND sha256 IS NULL",
+                &[&(m.version as i32), &schema::checksum(m.sql)],
+            )
+            .await
+            .map_err(pg("record migration checksum"))?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "recorded migration checksum"
+        );
+    }
     let mut done = Vec::new();
     for m in registre_migrations::POSTGRES {
-        if applied.contains(&(m.version as i32)) {
+        if applied.iter().any(|(v, _)| *v == m.version) {
             continue;
         }
         let tx = client.transaction().await.map_err(pg("begin migration"))?;
@@ -143,8 +161,8 @@ async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Vec<u32
             ))
         })?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[&(m.version as i32), &m.name],
+            "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+            &[&(m.version as i32), &m.name, &schema::checksum(m.sql)],
         )
         .await
         .map_err(pg("record migration"))?;

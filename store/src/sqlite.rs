@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::chain::timestamp_text;
 use crate::plan::{self, Head, KeyRecord};
 use crate::postgres::bump;
+use crate::schema;
 use crate::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
     RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
@@ -85,14 +86,7 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection> {
 /// processes opening the same file at once apply each migration once. Returns
 /// the versions this call applied.
 pub fn migrate_sqlite(conn: &mut Connection) -> Result<Vec<u32>> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     INTEGER PRIMARY KEY,
-            name        TEXT NOT NULL,
-            applied_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-        )",
-    )
-    .map_err(lite("create schema_migrations"))?;
+    record_checksums(conn)?;
     let mut done = Vec::new();
     for m in registre_migrations::SQLITE {
         let tx = conn
@@ -112,8 +106,8 @@ pub fn migrate_sqlite(conn: &mut Connection) -> Result<Vec<u32>> {
             StoreError::Backend(format!("sqlite: migration {} ({}): {e}", m.version, m.name))
         })?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
-            params![m.version, m.name],
+            "INSERT INTO schema_migrations (version, name, sha256) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, schema::checksum(m.sql)],
         )
         .map_err(lite("record migration"))?;
         tx.commit().map_err(lite("commit migration"))?;
@@ -121,6 +115,62 @@ pub fn migrate_sqlite(conn: &mut Connection) -> Result<Vec<u32>> {
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// Creates the bookkeeping table (adding the checksum column to one made
+/// before checksums were recorded), refuses a changed applied migration and
+/// records the checksums missing. One immediate transaction: two processes
+/// opening an old file at once add the column once.
+fn record_checksums(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(lite("begin migration bookkeeping"))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     INTEGER PRIMARY KEY,
+            name        TEXT NOT NULL,
+            applied_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            sha256      TEXT
+        )",
+    )
+    .map_err(lite("create schema_migrations"))?;
+    let has_column: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('schema_migrations') \
+             WHERE name = 'sha256')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(lite("read schema_migrations columns"))?;
+    if !has_column {
+        tx.execute_batch("ALTER TABLE schema_migrations ADD COLUMN sha256 TEXT")
+            .map_err(lite("add schema_migrations.sha256"))?;
+    }
+    let applied: Vec<schema::Applied> = {
+        let mut stmt = tx
+            .prepare("SELECT version, sha256 FROM schema_migrations")
+            .map_err(lite("read schema_migrations"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(lite("read schema_migrations"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(lite("read schema_migrations"))?
+    };
+    for m in schema::verify("sqlite", registre_migrations::SQLITE, &applied)? {
+        tx.execute(
+            "UPDATE schema_migrations SET sha256 = ?2 WHERE version = ?1 AND sha256 IS NULL",
+            params![m.version, schema::checksum(m.sql)],
+        )
+        .map_err(lite("record migration checksum"))?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "recorded migration checksum"
+        );
+    }
+    tx.commit().map_err(lite("commit migration bookkeeping"))
 }
 
 /// Opens `<data_dir>/registre.db` (creating it) and migrates it.

@@ -10,10 +10,12 @@
 //! and API see plaintext and never handle keys. Tools that must see the stored
 //! form (`registre audit verify`) use the unwrapped store.
 //!
-//! Which fields are personal, and whose key seals them, is the table
-//! [`SEALED`]. A sealed string is `enc:v1:<owner uuid>:<nonce>:<ciphertext>`
-//! (base64url), in place of the plaintext string, so that the JSON shape of an
-//! event is unchanged and logs written before the vault (plaintext) still read.
+//! Which fields are personal, and whose key seals them, the domain declares
+//! (`registre_domain::personal`, handed to [`VaultStore::wrap`] as a
+//! [`PersonalFields`]): the store knows no event types. A sealed string is
+//! `enc:v1:<owner uuid>:<nonce>:<ciphertext>` (base64url), in place of the
+//! plaintext string, so that the JSON shape of an event is unchanged and logs
+//! written before the vault (plaintext) still read.
 //!
 //! The nonce is derived from the key and the plaintext (HMAC-SHA256, the SIV
 //! construction): the same text sealed twice gives the same ciphertext, which
@@ -49,21 +51,13 @@ const PREFIX: &str = "enc:v1:";
 /// A person's AES-256 key.
 pub type SubjectKey = [u8; 32];
 
-/// Personal fields by event type: (event type, field naming the key's owner,
-/// fields sealed with that owner's key). Events about a student record are
-/// sealed with the student record's id; erasing a person destroys the keys of
-/// their person id and of their student records. The metadata's `reason` of
-/// these events is sealed with the same key. Homework text is not personal.
-pub const SEALED: &[(&str, &str, &[&str])] = &[
-    ("PersonRegistered", "person_id", &["display_name"]),
-    ("AccountClosed", "person_id", &["reason"]),
-    ("GradeCorrected", "student_id", &["reason"]),
-    ("AbsenceDeclared", "student_id", &["reason"]),
-    ("AbsenceJustified", "student_id", &["reason"]),
-    ("JustificationReviewed", "student_id", &["comment"]),
-    ("AbsenceCancelled", "student_id", &["reason"]),
-    ("MessageSent", "from", &["subject", "body"]),
-];
+/// Which data fields of an event type are personal text, and whose: the
+/// field naming the key's owner (a person or student record id) and the
+/// fields sealed with that owner's key; `None` for an event holding none. The
+/// metadata's `reason` of an event holding personal text is sealed with the
+/// same key. Erasing a person destroys the keys of their person id and of
+/// their student records.
+pub type PersonalFields = fn(&str) -> Option<(&'static str, &'static [&'static str])>;
 
 /// Where the keys are kept (the `subject_keys` table of each backend).
 #[async_trait]
@@ -92,6 +86,7 @@ pub trait SubjectKeys: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct Vault {
     keys: Arc<dyn SubjectKeys>,
+    personal: PersonalFields,
     /// Keys read so far (`None`: destroyed). In-process erasure updates it; a
     /// key destroyed by another process is dropped when this process reads
     /// that erasure from the log ([`Vault::forget_cached`], called by the
@@ -100,9 +95,10 @@ pub struct Vault {
 }
 
 impl Vault {
-    pub fn new(keys: Arc<dyn SubjectKeys>) -> Self {
+    pub fn new(keys: Arc<dyn SubjectKeys>, personal: PersonalFields) -> Self {
         Vault {
             keys,
+            personal,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -148,7 +144,7 @@ impl Vault {
         data: &mut Value,
         metadata: &mut EventMetadata,
     ) -> Result<()> {
-        let Some((owner, fields)) = spec(event_type, data) else {
+        let Some((owner, fields)) = self.spec(event_type, data) else {
             return Ok(());
         };
         let key = self.write_key(owner).await?;
@@ -175,7 +171,7 @@ impl Vault {
     pub async fn open(&self, events: &mut [RecordedEvent]) -> Result<()> {
         let mut owners = HashSet::new();
         for e in events.iter() {
-            if let Some((owner, _)) = spec(&e.event_type, &e.data) {
+            if let Some((owner, _)) = self.spec(&e.event_type, &e.data) {
                 owners.insert(owner);
             }
         }
@@ -197,7 +193,7 @@ impl Vault {
         }
         let cache = self.cache.lock();
         for e in events.iter_mut() {
-            let Some((_, fields)) = spec(&e.event_type, &e.data) else {
+            let Some((_, fields)) = self.spec(&e.event_type, &e.data) else {
                 continue;
             };
             if let Value::Object(map) = &mut e.data {
@@ -213,12 +209,14 @@ impl Vault {
         }
         Ok(())
     }
-}
 
-fn spec(event_type: &str, data: &Value) -> Option<(Uuid, &'static [&'static str])> {
-    let (_, owner_field, fields) = SEALED.iter().find(|(t, _, _)| *t == event_type)?;
-    let owner = data.get(*owner_field)?.as_str()?.parse().ok()?;
-    Some((owner, fields))
+    /// The owner of an event's personal text and the fields sealed with
+    /// their key.
+    fn spec(&self, event_type: &str, data: &Value) -> Option<(Uuid, &'static [&'static str])> {
+        let (owner_field, fields) = (self.personal)(event_type)?;
+        let owner = data.get(owner_field)?.as_str()?.parse().ok()?;
+        Some((owner, fields))
+    }
 }
 
 fn cipher(key: &SubjectKey) -> Aes256Gcm {
@@ -295,18 +293,25 @@ pub struct VaultStore {
 }
 
 impl VaultStore {
-    /// `inner` behind a vault when its backend keeps subject keys; `inner`
-    /// itself when it is already wrapped or keeps none (test doubles).
-    pub fn wrap(inner: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+    /// `inner` behind a vault sealing the `personal` fields; `inner` itself
+    /// when it is already wrapped. A backend that keeps no subject keys is
+    /// refused ([`StoreError::NoKeyTable`]): personal text would be stored in
+    /// clear.
+    pub fn wrap(
+        inner: Arc<dyn EventStore>,
+        personal: PersonalFields,
+    ) -> Result<Arc<dyn EventStore>> {
         if inner.vault().is_some() {
-            return inner;
+            return Ok(inner);
         }
         match inner.subject_keys() {
-            Some(keys) => Arc::new(VaultStore {
+            Some(keys) => Ok(Arc::new(VaultStore {
                 inner,
-                vault: Arc::new(Vault::new(keys)),
-            }),
-            None => inner,
+                vault: Arc::new(Vault::new(keys, personal)),
+            })),
+            None => Err(StoreError::NoKeyTable(
+                "this store keeps no subject keys; personal text would be stored in clear".into(),
+            )),
         }
     }
 

@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use registre_domain::personal::sealed_fields;
 use registre_store::chain::{self, BreakKind};
+use registre_store::testing::{self, TestDb};
 use registre_store::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, Idempotency, NewAccess, NewEvent,
-    PostgresStore, Snapshot, SqliteStore, StoreError, VaultStore, ERASED,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
+    Idempotency, NewAccess, NewEvent, PostgresStore, RecordedEvent, Snapshot, SqliteStore,
+    StoreError, VaultStore, ERASED,
 };
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -30,77 +33,26 @@ enum Raw {
         path: PathBuf,
         _dir: tempfile::TempDir,
     },
-    Postgres {
-        url: String,
-        _guard: DropDatabase,
-    },
+    Postgres(TestDb),
 }
 
-/// Drops a test database when the test ends, even when it failed.
-struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-struct TestDb {
+/// One backend under test: its store, and the database behind it for raw SQL.
+struct Subject {
     store: Arc<dyn EventStore>,
     raw: Raw,
 }
 
-fn admin_url() -> String {
-    std::env::var("REGISTRE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
 async fn pg_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    testing::connect(url)
         .await
-        .expect("PostgreSQL must be reachable (REGISTRE_TEST_DATABASE_URL)");
-    tokio::spawn(connection);
-    client
+        .expect("PostgreSQL must be reachable (REGISTRE_TEST_DATABASE_URL)")
 }
 
-/// Creates an empty, unmigrated database; returns its url and its guard.
-async fn fresh_pg_database() -> (String, DropDatabase) {
-    let admin = admin_url();
-    let name = format!("registre_test_{}", Uuid::new_v4().simple());
-    pg_client(&admin)
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    let url = with_database(&admin, &name);
-    (
-        url,
-        DropDatabase {
-            admin_url: admin,
-            name,
-        },
-    )
-}
-
-impl TestDb {
-    async fn sqlite() -> TestDb {
+impl Subject {
+    async fn sqlite() -> Subject {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path()).await.expect("open sqlite");
-        TestDb {
+        Subject {
             raw: Raw::Sqlite {
                 path: store.path().to_owned(),
                 _dir: dir,
@@ -109,12 +61,14 @@ impl TestDb {
         }
     }
 
-    async fn postgres() -> TestDb {
-        let (url, guard) = fresh_pg_database().await;
-        let store = PostgresStore::connect(&url).await.expect("open postgres");
-        TestDb {
+    async fn postgres() -> Subject {
+        let db = TestDb::create().await;
+        let store = PostgresStore::connect(&db.url)
+            .await
+            .expect("open postgres");
+        Subject {
             store,
-            raw: Raw::Postgres { url, _guard: guard },
+            raw: Raw::Postgres(db),
         }
     }
 
@@ -137,16 +91,14 @@ impl TestDb {
                 .await
                 .expect("sqlite task")
             }
-            Raw::Postgres { url, .. } => {
-                pg_client(url)
-                    .await
-                    .batch_execute(sql)
-                    .await
-                    .map_err(|e| match e.as_db_error() {
-                        Some(db) => db.message().to_owned(),
-                        None => e.to_string(),
-                    })
-            }
+            Raw::Postgres(db) => pg_client(&db.url)
+                .await
+                .batch_execute(sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                }),
         }
     }
 
@@ -157,7 +109,7 @@ impl TestDb {
             Raw::Sqlite { .. } => {
                 "DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete;"
             }
-            Raw::Postgres { .. } => "SET session_replication_role = replica;",
+            Raw::Postgres(_) => "SET session_replication_role = replica;",
         };
         self.exec(&format!("{bypass} {sql}"))
             .await
@@ -165,34 +117,7 @@ impl TestDb {
     }
 
     fn is_postgres(&self) -> bool {
-        matches!(self.raw, Raw::Postgres { .. })
-    }
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        {
-            let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-            let label = name.clone();
-            // Drop runs inside the test's runtime: drop the database from a
-            // thread with a runtime of its own.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    pg_client(&admin_url)
-                        .await
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
-                })
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("could not drop test database {label}");
-            }
-        }
+        matches!(self.raw, Raw::Postgres(_))
     }
 }
 
@@ -240,7 +165,7 @@ fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 // ---------------------------------------------------------------- properties
 
-async fn append_and_read(db: &TestDb) {
+async fn append_and_read(db: &Subject) {
     let store = db.store();
     assert_eq!(store.head().await.unwrap(), 0);
     let input = request("s1", ExpectedVersion::NoStream, 3);
@@ -298,7 +223,7 @@ async fn append_and_read(db: &TestDb) {
     assert_eq!(store.head().await.unwrap(), 5);
 }
 
-async fn conflict_on_wrong_expected_version(db: &TestDb) {
+async fn conflict_on_wrong_expected_version(db: &Subject) {
     let store = db.store();
     store
         .append(request("s", ExpectedVersion::NoStream, 1))
@@ -332,7 +257,7 @@ async fn conflict_on_wrong_expected_version(db: &TestDb) {
     assert_eq!(any.events[0].stream_version, 3);
 }
 
-async fn concurrent_appends_one_wins(db: &TestDb) {
+async fn concurrent_appends_one_wins(db: &Subject) {
     let store = db.store();
     store
         .append(request("race", ExpectedVersion::NoStream, 1))
@@ -368,7 +293,7 @@ async fn concurrent_appends_one_wins(db: &TestDb) {
     assert_eq!(store.read_stream("race", 0).await.unwrap().len(), 11);
 }
 
-async fn idempotency(db: &TestDb) {
+async fn idempotency(db: &Subject) {
     let store = db.store();
     let first = store
         .append(keyed(
@@ -444,7 +369,7 @@ async fn idempotency(db: &TestDb) {
     assert_eq!(store.head().await.unwrap(), 4);
 }
 
-async fn ordering_under_concurrent_writers(db: &TestDb) {
+async fn ordering_under_concurrent_writers(db: &Subject) {
     const WRITERS: usize = 8;
     const APPENDS: usize = 50;
     const TOTAL: u64 = (WRITERS * APPENDS) as u64;
@@ -529,7 +454,7 @@ async fn ordering_under_concurrent_writers(db: &TestDb) {
 /// Many callers at once, as the PostgreSQL store groups them into one commit:
 /// each caller still gets its own answer, and one caller's refusal writes
 /// nothing for it but does not fail the others.
-async fn concurrent_callers_fail_alone(db: &TestDb) {
+async fn concurrent_callers_fail_alone(db: &Subject) {
     #[derive(Debug)]
     enum Kind {
         Contested,
@@ -623,7 +548,7 @@ async fn concurrent_callers_fail_alone(db: &TestDb) {
 /// The hash chain holds for any text and any instant the store accepts,
 /// whichever side computes it (PostgreSQL hashes inside the database, SQLite in
 /// the process, `verify_chain` always in the process).
-async fn chain_covers_any_text(db: &TestDb) {
+async fn chain_covers_any_text(db: &Subject) {
     let store = db.store();
     let odd_times = [
         "0100-01-01T00:00:00.000001Z",
@@ -676,7 +601,7 @@ async fn chain_covers_any_text(db: &TestDb) {
         .is_intact());
 }
 
-async fn log_is_immutable(db: &TestDb) {
+async fn log_is_immutable(db: &Subject) {
     let store = db.store();
     store
         .append(keyed(request("s", ExpectedVersion::NoStream, 2), "k", "fp"))
@@ -702,7 +627,7 @@ async fn log_is_immutable(db: &TestDb) {
     assert!(store.find_idempotent("k").await.unwrap().is_some());
 }
 
-async fn failed_batch_writes_nothing(db: &TestDb) {
+async fn failed_batch_writes_nothing(db: &Subject) {
     let store = db.store();
     let first = store
         .append(request("b", ExpectedVersion::NoStream, 1))
@@ -754,14 +679,14 @@ async fn failed_batch_writes_nothing(db: &TestDb) {
     assert!(store.append_batch(Vec::new()).await.unwrap().is_empty());
 }
 
-async fn append_n(db: &TestDb, n: usize) {
+async fn append_n(db: &Subject, n: usize) {
     db.store()
         .append(request("s", ExpectedVersion::Any, n))
         .await
         .unwrap();
 }
 
-async fn chain_verifies(db: &TestDb) {
+async fn chain_verifies(db: &Subject) {
     let store = db.store();
     let empty = chain::verify_chain(store.as_ref(), |_| {}).await.unwrap();
     assert!(empty.is_intact());
@@ -794,7 +719,7 @@ async fn chain_verifies(db: &TestDb) {
     );
 }
 
-async fn chain_detects_altered_row(db: &TestDb) {
+async fn chain_detects_altered_row(db: &Subject) {
     append_n(db, 6).await;
     db.tamper(r#"UPDATE events SET data = '{"n":999}' WHERE position = 3"#)
         .await;
@@ -806,7 +731,7 @@ async fn chain_detects_altered_row(db: &TestDb) {
     assert_eq!(report.verified_head, 2);
 }
 
-async fn chain_detects_deleted_row(db: &TestDb) {
+async fn chain_detects_deleted_row(db: &Subject) {
     append_n(db, 6).await;
     let store = db.store();
     let checkpoint = chain::checkpoint(store.as_ref()).await.unwrap();
@@ -826,7 +751,7 @@ async fn chain_detects_deleted_row(db: &TestDb) {
         .unwrap());
 }
 
-async fn chain_detects_reordered_rows(db: &TestDb) {
+async fn chain_detects_reordered_rows(db: &Subject) {
     append_n(db, 6).await;
     db.tamper(
         "UPDATE events SET position = 1000 WHERE position = 2; \
@@ -841,7 +766,7 @@ async fn chain_detects_reordered_rows(db: &TestDb) {
     assert_eq!((broken.position, broken.kind), (2, BreakKind::HashMismatch));
 }
 
-async fn snapshots_round_trip(db: &TestDb) {
+async fn snapshots_round_trip(db: &Subject) {
     let store = db.store();
     assert!(store.load_snapshot("proj").await.unwrap().is_none());
     let first = Snapshot {
@@ -863,7 +788,7 @@ async fn snapshots_round_trip(db: &TestDb) {
     assert!(store.load_snapshot("other").await.unwrap().is_none());
 }
 
-async fn access_log(db: &TestDb) {
+async fn access_log(db: &Subject) {
     let store = db.store();
     let subject = Uuid::now_v7();
     let old = micros(Utc::now() - chrono::Duration::days(400));
@@ -928,7 +853,7 @@ where
         .expect("no error")
 }
 
-async fn subscribe_history_then_live(db: &TestDb) {
+async fn subscribe_history_then_live(db: &Subject) {
     let store = db.store();
     append_n(db, 5).await;
     let mut sub = Box::pin(registre_store::subscribe(store.clone(), 2));
@@ -952,7 +877,7 @@ async fn subscribe_history_then_live(db: &TestDb) {
     appender.await.unwrap();
 }
 
-async fn read_stream_reads_only_after_version(db: &TestDb) {
+async fn read_stream_reads_only_after_version(db: &Subject) {
     let store = db.store();
     for i in 0..10u64 {
         let expected = if i == 0 {
@@ -975,10 +900,10 @@ async fn read_stream_reads_only_after_version(db: &TestDb) {
     if db.is_postgres() {
         // Flat cost by construction: the read is an index range scan on
         // (stream_id, stream_version), not a scan of the stream.
-        let Raw::Postgres { url, .. } = &db.raw else {
+        let Raw::Postgres(pg) = &db.raw else {
             unreachable!()
         };
-        let client = pg_client(url).await;
+        let client = pg_client(&pg.url).await;
         client.batch_execute("ANALYZE events").await.unwrap();
         let plan: Vec<String> = client
             .query(
@@ -999,9 +924,9 @@ async fn read_stream_reads_only_after_version(db: &TestDb) {
 /// Crypto-shredding: personal text is stored sealed, reads back in clear
 /// through the vault, and reads as erased once the person's key is destroyed,
 /// while the log, its chain and the other fields are untouched.
-async fn crypto_shredding(db: &TestDb) {
+async fn crypto_shredding(db: &Subject) {
     let raw = db.store();
-    let store = VaultStore::wrap(raw.clone());
+    let store = VaultStore::wrap(raw.clone(), sealed_fields).unwrap();
     assert!(store.vault().is_some(), "the backend keeps subject keys");
     let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
     let mut registered = event("PersonRegistered", 0);
@@ -1064,7 +989,10 @@ async fn crypto_shredding(db: &TestDb) {
     // Erasure, seen by a vault with a cold cache (another process) too.
     let vault = store.vault().unwrap();
     assert_eq!(vault.destroy(vec![alice], Utc::now()).await.unwrap(), 1);
-    for reader in [store.clone(), VaultStore::wrap(raw.clone())] {
+    for reader in [
+        store.clone(),
+        VaultStore::wrap(raw.clone(), sealed_fields).unwrap(),
+    ] {
         let after = reader.read_all(0, 10).await.unwrap();
         assert_eq!(after.len(), 3, "the events stay");
         assert_eq!(after[0].data["display_name"], ERASED);
@@ -1104,13 +1032,94 @@ async fn crypto_shredding(db: &TestDb) {
     assert_eq!(again.events.len(), 3);
 }
 
+/// A backend of someone else's making that keeps no subject keys: every call
+/// goes to a real store, but `subject_keys` is the trait's default (none).
+#[derive(Debug)]
+struct Unkeyed(Arc<dyn EventStore>);
+
+#[async_trait::async_trait]
+impl EventStore for Unkeyed {
+    async fn append(&self, r: AppendRequest) -> registre_store::Result<AppendOutcome> {
+        self.0.append(r).await
+    }
+    async fn append_batch(
+        &self,
+        r: Vec<AppendRequest>,
+    ) -> registre_store::Result<Vec<AppendOutcome>> {
+        self.0.append_batch(r).await
+    }
+    async fn find_idempotent(&self, key: &str) -> registre_store::Result<Option<AppendOutcome>> {
+        self.0.find_idempotent(key).await
+    }
+    async fn read_stream(&self, s: &str, after: u64) -> registre_store::Result<Vec<RecordedEvent>> {
+        self.0.read_stream(s, after).await
+    }
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> registre_store::Result<Vec<RecordedEvent>> {
+        self.0.read_all(after, limit).await
+    }
+    async fn read_positions(&self, p: &[u64]) -> registre_store::Result<Vec<RecordedEvent>> {
+        self.0.read_positions(p).await
+    }
+    async fn head(&self) -> registre_store::Result<u64> {
+        self.0.head().await
+    }
+    fn wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.wakeups()
+    }
+    async fn load_snapshot(&self, key: &str) -> registre_store::Result<Option<Snapshot>> {
+        self.0.load_snapshot(key).await
+    }
+    async fn save_snapshot(&self, s: Snapshot) -> registre_store::Result<()> {
+        self.0.save_snapshot(s).await
+    }
+    async fn record_access(&self, e: Vec<NewAccess>) -> registre_store::Result<()> {
+        self.0.record_access(e).await
+    }
+    async fn read_access(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> registre_store::Result<Vec<AccessRecord>> {
+        self.0.read_access(after, limit).await
+    }
+    async fn access_about(&self, s: Uuid) -> registre_store::Result<Vec<AccessRecord>> {
+        self.0.access_about(s).await
+    }
+    async fn purge_access_before(&self, t: DateTime<Utc>) -> registre_store::Result<u64> {
+        self.0.purge_access_before(t).await
+    }
+}
+
+/// The vault refuses a backend without a key table instead of handing back a
+/// store that would write personal text in clear; it wraps a store once.
+async fn vault_refuses_a_store_without_keys(db: &Subject) {
+    let unkeyed: Arc<dyn EventStore> = Arc::new(Unkeyed(db.store()));
+    let refused = VaultStore::wrap(unkeyed.clone(), sealed_fields);
+    assert!(
+        matches!(refused, Err(StoreError::NoKeyTable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(db.store().head().await.unwrap(), 0, "nothing was written");
+
+    let wrapped = VaultStore::wrap(db.store(), sealed_fields).unwrap();
+    let again = VaultStore::wrap(wrapped.clone(), sealed_fields).unwrap();
+    assert!(
+        Arc::ptr_eq(&wrapped, &again),
+        "a vault store is not wrapped twice"
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let db = super::TestDb::sqlite().await;
+                    let db = super::Subject::sqlite().await;
                     super::$name(&db).await;
                 }
             )*
@@ -1119,7 +1128,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let db = super::TestDb::postgres().await;
+                    let db = super::Subject::postgres().await;
                     super::$name(&db).await;
                 }
             )*
@@ -1144,6 +1153,7 @@ conformance!(
     subscribe_history_then_live,
     read_stream_reads_only_after_version,
     crypto_shredding,
+    vault_refuses_a_store_without_keys,
     concurrent_callers_fail_alone,
     chain_covers_any_text,
 );
@@ -1152,7 +1162,8 @@ conformance!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_migrations_apply_once() {
-    let (url, guard) = fresh_pg_database().await;
+    let pg = TestDb::create().await;
+    let url = pg.url.clone();
     let (a, b) = tokio::join!(
         registre_store::migrate_postgres(&url),
         registre_store::migrate_postgres(&url)
@@ -1183,7 +1194,7 @@ async fn postgres_concurrent_migrations_apply_once() {
         .await
         .unwrap()
         .is_empty());
-    drop(guard);
+    drop(pg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1233,12 +1244,145 @@ async fn sqlite_migrate_command_applies_once() {
     assert_eq!(backend.store().head().await.unwrap(), 0);
 }
 
+/// The recorded checksums of every migration, in version order.
+fn expected_checksums(set: &[registre_migrations::Migration]) -> Vec<(u32, String)> {
+    set.iter()
+        .map(|m| (m.version, registre_store::schema::checksum(m.sql)))
+        .collect()
+}
+
+/// A changed migration is refused by name, with both checksums.
+fn assert_refused(
+    err: StoreError,
+    file: &str,
+    recorded: &str,
+    set: &[registre_migrations::Migration],
+) {
+    let actual = registre_store::schema::checksum(set[2].sql);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "migration {file} was changed after it was applied: recorded sha256 {recorded}, \
+             file sha256 {actual}; migrations are never edited once applied, add a new one"
+        )
+    );
+    assert!(matches!(err, StoreError::MigrationChanged { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migrations_are_checksummed() {
+    let set = registre_migrations::POSTGRES;
+    let pg = TestDb::create().await;
+    let url = pg.url.clone();
+    let recorded = |url: String| async move {
+        pg_client(&url)
+            .await
+            .query(
+                "SELECT version, sha256 FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, Option<String>>(1)))
+            .collect::<Vec<_>>()
+    };
+    let full: Vec<(u32, Option<String>)> = expected_checksums(set)
+        .into_iter()
+        .map(|(v, c)| (v, Some(c)))
+        .collect();
+    registre_store::migrate_postgres(&url).await.unwrap();
+    assert_eq!(recorded(url.clone()).await, full);
+
+    // A database migrated before checksums were recorded: the column is
+    // added and filled in with the text this binary carries, nothing re-run.
+    pg_client(&url)
+        .await
+        .batch_execute("ALTER TABLE schema_migrations DROP COLUMN sha256")
+        .await
+        .unwrap();
+    assert!(registre_store::migrate_postgres(&url)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(recorded(url.clone()).await, full);
+
+    let other = "ab".repeat(32);
+    pg_client(&url)
+        .await
+        .execute(
+            "UPDATE schema_migrations SET sha256 = $1 WHERE version = 3",
+            &[&other],
+        )
+        .await
+        .unwrap();
+    let err = registre_store::migrate_postgres(&url).await.unwrap_err();
+    assert_refused(err, "postgres/0003_access_log.sql", &other, set);
+    let err = PostgresStore::connect(&url).await.unwrap_err();
+    assert_refused(err, "postgres/0003_access_log.sql", &other, set);
+    // The refusal changed nothing: the recorded checksum is kept as evidence.
+    let after = recorded(url.clone()).await;
+    assert_eq!(after[2].1.as_deref(), Some(other.as_str()));
+    assert_eq!(after.len(), set.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migrations_are_checksummed() {
+    let set = registre_migrations::SQLITE;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registre.db");
+    let recorded = |path: &std::path::Path| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT version, sha256 FROM schema_migrations ORDER BY version")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>().unwrap()
+    };
+    let full: Vec<(u32, Option<String>)> = expected_checksums(set)
+        .into_iter()
+        .map(|(v, c)| (v, Some(c)))
+        .collect();
+    registre_store::migrate(None, dir.path()).await.unwrap();
+    assert_eq!(recorded(&path), full);
+
+    // A file migrated before checksums were recorded: the table as it was.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE schema_migrations DROP COLUMN sha256")
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    drop(store);
+    assert_eq!(recorded(&path), full);
+
+    let other = "cd".repeat(32);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE schema_migrations SET sha256 = ?1 WHERE version = 3",
+            [&other],
+        )
+        .unwrap();
+    }
+    let err = SqliteStore::open(dir.path()).await.unwrap_err();
+    assert_refused(err, "sqlite/0003_access_log.sql", &other, set);
+    let err = registre_store::migrate(None, dir.path()).await.unwrap_err();
+    assert_refused(err, "sqlite/0003_access_log.sql", &other, set);
+    assert_eq!(recorded(&path)[2].1.as_deref(), Some(other.as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_nodes_wake_each_other() {
-    let db = TestDb::postgres().await;
-    let Raw::Postgres { url, .. } = &db.raw else {
+    let db = Subject::postgres().await;
+    let Raw::Postgres(pg) = &db.raw else {
         unreachable!()
     };
+    let url = &pg.url;
     let other = registre_store::open(Some(url), std::path::Path::new("/nonexistent"))
         .await
         .unwrap();
@@ -1269,10 +1413,11 @@ async fn postgres_nodes_wake_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_listener_reconnects_and_catches_up() {
-    let db = TestDb::postgres().await;
-    let Raw::Postgres { url, .. } = &db.raw else {
+    let db = Subject::postgres().await;
+    let Raw::Postgres(pg) = &db.raw else {
         unreachable!()
     };
+    let url = &pg.url;
     let other = PostgresStore::connect(url).await.unwrap();
     let mut wakeups = other.wakeups();
     let first = db
@@ -1319,7 +1464,8 @@ async fn postgres_listener_reconnects_and_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_appends_share_one_commit() {
     const CALLERS: u64 = 32;
-    let (url, _guard) = fresh_pg_database().await;
+    let pg = TestDb::create().await;
+    let url = pg.url.clone();
     let store = PostgresStore::connect(&url).await.unwrap();
     let blocker = pg_client(&url).await;
     blocker

@@ -205,7 +205,8 @@ impl App {
     pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
         // Every read and append of the application goes through the vault,
         // whoever opened the store.
-        let store = registre_store::VaultStore::wrap(store);
+        let store =
+            registre_store::VaultStore::wrap(store, registre_domain::personal::sealed_fields)?;
         let engine = ProjectionEngine::start(store.clone(), config.engine.clone())
             .await
             .map_err(internal)?;
