@@ -66,6 +66,9 @@ impl QueryRoot {
     }
 
     /// GUARDIAN: the students the viewer is guardian of
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::CHILDREN, child_complexity)"
+    )]
     async fn my_children(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let (app, v) = viewer(ctx).await?;
         let kids: Vec<registre_projections::Student> =
@@ -98,6 +101,9 @@ impl QueryRoot {
     }
 
     /// the viewer's messages, newest first
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::INBOX, child_complexity)"
+    )]
     async fn inbox(&self, ctx: &Context<'_>) -> Result<Vec<Message>> {
         let (app, v) = viewer(ctx).await?;
         let ids = app.read(|m| {
@@ -120,6 +126,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: every change recorded about a person (a Person id; a student's is student.person.id), oldest first
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::HISTORY, child_complexity)"
+    )]
     async fn audit_trail(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AuditEntry>> {
         let (app, v) = viewer(ctx).await?;
         if !policy::can_audit(&v) {
@@ -144,6 +153,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: who read a person's record (a Person id), oldest first
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::HISTORY, child_complexity)"
+    )]
     async fn access_log(&self, ctx: &Context<'_>, subject_id: ID) -> Result<Vec<AccessEntry>> {
         let (app, v) = viewer(ctx).await?;
         if !policy::can_audit(&v) {
@@ -170,6 +182,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: everything Registre holds about a person (a Person id), as one JSON document (GDPR art. 15 subject access)
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::EXPORT, child_complexity)"
+    )]
     async fn export_person_data(
         &self,
         ctx: &Context<'_>,
@@ -193,6 +208,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR: the student's record exactly as the log stood at `at` (a Student id)
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::AS_OF, child_complexity)"
+    )]
     async fn student_as_of(
         &self,
         ctx: &Context<'_>,
@@ -219,6 +237,9 @@ impl QueryRoot {
     }
 
     /// HEAD, EDUCATION_STAFF, AUDITOR
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::STATS, child_complexity)"
+    )]
     async fn absence_stats(
         &self,
         ctx: &Context<'_>,
