@@ -256,8 +256,10 @@ async fn expensive_fields_weigh_more() {
 #[tokio::test]
 async fn the_limits_are_parameters_of_the_schema() {
     let w = World::postgres().await;
-    let mut limits = QueryLimits::default();
-    limits.max_cost = 100;
+    let limits = QueryLimits {
+        max_cost: 100,
+        ..QueryLimits::default()
+    };
     let schema = build_schema_with(w.node.app.clone(), limits);
     let r = schema
         .execute(as_caller("guardian1", DASHBOARD, json!({})))
