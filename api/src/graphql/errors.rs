@@ -23,9 +23,8 @@ use std::sync::Arc;
 /// Messages async-graphql gives an input value that does not parse.
 const INPUT_MESSAGES: &[&str] = &[
     "Failed to parse ",
-    "Invalid value for argument",
-    "Expected input type ",
     "Invalid value for ",
+    "Expected input type ",
 ];
 
 /// The code an uncoded error gets (see the module doc).

@@ -353,17 +353,30 @@ enum Expansion {
     Done { selections: u64, depth: usize },
 }
 
+/// Most selection sets nested in one another, through fragments, that the
+/// expansion follows: twice async-graphql's own recursion limit (32, checked
+/// after this), so that only documents it would refuse anyway are refused
+/// here, and the stack stays small whatever a chain of fragments nests.
+const MAX_RECURSION: usize = 64;
+
 /// Expanded size and depth of a selection set, each fragment computed once.
 fn expand<'d>(
     doc: &'d ExecutableDocument,
     set: &'d SelectionSet,
     memo: &mut HashMap<&'d str, Expansion>,
+    level: usize,
 ) -> Result<(u64, usize), ServerError> {
+    if level > MAX_RECURSION {
+        return Err(refusal(format!(
+            "Query is nested too deep: selections nested more than {MAX_RECURSION} deep through fragments"
+        )));
+    }
+    let level = level + 1;
     let (mut selections, mut depth) = (0u64, 0usize);
     for item in &set.items {
         match &item.node {
             Selection::Field(f) => {
-                let (s, d) = expand(doc, &f.node.selection_set.node, memo)?;
+                let (s, d) = expand(doc, &f.node.selection_set.node, memo, level)?;
                 selections = selections.saturating_add(s).saturating_add(1);
                 // Introspection reads the static schema only, and GraphiQL's
                 // query nests `ofType` eight deep: its nesting is bounded by
@@ -376,7 +389,7 @@ fn expand<'d>(
                 depth = depth.max(d + 1);
             }
             Selection::InlineFragment(f) => {
-                let (s, d) = expand(doc, &f.node.selection_set.node, memo)?;
+                let (s, d) = expand(doc, &f.node.selection_set.node, memo, level)?;
                 selections = selections.saturating_add(s).saturating_add(1);
                 depth = depth.max(d);
             }
@@ -394,7 +407,8 @@ fn expand<'d>(
                         None => (0, 0),
                         Some(fragment) => {
                             memo.insert(name, Expansion::InProgress);
-                            let (s, d) = expand(doc, &fragment.node.selection_set.node, memo)?;
+                            let (s, d) =
+                                expand(doc, &fragment.node.selection_set.node, memo, level)?;
                             memo.insert(
                                 name,
                                 Expansion::Done {
@@ -415,8 +429,7 @@ fn expand<'d>(
 }
 
 /// The shape of a document, or a refusal for a fragment cycle. Linear in the
-/// document: recursion follows brackets (bounded by [`MAX_NESTING`]) and
-/// fragment spreads (bounded by `max_fragment_spreads`, checked in between).
+/// document; recursion is bounded by [`MAX_NESTING`] and `MAX_RECURSION`.
 pub fn check_shape(doc: &ExecutableDocument, budget: &Budget) -> Result<Shape, ServerError> {
     let mut shape = Shape::default();
     for (_, op) in doc.operations.iter() {
@@ -446,7 +459,7 @@ pub fn check_shape(doc: &ExecutableDocument, budget: &Budget) -> Result<Shape, S
     }
     let mut memo = HashMap::new();
     for (_, op) in doc.operations.iter() {
-        let (s, d) = expand(doc, &op.node.selection_set.node, &mut memo)?;
+        let (s, d) = expand(doc, &op.node.selection_set.node, &mut memo, 0)?;
         shape.selections = shape.selections.saturating_add(s);
         shape.depth = shape.depth.max(d);
     }
@@ -572,6 +585,23 @@ mod tests {
         assert_eq!(shape.depth, 2);
         let e = check_shape(&doc, &Budget::CALLER).unwrap_err();
         assert!(e.message.contains("selections"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_long_chain_of_nested_fragments_is_refused_without_deep_recursion() {
+        let mut q = String::from("{ me { ...F0 } }");
+        for i in 0..40 {
+            q.push_str(&format!(
+                " fragment F{i} on Person {{ a {{ b {{ ...F{} }} }} }}",
+                i + 1
+            ));
+        }
+        q.push_str(" fragment F40 on Person { id }");
+        let doc = async_graphql::parser::parse_query(q).unwrap();
+        let mut deep = Budget::CALLER;
+        deep.max_depth = usize::MAX;
+        let e = check_shape(&doc, &deep).unwrap_err();
+        assert!(e.message.contains("through fragments"), "{}", e.message);
     }
 
     #[test]
