@@ -265,7 +265,8 @@ async fn the_limits_are_parameters_of_the_schema() {
         .execute(as_caller("guardian1", DASHBOARD, json!({})))
         .await;
     let m = invalid_input(&r);
-    assert!(m.contains("the limit is 100"), "{m}");
+    // The figure docs/operations.md gives for a dashboard.
+    assert!(m.contains("costs 2705, the limit is 100"), "{m}");
     let r = schema
         .execute(as_caller("guardian1", "{ me { id } }", json!({})))
         .await;

@@ -41,8 +41,8 @@
 //! constants below); a field that does work of its own (replaying the log for
 //! `studentAsOf`, reading the store for `exportPersonData`) adds a fixed
 //! weight. A guardian's dashboard (every child with averages, grades,
-//! absences and homework) costs about 3,000; one class's full record about
-//! 25,000; the budget is 50,000. What it refuses: every student's grades of a
+//! absences and homework) costs 2,705; one class's full record about
+//! 20,000; the budget is 50,000. What it refuses: every student's grades of a
 //! whole establishment in one request (read it class by class), and more than
 //! two `studentAsOf` in one request. Each weight is capped at [`COST_CAP`] so
 //! that sums can never overflow, whatever the nesting.
