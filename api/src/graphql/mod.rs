@@ -4,10 +4,13 @@
 //! in-memory model only; the store is touched once per request for
 //! read-your-writes, by commands, and by the audit queries.
 
+pub mod errors;
+pub mod limits;
 mod objects;
 mod root;
 mod scalars;
 
+pub use limits::{Budget, QueryLimits};
 pub use objects::*;
 pub use root::{MutationRoot, QueryRoot, SubscriptionRoot};
 pub use scalars::Date;
@@ -25,18 +28,31 @@ pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest query accepted (a guardian's dashboard is 5 deep).
 pub const MAX_DEPTH: usize = 12;
-/// Most fields per query, counted by async-graphql's default rule.
-pub const MAX_COMPLEXITY: usize = 2_000;
+/// Most a query may cost: about the values it resolves, lists counted at
+/// their typical length (see [`limits`]'s cost model).
+pub const MAX_COMPLEXITY: usize = 50_000;
+
+/// The schema with the default limits ([`QueryLimits::default`]).
+pub fn build_schema(app: Arc<App>) -> RegistreSchema {
+    build_schema_with(app, QueryLimits::default())
+}
 
 /// The schema with its limits. The transport adds the request data (see
 /// `crate::app`'s HANDOFF).
-pub fn build_schema(app: Arc<App>) -> RegistreSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+pub fn build_schema_with(app: Arc<App>, limits: QueryLimits) -> RegistreSchema {
+    // Outermost first: codes are added to the errors of every later step.
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(app)
-        .extension(SessionCache)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+        .extension(errors::ErrorCodes)
+        .extension(limits::Limits(limits))
+        // Depth is checked by `limits` (without expanding fragments, and
+        // sparing introspection), not by async-graphql's `limit_depth`.
+        .extension(SessionCache);
+    if limits.introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The schema in SDL, as exported to docs/schema.graphql.

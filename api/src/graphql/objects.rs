@@ -184,6 +184,9 @@ impl Establishment {
     async fn time_zone(&self, ctx: &Context<'_>) -> Result<String> {
         Ok(self.get(ctx)?.time_zone.name().to_owned())
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::CLASSES, child_complexity)"
+    )]
     async fn classes(&self, ctx: &Context<'_>) -> Result<Vec<SchoolClass>> {
         let establishment = self.get(ctx)?;
         let classes = self.src.read(ctx, |m| {
@@ -249,6 +252,9 @@ impl SchoolClass {
         ))
     }
     /// The students of the class the viewer may see.
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::STUDENTS, child_complexity)"
+    )]
     async fn students(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let class = self.get(ctx)?;
         let all = matches!(self.src, Src::AsOf(_));
@@ -403,6 +409,9 @@ impl Student {
             .map(|&id| Person::new(id, self.src.clone()))
             .collect())
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::GRADES, child_complexity)"
+    )]
     async fn grades(&self, ctx: &Context<'_>, subject: Option<String>) -> Result<Vec<Grade>> {
         let v = self.record_viewer(ctx, "Notes").await?;
         let grades = self.src.read(ctx, |m| {
@@ -422,6 +431,9 @@ impl Student {
             .collect())
     }
     /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::SUBJECTS, child_complexity)"
+    )]
     async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
         Ok(self.average_rows(ctx, v.as_ref())?.to_vec())
@@ -433,6 +445,9 @@ impl Student {
         let known: Vec<f64> = rows.iter().filter_map(|r| r.average).collect();
         Ok((!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64))
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::ABSENCES, child_complexity)"
+    )]
     async fn absences(&self, ctx: &Context<'_>) -> Result<Vec<Absence>> {
         self.record_viewer(ctx, "Absences").await?;
         let absences = self.src.read(ctx, |m| {
@@ -447,6 +462,9 @@ impl Student {
             .map(|a| Absence::loaded(a, self.src.clone()))
             .collect())
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::HOMEWORK, child_complexity)"
+    )]
     async fn homework(
         &self,
         ctx: &Context<'_>,
@@ -699,6 +717,9 @@ pub struct AbsenceStats {
 #[ComplexObject]
 impl AbsenceStats {
     /// students with 4 or more unjustified half-days within one calendar month of the range
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::OVER_THRESHOLD, child_complexity)"
+    )]
     async fn students_over_threshold(&self) -> Vec<Student> {
         self.over_threshold
             .iter()
@@ -820,6 +841,9 @@ impl Message {
     async fn from(&self, ctx: &Context<'_>) -> Result<Person> {
         Ok(Person::new(self.get(ctx)?.from, Src::Live))
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::RECIPIENTS, child_complexity)"
+    )]
     async fn to(&self, ctx: &Context<'_>) -> Result<Vec<Person>> {
         Ok(self
             .get(ctx)?

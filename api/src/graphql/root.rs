@@ -110,6 +110,9 @@ impl QueryRoot {
     }
 
     /// GUARDIAN: the students the viewer is guardian of
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::CHILDREN, child_complexity)"
+    )]
     async fn my_children(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let (app, v) = viewer(ctx).await?;
         let kids: Vec<registre_projections::Student> =
@@ -142,6 +145,9 @@ impl QueryRoot {
     }
 
     /// the viewer's messages, newest first; `first` (1 to 500) at a time, after the message `after` (the last id of the previous page)
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::page(first, crate::graphql::limits::size::INBOX), child_complexity)"
+    )]
     async fn inbox(
         &self,
         ctx: &Context<'_>,
@@ -189,6 +195,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: every change recorded about a person (a Person id; a student's is student.person.id), oldest first; `first` (1 to 500) at a time, after the entry whose position is `after`. Grade values (scores, statuses, correction reasons) are shown to AUDITOR only: ADMIN sees grade entries with their ids and `redacted: true`
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::page(first, crate::graphql::limits::size::HISTORY), child_complexity)"
+    )]
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,
@@ -242,6 +251,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: who read a person's record (a Person id), oldest first; `first` (1 to 500) at a time, skipping the `offset` oldest (the log only grows at its end)
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::page(first, crate::graphql::limits::size::HISTORY), child_complexity)"
+    )]
     async fn access_log(
         &self,
         ctx: &Context<'_>,
@@ -283,6 +295,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR, ADMIN: everything Registre holds about a person (a Person id), as one JSON document (GDPR art. 15 subject access)
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::EXPORT, child_complexity)"
+    )]
     async fn export_person_data(
         &self,
         ctx: &Context<'_>,
@@ -308,6 +323,9 @@ impl QueryRoot {
     }
 
     /// AUDITOR: the student's record exactly as the log stood at `at` (a Student id)
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::AS_OF, child_complexity)"
+    )]
     async fn student_as_of(
         &self,
         ctx: &Context<'_>,
@@ -336,6 +354,9 @@ impl QueryRoot {
     }
 
     /// HEAD, EDUCATION_STAFF, AUDITOR
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::STATS, child_complexity)"
+    )]
     async fn absence_stats(
         &self,
         ctx: &Context<'_>,

@@ -10,6 +10,12 @@ pub struct Date(pub NaiveDate);
 
 #[Scalar(name = "Date")]
 impl ScalarType for Date {
+    // Checked at validation too, so that a bad literal or variable is refused
+    // before anything runs.
+    fn is_valid(value: &Value) -> bool {
+        matches!(value, Value::String(s) if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")

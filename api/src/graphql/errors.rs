@@ -1,0 +1,87 @@
+//! The contract requires `extensions.code` on every error. Resolvers set it
+//! themselves (`ApiError` through `.gql()`); what async-graphql reports on its
+//! own (parse and validation errors, depth and complexity limits, a `Date`,
+//! `DateTime` or `Int` that does not parse, an unknown field, a wrong argument
+//! type) has none. This extension, the outermost, adds one to every error of
+//! every response, queries and subscriptions alike, and never replaces a code
+//! already set:
+//!
+//! - `INVALID_INPUT` for an error about the request itself: any error without
+//!   a path (it was raised before execution), and errors raised while an
+//!   argument was being read (async-graphql's "Failed to parse ...",
+//!   "Invalid value for argument ...", "Expected input type ..." messages);
+//! - `INTERNAL` for an error raised while resolving a field that carries no
+//!   code: every resolver answers coded errors, so an uncoded one is ours.
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
+};
+use async_graphql::Response;
+use futures::stream::{BoxStream, StreamExt};
+use std::sync::Arc;
+
+/// Messages async-graphql gives an input value that does not parse.
+const INPUT_MESSAGES: &[&str] = &[
+    "Failed to parse ",
+    "Invalid value for ",
+    "Expected input type ",
+];
+
+/// The code an uncoded error gets (see the module doc).
+pub fn code_for(message: &str, raised_in_a_field: bool) -> &'static str {
+    if !raised_in_a_field || INPUT_MESSAGES.iter().any(|m| message.starts_with(m)) {
+        "INVALID_INPUT"
+    } else {
+        "INTERNAL"
+    }
+}
+
+/// Sets `extensions.code` on every error of `response` that has none.
+pub fn add_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        let coded = error
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if coded {
+            continue;
+        }
+        let code = code_for(&error.message, !error.path.is_empty());
+        if code == "INTERNAL" {
+            tracing::error!(message = %error.message, path = ?error.path, "an error without a code reached a response");
+        }
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    response
+}
+
+#[derive(Debug)]
+pub(crate) struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+#[derive(Debug)]
+struct ErrorCodesExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        add_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(add_codes).boxed()
+    }
+}
