@@ -541,9 +541,10 @@ async fn websocket<E: Executor>(
         .await
 }
 
-/// Messages queued for one client's writer. A client that lets more pile up
-/// is not reading its socket and is disconnected.
-const WS_OUTGOING_QUEUE: usize = 256;
+/// Messages queued for one client's writer. When full, the session stops
+/// producing (and so, soon, reading) until the writer catches up; a client
+/// that does not read at all is disconnected by the writer's timeout.
+const WS_OUTGOING_QUEUE: usize = 64;
 
 /// Client messages handed to the protocol engine and not yet consumed. When
 /// full, the session stops reading the socket (TCP pushes back on the client)
@@ -576,9 +577,6 @@ async fn ws_writer(
 struct Ending {
     reason: String,
     close: Option<(u16, String)>,
-    /// The client does not read: waiting for the writer would only wait for
-    /// its timeout.
-    abandon: bool,
 }
 
 impl Ending {
@@ -586,7 +584,6 @@ impl Ending {
         Ending {
             reason: reason.into(),
             close: None,
-            abandon: false,
         }
     }
 
@@ -595,16 +592,11 @@ impl Ending {
         Ending {
             close: Some((code, reason.clone())),
             reason,
-            abandon: false,
         }
     }
 
-    fn not_reading() -> Ending {
-        Ending {
-            reason: "the client does not read its socket".into(),
-            close: None,
-            abandon: true,
-        }
+    fn writer_gone() -> Ending {
+        Ending::quiet("client went away (a write failed or timed out)")
     }
 }
 
@@ -634,27 +626,27 @@ async fn websocket_session<E: Executor>(
             )
         }
     };
-    if ending.abandon {
+    let write_timeout = t.limits.ws_write_timeout;
+    if let Some((code, reason)) = &ending.close {
+        let close = Message::close_with(*code, reason.clone());
+        let _ = tokio::time::timeout(write_timeout, out.send(close)).await;
+    }
+    drop(out);
+    if tokio::time::timeout(write_timeout, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
-    } else {
-        if let Some((code, reason)) = &ending.close {
-            let _ = out.try_send(Message::close_with(*code, reason.clone()));
-        }
-        drop(out);
-        if tokio::time::timeout(t.limits.ws_write_timeout, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
     }
     t.metrics.open_websockets.dec();
     tracing::info!(reason = %ending.reason, "websocket closed");
 }
 
-/// One session's protocol loop. Every branch only does work that cannot
-/// wait on the client (queued writes, bounded queues), so the init timeout,
-/// keep-alives and the shutdown always run.
+/// One session's protocol loop. No branch waits on the client: messages
+/// are read only while there is room to hand them on and to answer them,
+/// and written through the writer's queue, so the init timeout, keep-alives
+/// and the shutdown always run, and a client flooding the socket without
+/// reading it is pushed back by TCP instead of wedging the session.
 async fn websocket_loop<E: Executor>(
     shared: &Arc<Shared<E>>,
     mut incoming: futures::stream::SplitStream<warp::ws::WebSocket>,
@@ -727,7 +719,7 @@ async fn websocket_loop<E: Executor>(
 
     let ending = loop {
         tokio::select! {
-            message = incoming.next(), if pending.is_none() => {
+            message = incoming.next(), if pending.is_none() && out.capacity() > 0 => {
                 let message = match message {
                     Some(Ok(message)) => message,
                     Some(Err(e)) => break Ending::quiet(format!("transport error: {e}")),
@@ -773,7 +765,7 @@ async fn websocket_loop<E: Executor>(
                             };
                             if let Some(message) = refusal {
                                 if !send(Message::text(ws_refusal(protocol, &id, &message, retry_after))) {
-                                    break Ending::not_reading();
+                                    break Ending::writer_gone();
                                 }
                                 continue;
                             }
@@ -804,7 +796,13 @@ async fn websocket_loop<E: Executor>(
                 }
                 Err(_) => break Ending::quiet("protocol ended"),
             },
-            outgoing = graphql.next() => {
+            room = out.reserve(), if out.capacity() == 0 => {
+                // Room again (the reservation is given back at once).
+                if room.is_err() {
+                    break Ending::writer_gone();
+                }
+            }
+            outgoing = graphql.next(), if out.capacity() > 0 => {
                 if limited() {
                     break limited_close();
                 }
@@ -823,7 +821,7 @@ async fn websocket_loop<E: Executor>(
                             }
                         }
                         if !send(Message::text(text)) {
-                            break Ending::not_reading();
+                            break Ending::writer_gone();
                         }
                     }
                     Some(WsMessage::Close(code, reason)) => break Ending::close(code, format!("protocol close {code}: {reason}")),
@@ -839,12 +837,13 @@ async fn websocket_loop<E: Executor>(
                         WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
                         WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
                     };
-                    if !send(Message::text(ping.to_string())) {
-                        break Ending::not_reading();
+                    // Skipped when the queue is full: the client is behind anyway.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = out.try_send(Message::text(ping.to_string())) {
+                        break Ending::writer_gone();
                     }
                 }
             }
-            () = out.closed() => break Ending::quiet("client went away (write failed or timed out)"),
+            () = out.closed() => break Ending::writer_gone(),
             () = async { let _ = stopping.wait_for(|s| *s).await; } => {
                 break Ending::close(1001, "server shutting down");
             }

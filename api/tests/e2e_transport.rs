@@ -437,13 +437,16 @@ async fn an_anonymous_flood_of_pings_unread_does_not_wedge_the_socket() {
     ws.close().await;
     wait_for_metric(&node, "registre_open_websockets 0").await;
 
-    // Many such clients at once, closed without reading anything.
+    // Many such clients at once, closed without reading anything. (Before
+    // the fix, whether one socket wedged depended on the order in which the
+    // session's loop happened to poll reading and answering; with twenty
+    // sockets of a thousand pings some always did.)
     let mut clients = Vec::new();
     for _ in 0..20 {
         let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
         ws.send(json!({ "type": "connection_init", "payload": {} }))
             .await;
-        for _ in 0..200 {
+        for _ in 0..1000 {
             ws.send(json!({ "type": "ping" })).await;
         }
         clients.push(ws);
