@@ -111,11 +111,12 @@ fn cores() -> usize {
 
 impl Default for Limits {
     fn default() -> Self {
-        // Measured on 2 cores with the demo collège: throughput peaks at
-        // about 2,100 req/s from 16 to 64 concurrent dashboards, while p99
-        // grows with the queue (10.9 ms at 8, 61 ms at 64, 549 ms at 512).
-        // Eight executing operations per core keep the cores busy; beyond,
-        // a request only waits, so it waits in the short queue or is told
+        // Measured on 2 cores with the demo collège (issue #11): 1,901 req/s
+        // with 8 concurrent dashboards (p99 10.9 ms), 2,103 with 64 (p99
+        // 61 ms), 1,870 with 512 (p99 549 ms). Throughput hardly grows past
+        // a few requests per core while latency grows with every one: eight
+        // executing operations per core keep the cores busy, and a request
+        // beyond them only waits, so it waits in the short queue or is told
         // to come back.
         let max_in_flight = 8 * cores();
         Limits {
