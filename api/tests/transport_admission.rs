@@ -44,6 +44,11 @@ impl Query {
     async fn quick(&self) -> i32 {
         2
     }
+
+    /// A megabyte of answer, to fill a socket whose client does not read.
+    async fn big(&self) -> String {
+        "x".repeat(1 << 20)
+    }
 }
 
 struct Mutation;
@@ -385,5 +390,45 @@ async fn operations_over_a_websocket_are_refused_without_closing_it() {
     .unwrap();
     let result = ws_next(&mut ws).await;
     assert_eq!(result["payload"]["data"]["quick"], 2, "{result}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected_after_the_write_timeout() {
+    let node = Node::start(Limits {
+        ws_write_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let mut ws = ws_connect(node.addr).await;
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": {} }).to_string(),
+    ))
+    .await
+    .unwrap();
+    // Far more answer than the socket buffers hold; the client reads none of it.
+    for n in 0..40 {
+        ws.send(Message::text(
+            json!({ "id": n.to_string(), "type": "subscribe", "payload": { "query": "{ big }" } })
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = node.metrics().await;
+        if metrics.lines().any(|l| l == "registre_open_websockets 0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never ended: {metrics}"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The node is unaffected.
+    assert_eq!(node.post("{ quick }").await.status(), 200);
+    drop(ws);
     node.stop().await;
 }
