@@ -6,7 +6,10 @@
 //! forgery can pass. Keys are cached; a token naming an unknown `kid` makes the
 //! verifier reload the JWKS (the identity provider rotated its keys), at most
 //! once per configured interval so that garbage tokens cannot turn the server
-//! into a flood against the provider. The module also signs tokens, for the
+//! into a flood against the provider. The JWKS is also re-read on a period
+//! (REGISTRE_JWKS_REFRESH_SECS) and swapped when its content changed, so that
+//! a key the provider withdrew stops verifying tokens without waiting for a
+//! token with an unknown `kid`. The module also signs tokens, for the
 //! demo and the tests: there is no other issuer in the product.
 
 use std::{
@@ -191,6 +194,11 @@ struct Verifier {
     /// claims and signature: any change to a token misses). Emptied when the
     /// keys are reloaded, so a key the provider withdrew stops being trusted.
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// SHA-256 of the JWKS document the keys come from: a periodic re-read
+    /// that finds the same bytes changes nothing.
+    loaded: Mutex<[u8; 32]>,
+    /// Periodic refreshes completed (whether or not the keys changed).
+    refreshes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Verifies bearer tokens. Cheap to clone.
@@ -218,16 +226,39 @@ impl Authenticator {
                 url: String::new(),
                 message: e.to_string(),
             })?;
-        let keys = fetch(&config.jwks, &http).await?;
+        let bytes = fetch(&config.jwks, &http).await?;
+        let keys = KeySet::parse(&bytes)?;
+        let period = config.refresh_interval;
+        let verifier = Arc::new(Verifier {
+            config,
+            keys: RwLock::new(keys),
+            last_reload: tokio::sync::Mutex::new(Instant::now()),
+            http,
+            verified: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Sha256::digest(&bytes).into()),
+            refreshes: tokio::sync::watch::Sender::new(0),
+        });
+        if !period.is_zero() {
+            tokio::spawn(refresh_periodically(Arc::downgrade(&verifier), period));
+        }
         Ok(Authenticator {
-            inner: Some(Arc::new(Verifier {
-                config,
-                keys: RwLock::new(keys),
-                last_reload: tokio::sync::Mutex::new(Instant::now()),
-                http,
-                verified: Mutex::new(HashMap::new()),
-            })),
+            inner: Some(verifier),
         })
+    }
+
+    /// Re-reads the JWKS now; `Ok(true)` when its content changed and the
+    /// keys (and the tokens verified with the old ones) were replaced.
+    pub async fn refresh_now(&self) -> Result<bool, JwksError> {
+        match &self.inner {
+            Some(verifier) => verifier.refresh().await,
+            None => Ok(false),
+        }
+    }
+
+    /// Counts the periodic refreshes done so far, so that a caller can wait
+    /// for the next one to have run.
+    pub fn refreshes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.as_ref().map(|v| v.refreshes.subscribe())
     }
 
     /// Refuses every token: for a server started without REGISTRE_JWKS.
@@ -384,22 +415,55 @@ impl Verifier {
             return;
         }
         *last = Instant::now();
-        match fetch(&self.config.jwks, &self.http).await {
-            Ok(keys) => {
-                tracing::info!(
-                    keys = keys.len(),
-                    "reloaded the JWKS after an unknown key id"
-                );
-                *self.keys.write() = keys;
-                self.verified.lock().clear();
-            }
+        match self.load_if_changed().await {
+            Ok(true) => tracing::info!("reloaded the JWKS after an unknown key id"),
+            Ok(false) => {}
             // Keep the keys we have: a provider outage must not log everyone out.
             Err(e) => tracing::warn!(error = %e, "JWKS reload failed; keeping the cached keys"),
         }
     }
+
+    /// The periodic re-read, serialised with the reloads on unknown `kid`s.
+    async fn refresh(&self) -> Result<bool, JwksError> {
+        let _serialised = self.last_reload.lock().await;
+        self.load_if_changed().await
+    }
+
+    /// Fetches the JWKS and, when its bytes differ from those loaded, swaps
+    /// the keys and forgets every token verified with the previous ones. A
+    /// document that does not parse leaves the keys as they are.
+    async fn load_if_changed(&self) -> Result<bool, JwksError> {
+        let bytes = fetch(&self.config.jwks, &self.http).await?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if *self.loaded.lock() == digest {
+            return Ok(false);
+        }
+        let keys = KeySet::parse(&bytes)?;
+        tracing::info!(keys = keys.len(), "the JWKS changed; keys replaced");
+        *self.keys.write() = keys;
+        self.verified.lock().clear();
+        *self.loaded.lock() = digest;
+        Ok(true)
+    }
 }
 
-async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<KeySet, JwksError> {
+/// Re-reads the JWKS every `period` while the verifier lives.
+async fn refresh_periodically(verifier: std::sync::Weak<Verifier>, period: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(verifier) = verifier.upgrade() else {
+            return;
+        };
+        if let Err(e) = verifier.refresh().await {
+            tracing::warn!(error = %e, "periodic JWKS refresh failed; keeping the cached keys");
+        }
+        verifier.refreshes.send_modify(|n| *n += 1);
+    }
+}
+
+async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<Vec<u8>, JwksError> {
     let bytes = match source {
         JwksSource::File(path) => {
             tokio::fs::read(path)
@@ -427,7 +491,7 @@ async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<KeySet, Jw
                 .to_vec()
         }
     };
-    KeySet::parse(&bytes)
+    Ok(bytes)
 }
 
 /// The claims a Registre token carries.
@@ -583,6 +647,14 @@ mod tests {
     }
 
     async fn authenticator(path: &Path, refetch: Duration) -> Authenticator {
+        refreshing_authenticator(path, refetch, Duration::from_secs(3600)).await
+    }
+
+    async fn refreshing_authenticator(
+        path: &Path,
+        refetch: Duration,
+        refresh: Duration,
+    ) -> Authenticator {
         Authenticator::load(AuthConfig {
             jwks: JwksSource::File(path.to_path_buf()),
             issuer: ISS.into(),
@@ -590,6 +662,7 @@ mod tests {
             admin_subjects: ["root".to_string()].into_iter().collect(),
             leeway: Duration::from_secs(60),
             refetch_min_interval: refetch,
+            refresh_interval: refresh,
         })
         .await
         .expect("JWKS loads")
@@ -771,6 +844,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_withdrawn_key_stops_verifying_at_the_next_refresh() {
+        let f = fixture();
+        // Reloads on unknown kids are rate limited away: only the refresh can see the change.
+        let auth = authenticator(&f.path, Duration::from_secs(3600)).await;
+        let token = f.ec.sign(&claims("guardian-1")).expect("sign");
+        assert!(auth.verify(&token).await.is_ok(), "verified and remembered");
+        assert!(!auth.refresh_now().await.expect("readable"), "unchanged");
+        assert!(auth.verify(&token).await.is_ok());
+
+        write_jwks(&f.path, &[&f.rsa]);
+        assert!(auth.refresh_now().await.expect("readable"), "changed");
+        assert_eq!(auth.verify(&token).await, Err(AuthError::UnknownKey));
+        let rsa = f.rsa.sign(&claims("x")).expect("sign");
+        assert!(
+            auth.verify(&rsa).await.is_ok(),
+            "the remaining key still verifies"
+        );
+
+        // A broken document keeps the keys in place.
+        std::fs::write(&f.path, "{").expect("write");
+        assert!(auth.refresh_now().await.is_err());
+        assert!(auth.verify(&rsa).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_jwks_is_re_read_on_a_period() {
+        let f = fixture();
+        let auth = refreshing_authenticator(
+            &f.path,
+            Duration::from_secs(3600),
+            Duration::from_millis(50),
+        )
+        .await;
+        let token = f.ec.sign(&claims("guardian-1")).expect("sign");
+        assert!(auth.verify(&token).await.is_ok());
+        let mut refreshes = auth.refreshes().expect("configured");
+        write_jwks(&f.path, &[&f.rsa]);
+        // A refresh that started after the write has completed once two more have.
+        let seen = *refreshes.borrow_and_update();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            refreshes.wait_for(|n| *n >= seen + 2),
+        )
+        .await
+        .expect("refreshed in time")
+        .expect("the verifier lives");
+        assert_eq!(auth.verify(&token).await, Err(AuthError::UnknownKey));
+    }
+
+    #[tokio::test]
     async fn unusable_jwks_are_refused_at_load() {
         let f = fixture();
         std::fs::write(&f.path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).expect("write");
@@ -781,6 +904,7 @@ mod tests {
             admin_subjects: BTreeSet::new(),
             leeway: Duration::from_secs(60),
             refetch_min_interval: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(60),
         })
         .await
         .expect_err("HMAC keys are not usable");

@@ -68,6 +68,9 @@ pub struct AuthConfig {
     /// Least time between two JWKS refetches caused by unknown `kid`s, so that
     /// garbage tokens cannot make the server hammer the identity provider.
     pub refetch_min_interval: Duration,
+    /// REGISTRE_JWKS_REFRESH_SECS: the JWKS is re-read this often whatever
+    /// the tokens say, so that a key the provider withdrew stops verifying.
+    pub refresh_interval: Duration,
 }
 
 /// Sizes and counts beyond which a request is refused with a clear error.
@@ -81,11 +84,50 @@ pub struct Limits {
     pub ws_keepalive: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Longest a write to a WebSocket client may take; a client that does
+    /// not read its socket is disconnected after it.
+    pub ws_write_timeout: Duration,
+    /// REGISTRE_MAX_IN_FLIGHT: GraphQL requests executing at once on the node.
+    pub max_in_flight: usize,
+    /// REGISTRE_MUTATION_RESERVED: places of `max_in_flight` only mutations may take.
+    pub mutation_reserved: usize,
+    /// REGISTRE_MAX_QUEUED: requests waiting for a place; beyond, refused at once.
+    pub max_queued: usize,
+    /// REGISTRE_MAX_QUEUE_MS: longest a request waits for a place.
+    pub max_queue_wait: Duration,
+    /// REGISTRE_RETRY_AFTER_SECS: the delay a refused client is told to wait.
+    pub retry_after: Duration,
+    /// REGISTRE_MAX_SOCKETS_PER_PERSON: open WebSockets per token subject.
+    pub max_sockets_per_person: usize,
+    /// REGISTRE_MAX_ANONYMOUS_SOCKETS: open WebSockets on the node not (yet)
+    /// tied to a person: before `connection_init`, or initialised without a token.
+    pub max_anonymous_sockets: usize,
+}
+
+/// Cores the node may use, as the defaults of admission control are scaled on it.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        // Measured on 2 cores with the demo collège (issue #11): 1,901 req/s
+        // with 8 concurrent dashboards (p99 10.9 ms), 2,103 with 64 (p99
+        // 61 ms), 1,870 with 512 (p99 549 ms). Throughput hardly grows past
+        // a few requests per core while latency grows with every one: eight
+        // executing operations per core keep the cores busy, and a request
+        // beyond them only waits, so it waits in the short queue or is told
+        // to come back.
+        let max_in_flight = 8 * cores();
         Limits {
+            ws_write_timeout: Duration::from_secs(10),
+            max_in_flight,
+            mutation_reserved: max_in_flight / 4,
+            max_queued: 4 * max_in_flight,
+            max_queue_wait: Duration::from_millis(50),
+            retry_after: Duration::from_secs(1),
+            max_sockets_per_person: 8,
+            max_anonymous_sockets: 256,
             max_body_bytes: 1024 * 1024,
             max_batch_operations: 10,
             ws_max_message_bytes: 64 * 1024,
@@ -208,11 +250,13 @@ impl Config {
                     admin_subjects: parse_subjects(get("REGISTRE_ADMIN_SUBJECTS").as_deref()),
                     leeway: secs(&get, "REGISTRE_JWT_LEEWAY_SECS", 60)?,
                     refetch_min_interval: secs(&get, "REGISTRE_JWKS_REFETCH_SECS", 30)?,
+                    refresh_interval: secs(&get, "REGISTRE_JWKS_REFRESH_SECS", 60)?,
                 })
             }
         };
 
         let defaults = Limits::default();
+        let max_in_flight = number(&get, "REGISTRE_MAX_IN_FLIGHT", defaults.max_in_flight)?;
         let limits = Limits {
             max_body_bytes: number(&get, "REGISTRE_MAX_BODY_BYTES", defaults.max_body_bytes)?,
             max_batch_operations: number(
@@ -233,6 +277,28 @@ impl Config {
             )?,
             ws_keepalive: secs(&get, "REGISTRE_WS_KEEPALIVE_SECS", 25)?,
             shutdown_grace: secs(&get, "REGISTRE_SHUTDOWN_GRACE_SECS", 30)?,
+            ws_write_timeout: secs(&get, "REGISTRE_WS_WRITE_TIMEOUT_SECS", 10)?,
+            max_in_flight,
+            // Unless set, the reserve and the queue scale with the places.
+            mutation_reserved: number(&get, "REGISTRE_MUTATION_RESERVED", max_in_flight / 4)?,
+            max_queued: number(&get, "REGISTRE_MAX_QUEUED", 4 * max_in_flight)?,
+            max_queue_wait: number(
+                &get,
+                "REGISTRE_MAX_QUEUE_MS",
+                defaults.max_queue_wait.as_millis() as u64,
+            )
+            .map(Duration::from_millis)?,
+            retry_after: secs(&get, "REGISTRE_RETRY_AFTER_SECS", 1)?,
+            max_sockets_per_person: number(
+                &get,
+                "REGISTRE_MAX_SOCKETS_PER_PERSON",
+                defaults.max_sockets_per_person,
+            )?,
+            max_anonymous_sockets: number(
+                &get,
+                "REGISTRE_MAX_ANONYMOUS_SOCKETS",
+                defaults.max_anonymous_sockets,
+            )?,
         };
         for (var, zero) in [
             ("REGISTRE_MAX_BODY_BYTES", limits.max_body_bytes == 0),
@@ -250,10 +316,38 @@ impl Config {
                 limits.ws_max_subscriptions == 0,
             ),
             ("REGISTRE_WS_KEEPALIVE_SECS", limits.ws_keepalive.is_zero()),
+            (
+                "REGISTRE_WS_WRITE_TIMEOUT_SECS",
+                limits.ws_write_timeout.is_zero(),
+            ),
+            ("REGISTRE_MAX_IN_FLIGHT", limits.max_in_flight == 0),
+            ("REGISTRE_RETRY_AFTER_SECS", limits.retry_after.is_zero()),
+            (
+                "REGISTRE_MAX_SOCKETS_PER_PERSON",
+                limits.max_sockets_per_person == 0,
+            ),
         ] {
             if zero {
                 return Err(invalid(var, "0", "must be greater than zero"));
             }
+        }
+
+        if limits.mutation_reserved >= limits.max_in_flight {
+            return Err(invalid(
+                "REGISTRE_MUTATION_RESERVED",
+                &limits.mutation_reserved.to_string(),
+                "must be less than REGISTRE_MAX_IN_FLIGHT (reads need a place too)",
+            ));
+        }
+        if auth
+            .as_ref()
+            .is_some_and(|a: &AuthConfig| a.refresh_interval.is_zero())
+        {
+            return Err(invalid(
+                "REGISTRE_JWKS_REFRESH_SECS",
+                "0",
+                "must be greater than zero",
+            ));
         }
 
         let log_format = parse_with(
@@ -427,6 +521,28 @@ mod tests {
         assert_eq!(auth.leeway, Duration::from_secs(60));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.limits.ws_max_subscriptions, 5);
+        assert_eq!(auth.refresh_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn admission_settings_are_read() {
+        let c = config(&[
+            ("REGISTRE_MAX_IN_FLIGHT", "3"),
+            ("REGISTRE_MUTATION_RESERVED", "1"),
+            ("REGISTRE_MAX_QUEUED", "0"),
+            ("REGISTRE_MAX_QUEUE_MS", "75"),
+            ("REGISTRE_RETRY_AFTER_SECS", "2"),
+            ("REGISTRE_MAX_SOCKETS_PER_PERSON", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(c.limits.max_in_flight, 3);
+        assert_eq!(c.limits.mutation_reserved, 1);
+        assert_eq!(c.limits.max_queued, 0);
+        assert_eq!(c.limits.max_queue_wait, Duration::from_millis(75));
+        assert_eq!(c.limits.retry_after, Duration::from_secs(2));
+        assert_eq!(c.limits.max_sockets_per_person, 2);
+        let d = Limits::default();
+        assert!(d.mutation_reserved >= 1 && d.mutation_reserved < d.max_in_flight);
     }
 
     #[test]
@@ -486,6 +602,22 @@ mod tests {
             (
                 &[("REGISTRE_PSEUDONYM_KEY", "short")],
                 "REGISTRE_PSEUDONYM_KEY",
+            ),
+            (&[("REGISTRE_MAX_IN_FLIGHT", "0")], "REGISTRE_MAX_IN_FLIGHT"),
+            (
+                &[
+                    ("REGISTRE_MAX_IN_FLIGHT", "4"),
+                    ("REGISTRE_MUTATION_RESERVED", "4"),
+                ],
+                "REGISTRE_MUTATION_RESERVED",
+            ),
+            (
+                &[("REGISTRE_MAX_QUEUE_MS", "soon")],
+                "REGISTRE_MAX_QUEUE_MS",
+            ),
+            (
+                &[("REGISTRE_RETRY_AFTER_SECS", "0")],
+                "REGISTRE_RETRY_AFTER_SECS",
             ),
         ];
         for (vars, var) in cases {

@@ -269,6 +269,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         admin_subjects: [DEMO_ADMIN.to_string()].into_iter().collect(),
         leeway: Duration::from_secs(60),
         refetch_min_interval: Duration::from_secs(30),
+        refresh_interval: Duration::from_secs(60),
     });
 
     println!("\nBearer tokens (valid 30 days; paste `Authorization: Bearer <token>` in GraphiQL's headers):");

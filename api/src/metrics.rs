@@ -4,8 +4,8 @@
 //! servers in one test process do not mix their counts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Counters, histograms and gauges the transport keeps up to date.
@@ -29,6 +29,13 @@ pub struct Metrics {
     pub live_subscribers: IntGauge,
     /// Access-log entries dropped since start because the writer fell behind.
     pub access_log_dropped: IntGauge,
+    /// GraphQL requests holding an admission place.
+    pub admission_in_flight: IntGauge,
+    /// Requests and WebSocket operations refused by admission control or a
+    /// per-person limit, by reason.
+    pub admission_refused: IntCounterVec,
+    /// Seconds a request waited in the admission queue (only those that had to).
+    pub admission_queue_wait: Histogram,
 }
 
 impl Metrics {
@@ -75,8 +82,31 @@ impl Metrics {
             "access_log_dropped",
             "Access-log entries dropped since start (writer behind)",
         );
+        let admission_in_flight = IntGauge::new(
+            "admission_in_flight",
+            "GraphQL requests holding an admission place",
+        );
+        let admission_refused = IntCounterVec::new(
+            Opts::new(
+                "admission_refused_total",
+                "Requests refused as RATE_LIMITED by admission control or a per-person limit",
+            ),
+            &["reason"],
+        );
+        let admission_queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "admission_queue_wait_seconds",
+                "Time a request waited for an admission place",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+            ]),
+        );
         let metrics = Metrics {
             registry,
+            admission_in_flight: admission_in_flight?,
+            admission_refused: admission_refused?,
+            admission_queue_wait: admission_queue_wait?,
             requests: requests?,
             latency: latency?,
             errors: errors?,
@@ -99,6 +129,9 @@ impl Metrics {
             Box::new(metrics.log_head.clone()),
             Box::new(metrics.live_subscribers.clone()),
             Box::new(metrics.access_log_dropped.clone()),
+            Box::new(metrics.admission_in_flight.clone()),
+            Box::new(metrics.admission_refused.clone()),
+            Box::new(metrics.admission_queue_wait.clone()),
         ] {
             metrics.registry.register(collector)?;
         }

@@ -6,18 +6,24 @@
 //! request's data; it never decides what a caller may see. It also enforces
 //! what async-graphql leaves to the host: body size, batch size, WebSocket
 //! message size, a connection-init timeout, a cap on subscriptions per
-//! connection and server keep-alive pings.
+//! connection and server keep-alive pings. It also decides which requests
+//! run at all (see [`crate::admission`]): a saturated node refuses at once
+//! with RATE_LIMITED and a retry delay instead of making everyone wait.
 //!
 //! [`serve_executor`] is generic over the GraphQL executor so the transport
 //! can be exercised on its own; [`serve`] wires the real application.
 
 use std::{
-    collections::HashSet, convert::Infallible, future::Future, net::SocketAddr, sync::Arc,
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
     time::Instant,
 };
 
 use async_graphql::{
-    http::{GraphiQLSource, WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage},
+    http::{WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage},
     BatchRequest, BatchResponse, Data, Executor,
 };
 use async_trait::async_trait;
@@ -35,6 +41,7 @@ use warp::{
 };
 
 use crate::{
+    admission::{self, Admission, Kind, Refusal, SocketSlot, Sockets},
     auth::Authenticator,
     config::Limits,
     context::{AuthRejection, Caller, RequestId},
@@ -118,6 +125,8 @@ impl RunningServer {
 struct Shared<E: Executor> {
     transport: Transport<E>,
     stopping: watch::Receiver<bool>,
+    admission: Admission,
+    sockets: Sockets,
 }
 
 /// Binds `listen` and serves until `shutdown` resolves.
@@ -133,9 +142,13 @@ where
     let (stop, stopping) = watch::channel(false);
     let grace = transport.limits.shutdown_grace;
     let readiness = transport.readiness.clone();
+    let admission = Admission::new(&transport.limits, transport.metrics.clone());
+    let sockets = Sockets::new(&transport.limits);
     let shared = Arc::new(Shared {
         transport,
         stopping: stopping.clone(),
+        admission,
+        sockets,
     });
     let routes = routes(shared.clone());
 
@@ -234,7 +247,7 @@ fn routes<E: Executor>(
         .and(warp::header::optional::<String>("accept"))
         .map(|accept: Option<String>| {
             if accept.as_deref().is_some_and(|a| a.contains("text/html")) {
-                warp::reply::html(graphiql_page()).into_response()
+                crate::graphiql::page()
             } else {
                 error_reply(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -242,6 +255,12 @@ fn routes<E: Executor>(
                     "send GraphQL with POST /graphql (application/json), or open this URL in a browser",
                 )
             }
+        });
+
+    let graphiql_assets = warp::path!("graphiql" / String / String)
+        .and(warp::get())
+        .and_then(|version: String, name: String| async move {
+            crate::graphiql::asset(&version, &name).ok_or_else(warp::reject::not_found)
         });
 
     let healthz = warp::path("healthz")
@@ -291,6 +310,7 @@ fn routes<E: Executor>(
     graphql_ws
         .or(graphql_post)
         .or(graphiql)
+        .or(graphiql_assets)
         .or(healthz)
         .or(readyz)
         .or(metrics)
@@ -301,33 +321,26 @@ fn routes<E: Executor>(
         })
 }
 
-/// GraphiQL sends the headers typed in its editor over HTTP only. For
-/// subscriptions to be authenticated too, the WebSocket connection_init
-/// payload is computed when the socket opens from those same headers (which
-/// GraphiQL keeps in localStorage), so one pasted `Authorization` serves both.
-const GRAPHIQL_WS_AUTH: &str = "wsConnectionParams: () => { try { \
-    const h = JSON.parse(localStorage.getItem('graphiql:headers') || '{}'); \
-    const a = h.Authorization || h.authorization; return a ? { Authorization: a } : {}; \
-    } catch (_) { return {}; } },";
-
-fn graphiql_page() -> String {
-    let page = GraphiQLSource::build()
-        .endpoint("/graphql")
-        .subscription_endpoint("/graphql")
-        .title("Registre")
-        .finish();
-    let anchor = "subscriptionUrl: createUrl('/graphql', true),";
-    page.replacen(
-        anchor,
-        &format!("{anchor}\n            {GRAPHIQL_WS_AUTH}"),
-        1,
-    )
-}
-
 /// A GraphQL-shaped error body, so that clients parse every refusal the same way.
 fn error_reply(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// 429 with `Retry-After`, and the same delay in the GraphQL error, so
+/// that clients which only read the body back off too.
+fn rate_limited_reply(refusal: Refusal, retry_after: u64) -> warp::reply::Response {
+    let body = json!({ "errors": [{
+        "message": refusal.message(),
+        "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after },
+    }] });
+    let mut reply =
+        warp::reply::with_status(warp::reply::json(&body), StatusCode::TOO_MANY_REQUESTS)
+            .into_response();
+    reply
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(retry_after));
+    reply
 }
 
 fn rejection_reply(
@@ -393,6 +406,15 @@ async fn graphql_http<E: Executor>(
     body: warp::hyper::body::Bytes,
 ) -> warp::reply::Response {
     let started = Instant::now();
+    // Before anything costly: token verification, parsing, execution.
+    let _permit = match shared
+        .admission
+        .admit(|| admission::kind_of_body(&body))
+        .await
+    {
+        Ok(permit) => permit,
+        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    };
     let request_id = RequestId(Uuid::now_v7());
     let span = tracing::info_span!("graphql", request_id = %request_id.0, transport = "http");
     async move {
@@ -493,6 +515,8 @@ struct Envelope {
     #[serde(rename = "type")]
     kind: String,
     id: Option<String>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 /// A server message, as the transport reads it for bookkeeping and metrics.
@@ -517,6 +541,65 @@ async fn websocket<E: Executor>(
         .await
 }
 
+/// Messages queued for one client's writer. When full, the session stops
+/// producing (and so, soon, reading) until the writer catches up; a client
+/// that does not read at all is disconnected by the writer's timeout.
+const WS_OUTGOING_QUEUE: usize = 64;
+
+/// Client messages handed to the protocol engine and not yet consumed. When
+/// full, the session stops reading the socket (TCP pushes back on the client)
+/// but keeps running its timers, its outgoing messages and the shutdown.
+const WS_INCOMING_QUEUE: usize = 16;
+
+/// Writes a session's outgoing messages, each within `timeout`, so that the
+/// session itself never waits on a client that does not read. Ends after a
+/// close frame, on a failed or timed-out write, or when the session drops
+/// its sender.
+async fn ws_writer(
+    mut sink: futures::stream::SplitSink<warp::ws::WebSocket, Message>,
+    mut outgoing: mpsc::Receiver<Message>,
+    timeout: std::time::Duration,
+) {
+    while let Some(message) = outgoing.recv().await {
+        let closing = message.is_close();
+        match tokio::time::timeout(timeout, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(timeout, sink.close()).await;
+}
+
+/// How a session ended: the log line, and the close frame to send (if any).
+struct Ending {
+    reason: String,
+    close: Option<(u16, String)>,
+}
+
+impl Ending {
+    fn quiet(reason: impl Into<String>) -> Ending {
+        Ending {
+            reason: reason.into(),
+            close: None,
+        }
+    }
+
+    fn close(code: u16, reason: impl Into<String>) -> Ending {
+        let reason = reason.into();
+        Ending {
+            close: Some((code, reason.clone())),
+            reason,
+        }
+    }
+
+    fn writer_gone() -> Ending {
+        Ending::quiet("client went away (a write failed or timed out)")
+    }
+}
+
 async fn websocket_session<E: Executor>(
     shared: Arc<Shared<E>>,
     socket: warp::ws::WebSocket,
@@ -524,28 +607,101 @@ async fn websocket_session<E: Executor>(
     connection_id: RequestId,
 ) {
     let t = &shared.transport;
-    let limits = &t.limits;
     t.metrics.open_websockets.inc();
     tracing::info!("websocket opened");
-    let (mut sink, mut incoming) = socket.split();
-    let (to_graphql, from_client) = mpsc::channel::<Vec<u8>>(16);
+    let (sink, incoming) = socket.split();
+    let (out, outgoing) = mpsc::channel::<Message>(WS_OUTGOING_QUEUE);
+    let mut writer = tokio::spawn(ws_writer(sink, outgoing, t.limits.ws_write_timeout));
+
+    let ending = match shared.sockets.open() {
+        Some(slot) => websocket_loop(&shared, incoming, &out, protocol, connection_id, slot).await,
+        None => {
+            shared.admission.refused_for("anonymous_sockets");
+            Ending::close(
+                4429,
+                format!(
+                    "too many unauthenticated connections on this server; retry in {} s",
+                    shared.admission.retry_after_secs()
+                ),
+            )
+        }
+    };
+    let write_timeout = t.limits.ws_write_timeout;
+    if let Some((code, reason)) = &ending.close {
+        let close = Message::close_with(*code, reason.clone());
+        let _ = tokio::time::timeout(write_timeout, out.send(close)).await;
+    }
+    drop(out);
+    if tokio::time::timeout(write_timeout, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    t.metrics.open_websockets.dec();
+    tracing::info!(reason = %ending.reason, "websocket closed");
+}
+
+/// One session's protocol loop. No branch waits on the client: messages
+/// are read only while there is room to hand them on and to answer them,
+/// and written through the writer's queue, so the init timeout, keep-alives
+/// and the shutdown always run, and a client flooding the socket without
+/// reading it is pushed back by TCP instead of wedging the session.
+async fn websocket_loop<E: Executor>(
+    shared: &Arc<Shared<E>>,
+    mut incoming: futures::stream::SplitStream<warp::ws::WebSocket>,
+    out: &mpsc::Sender<Message>,
+    protocol: WebSocketProtocols,
+    connection_id: RequestId,
+    slot: SocketSlot,
+) -> Ending {
+    let t = &shared.transport;
+    let limits = &t.limits;
+    let retry_after = shared.admission.retry_after_secs();
+    let (to_graphql, from_client) = mpsc::channel::<Vec<u8>>(WS_INCOMING_QUEUE);
     let auth = t.auth.clone();
-    let mut graphql = GqlWebSocket::new(
-        t.executor.clone(),
-        ReceiverStream::new(from_client),
-        protocol,
-    )
-    .on_connection_init(move |payload: serde_json::Value| async move {
-        let header = payload
-            .get("Authorization")
-            .or_else(|| payload.get("authorization"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        Ok(auth_data(
-            auth.authenticate(header.as_deref()).await,
-            connection_id,
-        ))
-    });
+    let slot = Arc::new(parking_lot::Mutex::new(slot));
+    // Set by the init callback when the caller already holds every socket
+    // allowed; the protocol's own refusal is then replaced by a 4429 close.
+    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let per_person = limits.max_sockets_per_person;
+    let mut graphql = {
+        let slot = slot.clone();
+        let over_limit = over_limit.clone();
+        GqlWebSocket::new(
+            t.executor.clone(),
+            ReceiverStream::new(from_client),
+            protocol,
+        )
+        .on_connection_init(move |payload: serde_json::Value| async move {
+            let header = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let auth = auth.authenticate(header.as_deref()).await;
+            if let Some(Ok(caller)) = &auth {
+                if !slot.lock().attribute(&caller.subject) {
+                    over_limit.store(true, std::sync::atomic::Ordering::Release);
+                    return Err(async_graphql::Error::new(format!(
+                        "at most {per_person} connections per person"
+                    )));
+                }
+            }
+            Ok(auth_data(auth, connection_id))
+        })
+    };
+    let limited = || over_limit.load(std::sync::atomic::Ordering::Acquire);
+    let limited_close = || {
+        shared.admission.refused_for("sockets_per_person");
+        Ending::close(
+            4429,
+            format!(
+                "at most {per_person} open connections per person; close one or retry in {retry_after} s"
+            ),
+        )
+    };
+    let send = |message: Message| out.try_send(message).is_ok();
 
     let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
     tokio::pin!(init_deadline);
@@ -556,37 +712,60 @@ async fn websocket_session<E: Executor>(
     let mut stopping = shared.stopping.clone();
     let mut initialized = false;
     let mut active: HashSet<String> = HashSet::new();
+    // Places held by queries and mutations run over the socket, until their result.
+    let mut permits: HashMap<String, admission::Permit> = HashMap::new();
+    let mut pending: Option<Vec<u8>> = None;
     let cap = limits.ws_max_subscriptions;
 
-    let close_reason = loop {
+    let ending = loop {
         tokio::select! {
-            message = incoming.next() => {
+            message = incoming.next(), if pending.is_none() && out.capacity() > 0 => {
                 let message = match message {
                     Some(Ok(message)) => message,
-                    Some(Err(e)) => break format!("transport error: {e}"),
-                    None => break "client went away".to_string(),
+                    Some(Err(e)) => break Ending::quiet(format!("transport error: {e}")),
+                    None => break Ending::quiet("client went away"),
                 };
                 if message.is_close() {
-                    break "client closed".to_string();
+                    break Ending::quiet("client closed");
                 }
                 if !(message.is_text() || message.is_binary()) {
                     continue;
                 }
                 let bytes = message.into_bytes();
                 if bytes.len() > limits.ws_max_message_bytes {
-                    let reason = format!("message exceeds {} bytes", limits.ws_max_message_bytes);
-                    let _ = sink.send(Message::close_with(1009u16, reason.clone())).await;
-                    break reason;
+                    break Ending::close(1009, format!("message exceeds {} bytes", limits.ws_max_message_bytes));
                 }
                 if let Ok(envelope) = serde_json::from_slice::<Envelope>(&bytes) {
                     match (envelope.kind.as_str(), envelope.id) {
                         ("connection_init", _) => initialized = true,
+                        ("subscribe" | "start", Some(_)) if !initialized => {
+                            break Ending::close(4401, "Unauthorized");
+                        }
                         ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
-                            if active.len() >= cap {
+                            let payload = envelope.payload.unwrap_or_default();
+                            let refusal = if active.len() >= cap {
                                 t.metrics.refused.with_label_values(&["subscription_cap"]).inc();
-                                let refusal = subscription_cap_error(protocol, &id, cap);
-                                if sink.send(Message::text(refusal)).await.is_err() {
-                                    break "client went away".to_string();
+                                Some(format!("at most {cap} operations may run at once on one connection"))
+                            } else if admission::is_subscription(&payload) {
+                                (!shared.admission.has_room(Kind::Read)).then(|| {
+                                    shared.admission.refused(Refusal::QueueFull);
+                                    Refusal::QueueFull.message().to_string()
+                                })
+                            } else {
+                                match shared.admission.try_admit(admission::kind_of_ws_payload(&payload)) {
+                                    Some(permit) => {
+                                        permits.insert(id.clone(), permit);
+                                        None
+                                    }
+                                    None => {
+                                        shared.admission.refused(Refusal::QueueFull);
+                                        Some(Refusal::QueueFull.message().to_string())
+                                    }
+                                }
+                            };
+                            if let Some(message) = refusal {
+                                if !send(Message::text(ws_refusal(protocol, &id, &message, retry_after))) {
+                                    break Ending::writer_gone();
                                 }
                                 continue;
                             }
@@ -594,39 +773,63 @@ async fn websocket_session<E: Executor>(
                             t.metrics.open_subscriptions.inc();
                             t.metrics.requests.with_label_values(&["ws", "started"]).inc();
                         }
-                        ("complete" | "stop", Some(id)) if active.remove(&id) => {
-                            t.metrics.open_subscriptions.dec();
+                        ("complete" | "stop", Some(id)) => {
+                            permits.remove(&id);
+                            if active.remove(&id) {
+                                t.metrics.open_subscriptions.dec();
+                            }
                         }
                         _ => {}
                     }
                 }
-                if to_graphql.send(bytes).await.is_err() {
-                    break "protocol ended".to_string();
+                match to_graphql.try_send(bytes) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(bytes)) => pending = Some(bytes),
+                    Err(mpsc::error::TrySendError::Closed(_)) => break Ending::quiet("protocol ended"),
                 }
             }
-            outgoing = graphql.next() => match outgoing {
-                Some(WsMessage::Text(text)) => {
-                    if let Ok(Outgoing { kind, id: Some(id), payload }) = serde_json::from_str::<Outgoing>(&text) {
-                        if (kind == "complete" || kind == "error") && active.remove(&id) {
-                            t.metrics.open_subscriptions.dec();
-                        }
-                        if kind == "next" || kind == "data" {
-                            t.metrics.observe_ws_result(&payload);
-                        }
-                    }
-                    if sink.send(Message::text(text)).await.is_err() {
-                        break "client went away".to_string();
+            room = to_graphql.reserve(), if pending.is_some() => match room {
+                Ok(room) => {
+                    if let Some(bytes) = pending.take() {
+                        room.send(bytes);
                     }
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    let _ = sink.send(Message::close_with(code, reason.clone())).await;
-                    break format!("protocol close {code}: {reason}");
+                Err(_) => break Ending::quiet("protocol ended"),
+            },
+            room = out.reserve(), if out.capacity() == 0 => {
+                // Room again (the reservation is given back at once).
+                if room.is_err() {
+                    break Ending::writer_gone();
                 }
-                None => break "protocol ended".to_string(),
+            }
+            outgoing = graphql.next(), if out.capacity() > 0 => {
+                if limited() {
+                    break limited_close();
+                }
+                match outgoing {
+                    Some(WsMessage::Text(text)) => {
+                        if let Ok(Outgoing { kind, id: Some(id), payload }) = serde_json::from_str::<Outgoing>(&text) {
+                            if kind == "complete" || kind == "error" {
+                                permits.remove(&id);
+                                if active.remove(&id) {
+                                    t.metrics.open_subscriptions.dec();
+                                }
+                            }
+                            if kind == "next" || kind == "data" {
+                                permits.remove(&id);
+                                t.metrics.observe_ws_result(&payload);
+                            }
+                        }
+                        if !send(Message::text(text)) {
+                            break Ending::writer_gone();
+                        }
+                    }
+                    Some(WsMessage::Close(code, reason)) => break Ending::close(code, format!("protocol close {code}: {reason}")),
+                    None => break Ending::quiet("protocol ended"),
+                }
             },
             () = &mut init_deadline, if !initialized => {
-                let _ = sink.send(Message::close_with(4408u16, "Connection initialisation timeout")).await;
-                break "connection_init timeout".to_string();
+                break Ending::close(4408, "Connection initialisation timeout");
             }
             _ = keepalive.tick() => {
                 if initialized {
@@ -634,27 +837,27 @@ async fn websocket_session<E: Executor>(
                         WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
                         WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
                     };
-                    if sink.send(Message::text(ping.to_string())).await.is_err() {
-                        break "client went away".to_string();
+                    // Skipped when the queue is full: the client is behind anyway.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = out.try_send(Message::text(ping.to_string())) {
+                        break Ending::writer_gone();
                     }
                 }
             }
+            () = out.closed() => break Ending::writer_gone(),
             () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                let _ = sink.send(Message::close_with(1001u16, "server shutting down")).await;
-                break "server shutting down".to_string();
+                break Ending::close(1001, "server shutting down");
             }
         }
     };
-    let _ = sink.close().await;
     t.metrics.open_subscriptions.sub(active.len() as i64);
-    t.metrics.open_websockets.dec();
-    tracing::info!(reason = %close_reason, "websocket closed");
+    ending
 }
 
-fn subscription_cap_error(protocol: WebSocketProtocols, id: &str, cap: usize) -> String {
+/// An operation refused on a socket: an `error` for its id, the socket stays open.
+fn ws_refusal(protocol: WebSocketProtocols, id: &str, message: &str, retry_after: u64) -> String {
     let error = json!({
-        "message": format!("at most {cap} operations may run at once on one connection"),
-        "extensions": { "code": "RATE_LIMITED" },
+        "message": message,
+        "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after },
     });
     match protocol {
         WebSocketProtocols::GraphQLWS => json!({ "id": id, "type": "error", "payload": [error] }),

@@ -99,15 +99,83 @@ async fn graphiql_is_served_to_browsers_only() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("http"), "no remote origin is allowed: {csp}");
+    assert!(!csp.contains("unsafe-eval"), "{csp}");
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap();
+    assert!(!script_src.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let html = page.text().await.unwrap();
+    assert!(html.contains("graphiql"), "{html}");
+
+    // Every script and stylesheet is a same-origin path the node serves,
+    // and no script is inline.
+    let mut assets = Vec::new();
+    for tag in html
+        .split('<')
+        .filter(|t| t.starts_with("script") || t.starts_with("link"))
+    {
+        assert!(
+            !tag.contains("http://") && !tag.contains("https://") && !tag.contains("//unpkg"),
+            "{tag}"
+        );
+        let attr = if tag.starts_with("script") {
+            "src=\""
+        } else {
+            "href=\""
+        };
+        let start = tag
+            .find(attr)
+            .unwrap_or_else(|| panic!("inline script or link without href: {tag}"))
+            + attr.len();
+        let url = &tag[start..start + tag[start..].find('"').unwrap()];
+        assert!(url.starts_with('/') && !url.starts_with("//"), "{url}");
+        assets.push(url.to_string());
+    }
+    assert!(assets.len() >= 5, "{assets:?}");
+    let mut sources = String::new();
+    for url in &assets {
+        let asset = node.http().get(node.url(url)).send().await.unwrap();
+        assert_eq!(asset.status(), 200, "{url}");
+        assert_eq!(
+            asset.headers()["x-content-type-options"],
+            "nosniff",
+            "{url}"
+        );
+        let content_type = asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let expected = if url.ends_with(".js") {
+            "text/javascript"
+        } else {
+            "text/css"
+        };
+        assert!(content_type.starts_with(expected), "{url}: {content_type}");
+        let text = asset.text().await.unwrap();
+        assert!(text.len() > 50, "{url}");
+        if url.ends_with("init.js") {
+            sources.push_str(&text);
+        }
+    }
     assert!(
-        html.contains("graphiql") && html.contains("/graphql"),
-        "{html}"
+        sources.contains("wsConnectionParams") && sources.contains("/graphql"),
+        "subscriptions carry the editor's token: {sources}"
     );
-    assert!(
-        html.contains("wsConnectionParams"),
-        "subscriptions carry the editor's token"
-    );
+    let missing = node
+        .http()
+        .get(node.url("/graphiql/0.0.0/graphiql.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 
     let api = node
         .http()
@@ -320,4 +388,158 @@ async fn shutdown_closes_websockets_cleanly() {
             .is_err(),
         "no longer accepting"
     );
+}
+
+/// Metrics text, polled until `line` appears (the server ends a session
+/// right after the client's close; this waits for that, with a deadline).
+async fn wait_for_metric(node: &Node, line: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = node
+            .http()
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{line} never appeared:\n{text}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_flood_of_pings_unread_does_not_wedge_the_socket() {
+    let (_db, _idp, node, _roster) = setup(&[]).await;
+    let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    ws.send(json!({ "type": "connection_init", "payload": {} }))
+        .await;
+    for _ in 0..200 {
+        ws.send(json!({ "type": "ping" })).await;
+    }
+    // Only now does the client read: everything was answered.
+    assert_eq!(ws.next_json().await["type"], "connection_ack");
+    for n in 0..200 {
+        let pong = ws.next_json().await;
+        assert_eq!(pong["type"], "pong", "pong {n}: {pong}");
+    }
+    // And it still runs operations.
+    ws.subscribe("x", "{ me { externalId } }", json!({})).await;
+    let result = next_payload(&ws.next_json().await, "x");
+    assert_eq!(error_codes(&result), ["UNAUTHENTICATED"], "{result}");
+    ws.close().await;
+    wait_for_metric(&node, "registre_open_websockets 0").await;
+
+    // Many such clients at once, closed without reading anything. (Before
+    // the fix, whether one socket wedged depended on the order in which the
+    // session's loop happened to poll reading and answering; with twenty
+    // sockets of a thousand pings some always did.)
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
+        ws.send(json!({ "type": "connection_init", "payload": {} }))
+            .await;
+        for _ in 0..1000 {
+            ws.send(json!({ "type": "ping" })).await;
+        }
+        clients.push(ws);
+    }
+    wait_for_metric(&node, "registre_open_websockets 20").await;
+    for ws in clients {
+        ws.close().await;
+    }
+    wait_for_metric(&node, "registre_open_websockets 0").await;
+    let health = node.http().get(node.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn subscribing_before_connection_init_closes_with_4401() {
+    let (_db, _idp, node, _roster) = setup(&[]).await;
+    for protocol in [TRANSPORT_WS, LEGACY_WS] {
+        let mut ws = WsClient::connect(node.addr, protocol).await;
+        ws.subscribe("early", "{ me { externalId } }", json!({}))
+            .await;
+        let (code, reason) = ws.closed().await;
+        assert_eq!(code, 4401, "{protocol}: {reason}");
+        assert_eq!(reason, "Unauthorized");
+    }
+    wait_for_metric(&node, "registre_open_websockets 0").await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn open_sockets_are_capped_per_person() {
+    let (_db, idp, node, roster) = setup(&[("REGISTRE_MAX_SOCKETS_PER_PERSON", "2")]).await;
+    let guardian = idp.token(roster.guardian);
+    let mut first = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    assert_eq!(first.init(Some(&guardian)).await["type"], "connection_ack");
+    let mut second = WsClient::connect(node.addr, LEGACY_WS).await;
+    assert_eq!(second.init(Some(&guardian)).await["type"], "connection_ack");
+
+    let mut third = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    third
+        .send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {guardian}") } }))
+        .await;
+    let (code, reason) = third.closed().await;
+    assert_eq!(code, 4429, "{reason}");
+    assert!(reason.contains("retry in"), "{reason}");
+
+    // Someone else is not affected, and the first two still work.
+    let mut teacher = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    assert_eq!(
+        teacher.init(Some(&idp.token(roster.teacher))).await["type"],
+        "connection_ack"
+    );
+    first
+        .subscribe("1", "{ me { externalId } }", json!({}))
+        .await;
+    let me = next_payload(&first.next_json().await, "1");
+    assert_eq!(me["data"]["me"]["externalId"], roster.guardian);
+
+    // Closing one frees a place.
+    second.close().await;
+    let mut again = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    assert_eq!(again.init(Some(&guardian)).await["type"], "connection_ack");
+    let metrics = node
+        .http()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"registre_admission_refused_total{reason="sockets_per_person"} 1"#),
+        "{metrics}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_sockets_are_capped_per_node() {
+    let (_db, idp, node, roster) = setup(&[("REGISTRE_MAX_ANONYMOUS_SOCKETS", "2")]).await;
+    let mut a = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    let _b = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    wait_for_metric(&node, "registre_open_websockets 2").await;
+    let mut c = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, 4429, "{reason}");
+    // A socket that authenticates is no longer anonymous: room again.
+    assert_eq!(
+        a.init(Some(&idp.token(roster.guardian))).await["type"],
+        "connection_ack"
+    );
+    let mut d = WsClient::connect(node.addr, TRANSPORT_WS).await;
+    assert_eq!(d.init(None).await["type"], "connection_ack");
+    node.stop().await;
 }

@@ -456,6 +456,13 @@ impl WsClient {
         }
     }
 
+    /// Closes from the client side and waits until the server has answered
+    /// the close (by then the server's session has ended).
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.stream.next()).await {}
+    }
+
     /// Waits for the server to close; answers the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
