@@ -194,6 +194,12 @@ pub struct Config {
     /// REGISTRE_PSEUDONYM_KEY; `None`: a random key per process, so usage
     /// pseudonyms do not survive a restart (fine for the demo and tests).
     pub pseudonym_key: Option<PseudonymSecret>,
+    /// What one GraphQL document may ask for (REGISTRE_GRAPHQL_MAX_COST,
+    /// REGISTRE_GRAPHQL_INTROSPECTION).
+    pub query_limits: crate::graphql::QueryLimits,
+    /// Per-person mutation rates (REGISTRE_PERSON_LIMITS=off turns them off,
+    /// REGISTRE_MESSAGES_PER_MINUTE / _PER_DAY tune the busiest one).
+    pub person_limits: crate::app::limits::PersonLimits,
 }
 
 impl Config {
@@ -384,7 +390,57 @@ impl Config {
             Some(key) => Some(PseudonymSecret(key)),
             None => None,
         };
+        let query_defaults = crate::graphql::QueryLimits::default();
+        let query_limits = crate::graphql::QueryLimits {
+            introspection: parse_with(
+                "REGISTRE_GRAPHQL_INTROSPECTION",
+                get("REGISTRE_GRAPHQL_INTROSPECTION"),
+                "true",
+                |v| {
+                    v.parse::<bool>()
+                        .map_err(|_| "expected true or false".into())
+                },
+            )?,
+            max_cost: number(&get, "REGISTRE_GRAPHQL_MAX_COST", query_defaults.max_cost)?,
+            ..query_defaults
+        };
+        if query_limits.max_cost == 0 {
+            return Err(invalid(
+                "REGISTRE_GRAPHQL_MAX_COST",
+                "0",
+                "must be greater than zero",
+            ));
+        }
+        let person_limits = match get("REGISTRE_PERSON_LIMITS").as_deref().map(str::trim) {
+            None | Some("on") => {
+                use crate::app::limits::{PersonLimits, Rate};
+                let defaults = PersonLimits::default();
+                let per_minute: u32 = number(&get, "REGISTRE_MESSAGES_PER_MINUTE", 30)?;
+                let per_day: u32 = number(&get, "REGISTRE_MESSAGES_PER_DAY", 500)?;
+                if per_minute == 0 || per_day == 0 {
+                    return Err(invalid(
+                        "REGISTRE_MESSAGES_PER_MINUTE",
+                        "0",
+                        "must be greater than zero (REGISTRE_PERSON_LIMITS=off removes every limit)",
+                    ));
+                }
+                PersonLimits {
+                    messages: vec![Rate::per_minute(per_minute), Rate::per_day(per_day)],
+                    ..defaults
+                }
+            }
+            Some("off") => crate::app::limits::PersonLimits::unlimited(),
+            Some(other) => {
+                return Err(invalid(
+                    "REGISTRE_PERSON_LIMITS",
+                    other,
+                    "expected on or off",
+                ))
+            }
+        };
         Ok(Config {
+            query_limits,
+            person_limits,
             pseudonym_key,
             database,
             data_dir,

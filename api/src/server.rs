@@ -907,12 +907,13 @@ where
     use anyhow::Context as _;
     let app_config = crate::app::AppConfig {
         engine: engine_config(config),
+        limits: config.person_limits.clone(),
         ..crate::app::AppConfig::default()
     };
     let app = crate::app::App::new(store, app_config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
-    let schema = crate::graphql::build_schema(app.clone());
+    let schema = crate::graphql::build_schema_with(app.clone(), config.query_limits);
     let auth = match &config.auth {
         Some(auth) => Authenticator::load(auth.clone())
             .await
