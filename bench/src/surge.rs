@@ -171,7 +171,9 @@ struct Load {
 
 impl Load {
     fn kind(&self, n: usize) -> Kind {
-        if (n % 100) < self.mutation_percent as usize {
+        // 37 is prime to 100: roll calls are spread through any run of
+        // consecutive requests instead of coming ten in a row per hundred.
+        if (n.wrapping_mul(37) % 100) < self.mutation_percent as usize {
             Kind::RollCall
         } else {
             Kind::Dashboard
@@ -703,6 +705,10 @@ async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<Sur
                 &next,
             )
             .await?;
+            let r = LevelResult {
+                label: format!("capacity: {}", r.label),
+                ..r
+            };
             eprintln!(
                 "  capacity: {:.0} req/s admitted at {} connections (p99 {:.2?})",
                 r.throughput, args.capacity_connections, r.p99
