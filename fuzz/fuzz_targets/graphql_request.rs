@@ -125,6 +125,10 @@ async fn seeded(
 /// message, so that every kind of record can be read.
 async fn seed(schema: &RegistreSchema) -> BTreeMap<String, String> {
     let mut ids = BTreeMap::new();
+    // Two weeks ago: absences are bounded to the school years around today,
+    // so fixed dates would stop seeding some day.
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(14);
+    let due = day + chrono::Days::new(4);
     let e1 = seeded(
         schema,
         "admin",
@@ -197,7 +201,7 @@ async fn seed(schema: &RegistreSchema) -> BTreeMap<String, String> {
         "teacher1",
         "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
         json!({"i": {"classId": ids["C1"], "subject": "maths", "title": "Fractions",
-                     "date": "2026-11-16", "coefficient": 2.0, "outOf": 20.0}}),
+                     "date": day.to_string(), "coefficient": 2.0, "outOf": 20.0}}),
         "createAssessment",
     )
     .await;
@@ -216,7 +220,7 @@ async fn seed(schema: &RegistreSchema) -> BTreeMap<String, String> {
         "teacher1",
         "mutation($i: ReportAbsenceInput!) { reportAbsence(input: $i) { id } }",
         json!({"i": {"studentId": ids["s1"], "kind": "ABSENCE",
-                     "start": "2026-11-16T08:00:00+01:00", "end": "2026-11-16T10:00:00+01:00"}}),
+                     "start": format!("{day}T08:00:00+01:00"), "end": format!("{day}T10:00:00+01:00")}}),
         "reportAbsence",
     )
     .await;
@@ -226,7 +230,7 @@ async fn seed(schema: &RegistreSchema) -> BTreeMap<String, String> {
         "teacher1",
         "mutation($i: AssignHomeworkInput!) { assignHomework(input: $i) { id } }",
         json!({"i": {"classId": ids["C1"], "subject": "maths", "title": "Exercices",
-                     "description": "p. 42", "due": "2026-11-20"}}),
+                     "description": "p. 42", "due": due.to_string()}}),
         "assignHomework",
     )
     .await;
