@@ -11,6 +11,7 @@ mod live;
 mod node;
 mod rebuild;
 mod stats;
+mod surge;
 mod throughput;
 
 use anyhow::Result;
@@ -97,6 +98,9 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// A node offered 1x, 3x and 10x its capacity (dashboards and roll calls
+    /// from clients that retry after 429), and at 8 to 2,000 connections.
+    Surge(surge::SurgeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +150,10 @@ async fn main() -> Result<()> {
             }
         }
         Command::Throughput(args) => run_throughput(&cli.database_url, &args).await?,
+        Command::Surge(args) => {
+            let report = surge::run(&cli.database_url, &args).await?;
+            surge::print(&report, &args);
+        }
         Command::Rebuild {
             events,
             seed,

@@ -63,6 +63,16 @@ impl ChildNode {
     /// or not: the node migrates at start) and waits until /readyz answers 200,
     /// that is until its read model has caught up with the log.
     pub async fn start(database_url: &str, ready_within: Duration) -> Result<Self> {
+        Self::start_with_env(database_url, ready_within, &[]).await
+    }
+
+    /// Like [`ChildNode::start`], with more environment for the node (a
+    /// benchmark's limits, say).
+    pub async fn start_with_env(
+        database_url: &str,
+        ready_within: Duration,
+        extra_env: &[(String, String)],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
         let jwks = dir.path().join("jwks.json");
@@ -83,6 +93,7 @@ impl ChildNode {
             .env("REGISTRE_ADMIN_SUBJECTS", "bench-admin")
             .env("REGISTRE_DATA_DIR", &data_dir)
             .env("REGISTRE_LOG", "warn")
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
