@@ -20,7 +20,6 @@
 //! before and after. Every level is bounded in time: a request still waiting
 //! for a connection or an answer at its time-out counts as a time-out.
 
-use crate::db::FreshDb;
 use crate::gen::{self, GenConfig};
 use crate::node::ChildNode;
 use anyhow::{Context, Result};
@@ -601,13 +600,14 @@ pub struct SurgeReport {
 }
 
 pub async fn run(admin_url: &str, args: &SurgeArgs) -> Result<SurgeReport> {
-    let db = FreshDb::create(admin_url, "surge").await?;
+    let db = crate::db::fresh(admin_url, "surge").await?;
     let result = async {
         let gen_config = GenConfig::default();
         {
             let raw: Arc<dyn registre_store::EventStore> =
                 registre_store::PostgresStore::connect(&db.url).await?;
-            let store = registre_store::VaultStore::wrap(raw);
+            let store =
+                registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?;
             let (log, _) = gen::generate(&gen_config, 0);
             crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
         }
