@@ -251,6 +251,12 @@ impl ProjectionEngine {
         f(&self.shared.model.read())
     }
 
+    /// The configuration it was started with (the usage projection's
+    /// pseudonym key among it).
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
     /// The last applied position.
     pub fn position(&self) -> Position {
         *self.shared.applied.borrow()

@@ -213,6 +213,10 @@ pub async fn apply_retention(
     let retention = chrono::Duration::from_std(policy.access_log)
         .map_err(|_| ApiError::invalid("accessLogRetention", "out of range"))?;
     let before = now - retention;
+    // The purge deletes only what the usage projection has counted: fold first.
+    registre_projections::usage::fold_usage(store.as_ref(), engine)
+        .await
+        .map_err(super::internal)?;
     let purged = store.purge_access_before(before).await?;
     Ok(RetentionReport {
         position,

@@ -41,6 +41,7 @@ pub mod error;
 pub mod export;
 mod follower;
 pub mod live;
+pub mod usage;
 
 pub use crate::policy::Viewer;
 pub use error::ApiError;
@@ -184,7 +185,7 @@ impl App {
             config.access_flush_every,
             counters.clone(),
         ));
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             store,
             engine,
             live: live_tx,
@@ -195,7 +196,9 @@ impl App {
             counters,
             class_averages: Mutex::new(HashMap::new()),
             config,
-        }))
+        });
+        usage::start(&app);
+        Ok(app)
     }
 
     /// Stops the follower and live streams and flushes the access log. Idempotent.
