@@ -9,8 +9,10 @@
 //! - [`UsageStore::apply`] writes the counts, the sessions and the checkpoint
 //!   in one transaction, and only if the checkpoint is still the one the batch
 //!   was read after: a crash or a second node never counts an access twice.
-//! - PostgreSQL: the transaction takes `pg_advisory_xact_lock(USAGE_LOCK)`,
-//!   so one node at a time folds. SQLite: the single writer connection.
+//! - PostgreSQL: the transaction takes `pg_try_advisory_xact_lock(USAGE_LOCK)`,
+//!   so one node at a time folds; a node that finds it taken writes nothing
+//!   and says so (it never waits on a lock whose holder may be stalled).
+//!   SQLite: the single writer connection.
 //! - [`crate::EventStore::purge_access_before`] deletes only entries at or
 //!   below the checkpoint: an access is never purged before it was counted.
 //!
@@ -111,7 +113,7 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     /// Folds `hits` (the placed entries of the access log after `expected`, up
     /// to and including `checkpoint`) in one transaction, if the stored
     /// checkpoint is still `expected`. Returns false, writing nothing, when
-    /// another fold got there first.
+    /// another fold got there first or is under way.
     async fn apply(
         &self,
         expected: u64,
@@ -231,9 +233,14 @@ impl UsageStore for PostgresUsage {
     ) -> Result<bool> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(pg("begin"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&USAGE_LOCK])
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&USAGE_LOCK])
             .await
+            .and_then(|r| r.try_get(0))
             .map_err(pg("lock"))?;
+        if !locked {
+            return Ok(false);
+        }
         let stored: i64 = tx
             .query_one(
                 "SELECT last_access_id FROM usage_checkpoint FOR UPDATE",

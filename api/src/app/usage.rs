@@ -36,7 +36,8 @@ async fn run(app: Weak<App>, mut shutdown: watch::Receiver<bool>) {
         let Some(app) = app.upgrade() else {
             return;
         };
-        if let Err(e) = fold_usage(app.store().as_ref(), app.engine()).await {
+        // No patience: a busy lock means another node is folding.
+        if let Err(e) = fold_usage(app.store().as_ref(), app.engine(), Duration::ZERO).await {
             tracing::warn!(error = %e, "usage projection cannot advance");
         }
     }
@@ -66,9 +67,13 @@ impl App {
             ));
         };
         self.flush_access().await?;
-        fold_usage(self.store.as_ref(), &self.engine)
-            .await
-            .map_err(super::internal)?;
+        fold_usage(
+            self.store.as_ref(),
+            &self.engine,
+            self.config.consistency_timeout,
+        )
+        .await
+        .map_err(super::internal)?;
         let rows = usage.rows(establishment.0, from, to).await?;
         Ok(UsageReport::from_rows(from, to, rows))
     }
