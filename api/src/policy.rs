@@ -209,6 +209,14 @@ pub fn can_read_absence_stats(m: &Model, v: &Viewer, class: ClassId) -> bool {
     v.has(Role::Auditor) || v.runs(m.establishment_of_class(class))
 }
 
+/// usageIndicators: HEAD of that establishment, ADMIN, AUDITOR. The report
+/// holds counts of pseudonyms only, so no personal-data rule applies.
+pub fn can_read_usage(v: &Viewer, establishment: EstablishmentId) -> bool {
+    v.has(Role::Admin)
+        || v.has(Role::Auditor)
+        || (v.has(Role::Head) && v.establishment == Some(establishment))
+}
+
 // ---- Mutations -----------------------------------------------------------
 
 pub fn can_create_establishment(v: &Viewer) -> bool {

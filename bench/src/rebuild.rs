@@ -39,7 +39,7 @@ pub fn generate_log(n: usize, seed: u64) -> Vec<GenEvent> {
 /// included, as every rebuild must do it.
 pub fn pure_fold(log: &[GenEvent], seed: u64) -> Result<FoldRate> {
     let recorded = gen::to_recorded(log, seed);
-    let mut model = ReadModel::new(PseudonymKey::new(b"bench".to_vec()));
+    let mut model = ReadModel::new();
     let started = Instant::now();
     model.apply_all(&recorded)?;
     let elapsed = started.elapsed();

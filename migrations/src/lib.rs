@@ -47,6 +47,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "append_function",
         sql: include_str!("../postgres/0005_append_function.sql"),
     },
+    Migration {
+        version: 6,
+        name: "usage_projection",
+        sql: include_str!("../postgres/0006_usage_projection.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -75,6 +80,11 @@ pub const SQLITE: &[Migration] = &[
         version: 5,
         name: "append_function",
         sql: include_str!("../sqlite/0005_append_function.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "usage_projection",
+        sql: include_str!("../sqlite/0006_usage_projection.sql"),
     },
 ];
 

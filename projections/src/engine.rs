@@ -64,7 +64,8 @@ pub struct EngineConfig {
     pub rebuild_page: usize,
     /// Save a snapshot after this many events since the last one.
     pub snapshot_every: u64,
-    /// Key of the usage indicators' pseudonyms (a server secret). The default
+    /// Key of the usage projection's pseudonyms (a server secret; the usage
+    /// projection folds with the engine's model, `usage::fold_usage`). The default
     /// is random per process: set a persistent secret in production.
     pub pseudonym_key: PseudonymKey,
     /// Safety net when a wake-up is lost (wake-ups are best effort): the
@@ -117,7 +118,6 @@ pub struct ProjectionMetrics {
     /// The newest head this node knows of (its wake-ups and its reads).
     pub head: Position,
     pub lag: u64,
-    pub access_checkpoint: u64,
     pub events_applied_total: u64,
     /// Over the last second or so of activity; 0 when idle.
     pub events_per_second: f64,
@@ -199,11 +199,11 @@ impl ProjectionEngine {
     ) -> Result<Self, ProjectionError> {
         let model = match store.load_snapshot(ReadModel::NAME).await? {
             Some(s) if s.version == ReadModel::VERSION => {
-                match ReadModel::from_snapshot(&s.state, config.pseudonym_key.clone()) {
+                match ReadModel::from_snapshot(&s.state) {
                     Ok(model) => model,
                     Err(e) => {
                         tracing::warn!(error = %e, "read model snapshot unreadable; rebuilding from the log");
-                        ReadModel::new(config.pseudonym_key.clone())
+                        ReadModel::new()
                     }
                 }
             }
@@ -213,9 +213,9 @@ impl ProjectionEngine {
                     version = ReadModel::VERSION,
                     "read model version changed; rebuilding from the log"
                 );
-                ReadModel::new(config.pseudonym_key.clone())
+                ReadModel::new()
             }
-            None => ReadModel::new(config.pseudonym_key.clone()),
+            None => ReadModel::new(),
         };
         let position = model.position();
         let (applied, _) = watch::channel(position);
@@ -251,6 +251,12 @@ impl ProjectionEngine {
         f(&self.shared.model.read())
     }
 
+    /// The configuration it was started with (the usage projection's
+    /// pseudonym key among it).
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
     /// The last applied position.
     pub fn position(&self) -> Position {
         *self.shared.applied.borrow()
@@ -284,11 +290,10 @@ impl ProjectionEngine {
         Ok(head)
     }
 
-    /// Applies everything up to the head and folds the new access records,
-    /// in the caller's task. Returns the position reached.
+    /// Applies everything up to the head, in the caller's task. Returns the
+    /// position reached.
     pub async fn catch_up(&self) -> Result<Position, ProjectionError> {
         while self.shared.step().await? > 0 {}
-        self.shared.fold_access().await?;
         Ok(self.position())
     }
 
@@ -307,7 +312,7 @@ impl ProjectionEngine {
         let shared = &self.shared;
         let started = Instant::now();
         let head = shared.store.head().await?;
-        let mut fresh = ReadModel::new(shared.config.pseudonym_key.clone());
+        let mut fresh = ReadModel::new();
         let mut applied = 0u64;
         let mut report = |fresh: &ReadModel, applied: u64| {
             let elapsed = started.elapsed().as_secs_f64();
@@ -361,18 +366,6 @@ impl ProjectionEngine {
                 applied += batch.len() as u64;
                 report(&fresh, applied);
             }
-            loop {
-                let records = shared
-                    .store
-                    .read_access(fresh.access_checkpoint(), shared.config.batch_size)
-                    .await?;
-                if records.is_empty() {
-                    break;
-                }
-                for r in &records {
-                    fresh.apply_access(r);
-                }
-            }
             Ok::<_, ProjectionError>(())
         }
         .await;
@@ -410,7 +403,7 @@ impl ProjectionEngine {
     }
 
     pub fn metrics(&self) -> ProjectionMetrics {
-        let (position, access_checkpoint) = self.read(|m| (m.position(), m.access_checkpoint()));
+        let position = self.read(|m| m.position());
         let heard = *self.shared.store.wakeups().borrow();
         let mut m = self.shared.metrics.lock();
         m.head = m.head.max(heard).max(position);
@@ -426,7 +419,6 @@ impl ProjectionEngine {
             position,
             head: m.head,
             lag: m.head.saturating_sub(position),
-            access_checkpoint,
             events_applied_total: m.applied_total,
             events_per_second,
             last_snapshot_position: m.last_snapshot,
@@ -601,27 +593,6 @@ impl Shared {
         }
     }
 
-    /// Folds the access records after the usage checkpoint.
-    async fn fold_access(&self) -> Result<usize, ProjectionError> {
-        let _guard = self.apply_lock.lock().await;
-        let mut total = 0;
-        loop {
-            let after = self.model.read().access_checkpoint();
-            let records = self
-                .store
-                .read_access(after, self.config.batch_size)
-                .await?;
-            if records.is_empty() {
-                return Ok(total);
-            }
-            total += records.len();
-            let mut model = self.model.write();
-            for r in &records {
-                model.apply_access(r);
-            }
-        }
-    }
-
     /// Marks destroyed, in the vault's key cache, the keys of the people this
     /// page erases (their person id and their student record). Erasure
     /// destroys the keys before appending `PersonErased`, so the cache may
@@ -680,9 +651,6 @@ async fn follow(shared: Arc<Shared>) {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "projection follower cannot advance"),
-        }
-        if let Err(e) = shared.fold_access().await {
-            tracing::warn!(error = %e, "usage indicators cannot advance");
         }
         let recheck = tokio::time::sleep(shared.config.idle_recheck);
         tokio::select! {

@@ -1,8 +1,12 @@
-//! Registre's read models, folded from the event log: the parent and student
-//! view, the teacher and education staff views, the stats view and the usage
-//! indicators. They live in memory on every node ([`ReadModel`]), are kept up
-//! to date by a [`ProjectionEngine`] that follows the log, and are snapshotted
-//! to the store so that a restart resumes from the snapshot, not from zero.
+//! Registre's projections. Two kinds (decision 0009):
+//! - replayable: the read model, folded from the event log only: the parent
+//!   and student view, the teacher and education staff views, the stats view.
+//!   They live in memory on every node ([`ReadModel`]), are kept up to date by
+//!   a [`ProjectionEngine`] that follows the log, are snapshotted to the store
+//!   so that a restart resumes from the snapshot, and can be rebuilt;
+//! - persisted, not replayable: the usage indicators ([`usage`]), folded from
+//!   the access log (which is purged) into the store's usage tables with
+//!   their own checkpoint, never rebuilt.
 //!
 //! Why in memory: one fold serves both store backends, queries never make a
 //! database round trip (a guardian's dashboard is a handful of map look-ups),
@@ -14,7 +18,8 @@
 //!   [`ProjectionEngine::wait_for`] (read-your-writes), [`ProjectionEngine::metrics`],
 //!   [`ProjectionEngine::rebuild`], [`ProjectionEngine::shutdown`];
 //! - the query methods of [`ReadModel`] (roster look-ups and command facts in
-//!   `views`, the teacher views in `teacher`, the stats in `stats`, usage in `usage`);
+//!   `views`, the teacher views in `teacher`, the stats in `stats`);
+//! - [`usage::fold_usage`] and [`UsageReport`] for the usage indicators;
 //! - [`fold_until`] and [`replay_to_dir`] for auditors.
 
 pub mod engine;
@@ -41,5 +46,5 @@ pub use stats::{
 pub use teacher::{
     AssessmentStats, Gradebook, GradebookColumn, GradebookRow, HomeworkDay, RollCall, RollCallRow,
 };
-pub use usage::{PseudonymKey, UsageIndicators, UsageSummary};
+pub use usage::{PseudonymKey, UsageReport};
 pub use views::{GradeView, MessageView, StudentRecord, SubjectAverage};

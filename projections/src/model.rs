@@ -11,7 +11,6 @@
 //! the audit index and otherwise ignored: the domain refuses such commands, and
 //! a fold must never panic on the log it is given.
 
-use crate::usage::{PseudonymKey, UsageIndicators};
 use chrono::{DateTime, NaiveDate, Utc};
 use registre_domain::codec::DecodeError;
 use registre_domain::personal;
@@ -20,7 +19,7 @@ use registre_domain::{
     GradeStatus, HomeworkId, JustificationState, MessageId, PersonId, Role, StudentId, ThreadId,
     TimeZone,
 };
-use registre_store::{AccessRecord, Position, RecordedEvent};
+use registre_store::{Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -221,7 +220,6 @@ pub struct ReadModel {
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
-    pub(crate) usage: UsageIndicators,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -279,21 +277,17 @@ impl ReadModel {
     pub const NAME: &'static str = "read_model";
     /// Bump whenever the fold or the state's shape changes: a snapshot of
     /// another version is discarded and the model is rebuilt from the log.
-    pub const VERSION: u32 = 2;
+    /// 3: the usage indicators left the model (their own projection, decision 0009).
+    pub const VERSION: u32 = 3;
 
-    /// An empty model whose usage indicators pseudonymise viewers with `key`.
-    pub fn new(key: PseudonymKey) -> Self {
-        let mut model = Self::default();
-        model.usage.set_key(key);
-        model
+    /// An empty model (position 0).
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Restores a model from its snapshot bytes. The pseudonym key is not part
-    /// of a snapshot (it is a secret, snapshots are data) and is set again here.
-    pub fn from_snapshot(bytes: &[u8], key: PseudonymKey) -> Result<Self, serde_json::Error> {
-        let mut model: Self = serde_json::from_slice(bytes)?;
-        model.usage.set_key(key);
-        Ok(model)
+    /// Restores a model from its snapshot bytes.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     /// The snapshot bytes (serde JSON) of this model, position included.
@@ -304,11 +298,6 @@ impl ReadModel {
     /// The last log position applied (0 for an empty model).
     pub fn position(&self) -> Position {
         self.position
-    }
-
-    /// The last access-record id folded into the usage indicators.
-    pub fn access_checkpoint(&self) -> u64 {
-        self.usage.checkpoint()
     }
 
     /// Applies one recorded event. An event at or below the checkpoint was
@@ -358,12 +347,6 @@ impl ReadModel {
             self.apply(e)?;
         }
         Ok(())
-    }
-
-    /// Folds one access record into the usage indicators (second checkpoint).
-    pub fn apply_access(&mut self, record: &AccessRecord) {
-        let zone = self.zone_of_person(PersonId(record.access.viewer_id));
-        self.usage.apply(record, zone);
     }
 
     /// The people an event is about, for the audit trail: the domain's

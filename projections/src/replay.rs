@@ -20,14 +20,14 @@
 //!     homework
 //! ```
 //!
-//! The usage indicators are not replayed: they come from access records, which
-//! are purged after their retention period and are not part of the record.
+//! The usage indicators are not replayed: they are a projection of the access
+//! log, which is purged after its retention period and is not part of the
+//! record (decision 0009).
 
 use crate::engine::ProjectionError;
 use crate::model::ReadModel;
 use crate::stats::{AbsenceStats, GradeDistribution, StudentMonth, WeeklyAbsenceRate};
 use crate::teacher::{Gradebook, HomeworkDay};
-use crate::usage::PseudonymKey;
 use chrono::{DateTime, NaiveDate, Utc};
 use registre_store::{EventStore, Position};
 use serde::Serialize;
@@ -76,7 +76,7 @@ async fn fold_until_with_progress(
     mut progress: impl FnMut(ReplayProgress),
 ) -> Result<(ReadModel, u64), ProjectionError> {
     let head = store.head().await?;
-    let mut model = ReadModel::new(PseudonymKey::default());
+    let mut model = ReadModel::new();
     let mut after = 0;
     let mut p = ReplayProgress {
         read: 0,

@@ -1,27 +1,31 @@
-//! Usage indicators as the national audience measurement of ENTs counts them,
-//! folded from the store's access records (a second checkpoint, independent of
-//! the event log's): hits per service code x profile x day x hour of day,
-//! visits per pseudonymised user, and the share of activity outside school
-//! hours (before 8:00, from 18:00, Saturday and Sunday, in the viewer's
-//! establishment zone, Europe/Paris when unknown).
+//! The usage projection: the ENT audience measure (visits and distinct
+//! pseudonymous visitors per establishment, service, profile and local hour,
+//! and the share of visits outside school hours), folded from the store's
+//! access log into the store's usage tables (migration 0006).
+//!
+//! It is the one non-replayable projection: its source, the access log, is
+//! purged after its retention period, so the counts are persisted with their
+//! own checkpoint and never rebuilt; the read model (replayable, folded from
+//! the event log) does not hold them. See
+//! `docs/decisions/0009-projection-kinds.md`.
 //!
 //! A viewer is never stored: only an HMAC-SHA256 of their id under a secret key
-//! (the pseudonym). A visit is a run of hits of one pseudonym with less than 30
-//! minutes between consecutive hits, the usual web-analytics session rule.
+//! (the pseudonym). A visit is one person's reads of one service with less than
+//! 30 minutes between consecutive reads, the usual web-analytics session rule.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use hmac::{Hmac, Mac};
 use registre_store::AccessRecord;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Profiles of the audience measurement.
+/// Profiles of the access log (the SDET's names).
 pub const PROFILES: [&str; 4] = ["ELEVE", "ENSEIGNANT", "PARENT", "AUTRE"];
 
-/// Idle time after which a new hit starts a new visit.
+/// Idle time after which a new read starts a new visit.
 pub const VISIT_IDLE_MINUTES: i64 = 30;
 
 /// The secret key of the pseudonyms. Not serialized, not printed.
@@ -61,58 +65,6 @@ impl fmt::Debug for PseudonymKey {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Visitor {
-    pub profile: String,
-    pub hits: u64,
-    pub visits: u64,
-    pub last_at: DateTime<Utc>,
-}
-
-/// The indicators. Keys are service code, then profile, then local day.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageIndicators {
-    checkpoint: u64,
-    #[serde(skip)]
-    key: PseudonymKey,
-    /// Hits per service x profile x local day x local hour (24 counters).
-    activity: BTreeMap<String, BTreeMap<String, BTreeMap<NaiveDate, [u64; 24]>>>,
-    /// Per pseudonym.
-    visitors: BTreeMap<String, Visitor>,
-    /// Visits started per local day and profile.
-    visits_by_day: BTreeMap<NaiveDate, BTreeMap<String, u64>>,
-    hits: u64,
-    hits_outside_school_hours: u64,
-}
-
-/// One cell of the activity table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivityCell {
-    pub service: String,
-    pub profile: String,
-    pub day: NaiveDate,
-    pub hour: u32,
-    pub hits: u64,
-}
-
-/// A summary for dashboards and the auditor's replay.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageSummary {
-    pub hits: u64,
-    pub visits: u64,
-    pub visitors: u64,
-    pub hits_outside_school_hours: u64,
-    /// `hits_outside_school_hours / hits`; `None` before any hit.
-    pub outside_school_hours_share: Option<f64>,
-    /// Hits per service and profile.
-    pub by_service_and_profile: BTreeMap<String, BTreeMap<String, u64>>,
-    pub visits_by_day: BTreeMap<NaiveDate, BTreeMap<String, u64>>,
-}
-
 /// The audience-measurement profile of a stored profile string.
 pub fn normalise_profile(raw: &str) -> &'static str {
     let upper = raw.trim().to_ascii_uppercase();
@@ -122,123 +74,306 @@ pub fn normalise_profile(raw: &str) -> &'static str {
         .unwrap_or("AUTRE")
 }
 
-/// Before 8:00, from 18:00, or on a weekend (local time).
-pub fn outside_school_hours(local: chrono::NaiveDateTime) -> bool {
-    matches!(local.weekday(), Weekday::Sat | Weekday::Sun) || local.hour() < 8 || local.hour() >= 18
+// ------------------------------------------------------------------------
+// The usage projection: non-replayable, persisted in the store's usage tables
+// (migration 0006) with its own checkpoint in the access log. See
+// docs/decisions/0009-projection-kinds.md.
+
+/// The profiles of the report, as the contract's `UsageProfile` spells them.
+pub const USAGE_PROFILES: [&str; 4] = ["STUDENT", "TEACHER", "GUARDIAN", "OTHER"];
+
+/// Access-log entries read per fold transaction.
+pub const FOLD_BATCH: usize = 2_000;
+
+/// Pause before trying again while another node's fold holds the lock.
+const FOLD_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The report's profile of an access-log profile (ELEVE, ENSEIGNANT, PARENT, AUTRE).
+pub fn usage_profile(access_profile: &str) -> &'static str {
+    match normalise_profile(access_profile) {
+        "ELEVE" => "STUDENT",
+        "ENSEIGNANT" => "TEACHER",
+        "PARENT" => "GUARDIAN",
+        _ => "OTHER",
+    }
 }
 
-impl UsageIndicators {
-    pub(crate) fn set_key(&mut self, key: PseudonymKey) {
-        self.key = key;
+/// The contract's service code of an access-log service (the SDET names the
+/// API records: Notes, Absences, Cahier_Textes, Courrier_Electronique,
+/// Services_Vie_Scolaire). Unknown names are kept as they are.
+pub fn service_code(access_service: &str) -> String {
+    match access_service {
+        "Cahier_Textes" => "CahierDeTextes".into(),
+        "Courrier_Electronique" => "Messagerie".into(),
+        "Services_Vie_Scolaire" => "VieScolaire".into(),
+        other => other.into(),
     }
+}
 
-    /// The last access-record id folded in.
-    pub fn checkpoint(&self) -> u64 {
-        self.checkpoint
-    }
+/// School hours: Monday to Friday, 08:00 to 18:00 local. Registre knows no
+/// holiday calendar, so only weekends are outside school days.
+pub fn in_school_hours(day: NaiveDate, hour: u8) -> bool {
+    !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && (8..18).contains(&hour)
+}
 
-    pub(crate) fn apply(&mut self, record: &AccessRecord, zone: Tz) {
-        if record.id <= self.checkpoint {
-            return;
+/// The establishment a read counts for, and its zone: the viewer's (their
+/// own, their student record's, a child's), else, for a viewer of no
+/// establishment (an ADMIN, an AUDITOR), the person read about's.
+pub fn placement(
+    m: &crate::model::ReadModel,
+    viewer: registre_domain::PersonId,
+    subject: Option<registre_domain::PersonId>,
+) -> Option<(registre_domain::EstablishmentId, Tz)> {
+    let of = |p| {
+        m.person(p)
+            .and_then(|p| p.establishment_id)
+            .or_else(|| m.establishments_of_person(p).into_iter().next())
+    };
+    let establishment = of(viewer).or_else(|| subject.and_then(of))?;
+    let zone = m
+        .establishment(establishment)
+        .map(|e| e.time_zone)
+        .unwrap_or_default()
+        .tz();
+    Some((establishment, zone))
+}
+
+/// Entries of the access log placed for the usage tables.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placed {
+    /// The last entry consumed (placed or skipped).
+    pub checkpoint: u64,
+    pub hits: Vec<registre_store::usage::UsageHit>,
+    /// Entries that count for no establishment (a viewer of none reading
+    /// about no one of one, or a viewer unknown to the log).
+    pub skipped: u64,
+}
+
+/// Places `records` (read after `after`) with the model. An entry whose
+/// viewer the model does not know and whose id is above `settled` was written
+/// after the model's position was chosen (a person registered and read in
+/// between): the batch stops before it, and the next fold places it.
+pub fn place(
+    m: &crate::model::ReadModel,
+    key: &PseudonymKey,
+    after: u64,
+    records: &[AccessRecord],
+    settled: u64,
+) -> Placed {
+    let mut out = Placed {
+        checkpoint: after,
+        ..Placed::default()
+    };
+    for r in records {
+        let a = &r.access;
+        let viewer = registre_domain::PersonId(a.viewer_id);
+        if m.person(viewer).is_none() && r.id > settled {
+            break;
         }
-        self.checkpoint = record.id;
-        let access = &record.access;
-        let local = access.at.with_timezone(&zone).naive_local();
-        let profile = normalise_profile(&access.viewer_profile);
-        let hour = local.hour() as usize;
-        let hours = self
-            .activity
-            .entry(access.service.clone())
-            .or_default()
-            .entry(profile.to_owned())
-            .or_default()
-            .entry(local.date())
-            .or_insert([0; 24]);
-        if let Some(cell) = hours.get_mut(hour) {
-            *cell += 1;
-        }
-        self.hits += 1;
-        if outside_school_hours(local) {
-            self.hits_outside_school_hours += 1;
-        }
-        let pseudonym = self.key.pseudonymise(access.viewer_id);
-        let visitor = self.visitors.entry(pseudonym).or_insert(Visitor {
-            profile: profile.to_owned(),
-            hits: 0,
-            visits: 0,
-            last_at: access.at,
+        out.checkpoint = r.id;
+        let Some((establishment, zone)) =
+            placement(m, viewer, a.subject_id.map(registre_domain::PersonId))
+        else {
+            out.skipped += 1;
+            continue;
+        };
+        let local = a.at.with_timezone(&zone).naive_local();
+        out.hits.push(registre_store::usage::UsageHit {
+            at: a.at,
+            establishment_id: establishment.0,
+            day: local.date(),
+            hour: local.hour() as u8,
+            service: service_code(&a.service),
+            profile: usage_profile(&a.viewer_profile).into(),
+            pseudonym: key.pseudonymise(a.viewer_id),
         });
-        let new_visit = visitor.hits == 0
-            || access.at - visitor.last_at >= Duration::minutes(VISIT_IDLE_MINUTES);
-        visitor.hits += 1;
-        visitor.last_at = visitor.last_at.max(access.at);
-        if new_visit {
-            visitor.visits += 1;
-            *self
-                .visits_by_day
-                .entry(local.date())
-                .or_default()
-                .entry(profile.to_owned())
-                .or_default() += 1;
-        }
     }
+    out
+}
 
-    /// Non-zero cells of the activity table, ordered by service, profile, day, hour.
-    pub fn activity(&self) -> Vec<ActivityCell> {
-        let mut out = vec![];
-        for (service, profiles) in &self.activity {
-            for (profile, days) in profiles {
-                for (day, hours) in days {
-                    for (hour, hits) in hours.iter().enumerate() {
-                        if *hits > 0 {
-                            out.push(ActivityCell {
-                                service: service.clone(),
-                                profile: profile.clone(),
-                                day: *day,
-                                hour: hour as u32,
-                                hits: *hits,
-                            });
-                        }
-                    }
-                }
+/// The session rule ([`registre_store::usage::Sessionize`]): a read starts a
+/// visit unless the same pseudonym read the same service less than 30
+/// minutes before it (stored session or earlier in the batch).
+pub fn sessionize(
+    hits: &[registre_store::usage::UsageHit],
+    sessions: &[registre_store::usage::UsageSession],
+) -> registre_store::usage::UsageDelta {
+    use registre_store::usage::{UsageDelta, UsageSession, UsageVisit};
+    let mut last: BTreeMap<(&str, &str), DateTime<Utc>> = sessions
+        .iter()
+        .map(|s| ((s.pseudonym.as_str(), s.service.as_str()), s.last_at))
+        .collect();
+    let mut delta = UsageDelta::default();
+    for h in hits {
+        let slot = (h.pseudonym.as_str(), h.service.as_str());
+        let continues = last
+            .get(&slot)
+            .is_some_and(|prev| h.at - *prev < Duration::minutes(VISIT_IDLE_MINUTES));
+        if !continues {
+            delta.visits.push(UsageVisit {
+                establishment_id: h.establishment_id,
+                day: h.day,
+                service: h.service.clone(),
+                profile: h.profile.clone(),
+                hour: h.hour,
+                pseudonym: h.pseudonym.clone(),
+            });
+        }
+        let at = last.entry(slot).or_insert(h.at);
+        *at = (*at).max(h.at);
+    }
+    delta.sessions = last
+        .into_iter()
+        .map(|((pseudonym, service), last_at)| UsageSession {
+            pseudonym: pseudonym.into(),
+            service: service.into(),
+            last_at,
+        })
+        .collect();
+    delta
+}
+
+/// What one call of [`fold_usage`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageFold {
+    /// The checkpoint reached.
+    pub checkpoint: u64,
+    pub entries: u64,
+    pub skipped: u64,
+}
+
+/// Folds the access log into the usage tables up to the entries committed
+/// when it is called. Any node may call it at any time: each batch commits
+/// only if the checkpoint did not move since it was read, under the store's
+/// fold lock, so nothing is counted twice. While another node's fold holds
+/// the lock, it retries for at most `patience`, then returns where the
+/// checkpoint stands (the other fold will have counted or will count the
+/// rest). `None` when the store has no usage tables.
+pub async fn fold_usage(
+    store: &dyn registre_store::EventStore,
+    engine: &crate::engine::ProjectionEngine,
+    patience: std::time::Duration,
+) -> Result<Option<UsageFold>, crate::engine::ProjectionError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let Some(usage) = store.usage() else {
+        return Ok(None);
+    };
+    let key = engine.config().pseudonym_key.clone();
+    let mut done = UsageFold::default();
+    loop {
+        // Read the access log's head before the event log's: every viewer of
+        // an entry at or below it was registered before the model's target.
+        let status = usage.status().await?;
+        done.checkpoint = status.checkpoint;
+        if status.checkpoint >= status.access_head {
+            return Ok(Some(done));
+        }
+        engine.catch_up().await?;
+        let records = store.read_access(status.checkpoint, FOLD_BATCH).await?;
+        let placed =
+            engine.read(|m| place(m, &key, status.checkpoint, &records, status.access_head));
+        if placed.checkpoint == status.checkpoint {
+            // Nothing to read (purged or not yet visible) or the first entry
+            // is above the settled head: read the heads again.
+            if records.is_empty() {
+                return Ok(Some(done));
             }
+            continue;
         }
-        out
-    }
-
-    /// Visits and hits per pseudonym.
-    pub fn visitors(&self) -> &BTreeMap<String, Visitor> {
-        &self.visitors
-    }
-
-    pub fn summary(&self) -> UsageSummary {
-        let mut by_service_and_profile: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for (service, profiles) in &self.activity {
-            for (profile, days) in profiles {
-                let total: u64 = days.values().flat_map(|h| h.iter()).sum();
-                by_service_and_profile
-                    .entry(service.clone())
-                    .or_default()
-                    .insert(profile.clone(), total);
+        let entries = records.iter().filter(|r| r.id <= placed.checkpoint).count() as u64;
+        let skipped = placed.skipped;
+        if usage
+            .apply(
+                status.checkpoint,
+                placed.checkpoint,
+                placed.hits,
+                sessionize,
+            )
+            .await?
+        {
+            done.entries += entries;
+            done.skipped += skipped;
+            done.checkpoint = placed.checkpoint;
+        } else if usage.status().await?.checkpoint == status.checkpoint {
+            // Another fold holds the lock: wait for it a little, not forever.
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Some(done));
             }
-        }
-        UsageSummary {
-            hits: self.hits,
-            visits: self.visitors.values().map(|v| v.visits).sum(),
-            visitors: self.visitors.len() as u64,
-            hits_outside_school_hours: self.hits_outside_school_hours,
-            outside_school_hours_share: (self.hits > 0)
-                .then(|| self.hits_outside_school_hours as f64 / self.hits as f64),
-            by_service_and_profile,
-            visits_by_day: self.visits_by_day.clone(),
+            tokio::time::sleep(FOLD_RETRY).await;
         }
     }
 }
 
-impl crate::model::ReadModel {
-    /// The usage indicators folded so far.
-    pub fn usage(&self) -> &UsageIndicators {
-        &self.usage
+/// The usage report of one establishment over local days `from..=to`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub visits: u64,
+    pub visitors: u64,
+    /// Visits started outside school hours over all visits (0 without visits).
+    pub share_outside_school_hours: f64,
+    /// Ordered by service, profile and hour.
+    pub cells: Vec<UsageCell>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageCell {
+    pub service: String,
+    pub profile: String,
+    pub hour: u8,
+    pub visits: u64,
+    pub visitors: u64,
+}
+
+impl UsageReport {
+    pub fn from_rows(
+        from: NaiveDate,
+        to: NaiveDate,
+        rows: registre_store::usage::UsageRows,
+    ) -> Self {
+        let mut cells: Vec<UsageCell> = rows
+            .cells
+            .into_iter()
+            .map(|c| UsageCell {
+                service: c.service,
+                profile: c.profile,
+                hour: c.hour,
+                visits: c.visits,
+                visitors: c.visitors,
+            })
+            .collect();
+        // Byte order, whatever the database's collation: every node and both
+        // backends list the cells alike.
+        cells.sort_by(|a, b| {
+            (a.service.as_bytes(), a.profile.as_bytes(), a.hour).cmp(&(
+                b.service.as_bytes(),
+                b.profile.as_bytes(),
+                b.hour,
+            ))
+        });
+        let visits: u64 = rows.by_day_hour.iter().map(|(_, _, n)| n).sum();
+        let outside: u64 = rows
+            .by_day_hour
+            .iter()
+            .filter(|(day, hour, _)| !in_school_hours(*day, *hour))
+            .map(|(_, _, n)| n)
+            .sum();
+        Self {
+            from,
+            to,
+            visits,
+            visitors: rows.visitors,
+            share_outside_school_hours: if visits == 0 {
+                0.0
+            } else {
+                outside as f64 / visits as f64
+            },
+            cells,
+        }
     }
 }
 
@@ -246,21 +381,6 @@ impl crate::model::ReadModel {
 mod tests {
     use super::*;
     use chrono::TimeZone as _;
-    use registre_store::NewAccess;
-
-    fn record(id: u64, viewer: uuid::Uuid, at: DateTime<Utc>, profile: &str) -> AccessRecord {
-        AccessRecord {
-            id,
-            access: NewAccess {
-                at,
-                viewer_id: viewer,
-                viewer_profile: profile.into(),
-                subject_id: None,
-                operation: "student.grades".into(),
-                service: "Notes".into(),
-            },
-        }
-    }
 
     #[test]
     fn pseudonyms_depend_on_the_key_and_hide_the_id() {
@@ -272,37 +392,109 @@ mod tests {
         assert!(!a.contains(&id.simple().to_string()));
     }
 
+    fn hit(pseudonym: &str, service: &str, at: DateTime<Utc>) -> registre_store::usage::UsageHit {
+        registre_store::usage::UsageHit {
+            at,
+            establishment_id: uuid::Uuid::from_u128(1),
+            day: at.date_naive(),
+            hour: at.hour() as u8,
+            service: service.into(),
+            profile: "GUARDIAN".into(),
+            pseudonym: pseudonym.into(),
+        }
+    }
+
     #[test]
-    fn visits_split_after_thirty_idle_minutes_and_evenings_count_outside() {
-        let mut usage = UsageIndicators::default();
-        usage.set_key(PseudonymKey::new(b"secret".to_vec()));
-        let viewer = uuid::Uuid::from_u128(7);
-        let paris = chrono_tz::Europe::Paris;
-        // Tuesday 2026-03-03, Paris: 19:00, 19:20 (same visit), 20:00 (new visit), 10:00 next day.
-        let at = |d, h, m| {
-            paris
-                .with_ymd_and_hms(2026, 3, d, h, m, 0)
+    fn a_visit_is_one_service_read_within_thirty_minutes_of_the_last_read() {
+        let t = |h, m| {
+            Utc.with_ymd_and_hms(2026, 3, 3, h, m, 0)
                 .single()
                 .expect("valid")
-                .with_timezone(&Utc)
         };
-        for (id, t) in [
-            (1, at(3, 19, 0)),
-            (2, at(3, 19, 20)),
-            (3, at(3, 20, 0)),
-            (4, at(4, 10, 0)),
-        ] {
-            usage.apply(&record(id, viewer, t, "parent"), paris);
-        }
-        // Already folded: ignored.
-        usage.apply(&record(2, viewer, at(3, 19, 20), "PARENT"), paris);
-        let s = usage.summary();
-        assert_eq!(s.hits, 4);
-        assert_eq!(s.visits, 3);
-        assert_eq!(s.visitors, 1);
-        assert_eq!(s.hits_outside_school_hours, 3);
-        assert_eq!(s.outside_school_hours_share, Some(0.75));
-        assert_eq!(s.by_service_and_profile["Notes"]["PARENT"], 4);
-        assert_eq!(usage.checkpoint(), 4);
+        let stored = [registre_store::usage::UsageSession {
+            pseudonym: "a".into(),
+            service: "Notes".into(),
+            last_at: t(9, 50),
+        }];
+        let hits = [
+            hit("a", "Notes", t(10, 0)),    // continues the stored session
+            hit("a", "Notes", t(10, 29)),   // continues
+            hit("a", "Notes", t(10, 59)),   // 30 minutes after 10:29: a new visit
+            hit("a", "Absences", t(11, 0)), // another service: a new visit
+            hit("b", "Notes", t(10, 0)),    // another person: a new visit
+            hit("b", "Notes", t(9, 55)),    // out of order, before b's last read: same visit
+        ];
+        let delta = sessionize(&hits, &stored);
+        let started: Vec<(&str, &str, u8)> = delta
+            .visits
+            .iter()
+            .map(|v| (v.pseudonym.as_str(), v.service.as_str(), v.hour))
+            .collect();
+        assert_eq!(
+            started,
+            [
+                ("a", "Notes", 10),
+                ("a", "Absences", 11),
+                ("b", "Notes", 10)
+            ]
+        );
+        let last: BTreeMap<(String, String), DateTime<Utc>> = delta
+            .sessions
+            .into_iter()
+            .map(|s| ((s.pseudonym, s.service), s.last_at))
+            .collect();
+        assert_eq!(last[&("a".into(), "Notes".into())], t(10, 59));
+        assert_eq!(last[&("a".into(), "Absences".into())], t(11, 0));
+        assert_eq!(last[&("b".into(), "Notes".into())], t(10, 0));
+    }
+
+    #[test]
+    fn school_hours_are_weekdays_from_eight_to_eighteen() {
+        let monday = NaiveDate::from_ymd_opt(2026, 3, 2).expect("valid");
+        let saturday = NaiveDate::from_ymd_opt(2026, 3, 7).expect("valid");
+        assert!(!in_school_hours(monday, 7));
+        assert!(in_school_hours(monday, 8));
+        assert!(in_school_hours(monday, 17));
+        assert!(!in_school_hours(monday, 18));
+        assert!(!in_school_hours(saturday, 10));
+    }
+
+    #[test]
+    fn services_and_profiles_take_the_contract_names() {
+        assert_eq!(service_code("Cahier_Textes"), "CahierDeTextes");
+        assert_eq!(service_code("Courrier_Electronique"), "Messagerie");
+        assert_eq!(service_code("Notes"), "Notes");
+        assert_eq!(usage_profile("parent"), "GUARDIAN");
+        assert_eq!(usage_profile("ELEVE"), "STUDENT");
+        assert_eq!(usage_profile("ENSEIGNANT"), "TEACHER");
+        assert_eq!(usage_profile("AUTRE"), "OTHER");
+        assert_eq!(usage_profile("anything"), "OTHER");
+    }
+
+    #[test]
+    fn the_report_sums_days_and_shares_visits_outside_school_hours() {
+        use registre_store::usage::{UsageCellRow, UsageRows};
+        let d = |day| NaiveDate::from_ymd_opt(2026, 3, day).expect("valid");
+        let row = |service: &str, hour, visits| UsageCellRow {
+            service: service.into(),
+            profile: "STUDENT".into(),
+            hour,
+            visits,
+            visitors: 1,
+        };
+        let rows = UsageRows {
+            // Monday 10:00 (in), Monday 19:00 (out), Saturday 10:00 (out).
+            by_day_hour: vec![(d(2), 10, 3), (d(2), 19, 1), (d(7), 10, 4)],
+            cells: vec![row("Notes", 19, 1), row("Absences", 10, 7)],
+            visitors: 2,
+        };
+        let r = UsageReport::from_rows(d(1), d(8), rows);
+        assert_eq!(r.visits, 8);
+        assert_eq!(r.visitors, 2);
+        assert_eq!(r.share_outside_school_hours, 5.0 / 8.0);
+        assert_eq!(r.cells[0].service, "Absences");
+        let empty = UsageReport::from_rows(d(1), d(8), UsageRows::default());
+        assert_eq!(empty.share_outside_school_hours, 0.0);
+        assert!(empty.cells.is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! Measures the in-memory fold rate and the snapshot round trip on a large
 //! random valid log: `cargo run --release -p registre-replay-tests --example fold_rate [OPS]`.
 
-use registre_projections::{PseudonymKey, ReadModel};
+use registre_projections::ReadModel;
 use registre_replay_tests::random::events_from_ops;
 use std::time::Instant;
 
@@ -20,16 +20,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| ((next() % 21) as u8, next(), next(), next()))
         .collect();
     let events = registre_replay_tests::to_recorded(&events_from_ops(&ops));
-    let key = PseudonymKey::new(b"rate".to_vec());
     let started = Instant::now();
-    let mut model = ReadModel::new(key.clone());
+    let mut model = ReadModel::new();
     model.apply_all(&events)?;
     let fold = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let bytes = model.to_snapshot()?;
     let save = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let restored = ReadModel::from_snapshot(&bytes, key)?;
+    let restored = ReadModel::from_snapshot(&bytes)?;
     let load = started.elapsed().as_secs_f64();
     assert!(
         restored == model,

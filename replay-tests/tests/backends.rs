@@ -42,7 +42,7 @@ fn config(batch_size: usize) -> EngineConfig {
 }
 
 async fn fold_from_zero(store: &dyn EventStore) -> ReadModel {
-    let mut model = ReadModel::new(PseudonymKey::new(b"backend".to_vec()));
+    let mut model = ReadModel::new();
     let all = store.read_all(0, 1_000_000).await.unwrap();
     model.apply_all(&all).unwrap();
     model
@@ -264,7 +264,7 @@ async fn replay_until_an_instant_leaves_out_later_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_indicators_fold_the_access_log_with_pseudonyms() {
+async fn usage_indicators_fold_the_access_log_into_their_tables_with_pseudonyms() {
     use registre_store::NewAccess;
     let test = common::sqlite().await;
     let store = Arc::clone(&test.store);
@@ -283,7 +283,8 @@ async fn usage_indicators_fold_the_access_log_with_pseudonyms() {
     };
     store
         .record_access(vec![
-            // Tuesday 2026-03-03, Paris (UTC+1): 20:00, 20:10 local (one visit, evening).
+            // Tuesday 2026-03-03, Paris (UTC+1): 20:00 and 20:10 local, two
+            // services: two visits, in the evening.
             access(leroy, "PARENT", "Notes", "2026-03-03T19:00:00Z"),
             access(leroy, "PARENT", "Absences", "2026-03-03T19:10:00Z"),
             // 10:00 local on a school day: inside school hours.
@@ -296,25 +297,43 @@ async fn usage_indicators_fold_the_access_log_with_pseudonyms() {
     let engine = ProjectionEngine::open(Arc::clone(&store), config(100))
         .await
         .unwrap();
-    engine.catch_up().await.unwrap();
-    let (summary, activity, visitors) = engine.read(|m| {
-        (
-            m.usage().summary(),
-            m.usage().activity(),
-            m.usage().visitors().clone(),
-        )
-    });
-    assert_eq!((summary.hits, summary.visits, summary.visitors), (4, 3, 2));
-    assert_eq!(summary.hits_outside_school_hours, 3);
-    assert_eq!(summary.by_service_and_profile["Notes"]["PARENT"], 2);
-    let evening = activity.iter().find(|c| c.service == "Absences").unwrap();
-    assert_eq!((evening.profile.as_str(), evening.hour), ("PARENT", 20));
-    // Pseudonyms only: no viewer id appears in the indicators.
-    let json = serde_json::to_string(&visitors).unwrap();
-    assert!(!json.contains(&leroy.to_string()) && !json.contains(&martin.to_string()));
+    let folded = registre_projections::usage::fold_usage(store.as_ref(), &engine, WAIT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((folded.entries, folded.skipped), (4, 0));
+    // The read model holds nothing of it: a rebuild cannot lose it.
+    assert!(
+        !String::from_utf8(engine.read(|m| m.to_snapshot()).unwrap())
+            .unwrap()
+            .contains("usage")
+    );
+    let establishment = engine
+        .read(|m| m.establishment_of_student(student("e.lucas")))
+        .unwrap();
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let rows = store
+        .usage()
+        .unwrap()
+        .rows(establishment.0, day(2), day(8))
+        .await
+        .unwrap();
+    let report = registre_projections::UsageReport::from_rows(day(2), day(8), rows);
+    assert_eq!((report.visits, report.visitors), (4, 2));
+    assert_eq!(report.share_outside_school_hours, 0.75);
+    let cells: Vec<(&str, &str, u8, u64)> = report
+        .cells
+        .iter()
+        .map(|c| (c.service.as_str(), c.profile.as_str(), c.hour, c.visits))
+        .collect();
     assert_eq!(
-        engine.read(|m| m.access_checkpoint()),
-        engine.metrics().access_checkpoint
+        cells,
+        [
+            ("Absences", "GUARDIAN", 20, 1),
+            ("Notes", "GUARDIAN", 10, 1),
+            ("Notes", "GUARDIAN", 20, 1),
+            ("Notes", "TEACHER", 10, 1),
+        ]
     );
 }
 

@@ -7,7 +7,7 @@
 use chrono::{NaiveDate, TimeZone as _, Utc};
 use registre_domain::events::{AccountClosed, PersonErased};
 use registre_domain::DomainEvent;
-use registre_projections::{PseudonymKey, ReadModel};
+use registre_projections::ReadModel;
 use registre_replay_tests::school::person;
 use registre_replay_tests::{golden_dir, line_of, read_golden, to_recorded};
 
@@ -31,7 +31,7 @@ fn departures_are_folded_and_counted_in_the_establishment_calendar() {
             }),
         ));
     }
-    let mut m = ReadModel::new(PseudonymKey::new(b"golden".to_vec()));
+    let mut m = ReadModel::new();
     m.apply_all(&to_recorded(&lines)).unwrap();
     assert_eq!(
         m.person(person("e.noah")).unwrap().account_closed_on,

@@ -5,13 +5,13 @@
 
 use chrono::NaiveDate;
 use registre_domain::{AbsenceKind, GradeStatus, JustificationState};
-use registre_projections::{HalfDay, PseudonymKey, ReadModel};
+use registre_projections::{HalfDay, ReadModel};
 use registre_replay_tests::school::*;
 use registre_replay_tests::{golden_dir, read_golden, to_recorded};
 
 fn school() -> ReadModel {
     let lines = read_golden(&golden_dir().join("school.jsonl")).expect("golden log reads");
-    let mut model = ReadModel::new(PseudonymKey::new(b"golden".to_vec()));
+    let mut model = ReadModel::new();
     model
         .apply_all(&to_recorded(&lines))
         .expect("golden log folds");

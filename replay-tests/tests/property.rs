@@ -4,13 +4,9 @@
 //! (`backends.rs` checks the same through the SQLite and PostgreSQL stores.)
 
 use proptest::prelude::*;
-use registre_projections::{PseudonymKey, ReadModel};
+use registre_projections::ReadModel;
 use registre_replay_tests::random::{events_from_ops, ops};
 use registre_replay_tests::to_recorded;
-
-fn key() -> PseudonymKey {
-    PseudonymKey::new(b"property".to_vec())
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
@@ -23,10 +19,10 @@ proptest! {
         redeliver in proptest::collection::vec(0usize..4, 1..10),
     ) {
         let events = to_recorded(&events_from_ops(&ops));
-        let mut whole = ReadModel::new(key());
+        let mut whole = ReadModel::new();
         whole.apply_all(&events).map_err(|e| TestCaseError::fail(e.to_string()))?;
 
-        let mut incremental = ReadModel::new(key());
+        let mut incremental = ReadModel::new();
         let (mut start, mut k) = (0, 0);
         while start < events.len() {
             let end = (start + batches[k % batches.len()]).min(events.len());
@@ -37,7 +33,7 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             if restarts[k % restarts.len()] {
                 let bytes = incremental.to_snapshot().map_err(|e| TestCaseError::fail(e.to_string()))?;
-                incremental = ReadModel::from_snapshot(&bytes, key())
+                incremental = ReadModel::from_snapshot(&bytes)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             start = end;

@@ -9,11 +9,11 @@
 
 use registre_domain::codec::{current_schema_version, DecodeError};
 use registre_domain::DomainEvent;
-use registre_projections::{ApplyError, PseudonymKey, ReadModel};
+use registre_projections::{ApplyError, ReadModel};
 use registre_replay_tests::{golden_dir, read_golden, to_recorded, GoldenLine};
 
 fn fold(lines: &[GoldenLine]) -> ReadModel {
-    let mut model = ReadModel::new(PseudonymKey::new(b"upcast".to_vec()));
+    let mut model = ReadModel::new();
     model.apply_all(&to_recorded(lines)).unwrap();
     model
 }
@@ -46,7 +46,7 @@ fn a_version_newer_than_the_build_stops_the_fold_at_the_event_before() {
     let mut lines = read_golden(&golden_dir().join("school.jsonl")).unwrap();
     let at = 30;
     lines[at].schema_version = current_schema_version(&lines[at].event_type) + 1;
-    let mut model = ReadModel::new(PseudonymKey::new(b"upcast".to_vec()));
+    let mut model = ReadModel::new();
     let err = model.apply_all(&to_recorded(&lines)).unwrap_err();
     let ApplyError::Decode { position, source } = err;
     assert_eq!(position, at as u64 + 1);

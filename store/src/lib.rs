@@ -18,6 +18,7 @@ pub mod schema;
 pub mod sqlite;
 pub mod subscription;
 pub mod testing;
+pub mod usage;
 pub mod vault;
 
 use std::path::Path;
@@ -220,7 +221,9 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn read_access(&self, after: u64, limit: usize) -> Result<Vec<AccessRecord>>;
     /// Access records about one person, oldest first.
     async fn access_about(&self, subject_id: Uuid) -> Result<Vec<AccessRecord>>;
-    /// Deletes access records older than `before`; returns how many.
+    /// Deletes access records older than `before` that the usage projection
+    /// has folded (at or below its checkpoint: an access is counted before it
+    /// is purged); returns how many.
     async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// The per-person key table of crypto-shredding, when the backend has one.
@@ -231,6 +234,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// The vault sealing and opening personal fields, when this store is a
     /// [`vault::VaultStore`].
     fn vault(&self) -> Option<Arc<vault::Vault>> {
+        None
+    }
+
+    /// The usage projection's tables, when the backend has them.
+    fn usage(&self) -> Option<Arc<dyn usage::UsageStore>> {
         None
     }
 }

@@ -660,13 +660,23 @@ impl EventStore for PostgresStore {
     async fn purge_access_before(&self, before: DateTime<Utc>) -> Result<u64> {
         let client = self.pool.get().await.map_err(pool_err)?;
         client
-            .execute("DELETE FROM access_log WHERE at < $1", &[&before])
+            .execute(
+                "DELETE FROM access_log WHERE at < $1 \
+                 AND id <= (SELECT last_access_id FROM usage_checkpoint)",
+                &[&before],
+            )
             .await
             .map_err(pg("purge_access_before"))
     }
 
     fn subject_keys(&self) -> Option<Arc<dyn crate::vault::SubjectKeys>> {
         Some(Arc::new(PostgresKeys {
+            pool: self.pool.clone(),
+        }))
+    }
+
+    fn usage(&self) -> Option<Arc<dyn crate::usage::UsageStore>> {
+        Some(Arc::new(crate::usage::PostgresUsage {
             pool: self.pool.clone(),
         }))
     }

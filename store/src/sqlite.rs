@@ -739,7 +739,11 @@ impl EventStore for SqliteStore {
         self.blocking(move |inner| {
             let conn = inner.writer.lock();
             let n = conn
-                .execute("DELETE FROM access_log WHERE at < ?1", [before])
+                .execute(
+                    "DELETE FROM access_log WHERE at < ?1 \
+                     AND id <= (SELECT last_access_id FROM usage_checkpoint)",
+                    [before],
+                )
                 .map_err(lite("purge_access_before"))?;
             Ok(n as u64)
         })
@@ -750,6 +754,31 @@ impl EventStore for SqliteStore {
         Some(Arc::new(SqliteKeys {
             inner: self.inner.clone(),
         }))
+    }
+
+    fn usage(&self) -> Option<Arc<dyn crate::usage::UsageStore>> {
+        Some(Arc::new(crate::usage::SqliteUsage {
+            store: Arc::new(self.clone()),
+        }))
+    }
+}
+
+impl SqliteStore {
+    /// Runs `f` on a reader connection on the blocking pool (the usage tables).
+    pub(crate) async fn on_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.blocking(move |inner| inner.read(f)).await
+    }
+
+    /// Runs `f` on the writer connection on the blocking pool (the usage tables).
+    pub(crate) async fn on_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.blocking(move |inner| f(&mut inner.writer.lock()))
+            .await
     }
 }
 

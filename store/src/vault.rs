@@ -420,4 +420,8 @@ impl EventStore for VaultStore {
     fn vault(&self) -> Option<Arc<Vault>> {
         Some(self.vault.clone())
     }
+
+    fn usage(&self) -> Option<Arc<dyn crate::usage::UsageStore>> {
+        self.inner.usage()
+    }
 }

@@ -185,6 +185,10 @@ pub struct RetentionReport {
     pub access_log_purged_before: DateTime<Utc>,
 }
 
+/// How long `retention apply` waits for another node's usage fold to finish
+/// before purging what has been counted so far.
+const USAGE_FOLD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Applies every retention rule at `now`: erases the people whose account
 /// was closed at least `account_days` ago, each as a system `PersonErased`
 /// whose reason names the rule, and purges the old access records. Running
@@ -214,6 +218,11 @@ pub async fn apply_retention(
     let retention = chrono::Duration::from_std(policy.access_log)
         .map_err(|_| ApiError::invalid("accessLogRetention", "out of range"))?;
     let before = now - retention;
+    // The purge deletes only what the usage projection has counted: fold
+    // first (waiting a little for a node folding at the same moment).
+    registre_projections::usage::fold_usage(store.as_ref(), engine, USAGE_FOLD_PATIENCE)
+        .await
+        .map_err(super::internal)?;
     let purged = store.purge_access_before(before).await?;
     Ok(RetentionReport {
         position,

@@ -49,6 +49,7 @@ pub mod export;
 mod follower;
 pub mod limits;
 pub mod live;
+pub mod usage;
 
 pub use crate::policy::Viewer;
 pub use error::ApiError;
@@ -234,7 +235,7 @@ impl App {
             config.access_flush_every,
             counters.clone(),
         ));
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             store,
             engine,
             live: live_tx,
@@ -246,7 +247,9 @@ impl App {
             limiter: limits::Limiter::new(config.limits.clone()),
             class_averages: Mutex::new(HashMap::new()),
             config,
-        }))
+        });
+        usage::start(&app);
+        Ok(app)
     }
 
     /// Stops the follower and live streams and flushes the access log. Idempotent.

@@ -924,3 +924,74 @@ impl AccessEntry {
         &self.record.access.service
     }
 }
+
+// ---- Usage indicators --------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum UsageProfile {
+    Student,
+    Teacher,
+    Guardian,
+    Other,
+}
+
+impl UsageProfile {
+    fn of(profile: &str) -> Self {
+        match profile {
+            "STUDENT" => Self::Student,
+            "TEACHER" => Self::Teacher,
+            "GUARDIAN" => Self::Guardian,
+            _ => Self::Other,
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug, PartialEq)]
+pub struct UsageCell {
+    /// ENT service code, e.g. Notes, Absences, CahierDeTextes, Messagerie
+    pub service: String,
+    pub profile: UsageProfile,
+    /// 0-23, local hour of the establishment
+    pub hour: i32,
+    pub visits: i32,
+    /// distinct pseudonymous visitors
+    pub visitors: i32,
+}
+
+#[derive(SimpleObject, Clone, Debug, PartialEq)]
+pub struct UsageReport {
+    pub from: Date,
+    pub to: Date,
+    pub visits: i32,
+    pub visitors: i32,
+    /// share of visits outside school hours, 0..1
+    pub share_outside_school_hours: f64,
+    pub cells: Vec<UsageCell>,
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+impl From<model::usage::UsageReport> for UsageReport {
+    fn from(r: model::usage::UsageReport) -> Self {
+        Self {
+            from: Date(r.from),
+            to: Date(r.to),
+            visits: count(r.visits),
+            visitors: count(r.visitors),
+            share_outside_school_hours: r.share_outside_school_hours,
+            cells: r
+                .cells
+                .into_iter()
+                .map(|c| UsageCell {
+                    service: c.service,
+                    profile: UsageProfile::of(&c.profile),
+                    hour: i32::from(c.hour),
+                    visits: count(c.visits),
+                    visitors: count(c.visitors),
+                })
+                .collect(),
+        }
+    }
+}

@@ -380,6 +380,28 @@ impl QueryRoot {
         }
         Ok(app.read(|m| absence_stats(m, cid, from.0, to.0)))
     }
+
+    /// HEAD of the establishment, ADMIN, AUDITOR; the same answer on every node and after any rebuild
+    async fn usage_indicators(
+        &self,
+        ctx: &Context<'_>,
+        establishment_id: ID,
+        from: Date,
+        to: Date,
+    ) -> Result<UsageReport> {
+        let (app, v) = viewer(ctx).await?;
+        let eid = parse::<EstablishmentId>("establishmentId", &establishment_id)?;
+        if !policy::can_read_usage(&v, eid) {
+            return forbidden();
+        }
+        if !app.read(|m| m.establishment(eid).is_some()) {
+            return Err(ApiError::NotFound("establishment".into())).gql();
+        }
+        // Counts of pseudonyms: reading them is no read of anyone's data, so
+        // nothing goes to the access log.
+        let report = app.usage_report(eid, from.0, to.0).await.gql()?;
+        Ok(report.into())
+    }
 }
 
 // ---- Mutations ---------------------------------------------------------------------------

@@ -151,6 +151,10 @@ impl EventStore for CountingStore {
     fn subject_keys(&self) -> Option<Arc<dyn registre_store::SubjectKeys>> {
         self.inner.subject_keys()
     }
+
+    fn usage(&self) -> Option<Arc<dyn registre_store::usage::UsageStore>> {
+        self.inner.usage()
+    }
 }
 
 // ---- The harness ---------------------------------------------------------------------
