@@ -1,4 +1,4 @@
-//! Registre's projections. Two kinds (decision 0009):
+//! Registre's projections. Two kinds (decision 0010):
 //! - replayable: the read model, folded from the event log only: the parent
 //!   and student view, the teacher and education staff views, the stats view.
 //!   They live in memory on every node ([`ReadModel`]), are kept up to date by

@@ -277,7 +277,7 @@ impl ReadModel {
     pub const NAME: &'static str = "read_model";
     /// Bump whenever the fold or the state's shape changes: a snapshot of
     /// another version is discarded and the model is rebuilt from the log.
-    /// 3: the usage indicators left the model (their own projection, decision 0009).
+    /// 3: the usage indicators left the model (their own projection, decision 0010).
     pub const VERSION: u32 = 3;
 
     /// An empty model (position 0).

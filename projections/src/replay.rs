@@ -22,7 +22,7 @@
 //!
 //! The usage indicators are not replayed: they are a projection of the access
 //! log, which is purged after its retention period and is not part of the
-//! record (decision 0009).
+//! record (decision 0010).
 
 use crate::engine::ProjectionError;
 use crate::model::ReadModel;

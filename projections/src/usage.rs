@@ -7,7 +7,7 @@
 //! purged after its retention period, so the counts are persisted with their
 //! own checkpoint and never rebuilt; the read model (replayable, folded from
 //! the event log) does not hold them. See
-//! `docs/decisions/0009-projection-kinds.md`.
+//! `docs/decisions/0010-projection-kinds.md`.
 //!
 //! A viewer is never stored: only an HMAC-SHA256 of their id under a secret key
 //! (the pseudonym). A visit is one person's reads of one service with less than
@@ -77,7 +77,7 @@ pub fn normalise_profile(raw: &str) -> &'static str {
 // ------------------------------------------------------------------------
 // The usage projection: non-replayable, persisted in the store's usage tables
 // (migration 0006) with its own checkpoint in the access log. See
-// docs/decisions/0009-projection-kinds.md.
+// docs/decisions/0010-projection-kinds.md.
 
 /// The profiles of the report, as the contract's `UsageProfile` spells them.
 pub const USAGE_PROFILES: [&str; 4] = ["STUDENT", "TEACHER", "GUARDIAN", "OTHER"];
