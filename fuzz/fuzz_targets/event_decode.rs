@@ -19,7 +19,7 @@ use chrono::Utc;
 use libfuzzer_sys::fuzz_target;
 use registre_domain::codec::{current_schema_version, DecodeError, EVENT_TYPES};
 use registre_domain::DomainEvent;
-use registre_projections::{PseudonymKey, ReadModel};
+use registre_projections::ReadModel;
 use registre_store::{EventMetadata, RecordedEvent};
 use serde::Deserialize;
 use serde_json::Value;
@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
         check_decode(raw);
     }
     // The fold over the whole list, as a node rebuilding from this log would.
-    let mut model = ReadModel::new(PseudonymKey::new(vec![7u8; 32]));
+    let mut model = ReadModel::new();
     for (i, raw) in list.into_iter().enumerate() {
         let position = i as u64 + 1;
         let recorded = RecordedEvent {
