@@ -127,8 +127,10 @@ async fn seed(schema: &RegistreSchema) -> BTreeMap<String, String> {
     let mut ids = BTreeMap::new();
     // Two weeks ago: absences are bounded to the school years around today,
     // so fixed dates would stop seeding some day.
-    let day = chrono::Utc::now().date_naive() - chrono::Days::new(14);
-    let due = day + chrono::Days::new(4);
+    let today = chrono::Utc::now().date_naive();
+    let day = today - chrono::Days::new(14);
+    // Homework is due from today on.
+    let due = today + chrono::Days::new(4);
     let e1 = seeded(
         schema,
         "admin",
