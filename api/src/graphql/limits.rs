@@ -179,9 +179,10 @@ pub mod weight {
 pub const COST_CAP: usize = 1 << 40;
 
 /// The length a paginated list's cost assumes: the page asked for (clamped
-/// to what the resolver accepts, 1 to 500), or `default` when none is given.
+/// to what the resolver accepts, `root::PAGE_MAX`), or `default` when none
+/// is given.
 pub fn page(first: Option<i32>, default: usize) -> usize {
-    first.map_or(default, |n| n.clamp(1, 500) as usize)
+    first.map_or(default, |n| n.clamp(1, super::root::PAGE_MAX) as usize)
 }
 
 /// A list field: 1, plus `size` times its selection.
