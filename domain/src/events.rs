@@ -229,6 +229,16 @@ pub struct PersonErased {
     pub reason: String,
 }
 
+impl PersonErased {
+    /// The vault subjects whose keys erasing `person` destroys: the person's
+    /// own and their student record's (a pupil's grades and absences are
+    /// sealed under the record, not the person). The one place this rule is
+    /// written: erasure destroys these, the key cache forgets these.
+    pub fn destroyed_keys(person: PersonId) -> [uuid::Uuid; 2] {
+        [person.0, StudentId::for_person(person).0]
+    }
+}
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]

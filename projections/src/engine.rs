@@ -22,7 +22,7 @@
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use parking_lot::{Mutex, RwLock};
-use registre_domain::{DomainEvent, StudentId};
+use registre_domain::{DomainEvent, PersonErased};
 use registre_store::{EventStore, Position, RecordedEvent, Snapshot, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -609,7 +609,7 @@ impl Shared {
                 DomainEvent::PersonErased(erased) => Some(erased.person_id),
                 _ => None,
             })
-            .flat_map(|p| [p.0, StudentId::for_person(p).0])
+            .flat_map(PersonErased::destroyed_keys)
             .collect();
         if !subjects.is_empty() {
             vault.forget_cached(subjects);

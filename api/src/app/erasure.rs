@@ -12,7 +12,7 @@ use super::commands::{decode_stream, CommandContext};
 use super::{new_event, role_name, ApiError, App, Viewer};
 use crate::policy;
 use chrono::{DateTime, Utc};
-use registre_domain::{roster, Aggregate, PersonId, Role, StreamName, StudentId};
+use registre_domain::{roster, Aggregate, PersonErased, PersonId, Role, StreamName};
 use registre_projections::ProjectionEngine;
 use registre_store::{Actor, AppendRequest, EventStore, ExpectedVersion, Position, StoreError};
 use serde::Serialize;
@@ -59,7 +59,7 @@ pub async fn erase_person(
             return Ok(false);
         }
         vault
-            .destroy(vec![person.0, StudentId::for_person(person).0], Utc::now())
+            .destroy(PersonErased::destroyed_keys(person).to_vec(), Utc::now())
             .await?;
         let request = AppendRequest {
             stream_id: stream.as_str().to_owned(),
