@@ -22,7 +22,8 @@
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use parking_lot::{Mutex, RwLock};
-use registre_domain::{DomainEvent, PersonErased};
+use registre_domain::events::PersonErased;
+use registre_domain::DomainEvent;
 use registre_store::{EventStore, Position, RecordedEvent, Snapshot, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
