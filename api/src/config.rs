@@ -95,8 +95,12 @@ pub struct Limits {
     pub max_queued: usize,
     /// REGISTRE_MAX_QUEUE_MS: longest a request waits for a place.
     pub max_queue_wait: Duration,
-    /// REGISTRE_RETRY_AFTER_SECS: the delay a refused client is told to wait.
+    /// REGISTRE_RETRY_AFTER_SECS: the shortest delay a refused client is told
+    /// to wait (a quiet node's; under pressure the node asks for longer).
     pub retry_after: Duration,
+    /// REGISTRE_RETRY_AFTER_MAX_SECS: the longest delay a refused client is
+    /// told to wait, however saturated the node.
+    pub retry_after_max: Duration,
     /// REGISTRE_MAX_SOCKETS_PER_PERSON: open WebSockets per token subject.
     pub max_sockets_per_person: usize,
     /// REGISTRE_MAX_ANONYMOUS_SOCKETS: open WebSockets on the node not (yet)
@@ -114,11 +118,13 @@ impl Default for Limits {
         // Measured on 2 cores with the demo collège (issue #11): 1,901 req/s
         // with 8 concurrent dashboards (p99 10.9 ms), 2,103 with 64 (p99
         // 61 ms), 1,870 with 512 (p99 549 ms). Throughput hardly grows past
-        // a few requests per core while latency grows with every one: eight
-        // executing operations per core keep the cores busy, and a request
-        // beyond them only waits, so it waits in the short queue or is told
-        // to come back.
-        let max_in_flight = 8 * cores();
+        // a few requests per core while latency grows with every one. With
+        // admission control, `scripts/bench surge` at 64 connections: 16
+        // places gave 595 admitted/s at p99 131 ms, 8 places 609/s at p99
+        // 80 ms. Four executing operations per core keep the cores busy; a
+        // request beyond them only waits, so it waits in the short queue or
+        // is told to come back.
+        let max_in_flight = 4 * cores();
         Limits {
             ws_write_timeout: Duration::from_secs(10),
             max_in_flight,
@@ -126,6 +132,7 @@ impl Default for Limits {
             max_queued: 4 * max_in_flight,
             max_queue_wait: Duration::from_millis(50),
             retry_after: Duration::from_secs(1),
+            retry_after_max: Duration::from_secs(30),
             max_sockets_per_person: 8,
             max_anonymous_sockets: 256,
             max_body_bytes: 1024 * 1024,
@@ -295,6 +302,7 @@ impl Config {
             )
             .map(Duration::from_millis)?,
             retry_after: secs(&get, "REGISTRE_RETRY_AFTER_SECS", 1)?,
+            retry_after_max: secs(&get, "REGISTRE_RETRY_AFTER_MAX_SECS", 30)?,
             max_sockets_per_person: number(
                 &get,
                 "REGISTRE_MAX_SOCKETS_PER_PERSON",
@@ -338,6 +346,13 @@ impl Config {
             }
         }
 
+        if limits.retry_after_max < limits.retry_after {
+            return Err(invalid(
+                "REGISTRE_RETRY_AFTER_MAX_SECS",
+                &limits.retry_after_max.as_secs().to_string(),
+                "must be at least REGISTRE_RETRY_AFTER_SECS",
+            ));
+        }
         if limits.mutation_reserved >= limits.max_in_flight {
             return Err(invalid(
                 "REGISTRE_MUTATION_RESERVED",

@@ -174,7 +174,9 @@ fn limits(in_flight: usize, reserved: usize, queued: usize, wait: Duration) -> L
         mutation_reserved: reserved,
         max_queued: queued,
         max_queue_wait: wait,
+        // Pinned: the delay's growth under pressure is the unit tests' (admission.rs).
         retry_after: Duration::from_secs(2),
+        retry_after_max: Duration::from_secs(2),
         ..Limits::default()
     }
 }

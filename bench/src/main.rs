@@ -13,6 +13,7 @@ mod rebuild;
 mod stats;
 mod surge;
 mod throughput;
+mod wire;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
