@@ -24,6 +24,7 @@ use registre_app::ApiError;
 /// An application error as a GraphQL error, carrying `extensions.code` (and
 /// `field` for INVALID_INPUT, `retryAfter` for RATE_LIMITED/UNAVAILABLE).
 pub fn to_gql(error: &ApiError) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions as _;
     async_graphql::Error::new(error.to_string()).extend_with(|_, ext| {
         ext.set("code", error.code());
         if let ApiError::InvalidInput { field, .. } = error {
