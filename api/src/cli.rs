@@ -319,11 +319,11 @@ async fn retention_apply(config: &Config) -> anyhow::Result<()> {
     )
     .await
     .context("opening the projection engine")?;
-    let policy = crate::app::erasure::RetentionPolicy {
+    let policy = registre_app::erasure::RetentionPolicy {
         account_days: config.account_retention_days,
         access_log: config.access_log_retention,
     };
-    let report = crate::app::erasure::apply_retention(&store, &engine, &policy, chrono::Utc::now())
+    let report = registre_app::erasure::apply_retention(&store, &engine, &policy, chrono::Utc::now())
         .await
         .map_err(|e| anyhow::anyhow!("applying the retention periods: {e}"))?;
     println!(
@@ -369,10 +369,10 @@ async fn export_person(
     let store = open_store(config).await?;
     let (engine, position) = caught_up_engine(config, &store).await?;
     let operator =
-        crate::app::erasure::operator(&engine, operator).map_err(|e| anyhow::anyhow!("{e}"))?;
+        registre_app::erasure::operator(&engine, operator).map_err(|e| anyhow::anyhow!("{e}"))?;
     let person = registre_domain::PersonId(id);
     let doc =
-        crate::app::export::person_data_for_operator(store.as_ref(), &engine, &operator, person)
+        registre_app::export::person_data_for_operator(store.as_ref(), &engine, &operator, person)
             .await
             .map_err(|e| anyhow::anyhow!("exporting person {id}: {e}"))?;
     let text = serde_json::to_string_pretty(&doc).context("encoding the document")?;
@@ -391,10 +391,10 @@ async fn export_person(
 async fn forget(config: &Config, args: ForgetArgs) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let (engine, _) = caught_up_engine(config, &store).await?;
-    let operator = crate::app::erasure::operator(&engine, &args.operator)
+    let operator = registre_app::erasure::operator(&engine, &args.operator)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let person = registre_domain::PersonId(args.id);
-    let erased = crate::app::erasure::forget_for_operator(&store, &operator, person, &args.reason)
+    let erased = registre_app::erasure::forget_for_operator(&store, &operator, person, &args.reason)
         .await
         .map_err(|e| anyhow::anyhow!("erasing person {}: {e}", args.id))?;
     if erased {

@@ -206,7 +206,7 @@ pub struct Config {
     pub query_limits: crate::graphql::QueryLimits,
     /// Per-person mutation rates (REGISTRE_PERSON_LIMITS=off turns them off,
     /// REGISTRE_MESSAGES_PER_MINUTE / _PER_DAY tune the busiest one).
-    pub person_limits: crate::app::limits::PersonLimits,
+    pub person_limits: registre_app::limits::PersonLimits,
 }
 
 impl Config {
@@ -428,7 +428,7 @@ impl Config {
         }
         let person_limits = match get("REGISTRE_PERSON_LIMITS").as_deref().map(str::trim) {
             None | Some("on") => {
-                use crate::app::limits::{PersonLimits, Rate};
+                use registre_app::limits::{PersonLimits, Rate};
                 let defaults = PersonLimits::default();
                 let per_minute: u32 = number(&get, "REGISTRE_MESSAGES_PER_MINUTE", 30)?;
                 let per_day: u32 = number(&get, "REGISTRE_MESSAGES_PER_DAY", 500)?;
@@ -444,7 +444,7 @@ impl Config {
                     ..defaults
                 }
             }
-            Some("off") => crate::app::limits::PersonLimits::unlimited(),
+            Some("off") => registre_app::limits::PersonLimits::unlimited(),
             Some(other) => {
                 return Err(invalid(
                     "REGISTRE_PERSON_LIMITS",

@@ -4,17 +4,10 @@
 
 use uuid::Uuid;
 
-/// An authenticated caller, as proven by a verified JWT. Its `subject` is the
-/// `sub` claim, i.e. the `Person.externalId`; `admin` is true when the subject
-/// is listed in REGISTRE_ADMIN_SUBJECTS. Absent from the request data when the
-/// request carried no token (resolvers then answer UNAUTHENTICATED).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub subject: String,
-    pub admin: bool,
-}
+pub use registre_app::policy::Caller;
 
-/// Set instead of [`Caller`] when a token was presented but refused, so that
+/// Set instead of [`Caller`] (the application layer defines it) when a token
+/// was presented but refused, so that
 /// resolvers can say why (expired, wrong audience...) without the transport
 /// failing the whole request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
-//! The Registre server: configuration, command line, authentication, the
-//! application layer that runs commands against the log, the GraphQL schema
-//! and the warp server that carries it. Only this crate knows GraphQL and HTTP.
+//! Registre's transport: the GraphQL schema over the application layer
+//! (`registre_app`), the warp server that carries it over HTTP and WebSocket,
+//! authentication, admission control and metrics; for now also the command
+//! line, configuration and demo. Only this crate knows GraphQL and HTTP.
 
 pub mod admission;
-pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -12,5 +12,4 @@ pub mod demo;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
-pub mod policy;
 pub mod server;

@@ -876,7 +876,7 @@ fn ws_refusal(protocol: WebSocketProtocols, id: &str, message: &str, retry_after
 /// Readiness of a node: the database answers and the read model is within
 /// `max_lag` events of the log head.
 struct AppReadiness {
-    app: Arc<crate::app::App>,
+    app: Arc<registre_app::App>,
     max_lag: u64,
 }
 
@@ -910,12 +910,12 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     use anyhow::Context as _;
-    let app_config = crate::app::AppConfig {
+    let app_config = registre_app::AppConfig {
         engine: engine_config(config),
         limits: config.person_limits.clone(),
-        ..crate::app::AppConfig::default()
+        ..registre_app::AppConfig::default()
     };
-    let app = crate::app::App::new(store, app_config)
+    let app = registre_app::App::new(store, app_config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
     let schema = crate::graphql::build_schema_with(app.clone(), config.query_limits);
@@ -981,7 +981,7 @@ pub fn engine_config(config: &crate::config::Config) -> registre_projections::En
 }
 
 /// Copies the application's gauges into the metrics every few seconds.
-async fn sample_app(app: Arc<crate::app::App>, metrics: Metrics) {
+async fn sample_app(app: Arc<registre_app::App>, metrics: Metrics) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         every.tick().await;

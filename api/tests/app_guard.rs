@@ -8,8 +8,8 @@
 mod common;
 
 use common::{codes, str_at, Node, World};
-use registre_api::app::limits::{PersonLimits, Rate};
-use registre_api::app::AppConfig;
+use registre_app::limits::{PersonLimits, Rate};
+use registre_app::AppConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -489,7 +489,7 @@ async fn admin_sees_grade_entries_without_their_values_and_the_auditor_sees_them
         assert_eq!(e["data"]["grade_id"], json!(g));
         assert_eq!(e["data"]["student_id"], json!(w.id("s1")));
     }
-    assert_eq!(grades[1]["reason"], registre_api::policy::GRADE_REDACTED);
+    assert_eq!(grades[1]["reason"], registre_app::policy::GRADE_REDACTED);
     // ADMIN still sees the rest of the trail whole.
     assert!(text.contains("StudentEnrolled"));
 

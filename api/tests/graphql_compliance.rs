@@ -187,7 +187,7 @@ async fn the_command_line_export_is_the_same_document() {
         .expect("open the engine");
     engine.catch_up().await.expect("catch up");
     let id: uuid::Uuid = person.parse().expect("a person id is a UUID");
-    let cli = registre_api::app::export::person_data(
+    let cli = registre_app::export::person_data(
         store.as_ref(),
         &engine,
         registre_domain::PersonId(id),
@@ -209,7 +209,7 @@ async fn the_command_line_export_is_the_same_document() {
     }
     assert_eq!(array(&cli, "/grades").len(), 1);
 
-    let unknown = registre_api::app::export::person_data(
+    let unknown = registre_app::export::person_data(
         store.as_ref(),
         &engine,
         registre_domain::PersonId(uuid::Uuid::now_v7()),

@@ -745,7 +745,7 @@ async fn a_slow_subscriber_resumes_from_the_log_and_misses_nothing() {
     // A second node with the smallest live buffer: a subscriber that is not
     // read falls behind it and must resume from the log.
     let node = w
-        .second_node_with(registre_api::app::AppConfig {
+        .second_node_with(registre_app::AppConfig {
             live_capacity: 16,
             ..Default::default()
         })

@@ -13,7 +13,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::{codes, str_at, World};
-use registre_api::app::erasure::{apply_retention, RetentionPolicy, ACCOUNT_RETENTION_VAR};
+use registre_app::erasure::{apply_retention, RetentionPolicy, ACCOUNT_RETENTION_VAR};
 use registre_projections::{EngineConfig, ProjectionEngine};
 use registre_store::{EventStore, NewAccess, ERASED};
 use serde_json::{json, Value};

@@ -10,7 +10,7 @@ mod common;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use common::{codes, Node, TempDir, TestDb, World};
-use registre_api::app::erasure::{apply_retention, RetentionPolicy};
+use registre_app::erasure::{apply_retention, RetentionPolicy};
 use registre_projections::ProjectionEngine;
 use registre_store::{EventStore, NewAccess};
 use serde_json::{json, Value};

@@ -19,6 +19,38 @@ use async_graphql::extensions::{
 use async_graphql::Response;
 use futures::stream::{BoxStream, StreamExt};
 use std::sync::Arc;
+use registre_app::ApiError;
+
+/// An application error as a GraphQL error, carrying `extensions.code` (and
+/// `field` for INVALID_INPUT, `retryAfter` for RATE_LIMITED/UNAVAILABLE).
+pub fn to_gql(error: &ApiError) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions as _;
+    async_graphql::Error::new(error.to_string()).extend_with(|_, ext| {
+        ext.set("code", error.code());
+        if let ApiError::InvalidInput { field, .. } = error {
+            ext.set("field", field.as_str());
+        }
+        if let ApiError::RetryLater {
+            retry_after_secs, ..
+        } = error
+        {
+            ext.set("retryAfter", *retry_after_secs);
+        }
+    })
+}
+
+/// Turns an [`ApiError`] into a GraphQL error carrying `extensions.code`.
+/// (A plain `?` would go through async-graphql's `Display` conversion and lose
+/// the code, so resolvers call `.gql()`.)
+pub trait GqlResult<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResult<T> for Result<T, ApiError> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|e| to_gql(&e))
+    }
+}
 
 /// Messages async-graphql gives an input value that does not parse.
 const INPUT_MESSAGES: &[&str] = &[

@@ -15,8 +15,8 @@ pub use objects::*;
 pub use root::{MutationRoot, QueryRoot, SubscriptionRoot};
 pub use scalars::Date;
 
-use crate::app::error::GqlResult;
-use crate::app::{ApiError, App, Viewer};
+use crate::graphql::errors::GqlResult;
+use registre_app::{ApiError, App, Viewer};
 use crate::context::{AuthRejection, Caller};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
@@ -38,7 +38,8 @@ pub fn build_schema(app: Arc<App>) -> RegistreSchema {
 }
 
 /// The schema with its limits. The transport adds the request data (see
-/// `crate::app`'s HANDOFF).
+/// [`crate::context`]: a `Caller` when a token was verified, an
+/// `AuthRejection` when one was refused, and the `RequestId`).
 pub fn build_schema_with(app: Arc<App>, limits: QueryLimits) -> RegistreSchema {
     // Outermost first: codes are added to the errors of every later step.
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)

@@ -6,9 +6,9 @@
 
 use super::scalars::Date;
 use super::{app, operation, viewer};
-use crate::app::error::GqlResult;
-use crate::app::{ApiError, Viewer};
-use crate::policy;
+use crate::graphql::errors::GqlResult;
+use registre_app::{ApiError, Viewer};
+use registre_app::policy;
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use registre_domain::{
@@ -65,8 +65,7 @@ impl<T> Loaded<T> {
 }
 
 fn missing(what: &str) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    ApiError::NotFound(what.into()).extend()
+    crate::graphql::errors::to_gql(&ApiError::NotFound(what.into()))
 }
 
 macro_rules! gql_enum {
@@ -297,7 +296,7 @@ pub struct SubjectAverage {
 /// in the student's class); `None` for an auditor's past state.
 fn averages_of(
     m: &Model,
-    class_averages: Option<&crate::app::ClassAverages>,
+    class_averages: Option<&registre_app::ClassAverages>,
     v: Option<&Viewer>,
     student: StudentId,
 ) -> Vec<SubjectAverage> {

@@ -6,11 +6,11 @@
 use super::objects::*;
 use super::scalars::Date;
 use super::{operation, viewer};
-use crate::app::commands::{CommandContext, IdempotencyInput};
-use crate::app::error::GqlResult;
-use crate::app::{ApiError, Viewer};
+use registre_app::commands::{CommandContext, IdempotencyInput};
+use crate::graphql::errors::GqlResult;
+use registre_app::{ApiError, Viewer};
 use crate::context::RequestId;
-use crate::policy;
+use registre_app::policy;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
@@ -313,7 +313,7 @@ impl QueryRoot {
         }
         // The document's access log includes every read recorded so far.
         app.flush_access().await.gql()?;
-        let doc = crate::app::export::person_data(app.store().as_ref(), app.engine(), person)
+        let doc = registre_app::export::person_data(app.store().as_ref(), app.engine(), person)
             .await
             .gql()?;
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
@@ -954,9 +954,9 @@ impl SubscriptionRoot {
             })
             .transpose()
             .gql()?;
-        let filter: Arc<crate::app::live::Filter> =
+        let filter: Arc<registre_app::live::Filter> =
             Arc::new(move |m, v, of| absence_matches(m, v, student, of));
-        let feed = crate::app::live::feed(app.clone(), v, after, filter);
+        let feed = registre_app::live::feed(app.clone(), v, after, filter);
         Ok(feed.map(|item| {
             item.map(|a| AbsenceNotification {
                 position: a.position,

@@ -7,7 +7,7 @@
 use async_graphql::async_trait::async_trait;
 use async_graphql::{Request, Response, Variables};
 use chrono::{DateTime, Utc};
-use registre_api::app::{App, AppConfig};
+use registre_app::{App, AppConfig};
 use registre_api::context::Caller;
 use registre_api::graphql::{build_schema, RegistreSchema};
 use registre_store::{

@@ -13,7 +13,7 @@
 //! The shape is versioned by its `format` field; adding a field is compatible,
 //! renaming or removing one bumps the version.
 
-use crate::app::{ApiError, Viewer};
+use crate::{ApiError, Viewer};
 use registre_domain::{DomainEvent, GradeId, PersonId};
 use registre_projections::{ProjectionEngine, ReadModel};
 use registre_store::{AccessRecord, EventStore, NewAccess, Position, RecordedEvent};
@@ -40,7 +40,7 @@ pub async fn person_data(
 }
 
 /// `registre export person`: [`person_data`] read by an operator (a
-/// registered AUDITOR or ADMIN, see [`crate::app::erasure::operator`]), and
+/// registered AUDITOR or ADMIN, see [`crate::erasure::operator`]), and
 /// recorded in the access log like the query's reads. The record is written
 /// before the document is returned: an export that could not be logged is
 /// not handed out.

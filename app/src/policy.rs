@@ -40,6 +40,16 @@
 use registre_domain::{ClassId, EstablishmentId, PersonId, Role, StudentId};
 use registre_projections::{Assessment, ReadModel as Model};
 
+/// An authenticated caller, as proven by a verified JWT. Its `subject` is the
+/// `sub` claim, i.e. the `Person.externalId`; `admin` is true when the subject
+/// is listed in REGISTRE_ADMIN_SUBJECTS. The transport produces it; absent
+/// when the request carried no token (the caller is then UNAUTHENTICATED).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub admin: bool,
+}
+
 /// The authenticated person behind a request, resolved in the roster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Viewer {
@@ -50,7 +60,7 @@ pub struct Viewer {
     pub roles: Vec<Role>,
     pub establishment: Option<EstablishmentId>,
     /// Access-log entries this request has caused (bounded per request).
-    pub reads: crate::app::RequestReads,
+    pub reads: crate::RequestReads,
 }
 
 impl Viewer {

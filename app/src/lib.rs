@@ -13,33 +13,19 @@
 //! and one request may record at most `access_reads_per_request` reads
 //! (INVALID_INPUT past it: paginate).
 //!
-//! # HANDOFF (for the transport: server, WebSocket, metrics, main)
+//! This crate knows no transport: no GraphQL, no HTTP, no WebSocket. The
+//! `api` crate turns requests into calls on [`App`] and [`ApiError`]s into
+//! GraphQL errors; the `registre` binary builds an [`AppConfig`] from the
+//! configuration and starts everything.
 //!
 //! ```text
-//! let app: Arc<App> = App::new(store: Arc<dyn EventStore>, AppConfig::default()).await?;
+//! let app: Arc<App> = App::new(store, AppConfig::default()).await?;
 //!     // starts the projection engine (snapshot + log follower), the live-absence
 //!     // follower and the access-log writer (tokio tasks owned by the App).
-//!     // AppConfig.engine carries the projections' EngineConfig (pseudonym key!).
-//! let schema: RegistreSchema = registre_api::graphql::build_schema(app.clone());
-//!     // depth and complexity limits are set inside; add batch limits yourself.
-//! // per request: request.data(caller: Caller) (absent when no token),
-//! //              .data(AuthRejection(..)) when a token was refused,
-//! //              .data(RequestId(..)).
-//! // WebSocket: put the same three into the connection's `Data` from on_connection_init.
-//! //   Subscriptions (absenceReported) are plain async-graphql streams: each
-//! //   subscriber is a task reading the node-wide bounded broadcast fed by the
-//! //   App's log follower (the follower wakes on store.wakeups(), i.e. NOTIFY in
-//! //   PostgreSQL mode), and resuming from the log when it lags.
-//! app.stats() -> AppStats { read_model_position, live_subscribers,
-//!                           access_log_dropped, access_log_written }  // for /metrics
-//! app.read_model_position() -> Position                              // for /readyz (compare with store.head())
-//! app.engine() -> &ProjectionEngine                                  // projection metrics, snapshots
-//! app.shutdown().await;   // after the server stopped accepting: ends live streams,
-//!                         // flushes the access log, stops the followers and the engine
-//!                         // (which saves a final read-model snapshot: fast restart).
-//! registre_api::graphql::sdl() -> String   // the exported schema (docs/schema.graphql)
-//! app::export::person_data(store, engine, person_id).await -> Result<serde_json::Value, ApiError>
-//!     // GDPR art. 15 subject access document (exportPersonData, `registre export person`)
+//! app.viewer(&caller)                      // who is asking, and what policy lets them do
+//! app.stats(), app.engine(), app.store()   // for /metrics and /readyz
+//! app.shutdown().await;   // ends live streams, flushes the access log, stops the
+//!                         // followers and the engine (final read-model snapshot)
 //! ```
 
 pub mod commands;
@@ -49,13 +35,14 @@ pub mod export;
 mod follower;
 pub mod limits;
 pub mod live;
+pub mod policy;
 pub mod usage;
 
 pub use crate::policy::Viewer;
 pub use error::ApiError;
 pub use follower::LiveAbsence;
 
-use crate::context::Caller;
+use crate::policy::Caller;
 use parking_lot::Mutex;
 use registre_domain::events::PersonRegistered;
 use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};

@@ -100,34 +100,3 @@ impl From<StoreError> for ApiError {
         }
     }
 }
-
-impl async_graphql::ErrorExtensions for ApiError {
-    fn extend(&self) -> async_graphql::Error {
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
-            ext.set("code", self.code());
-            if let ApiError::InvalidInput { field, .. } = self {
-                ext.set("field", field.as_str());
-            }
-            if let ApiError::RetryLater {
-                retry_after_secs, ..
-            } = self
-            {
-                ext.set("retryAfter", *retry_after_secs);
-            }
-        })
-    }
-}
-
-/// Turns an [`ApiError`] into a GraphQL error carrying `extensions.code`.
-/// (A plain `?` would go through async-graphql's `Display` conversion and lose
-/// the code, so resolvers call `.gql()`.)
-pub trait GqlResult<T> {
-    fn gql(self) -> async_graphql::Result<T>;
-}
-
-impl<T> GqlResult<T> for Result<T, ApiError> {
-    fn gql(self) -> async_graphql::Result<T> {
-        use async_graphql::ErrorExtensions;
-        self.map_err(|e| e.extend())
-    }
-}
