@@ -321,7 +321,9 @@ pub fn can_teach_as(
 
 /// recordGrade: the TEACHER who owns the assessment.
 pub fn can_grade(m: &Model, v: &Viewer, assessment: AssessmentId) -> bool {
-    v.has(Role::Teacher) && m.assessment(assessment).is_some_and(|a| a.teacher_id == v.person)
+    v.has(Role::Teacher)
+        && m.assessment(assessment)
+            .is_some_and(|a| a.teacher_id == v.person)
 }
 
 /// correctGrade: the TEACHER who owns the grade's assessment.
@@ -348,7 +350,9 @@ pub fn can_send_message(
 
 /// markMessageRead: a recipient of the message, for themself.
 pub fn can_mark_read(m: &Model, v: &Viewer, message: MessageId, reader: PersonId) -> bool {
-    reader == v.person && m.message(message).is_some_and(|msg| msg.to.contains(&reader))
+    reader == v.person
+        && m.message(message)
+            .is_some_and(|msg| msg.to.contains(&reader))
 }
 
 /// Erasing a person (GDPR art. 17): on request, an ADMIN ([`can_forget_person`]);

@@ -588,9 +588,7 @@ async fn only_a_thread_participant_replies_in_it() {
         )
         .await;
     let thread = str_at(&d, "/sendMessage/threadId");
-    let reply = |to: &str| {
-        json!({"i": {"to": [w.id(to)], "subject": "Re: Sortie", "body": "Oui", "threadId": thread}})
-    };
+    let reply = |to: &str| json!({"i": {"to": [w.id(to)], "subject": "Re: Sortie", "body": "Oui", "threadId": thread}});
     // staff1 may write to teacher1 (same establishment), not in their thread.
     let head = w.node.head().await;
     let r = w.node.run("staff1", send, reply("teacher1")).await;

@@ -172,15 +172,16 @@ pub fn send_message(
     facts: &SendFacts,
 ) -> Result<Vec<DomainEvent>, DomainError> {
     match cmd.thread {
-        ThreadTarget::New { id } if state.exists() => Err(DomainError::Conflict(format!(
-            "thread {id} already exists"
-        ))),
+        ThreadTarget::New { id } if state.exists() => {
+            Err(DomainError::Conflict(format!("thread {id} already exists")))
+        }
         ThreadTarget::Reply(id) if !state.exists() => {
             Err(DomainError::NotFound(format!("thread {id}")))
         }
-        _ if state.messages.contains_key(&cmd.message_id) => Err(DomainError::Conflict(
-            format!("message {} already exists", cmd.message_id),
-        )),
+        _ if state.messages.contains_key(&cmd.message_id) => Err(DomainError::Conflict(format!(
+            "message {} already exists",
+            cmd.message_id
+        ))),
         _ => message(cmd, facts),
     }
 }

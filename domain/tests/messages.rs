@@ -29,7 +29,11 @@ fn known(people: &[PersonId]) -> SendFacts {
 
 #[test]
 fn a_thread_starts_with_deduplicated_recipients_without_the_sender() {
-    let (teacher, a, b) = (fresh::<PersonId>(), fresh::<PersonId>(), fresh::<PersonId>());
+    let (teacher, a, b) = (
+        fresh::<PersonId>(),
+        fresh::<PersonId>(),
+        fresh::<PersonId>(),
+    );
     let cmd = send(teacher, vec![a, b, a, teacher]);
     let (_, thread) = nothing::<Thread>()
         .when(|s| send_message(s, &cmd, &known(&[a, b])))
@@ -97,7 +101,10 @@ fn sending_rejections() {
             },
             Rejection::Invalid("body"),
         ),
-        (send(me, vec![other, fresh::<PersonId>()]), Rejection::NotFound),
+        (
+            send(me, vec![other, fresh::<PersonId>()]),
+            Rejection::NotFound,
+        ),
     ] {
         nothing::<Thread>()
             .when(|s| send_message(s, &cmd, &facts))

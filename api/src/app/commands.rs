@@ -450,7 +450,11 @@ impl Command for roster::CreateEstablishment {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::establishment(self.establishment_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::create_establishment(state, self, facts)?)
     }
 }
@@ -477,7 +481,11 @@ impl Command for roster::CreateClass {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::class(self.class_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::create_class(state, self, facts)?)
     }
 }
@@ -501,7 +509,11 @@ impl Command for roster::RegisterPerson {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::person(self.person_id())
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::register_person(state, self, facts)?)
     }
 }
@@ -512,9 +524,8 @@ impl Command for roster::EnrollStudent {
     type Facts = roster::EnrolmentFacts;
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
-        by.viewer().is_some_and(|v| {
-            policy::can_manage_roster(v, m.establishment_of_class(self.class_id))
-        })
+        by.viewer()
+            .is_some_and(|v| policy::can_manage_roster(v, m.establishment_of_class(self.class_id)))
     }
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
         roster::EnrolmentFacts {
@@ -525,7 +536,11 @@ impl Command for roster::EnrollStudent {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::student(self.student_id())
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::enroll_student(state, self, facts)?)
     }
 }
@@ -548,7 +563,11 @@ impl Command for roster::LinkGuardian {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::student(self.student_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::link_guardian(state, self, facts)?)
     }
 }
@@ -559,9 +578,8 @@ impl Command for roster::AssignTeacher {
     type Facts = roster::AssignmentFacts;
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
-        by.viewer().is_some_and(|v| {
-            policy::can_manage_roster(v, m.establishment_of_class(self.class_id))
-        })
+        by.viewer()
+            .is_some_and(|v| policy::can_manage_roster(v, m.establishment_of_class(self.class_id)))
     }
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
         roster::AssignmentFacts {
@@ -571,7 +589,11 @@ impl Command for roster::AssignTeacher {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::class(self.class_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(roster::assign_teacher(state, self, facts)?)
     }
 }
@@ -646,7 +668,11 @@ impl Command for absences::ReportAbsence {
     fn stream(&self, facts: &Self::Facts) -> StreamName {
         StreamName::absence(facts.declared.unwrap_or(self.absence_id))
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         // `state` is the declared absence's when there is one; the report's
         // own stream is new otherwise.
         let fresh = absences::Absence::default();
@@ -694,7 +720,11 @@ impl Command for absences::DeclareAbsence {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::absence(self.absence_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(absences::declare_absence(state, self, facts)?)
     }
 }
@@ -756,7 +786,11 @@ impl Command for grades::CreateAssessment {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::assessment(self.assessment_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(grades::create_assessment(state, self, facts)?)
     }
 }
@@ -779,7 +813,11 @@ impl Command for grades::RecordGrade {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::assessment(self.assessment_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(grades::record_grade(state, self, facts)?)
     }
 }
@@ -832,7 +870,11 @@ impl Command for homework::AssignHomework {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::homework(self.homework_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(homework::assign_homework(state, self, facts)?)
     }
 }
@@ -866,7 +908,11 @@ impl Command for messages::SendMessage {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::thread(self.thread_id())
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(messages::send_message(state, self, facts)?)
     }
 }
@@ -932,8 +978,8 @@ mod tests {
     #[test]
     fn a_fingerprint_is_the_hash_of_the_serde_form_and_is_stable() {
         let cmd = roll_call(1, AbsenceKind::Lateness, Some(15));
-        let form = serde_json::to_string(&(absences::ReportAbsence::NAME, &cmd))
-            .expect("serialisable");
+        let form =
+            serde_json::to_string(&(absences::ReportAbsence::NAME, &cmd)).expect("serialisable");
         // The wire names of enums, not Rust's Debug spelling ("Lateness").
         assert_eq!(
             form,

@@ -104,7 +104,13 @@ pub async fn forget_for_operator(
     person: PersonId,
     reason: &str,
 ) -> Result<bool, ApiError> {
-    erase(store, &CommandContext::person(operator, new_id()), person, reason).await
+    erase(
+        store,
+        &CommandContext::person(operator, new_id()),
+        person,
+        reason,
+    )
+    .await
 }
 
 /// The retention periods `registre retention apply` enforces, by category.

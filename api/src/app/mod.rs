@@ -351,7 +351,13 @@ impl App {
         let request = AppendRequest {
             stream_id: StreamName::person(person_id).into_string(),
             expected: ExpectedVersion::NoStream,
-            events: vec![new_event(&event, Some(actor), commands::new_id(), None, None)],
+            events: vec![new_event(
+                &event,
+                Some(actor),
+                commands::new_id(),
+                None,
+                None,
+            )],
             idempotency: None,
         };
         match self.store.append(request).await {
