@@ -574,3 +574,26 @@ async fn a_teacher_sees_only_the_subjects_they_teach() {
         .await;
     assert_eq!(d["schoolClass"]["students"], json!([{"id": w.id("s1")}]));
 }
+
+#[tokio::test]
+async fn only_a_thread_participant_replies_in_it() {
+    let w = World::postgres().await;
+    let send = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { id threadId } }";
+    let d = w
+        .node
+        .ok(
+            "teacher1",
+            send,
+            json!({"i": {"to": [w.id("guardian1")], "subject": "Sortie", "body": "Bonjour"}}),
+        )
+        .await;
+    let thread = str_at(&d, "/sendMessage/threadId");
+    let reply = |to: &str| json!({"i": {"to": [w.id(to)], "subject": "Re: Sortie", "body": "Oui", "threadId": thread}});
+    // staff1 may write to teacher1 (same establishment), not in their thread.
+    let head = w.node.head().await;
+    let r = w.node.run("staff1", send, reply("teacher1")).await;
+    assert_eq!(codes(&r), ["FORBIDDEN"]);
+    assert_eq!(w.node.head().await, head, "a refused reply writes nothing");
+    let d = w.node.ok("guardian1", send, reply("teacher1")).await;
+    assert_eq!(str_at(&d, "/sendMessage/threadId"), thread);
+}

@@ -837,6 +837,77 @@ async fn concurrent_commands_on_one_stream_both_land() {
 }
 
 #[tokio::test]
+async fn a_command_that_meets_a_version_conflict_reads_and_decides_again() {
+    use registre_domain::events::GradeRecorded;
+    use registre_domain::{AssessmentId, DomainEvent, GradeId, GradeStatus, StudentId};
+    use registre_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
+
+    let w = World::postgres().await;
+    let a = assessment(&w, "teacher1", "C1", "maths", 1.0, 20.0).await;
+    let assessment_id: AssessmentId = a.parse().unwrap();
+    let s4: StudentId = w.id("s4").parse().unwrap();
+    // Another writer grades s4 between the executor's read of the
+    // assessment's stream and its append of s1's grade.
+    let theirs = DomainEvent::GradeRecorded(GradeRecorded {
+        grade_id: GradeId::for_pair(assessment_id, s4),
+        assessment_id,
+        student_id: s4,
+        score: Some(12.0),
+        status: GradeStatus::Graded,
+    })
+    .encode();
+    w.node.store.race_after_next_read(AppendRequest {
+        stream_id: format!("assessment-{a}"),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: theirs.event_type.to_owned(),
+            schema_version: theirs.schema_version,
+            data: theirs.data,
+            metadata: EventMetadata {
+                actor: None,
+                correlation_id: uuid::Uuid::now_v7(),
+                causation_id: None,
+                idempotency_key: None,
+                occurred_at: chrono::Utc::now(),
+                reason: None,
+            },
+        }],
+        idempotency: None,
+    });
+    let mine = json!({"i": {"assessmentId": a, "studentId": w.id("s1"), "score": 11.0, "status": "GRADED"}});
+    let (r, calls) = w
+        .node
+        .store
+        .count(w.node.run("teacher1", GRADE, mine))
+        .await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(!w.node.store.race_pending(), "the other writer ran");
+    assert_eq!(
+        (calls.get("read_stream"), calls.get("append")),
+        (Some(&2), Some(&2)),
+        "read, append (conflict), read again, append: {calls:?}"
+    );
+    let d = w
+        .node
+        .ok(
+            "teacher1",
+            "query($c: ID!) { schoolClass(id: $c) { students { grades { score } } } }",
+            json!({"c": w.id("C1")}),
+        )
+        .await;
+    let mut scores: Vec<f64> = d["schoolClass"]["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["grades"].as_array().unwrap().clone())
+        .map(|g| g["score"].as_f64().unwrap())
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    assert_eq!(scores, [11.0, 12.0], "both grades are in");
+}
+
+#[tokio::test]
 async fn query_depth_and_complexity_are_limited() {
     let w = World::postgres().await;
     // Student -> schoolClass -> students -> schoolClass -> ... beyond the depth limit.

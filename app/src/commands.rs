@@ -1,40 +1,323 @@
-//! The commands behind the mutations. Each one: authorize (policy, from the
-//! read model), read the target stream's state, decide the events, append with
-//! the stream's expected version; on a version conflict re-read and decide
-//! again, a bounded number of times. With an idempotency key, a repeated
-//! request answers the first one's outcome and writes nothing.
+//! The commands behind the mutations: one [`Command`] trait and one
+//! [`Executor`] that every mutation, erasure included, goes through.
 //!
-//! Integration note: the domain crate's per-aggregate `handle` functions were
-//! not there when this was written; the invariants they will hold are checked
-//! here, in `decide` closures, from the same inputs (stream state + facts).
+//! The pipeline ([`Executor::run`]): authorize (the command asks `policy`),
+//! look up the facts it needs in the read model, read and fold its stream,
+//! decide, append with the stream's expected version and the idempotency key;
+//! on a version conflict do it all again, a bounded number of times; then
+//! wait until the read model holds the write (read-your-writes). A repeated
+//! idempotency key answers the first request's events and writes nothing.
+//!
+//! # Adding a command
+//!
+//! 1. `domain`: the command struct, `#[derive(Serialize)]` (an id the caller
+//!    generates is `#[serde(skip)]`: the serde form is what the request asked
+//!    for, and its hash is the idempotency fingerprint), and its decision
+//!    `fn(&State, &TheCommand, &Facts) -> Result<Vec<DomainEvent>, DomainError>`.
+//! 2. `policy`: the function saying who may run it.
+//! 3. Here: `impl Command for TheCommand` (name, aggregate state, facts,
+//!    stream, `authorize` calling that policy function, `decide` calling that
+//!    decision).
+//! 4. `graphql::root`: the input converts into the struct (new ids from
+//!    [`new_id`]) and the resolver calls [`App::execute`].
+//!
+//! Nothing else: no loop, no second authorization, no fingerprint by hand.
 
 use super::limits::Limited;
-use super::{ApiError, App, Viewer};
-use crate::policy;
-use chrono::{DateTime, NaiveDate, Utc};
+use super::{new_event, wait_model, ApiError, App, Viewer};
+use crate::policy::{self, Issuer};
+use chrono::{DateTime, Utc};
+use registre_domain::events::PersonErased;
+use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, Aggregate};
 use registre_domain::{
-    AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, EstablishmentId, GradeId,
-    GradeStatus, HomeworkId, MessageId, PersonId, Role, StreamName, StudentId, ThreadId, Uai,
+    AbsenceId, AbsenceKind, AssessmentId, ClassId, DomainEvent, PersonId, StreamName, ThreadId, Uai,
 };
-use registre_projections::ReadModel as Model;
-use registre_store::{AppendOutcome, ExpectedVersion, Idempotency, NewEvent, StoreError};
+use registre_projections::{ProjectionEngine, ReadModel as Model};
+use registre_store::{
+    Actor, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent,
+    Position, StoreError,
+};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
-/// What a mutation's caller passes besides its input.
-#[derive(Clone, Debug)]
+/// A new identifier (UUIDv7, time-ordered) for an entity a command creates,
+/// an event or a correlation. The application's one source of them: the
+/// domain makes up none.
+pub fn new_id<T: From<Uuid>>() -> T {
+    T::from(Uuid::now_v7())
+}
+
+/// The application's clock: "now" in the facts of a decision and in events'
+/// metadata (the domain has no clock).
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// A command: a domain command struct, seen by the executor.
+pub trait Command: Serialize + Send + Sync {
+    /// The operation's name, in the idempotency fingerprint and the logs.
+    /// Never rename one: a stored key would no longer match its request.
+    const NAME: &'static str;
+    /// The per-person rate it counts against (see `app::limits`), if any.
+    const RATE: Option<Limited> = None;
+    /// The aggregate it is decided against, folded from [`Command::stream`].
+    type State: Aggregate + Send;
+    /// What [`Command::decide`] needs from the read model.
+    type Facts: Send + Sync;
+
+    /// Whether `by` may run it: one `policy` function. Asked first, on the
+    /// read model; a refusal is FORBIDDEN and says nothing of existence.
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool;
+    /// The facts, looked up in the read model once `authorize` said yes;
+    /// `now` is the application clock's.
+    fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts;
+    /// The stream it is decided against and appended to.
+    fn stream(&self, facts: &Self::Facts) -> StreamName;
+    /// The events to append; none when the command is already satisfied
+    /// (nothing is written).
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError>;
+    /// The reason written in the events' metadata (a correction's, ...).
+    fn reason(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Who runs a command, and the correlation id of the events it writes.
+#[derive(Clone, Copy, Debug)]
 pub struct CommandContext<'a> {
-    pub viewer: &'a Viewer,
-    /// The request id: the correlation id of every event written.
+    pub issuer: Issuer<'a>,
+    /// The request id (or one per command-line run).
     pub correlation: Uuid,
 }
 
-/// A client's idempotency key and the normalised input it came with.
-#[derive(Clone, Debug)]
-pub struct IdempotencyInput {
-    pub client_key: String,
-    pub input: serde_json::Value,
+impl<'a> CommandContext<'a> {
+    pub fn person(viewer: &'a Viewer, correlation: Uuid) -> Self {
+        Self {
+            issuer: Issuer::Person(viewer),
+            correlation,
+        }
+    }
+
+    pub fn system(correlation: Uuid) -> Self {
+        Self {
+            issuer: Issuer::System,
+            correlation,
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Executed<F> {
+    /// The events it wrote or, for a repeated idempotency key, the events the
+    /// first request wrote; none when it was already satisfied.
+    pub events: Vec<DomainEvent>,
+    /// The facts it was decided with.
+    pub facts: F,
+}
+
+/// Conflict retries of a command-line tool's executor (a node's are
+/// `AppConfig::conflict_retries`).
+pub const CONFLICT_RETRIES: u32 = 5;
+
+/// The read model a command is authorized and decided with.
+#[derive(Clone, Copy, Debug)]
+enum ReadSide<'a> {
+    /// A serving node's: it follows the log; the executor waits for it,
+    /// within `timeout`, before deciding and after writing.
+    Follows {
+        engine: &'a ProjectionEngine,
+        timeout: Duration,
+    },
+    /// None (a command-line tool deciding from streams alone): rules and
+    /// facts see an empty model, so a command whose rule needs the roster is
+    /// refused, and nothing is waited for.
+    Nothing,
+}
+
+/// Runs commands against a store: the one pipeline of every mutation.
+#[derive(Clone, Copy, Debug)]
+pub struct Executor<'a> {
+    store: &'a Arc<dyn EventStore>,
+    model: ReadSide<'a>,
+    conflict_retries: u32,
+}
+
+impl<'a> Executor<'a> {
+    /// A command-line tool's executor, without a read model (see `ReadSide::Nothing`).
+    pub fn offline(store: &'a Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            model: ReadSide::Nothing,
+            conflict_retries: CONFLICT_RETRIES,
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        match self.model {
+            ReadSide::Follows { engine, .. } => engine.read(f),
+            ReadSide::Nothing => f(&Model::default()),
+        }
+    }
+
+    async fn reach(&self, position: Position) -> Result<(), ApiError> {
+        match self.model {
+            ReadSide::Follows { engine, timeout } => wait_model(engine, position, timeout).await,
+            ReadSide::Nothing => Ok(()),
+        }
+    }
+
+    async fn reach_head(&self) -> Result<(), ApiError> {
+        match self.model {
+            ReadSide::Follows { .. } => self.reach(self.store.head().await?).await,
+            ReadSide::Nothing => Ok(()),
+        }
+    }
+
+    /// Runs `cmd` (see the module doc). `idempotency_key` is the client's
+    /// key, scoped here to the person who runs the command.
+    pub async fn run<C: Command>(
+        &self,
+        cx: &CommandContext<'_>,
+        cmd: &C,
+        idempotency_key: Option<&str>,
+    ) -> Result<Executed<C::Facts>, ApiError> {
+        let idempotency = idempotency_key
+            .map(|key| idempotency(cx.issuer, key, cmd))
+            .transpose()?;
+        let actor = cx.issuer.viewer().map(actor);
+        let reason = cmd.reason().map(|r| r.trim().to_owned());
+        let mut attempt = 0;
+        loop {
+            self.reach_head().await?;
+            let now = now();
+            let facts = self
+                .read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
+                .ok_or_else(ApiError::forbidden)?;
+            if let (0, Some(idem)) = (attempt, &idempotency) {
+                if let Some(original) = self.store.find_idempotent(&idem.key).await? {
+                    let events = self.replay(original, idem).await?;
+                    return Ok(Executed { events, facts });
+                }
+            }
+            let stream = cmd.stream(&facts);
+            let recorded = self.store.read_stream(stream.as_str(), 0).await?;
+            let version = recorded.last().map_or(0, |e| e.stream_version);
+            let state = <C::State as Aggregate>::fold(&decode_stream(&recorded)?);
+            let events = cmd.decide(&state, &facts)?;
+            if events.is_empty() {
+                return Ok(Executed { events, facts });
+            }
+            destroy_erased_keys(self.store, &events, now).await?;
+            let key = idempotency.as_ref().map(|i| i.key.clone());
+            let request = AppendRequest {
+                stream_id: stream.as_str().to_owned(),
+                expected: if version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(version)
+                },
+                events: events
+                    .iter()
+                    .map(|e| {
+                        new_event(
+                            e,
+                            actor.clone(),
+                            cx.correlation,
+                            key.clone(),
+                            reason.clone(),
+                        )
+                    })
+                    .collect(),
+                idempotency: idempotency.clone(),
+            };
+            match self.store.append(request).await {
+                Ok(outcome) => {
+                    self.reach(outcome.last_position()).await?;
+                    return Ok(Executed { events, facts });
+                }
+                Err(StoreError::Conflict { .. }) if attempt < self.conflict_retries => {
+                    attempt += 1;
+                    tracing::debug!(command = C::NAME, stream = %stream, attempt, "expected-version conflict; deciding again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A key seen before: the store compares the fingerprints (same command:
+    /// the original outcome; another one: IdempotencyKeyReused) without
+    /// writing, since the key is already taken.
+    async fn replay(
+        &self,
+        original: AppendOutcome,
+        idem: &Idempotency,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        let Some(first) = original.events.first() else {
+            return Ok(Vec::new());
+        };
+        let request = AppendRequest {
+            stream_id: first.stream_id.clone(),
+            expected: ExpectedVersion::Any,
+            events: original
+                .events
+                .iter()
+                .map(|e| NewEvent {
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                })
+                .collect(),
+            idempotency: Some(idem.clone()),
+        };
+        let outcome = self.store.append(request).await?;
+        if !outcome.deduplicated {
+            // Cannot happen with a store that keeps its promise; say so loudly.
+            tracing::error!(key = %idem.key, "store re-appended an idempotent request");
+        }
+        self.reach(outcome.last_position()).await?;
+        decode_stream(&outcome.events)
+    }
+}
+
+/// An erasure destroys the person's keys before its `PersonErased` is
+/// appended. If the append then fails, the text is already unreadable and a
+/// retry logs the erasure (the domain decides from the stream, not from the
+/// keys); the other order could log an erasure that did not happen.
+async fn destroy_erased_keys(
+    store: &Arc<dyn EventStore>,
+    events: &[DomainEvent],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    for event in events {
+        if let DomainEvent::PersonErased(e) = event {
+            let vault = store
+                .vault()
+                .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
+            vault
+                .destroy(PersonErased::destroyed_keys(e.person_id).to_vec(), now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The person written in events' metadata.
+fn actor(v: &Viewer) -> Actor {
+    Actor {
+        person_id: v.person.0,
+        role: v.acting_role().wire_name().into(),
+    }
 }
 
 /// Longest idempotency key: a UUID is 36 characters, a client's own scheme
@@ -72,9 +355,34 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) fn decode_stream(
-    events: &[registre_store::RecordedEvent],
-) -> Result<Vec<DomainEvent>, ApiError> {
+/// The fingerprint stored with an idempotency key: the SHA-256 of the
+/// command's name and serde form, i.e. of what the request asked for (ids
+/// the caller generated are not part of it). Never its `Debug` form, which
+/// Rust does not promise to keep. The same key with the same fingerprint
+/// answers the first outcome; with another, the key is refused as reused.
+pub fn fingerprint<C: Command>(cmd: &C) -> Result<String, ApiError> {
+    let form = serde_json::to_vec(&(C::NAME, cmd)).map_err(|e| {
+        tracing::error!(command = C::NAME, error = %e, "command not serialisable");
+        ApiError::Internal("the request could not be fingerprinted".into())
+    })?;
+    Ok(hex::encode(Sha256::digest(&form)))
+}
+
+/// A client's key, scoped to who runs the command (another person's "roll-1"
+/// is theirs), with the command's fingerprint.
+fn idempotency<C: Command>(by: Issuer<'_>, key: &str, cmd: &C) -> Result<Idempotency, ApiError> {
+    check_idempotency_key(key)?;
+    let scope = match by {
+        Issuer::Person(v) => v.person.to_string(),
+        Issuer::System => "system".to_owned(),
+    };
+    Ok(Idempotency {
+        key: format!("{scope}:{key}"),
+        fingerprint: fingerprint(cmd)?,
+    })
+}
+
+fn decode_stream(events: &[registre_store::RecordedEvent]) -> Result<Vec<DomainEvent>, ApiError> {
     events
         .iter()
         .map(|r| {
@@ -86,764 +394,31 @@ pub(super) fn decode_stream(
         .collect()
 }
 
-/// The first event of an outcome, decoded (to answer a repeated request).
-pub fn first_event(outcome: &AppendOutcome) -> Result<Option<DomainEvent>, ApiError> {
-    Ok(decode_stream(&outcome.events)?.into_iter().next())
-}
-
 impl App {
-    /// The shared loop of every command. `decide` gets the read model and the
-    /// decoded events of `stream`, and returns the events to append (none: the
-    /// command is already satisfied, nothing is written).
-    pub async fn run_command(
-        &self,
-        cx: &CommandContext<'_>,
-        stream: &StreamName,
-        idempotency: Option<IdempotencyInput>,
-        reason: Option<&str>,
-        decide: impl Fn(&Model, &[DomainEvent]) -> Result<Vec<DomainEvent>, ApiError>,
-    ) -> Result<AppendOutcome, ApiError> {
-        if let Some(i) = &idempotency {
-            check_idempotency_key(&i.client_key)?;
-        }
-        let idem = idempotency.map(|i| {
-            let fingerprint = hex::encode(Sha256::digest(i.input.to_string().as_bytes()));
-            Idempotency {
-                key: format!("{}:{}", cx.viewer.person, i.client_key),
-                fingerprint,
-            }
-        });
-        if let Some(idem) = &idem {
-            if let Some(original) = self.store().find_idempotent(&idem.key).await? {
-                return self.replay_idempotent(original, idem).await;
-            }
-        }
-        let mut attempt = 0;
-        loop {
-            self.consistent().await?;
-            let recorded = self.store().read_stream(stream.as_str(), 0).await?;
-            let version = recorded.last().map(|e| e.stream_version).unwrap_or(0);
-            let state = decode_stream(&recorded)?;
-            let events = self.read(|m| decide(m, &state))?;
-            if events.is_empty() {
-                return Ok(AppendOutcome {
-                    events: Vec::new(),
-                    deduplicated: false,
-                });
-            }
-            match self
-                .append(
-                    cx.viewer,
-                    cx.correlation,
-                    stream,
-                    version,
-                    &events,
-                    idem.as_ref(),
-                    reason,
-                )
-                .await
-            {
-                Ok(outcome) => {
-                    self.wait_for(outcome.last_position()).await?;
-                    return Ok(outcome);
-                }
-                Err(StoreError::Conflict { .. }) if attempt < self.config().conflict_retries => {
-                    attempt += 1;
-                    tracing::debug!(stream = %stream, attempt, "expected-version conflict; deciding again");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// A key seen before: the store compares the fingerprints (same command:
-    /// the original outcome; another one: IdempotencyKeyReused) without
-    /// writing, since the key is already taken.
-    async fn replay_idempotent(
-        &self,
-        original: AppendOutcome,
-        idem: &Idempotency,
-    ) -> Result<AppendOutcome, ApiError> {
-        let Some(first) = original.events.first() else {
-            return Ok(original);
-        };
-        let request = registre_store::AppendRequest {
-            stream_id: first.stream_id.clone(),
-            expected: ExpectedVersion::Any,
-            events: original
-                .events
-                .iter()
-                .map(|e| NewEvent {
-                    event_id: e.event_id,
-                    event_type: e.event_type.clone(),
-                    schema_version: e.schema_version,
-                    data: e.data.clone(),
-                    metadata: e.metadata.clone(),
-                })
-                .collect(),
-            idempotency: Some(idem.clone()),
-        };
-        let outcome = self.store().append(request).await?;
-        if !outcome.deduplicated {
-            // Cannot happen with a store that keeps its promise; say so loudly.
-            tracing::error!(key = %idem.key, "store re-appended an idempotent request");
-        }
-        self.wait_for(outcome.last_position()).await?;
-        Ok(outcome)
-    }
-
-    pub async fn create_establishment(
-        &self,
-        cx: &CommandContext<'_>,
-        uai: &str,
-        name: &str,
-        time_zone: Option<&str>,
-    ) -> Result<EstablishmentId, ApiError> {
-        if !policy::can_create_establishment(cx.viewer) {
-            return Err(ApiError::forbidden());
-        }
-        let cmd = roster::CreateEstablishment {
-            establishment_id: EstablishmentId::new(),
-            uai: uai.to_owned(),
-            name: name.to_owned(),
-            time_zone: time_zone.map(str::to_owned),
-        };
-        let id = cmd.establishment_id;
-        self.run_command(
-            cx,
-            &StreamName::establishment(id),
-            None,
-            None,
-            |m, state| {
-                let uai = Uai::parse(&cmd.uai)?;
-                let facts = roster::EstablishmentFacts {
-                    uai_taken: m.establishment_by_uai(uai.as_str()).is_some(),
-                };
-                Ok(roster::create_establishment(
-                    &Aggregate::fold(state),
-                    &cmd,
-                    &facts,
-                )?)
+    /// This node's executor: its read model follows the log.
+    pub fn executor(&self) -> Executor<'_> {
+        Executor {
+            store: self.store(),
+            model: ReadSide::Follows {
+                engine: self.engine(),
+                timeout: self.config().consistency_timeout,
             },
-        )
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn create_class(
-        &self,
-        cx: &CommandContext<'_>,
-        establishment: EstablishmentId,
-        name: &str,
-    ) -> Result<ClassId, ApiError> {
-        let cmd = roster::CreateClass {
-            class_id: ClassId::new(),
-            establishment_id: establishment,
-            name: name.to_owned(),
-        };
-        let id = cmd.class_id;
-        let wanted = name.trim().to_lowercase();
-        self.run_command(cx, &StreamName::class(id), None, None, |m, state| {
-            if !policy::can_manage_roster(cx.viewer, Some(establishment)) {
-                return Err(ApiError::forbidden());
-            }
-            let exists = m.establishment(establishment).is_some();
-            let facts = roster::ClassFacts {
-                establishment_exists: exists,
-                name_taken: m
-                    .classes_of(establishment)
-                    .iter()
-                    .any(|c| c.name.trim().to_lowercase() == wanted),
-            };
-            Ok(roster::create_class(&Aggregate::fold(state), &cmd, &facts)?)
-        })
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn register_person(
-        &self,
-        cx: &CommandContext<'_>,
-        external_id: &str,
-        display_name: &str,
-        roles: &[Role],
-        establishment: Option<EstablishmentId>,
-    ) -> Result<PersonId, ApiError> {
-        if !policy::can_register(cx.viewer, roles, establishment) {
-            return Err(ApiError::forbidden());
+            conflict_retries: self.config().conflict_retries,
         }
-        let cmd = roster::RegisterPerson {
-            external_id: external_id.to_owned(),
-            display_name: display_name.to_owned(),
-            roles: roles.to_vec(),
-            establishment_id: establishment,
-        };
-        let id = cmd.person_id();
-        self.run_command(cx, &StreamName::person(id), None, None, |m, state| {
-            let facts = roster::PersonFacts {
-                establishment_exists: establishment.is_some_and(|e| m.establishment(e).is_some()),
-            };
-            Ok(roster::register_person(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(id)
     }
 
-    pub async fn enroll_student(
+    /// Runs a mutation's command: the person's rate first (before anything is
+    /// read or written), then [`Executor::run`].
+    pub async fn execute<C: Command>(
         &self,
         cx: &CommandContext<'_>,
-        person: PersonId,
-        class: ClassId,
-    ) -> Result<StudentId, ApiError> {
-        let cmd = roster::EnrollStudent {
-            person_id: person,
-            class_id: class,
-        };
-        let id = cmd.student_id();
-        self.run_command(cx, &StreamName::student(id), None, None, |m, state| {
-            if !policy::can_manage_roster(cx.viewer, m.establishment_of_class(class)) {
-                return Err(ApiError::forbidden());
-            }
-            let facts = roster::EnrolmentFacts {
-                person: summary(m, person),
-                class_exists: m.class(class).is_some(),
-            };
-            Ok(roster::enroll_student(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn link_guardian(
-        &self,
-        cx: &CommandContext<'_>,
-        student: StudentId,
-        guardian: PersonId,
-    ) -> Result<(), ApiError> {
-        let cmd = roster::LinkGuardian {
-            student_id: student,
-            guardian_id: guardian,
-        };
-        self.run_command(cx, &StreamName::student(student), None, None, |m, state| {
-            if !policy::can_manage_roster(cx.viewer, m.establishment_of_student(student)) {
-                return Err(ApiError::forbidden());
-            }
-            let facts = roster::GuardianFacts {
-                guardian: summary(m, guardian),
-            };
-            Ok(roster::link_guardian(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(())
-    }
-
-    pub async fn assign_teacher(
-        &self,
-        cx: &CommandContext<'_>,
-        teacher: PersonId,
-        class: ClassId,
-        subject: &str,
-    ) -> Result<(), ApiError> {
-        let cmd = roster::AssignTeacher {
-            class_id: class,
-            teacher_id: teacher,
-            subject: subject.to_owned(),
-        };
-        self.run_command(cx, &StreamName::class(class), None, None, |m, state| {
-            if !policy::can_manage_roster(cx.viewer, m.establishment_of_class(class)) {
-                return Err(ApiError::forbidden());
-            }
-            let facts = roster::AssignmentFacts {
-                teacher: summary(m, teacher),
-            };
-            Ok(roster::assign_teacher(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// A roll-call report. When the student's guardian declared an absence
-    /// covering it in advance, that absence is confirmed instead of a second
-    /// one being recorded (the domain decides; this finds the candidate).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn report_absence(
-        &self,
-        cx: &CommandContext<'_>,
-        student: StudentId,
-        kind: AbsenceKind,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        minutes_late: Option<i32>,
-        idempotency: Option<IdempotencyInput>,
-    ) -> Result<AbsenceId, ApiError> {
-        self.check_rate(cx.viewer, Limited::RollCall)?;
-        if !self.read(|m| policy::can_report_absence(m, cx.viewer, student)) {
-            return Err(ApiError::forbidden());
+        cmd: &C,
+        idempotency_key: Option<&str>,
+    ) -> Result<Executed<C::Facts>, ApiError> {
+        if let (Some(kind), Some(viewer)) = (C::RATE, cx.issuer.viewer()) {
+            self.check_rate(viewer, kind)?;
         }
-        let cmd = absences::ReportAbsence {
-            absence_id: AbsenceId::new(),
-            student_id: student,
-            kind,
-            start,
-            end,
-            minutes_late: minutes_late.map(i64::from),
-        };
-        // The earliest live declared absence the report overlaps, if any: its
-        // stream is the one to append to.
-        let declared = self.read(|m| {
-            m.absences_of(student)
-                .into_iter()
-                .filter(|a| {
-                    a.declared_in_advance
-                        && !m.is_absence_cancelled(a.id)
-                        && kind == AbsenceKind::Absence
-                        && a.start < end
-                        && start < a.end
-                })
-                .min_by_key(|a| a.start)
-                .map(|a| a.id)
-        });
-        let stream_id = declared.unwrap_or(cmd.absence_id);
-        let outcome = self
-            .run_command(
-                cx,
-                &StreamName::absence(stream_id),
-                idempotency,
-                None,
-                |m, state| {
-                    if !policy::can_report_absence(m, cx.viewer, student) {
-                        return Err(ApiError::forbidden());
-                    }
-                    let state: absences::Absence = Aggregate::fold(state);
-                    let facts = absences::ReportFacts {
-                        student_class: m.student(student).map(|s| s.class_id),
-                        declared: if declared.is_some() {
-                            vec![state.clone()]
-                        } else {
-                            Vec::new()
-                        },
-                        now: Utc::now(),
-                    };
-                    let fresh = absences::Absence::default();
-                    let base = if declared.is_some() { &fresh } else { &state };
-                    let decided = absences::report_absence(base, &cmd, &facts)?;
-                    if decided.absence_id != stream_id {
-                        // The model saw a declaration the stream no longer has as
-                        // live (cancelled meanwhile): decide again on a new stream.
-                        return Err(ApiError::Conflict(
-                            "the declared absence changed; retry".into(),
-                        ));
-                    }
-                    Ok(decided.events)
-                },
-            )
-            .await?;
-        Ok(match first_event(&outcome)? {
-            Some(DomainEvent::AbsenceReported(e)) => e.absence_id,
-            Some(DomainEvent::DeclaredAbsenceConfirmed(e)) => e.absence_id,
-            _ => stream_id,
-        })
-    }
-
-    /// A guardian announces an absence in advance; it starts PENDING review.
-    pub async fn declare_absence(
-        &self,
-        cx: &CommandContext<'_>,
-        student: StudentId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        reason: &str,
-        idempotency: Option<IdempotencyInput>,
-    ) -> Result<AbsenceId, ApiError> {
-        self.check_rate(cx.viewer, Limited::AbsenceDeclaration)?;
-        if !self.read(|m| policy::can_justify_absence(m, cx.viewer, student)) {
-            return Err(ApiError::forbidden());
-        }
-        let cmd = absences::DeclareAbsence {
-            absence_id: AbsenceId::new(),
-            student_id: student,
-            start,
-            end,
-            reason: reason.to_owned(),
-        };
-        let id = cmd.absence_id;
-        let outcome = self
-            .run_command(
-                cx,
-                &StreamName::absence(id),
-                idempotency,
-                None,
-                |m, state| {
-                    let facts = absences::DeclareFacts {
-                        student_class: m.student(student).map(|s| s.class_id),
-                        now: Utc::now(),
-                    };
-                    Ok(absences::declare_absence(
-                        &Aggregate::fold(state),
-                        &cmd,
-                        &facts,
-                    )?)
-                },
-            )
-            .await?;
-        Ok(match first_event(&outcome)? {
-            Some(DomainEvent::AbsenceDeclared(e)) => e.absence_id,
-            _ => id,
-        })
-    }
-
-    fn absence_student(&self, id: AbsenceId) -> Option<StudentId> {
-        self.read(|m| m.absence(id).map(|a| a.student_id))
-    }
-
-    pub async fn justify_absence(
-        &self,
-        cx: &CommandContext<'_>,
-        absence: AbsenceId,
-        reason: &str,
-    ) -> Result<(), ApiError> {
-        self.check_rate(cx.viewer, Limited::AbsenceDeclaration)?;
-        let student = self
-            .absence_student(absence)
-            .ok_or_else(ApiError::forbidden)?;
-        if !self.read(|m| policy::can_justify_absence(m, cx.viewer, student)) {
-            return Err(ApiError::forbidden());
-        }
-        let cmd = absences::JustifyAbsence {
-            absence_id: absence,
-            reason: reason.to_owned(),
-        };
-        self.run_command(cx, &StreamName::absence(absence), None, None, |_, state| {
-            Ok(absences::justify_absence(&Aggregate::fold(state), &cmd)?)
-        })
-        .await?;
-        Ok(())
-    }
-
-    pub async fn review_justification(
-        &self,
-        cx: &CommandContext<'_>,
-        absence: AbsenceId,
-        accept: bool,
-        comment: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let student = self
-            .absence_student(absence)
-            .ok_or_else(ApiError::forbidden)?;
-        if !self.read(|m| policy::can_review_justification(m, cx.viewer, student)) {
-            return Err(ApiError::forbidden());
-        }
-        let cmd = absences::ReviewJustification {
-            absence_id: absence,
-            accept,
-            comment: comment.map(str::to_owned),
-        };
-        self.run_command(cx, &StreamName::absence(absence), None, None, |_, state| {
-            Ok(absences::review_justification(
-                &Aggregate::fold(state),
-                &cmd,
-            )?)
-        })
-        .await?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_assessment(
-        &self,
-        cx: &CommandContext<'_>,
-        class: ClassId,
-        subject: &str,
-        title: &str,
-        date: NaiveDate,
-        coefficient: f64,
-        out_of: f64,
-    ) -> Result<AssessmentId, ApiError> {
-        let cmd = grades::CreateAssessment {
-            assessment_id: AssessmentId::new(),
-            class_id: class,
-            teacher_id: cx.viewer.person,
-            subject: subject.to_owned(),
-            title: title.to_owned(),
-            date,
-            coefficient,
-            out_of,
-        };
-        let id = cmd.assessment_id;
-        self.run_command(cx, &StreamName::assessment(id), None, None, |m, state| {
-            if !policy::can_teach(m, cx.viewer, class, subject.trim()) {
-                return Err(ApiError::forbidden());
-            }
-            let facts = grades::AssessmentFacts {
-                class_exists: m.class(class).is_some(),
-            };
-            Ok(grades::create_assessment(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn record_grade(
-        &self,
-        cx: &CommandContext<'_>,
-        assessment: AssessmentId,
-        student: StudentId,
-        score: Option<f64>,
-        status: GradeStatus,
-        idempotency: Option<IdempotencyInput>,
-    ) -> Result<GradeId, ApiError> {
-        self.check_rate(cx.viewer, Limited::Grade)?;
-        let cmd = grades::RecordGrade {
-            assessment_id: assessment,
-            student_id: student,
-            score,
-            status,
-        };
-        let id = cmd.grade_id();
-        let outcome = self
-            .run_command(
-                cx,
-                &StreamName::assessment(assessment),
-                idempotency,
-                None,
-                |m, state| {
-                    let owns = m
-                        .assessment(assessment)
-                        .is_some_and(|a| policy::owns_assessment(cx.viewer, a));
-                    if !owns {
-                        return Err(ApiError::forbidden());
-                    }
-                    let facts = grades::GradeFacts {
-                        student_class: m.student(student).map(|s| s.class_id),
-                    };
-                    Ok(grades::record_grade(&Aggregate::fold(state), &cmd, &facts)?)
-                },
-            )
-            .await?;
-        Ok(match first_event(&outcome)? {
-            Some(DomainEvent::GradeRecorded(g)) => g.grade_id,
-            _ => id,
-        })
-    }
-
-    pub async fn correct_grade(
-        &self,
-        cx: &CommandContext<'_>,
-        grade: GradeId,
-        score: Option<f64>,
-        status: GradeStatus,
-        reason: &str,
-    ) -> Result<(), ApiError> {
-        self.check_rate(cx.viewer, Limited::Grade)?;
-        let assessment = self
-            .read(|m| {
-                let g = m.grade(grade)?;
-                m.assessment(g.assessment_id).cloned()
-            })
-            .filter(|a| policy::owns_assessment(cx.viewer, a))
-            .ok_or_else(ApiError::forbidden)?;
-        let cmd = grades::CorrectGrade {
-            grade_id: grade,
-            score,
-            status,
-            reason: reason.to_owned(),
-        };
-        let why = reason.trim();
-        self.run_command(
-            cx,
-            &StreamName::assessment(assessment.id),
-            None,
-            Some(why),
-            |_, state| Ok(grades::correct_grade(&Aggregate::fold(state), &cmd)?),
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub async fn assign_homework(
-        &self,
-        cx: &CommandContext<'_>,
-        class: ClassId,
-        subject: &str,
-        title: &str,
-        description: &str,
-        due: NaiveDate,
-    ) -> Result<HomeworkId, ApiError> {
-        let cmd = homework::AssignHomework {
-            homework_id: HomeworkId::new(),
-            class_id: class,
-            teacher_id: cx.viewer.person,
-            subject: subject.to_owned(),
-            title: title.to_owned(),
-            description: description.to_owned(),
-            due,
-        };
-        let id = cmd.homework_id;
-        self.run_command(cx, &StreamName::homework(id), None, None, |m, state| {
-            if !policy::can_teach(m, cx.viewer, class, subject.trim()) {
-                return Err(ApiError::forbidden());
-            }
-            let tz = m.zone_of_class(class);
-            let facts = homework::HomeworkFacts {
-                class_exists: m.class(class).is_some(),
-                today: Utc::now().with_timezone(&tz).date_naive(),
-            };
-            Ok(homework::assign_homework(
-                &Aggregate::fold(state),
-                &cmd,
-                &facts,
-            )?)
-        })
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn send_message(
-        &self,
-        cx: &CommandContext<'_>,
-        to: &[PersonId],
-        subject: &str,
-        body: &str,
-        thread: Option<ThreadId>,
-        idempotency: Option<IdempotencyInput>,
-    ) -> Result<MessageId, ApiError> {
-        self.check_rate(cx.viewer, Limited::Message)?;
-        let me = cx.viewer.person;
-        let cmd = messages::SendMessage {
-            message_id: MessageId::new(),
-            // Not `unwrap_or_default`: the default id is nil, a new thread needs a fresh one.
-            thread_id: match thread {
-                Some(t) => t,
-                None => ThreadId::new(),
-            },
-            from: me,
-            to: to.to_vec(),
-            subject: subject.to_owned(),
-            body: body.to_owned(),
-        };
-        let id = cmd.message_id;
-        let outcome = self
-            .run_command(
-                cx,
-                &StreamName::thread(cmd.thread_id),
-                idempotency,
-                None,
-                |m, state| {
-                    // Unknown recipients are refused like forbidden ones: whether
-                    // an id is a person is not the sender's business.
-                    if cmd
-                        .to
-                        .iter()
-                        .any(|r| *r != me && !policy::may_write(m, me, *r))
-                    {
-                        return Err(ApiError::Forbidden(
-                            "one of the recipients is not someone this viewer may write to".into(),
-                        ));
-                    }
-                    let state: messages::Thread = Aggregate::fold(state);
-                    if thread.is_some() && !state.exists() {
-                        return Err(ApiError::forbidden());
-                    }
-                    let facts = messages::SendFacts {
-                        registered_recipients: cmd
-                            .to
-                            .iter()
-                            .copied()
-                            .filter(|p| m.person(*p).is_some())
-                            .collect(),
-                    };
-                    Ok(if thread.is_some() {
-                        messages::reply(&state, &cmd, &facts)?
-                    } else {
-                        messages::start_thread(&state, &cmd, &facts)?
-                    })
-                },
-            )
-            .await?;
-        Ok(match first_event(&outcome)? {
-            Some(DomainEvent::MessageSent(e)) => e.message_id,
-            _ => id,
-        })
-    }
-
-    pub async fn mark_message_read(
-        &self,
-        cx: &CommandContext<'_>,
-        message: MessageId,
-    ) -> Result<(), ApiError> {
-        let me = cx.viewer.person;
-        let thread = self
-            .read(|m| {
-                m.message(message)
-                    .filter(|msg| msg.to.contains(&me))
-                    .map(|msg| msg.thread_id)
-            })
-            .ok_or_else(ApiError::forbidden)?;
-        let cmd = messages::MarkRead {
-            thread_id: thread,
-            message_id: message,
-            reader: me,
-        };
-        self.run_command(cx, &StreamName::thread(thread), None, None, |_, state| {
-            Ok(messages::mark_read(&Aggregate::fold(state), &cmd)?)
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-impl App {
-    /// closeAccount: the person no longer needs their account from
-    /// `effective_on` (they left the establishment). It starts the account
-    /// retention period that `registre retention apply` enforces.
-    pub async fn close_account(
-        &self,
-        cx: &CommandContext<'_>,
-        person: PersonId,
-        effective_on: NaiveDate,
-        reason: &str,
-    ) -> Result<PersonId, ApiError> {
-        let cmd = roster::CloseAccount {
-            person_id: person,
-            effective_on,
-            reason: reason.to_owned(),
-        };
-        let reason = reason.trim();
-        self.run_command(
-            cx,
-            &StreamName::person(person),
-            None,
-            Some(reason),
-            |m, state| {
-                if !policy::can_close_account(m, cx.viewer, person) {
-                    return Err(ApiError::forbidden());
-                }
-                Ok(roster::close_account(&Aggregate::fold(state), &cmd)?)
-            },
-        )
-        .await?;
-        tracing::info!(person = %person.0, "account closed");
-        Ok(person)
+        self.executor().run(cx, cmd, idempotency_key).await
     }
 }
 
@@ -853,4 +428,590 @@ fn summary(m: &Model, person: PersonId) -> Option<roster::PersonSummary> {
         roles: p.roles.clone(),
         establishment_id: p.establishment_id,
     })
+}
+
+// ---- Roster ---------------------------------------------------------------
+
+impl Command for roster::CreateEstablishment {
+    const NAME: &'static str = "createEstablishment";
+    type State = roster::Establishment;
+    type Facts = roster::EstablishmentFacts;
+
+    fn authorize(&self, _: &Model, by: Issuer<'_>) -> bool {
+        by.viewer().is_some_and(policy::can_create_establishment)
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        roster::EstablishmentFacts {
+            // A malformed UAI is the decision's to refuse.
+            uai_taken: Uai::parse(&self.uai)
+                .is_ok_and(|uai| m.establishment_by_uai(uai.as_str()).is_some()),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::establishment(self.establishment_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::create_establishment(state, self, facts)?)
+    }
+}
+
+impl Command for roster::CreateClass {
+    const NAME: &'static str = "createClass";
+    type State = roster::Class;
+    type Facts = roster::ClassFacts;
+
+    fn authorize(&self, _: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_manage_roster(v, Some(self.establishment_id)))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        let wanted = self.name.trim().to_lowercase();
+        roster::ClassFacts {
+            establishment_exists: m.establishment(self.establishment_id).is_some(),
+            name_taken: m
+                .classes_of(self.establishment_id)
+                .iter()
+                .any(|c| c.name.trim().to_lowercase() == wanted),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::class(self.class_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::create_class(state, self, facts)?)
+    }
+}
+
+impl Command for roster::RegisterPerson {
+    const NAME: &'static str = "registerPerson";
+    type State = roster::Person;
+    type Facts = roster::PersonFacts;
+
+    fn authorize(&self, _: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_register(v, &self.roles, self.establishment_id))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        roster::PersonFacts {
+            establishment_exists: self
+                .establishment_id
+                .is_some_and(|e| m.establishment(e).is_some()),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::person(self.person_id())
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::register_person(state, self, facts)?)
+    }
+}
+
+impl Command for roster::EnrollStudent {
+    const NAME: &'static str = "enrollStudent";
+    type State = roster::Student;
+    type Facts = roster::EnrolmentFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_manage_roster(v, m.establishment_of_class(self.class_id)))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        roster::EnrolmentFacts {
+            person: summary(m, self.person_id),
+            class_exists: m.class(self.class_id).is_some(),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::student(self.student_id())
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::enroll_student(state, self, facts)?)
+    }
+}
+
+impl Command for roster::LinkGuardian {
+    const NAME: &'static str = "linkGuardian";
+    type State = roster::Student;
+    type Facts = roster::GuardianFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer().is_some_and(|v| {
+            policy::can_manage_roster(v, m.establishment_of_student(self.student_id))
+        })
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        roster::GuardianFacts {
+            guardian: summary(m, self.guardian_id),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::student(self.student_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::link_guardian(state, self, facts)?)
+    }
+}
+
+impl Command for roster::AssignTeacher {
+    const NAME: &'static str = "assignTeacher";
+    type State = roster::Class;
+    type Facts = roster::AssignmentFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_manage_roster(v, m.establishment_of_class(self.class_id)))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        roster::AssignmentFacts {
+            teacher: summary(m, self.teacher_id),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::class(self.class_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::assign_teacher(state, self, facts)?)
+    }
+}
+
+/// closeAccount: the person no longer needs their account from
+/// `effective_on`; it starts the retention period `registre retention apply`
+/// enforces.
+impl Command for roster::CloseAccount {
+    const NAME: &'static str = "closeAccount";
+    type State = roster::Person;
+    type Facts = ();
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_close_account(m, v, self.person_id))
+    }
+    fn facts(&self, _: &Model, _: DateTime<Utc>) {}
+    fn stream(&self, _: &()) -> StreamName {
+        StreamName::person(self.person_id)
+    }
+    fn decide(&self, state: &Self::State, _: &()) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::close_account(state, self)?)
+    }
+    fn reason(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
+
+// ---- Absences ---------------------------------------------------------------
+
+/// What a roll call is decided with.
+#[derive(Clone, Debug)]
+pub struct RollCallFacts {
+    /// The student's class; `None` when there is no such student.
+    pub student_class: Option<ClassId>,
+    /// The earliest live absence declared in advance that an ABSENCE report
+    /// overlaps: the report confirms it, on its stream, instead of recording
+    /// a second absence.
+    pub declared: Option<AbsenceId>,
+    pub now: DateTime<Utc>,
+}
+
+impl Command for absences::ReportAbsence {
+    const NAME: &'static str = "reportAbsence";
+    const RATE: Option<Limited> = Some(Limited::RollCall);
+    type State = absences::Absence;
+    type Facts = RollCallFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_report_absence(m, v, self.student_id))
+    }
+    fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
+        let declared = m
+            .absences_of(self.student_id)
+            .into_iter()
+            .filter(|a| {
+                self.kind == AbsenceKind::Absence
+                    && a.declared_in_advance
+                    && !m.is_absence_cancelled(a.id)
+                    && a.start < self.end
+                    && self.start < a.end
+            })
+            .min_by_key(|a| a.start)
+            .map(|a| a.id);
+        RollCallFacts {
+            student_class: m.student(self.student_id).map(|s| s.class_id),
+            declared,
+            now,
+        }
+    }
+    fn stream(&self, facts: &Self::Facts) -> StreamName {
+        StreamName::absence(facts.declared.unwrap_or(self.absence_id))
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        // `state` is the declared absence's when there is one; the report's
+        // own stream is new otherwise.
+        let fresh = absences::Absence::default();
+        let (base, declared) = match facts.declared {
+            Some(_) => (&fresh, vec![state.clone()]),
+            None => (state, Vec::new()),
+        };
+        let decided = absences::report_absence(
+            base,
+            self,
+            &absences::ReportFacts {
+                student_class: facts.student_class,
+                declared,
+                now: facts.now,
+            },
+        )?;
+        if decided.absence_id != facts.declared.unwrap_or(self.absence_id) {
+            // The model saw a declaration the stream no longer has as live
+            // (cancelled meanwhile): the client decides again.
+            return Err(ApiError::Conflict(
+                "the declared absence changed; retry".into(),
+            ));
+        }
+        Ok(decided.events)
+    }
+}
+
+/// A guardian announces an absence in advance; it starts PENDING review.
+impl Command for absences::DeclareAbsence {
+    const NAME: &'static str = "declareAbsence";
+    const RATE: Option<Limited> = Some(Limited::AbsenceDeclaration);
+    type State = absences::Absence;
+    type Facts = absences::DeclareFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_declare_absence(m, v, self.student_id))
+    }
+    fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
+        absences::DeclareFacts {
+            student_class: m.student(self.student_id).map(|s| s.class_id),
+            now,
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::absence(self.absence_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(absences::declare_absence(state, self, facts)?)
+    }
+}
+
+impl Command for absences::JustifyAbsence {
+    const NAME: &'static str = "justifyAbsence";
+    const RATE: Option<Limited> = Some(Limited::AbsenceDeclaration);
+    type State = absences::Absence;
+    type Facts = ();
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_justify_absence(m, v, self.absence_id))
+    }
+    fn facts(&self, _: &Model, _: DateTime<Utc>) {}
+    fn stream(&self, _: &()) -> StreamName {
+        StreamName::absence(self.absence_id)
+    }
+    fn decide(&self, state: &Self::State, _: &()) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(absences::justify_absence(state, self)?)
+    }
+}
+
+impl Command for absences::ReviewJustification {
+    const NAME: &'static str = "reviewJustification";
+    type State = absences::Absence;
+    type Facts = ();
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_review_justification(m, v, self.absence_id))
+    }
+    fn facts(&self, _: &Model, _: DateTime<Utc>) {}
+    fn stream(&self, _: &()) -> StreamName {
+        StreamName::absence(self.absence_id)
+    }
+    fn decide(&self, state: &Self::State, _: &()) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(absences::review_justification(state, self)?)
+    }
+}
+
+// ---- Grades and homework --------------------------------------------------------
+
+impl Command for grades::CreateAssessment {
+    const NAME: &'static str = "createAssessment";
+    type State = grades::Assessment;
+    type Facts = grades::AssessmentFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer().is_some_and(|v| {
+            policy::can_teach_as(m, v, self.teacher_id, self.class_id, &self.subject)
+        })
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        grades::AssessmentFacts {
+            class_exists: m.class(self.class_id).is_some(),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::assessment(self.assessment_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(grades::create_assessment(state, self, facts)?)
+    }
+}
+
+impl Command for grades::RecordGrade {
+    const NAME: &'static str = "recordGrade";
+    const RATE: Option<Limited> = Some(Limited::Grade);
+    type State = grades::Assessment;
+    type Facts = grades::GradeFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_grade(m, v, self.assessment_id))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        grades::GradeFacts {
+            student_class: m.student(self.student_id).map(|s| s.class_id),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::assessment(self.assessment_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(grades::record_grade(state, self, facts)?)
+    }
+}
+
+/// correctGrade: decided on the grade's assessment, found in the read model.
+impl Command for grades::CorrectGrade {
+    const NAME: &'static str = "correctGrade";
+    const RATE: Option<Limited> = Some(Limited::Grade);
+    type State = grades::Assessment;
+    /// The grade's assessment (authorized, so it exists).
+    type Facts = AssessmentId;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_correct_grade(m, v, self.grade_id))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> AssessmentId {
+        m.grade(self.grade_id)
+            .map(|g| g.assessment_id)
+            .unwrap_or_default()
+    }
+    fn stream(&self, assessment: &AssessmentId) -> StreamName {
+        StreamName::assessment(*assessment)
+    }
+    fn decide(&self, state: &Self::State, _: &AssessmentId) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(grades::correct_grade(state, self)?)
+    }
+    fn reason(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
+
+impl Command for homework::AssignHomework {
+    const NAME: &'static str = "assignHomework";
+    type State = homework::Homework;
+    type Facts = homework::HomeworkFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer().is_some_and(|v| {
+            policy::can_teach_as(m, v, self.teacher_id, self.class_id, &self.subject)
+        })
+    }
+    fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
+        let zone = m.zone_of_class(self.class_id);
+        homework::HomeworkFacts {
+            class_exists: m.class(self.class_id).is_some(),
+            today: now.with_timezone(&zone).date_naive(),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::homework(self.homework_id)
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(homework::assign_homework(state, self, facts)?)
+    }
+}
+
+// ---- Messages ------------------------------------------------------------------
+
+impl Command for messages::SendMessage {
+    const NAME: &'static str = "sendMessage";
+    const RATE: Option<Limited> = Some(Limited::Message);
+    type State = messages::Thread;
+    type Facts = messages::SendFacts;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        let reply_in = match self.thread {
+            ThreadTarget::Reply(thread) => Some(thread),
+            ThreadTarget::New { .. } => None,
+        };
+        by.viewer()
+            .is_some_and(|v| policy::can_send_message(m, v, self.from, &self.to, reply_in))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        messages::SendFacts {
+            registered_recipients: self
+                .to
+                .iter()
+                .copied()
+                .filter(|p| m.person(*p).is_some())
+                .collect(),
+        }
+    }
+    fn stream(&self, _: &Self::Facts) -> StreamName {
+        StreamName::thread(self.thread_id())
+    }
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(messages::send_message(state, self, facts)?)
+    }
+}
+
+/// markMessageRead: decided on the message's thread, found in the read model.
+impl Command for messages::MarkRead {
+    const NAME: &'static str = "markMessageRead";
+    type State = messages::Thread;
+    /// The message's thread (authorized, so it exists).
+    type Facts = ThreadId;
+
+    fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| policy::can_mark_read(m, v, self.message_id, self.reader))
+    }
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> ThreadId {
+        m.message(self.message_id)
+            .map(|msg| msg.thread_id)
+            .unwrap_or_default()
+    }
+    fn stream(&self, thread: &ThreadId) -> StreamName {
+        StreamName::thread(*thread)
+    }
+    fn decide(&self, state: &Self::State, _: &ThreadId) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(messages::mark_read(state, self)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use registre_domain::StudentId;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, h, m, 0)
+            .single()
+            .expect("a valid instant")
+    }
+
+    fn roll_call(
+        absence: u128,
+        kind: AbsenceKind,
+        minutes_late: Option<i64>,
+    ) -> absences::ReportAbsence {
+        absences::ReportAbsence {
+            absence_id: AbsenceId::from_uuid(Uuid::from_u128(absence)),
+            student_id: StudentId::from_uuid(Uuid::from_u128(5)),
+            kind,
+            start: at(8, 0),
+            end: at(8, 15),
+            minutes_late,
+        }
+    }
+
+    fn fp<C: Command>(cmd: &C) -> String {
+        fingerprint(cmd).expect("a command has a fingerprint")
+    }
+
+    /// Stored fingerprints outlive a deployment: a key sent before it and
+    /// retried after must still match. This hash changes only if the
+    /// command's name or serde form does.
+    #[test]
+    fn a_fingerprint_is_the_hash_of_the_serde_form_and_is_stable() {
+        let cmd = roll_call(1, AbsenceKind::Lateness, Some(15));
+        let form =
+            serde_json::to_string(&(absences::ReportAbsence::NAME, &cmd)).expect("serialisable");
+        // The wire names of enums, not Rust's Debug spelling ("Lateness").
+        assert_eq!(
+            form,
+            r#"["reportAbsence",{"student_id":"00000000-0000-0000-0000-000000000005","kind":"LATENESS","start":"2026-11-24T08:00:00Z","end":"2026-11-24T08:15:00Z","minutes_late":15}]"#
+        );
+        assert_eq!(
+            fp(&cmd),
+            "538274d63a8ead27b6522868a2e8f8fbf3d6a730741ab18e930e65c751ebec4b"
+        );
+        // The id the caller generated is not part of the request...
+        assert_eq!(fp(&roll_call(2, AbsenceKind::Lateness, Some(15))), fp(&cmd));
+        // ...everything the client sent is.
+        assert_ne!(fp(&roll_call(1, AbsenceKind::Lateness, Some(20))), fp(&cmd));
+        assert_ne!(fp(&roll_call(1, AbsenceKind::Absence, None)), fp(&cmd));
+    }
+
+    #[test]
+    fn a_new_thread_and_a_reply_are_different_requests() {
+        let send = |message: u128, thread: ThreadTarget| messages::SendMessage {
+            message_id: Uuid::from_u128(message).into(),
+            thread,
+            from: Uuid::from_u128(1).into(),
+            to: vec![Uuid::from_u128(2).into()],
+            subject: "Sortie".into(),
+            body: "Bonjour".into(),
+        };
+        let new = |id: u128| ThreadTarget::New {
+            id: Uuid::from_u128(id).into(),
+        };
+        let reply = |id: u128| ThreadTarget::Reply(Uuid::from_u128(id).into());
+        assert_eq!(fp(&send(10, new(20))), fp(&send(11, new(21))));
+        assert_ne!(fp(&send(10, new(20))), fp(&send(10, reply(20))));
+        assert_ne!(fp(&send(10, reply(20))), fp(&send(10, reply(21))));
+    }
 }

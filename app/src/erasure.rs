@@ -1,21 +1,23 @@
 //! Erasure (GDPR art. 17) and retention (art. 5(1)(e)): destroying the keys
 //! that seal a person's personal text and logging it as `PersonErased`. One
-//! path for every trigger: the `forgetPerson` mutation, `registre forget` and
-//! `registre retention apply` all call [`erase_person`].
+//! command, `roster::ErasePerson`, run by the one command executor for every
+//! trigger: the `forgetPerson` mutation (`App::execute`), `registre forget`
+//! ([`forget_for_operator`]) and `registre retention apply`
+//! ([`apply_retention`]). The executor destroys the keys before it appends
+//! the event (`commands::destroy_erased_keys` says why).
 //!
 //! Every node, this one included, learns of an erasure from the log: its
 //! projection engine marks the person's keys destroyed in its vault's cache
 //! and the fold of `PersonErased` erases their text from its read model
 //! (`registre_projections::engine`, `ReadModel::erase`).
 
-use super::commands::{decode_stream, CommandContext};
-use super::{new_event, role_name, ApiError, App, Viewer};
-use crate::policy;
+use super::commands::{new_id, Command, CommandContext, Executor};
+use super::{ApiError, Viewer};
+use crate::policy::{self, Issuer};
 use chrono::{DateTime, Utc};
-use registre_domain::events::PersonErased;
-use registre_domain::{roster, Aggregate, PersonId, Role, StreamName};
-use registre_projections::ProjectionEngine;
-use registre_store::{Actor, AppendRequest, EventStore, ExpectedVersion, Position, StoreError};
+use registre_domain::{roster, DomainEvent, PersonId, Role, StreamName};
+use registre_projections::{ProjectionEngine, ReadModel as Model};
+use registre_store::{EventStore, Position};
 use serde::Serialize;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -24,98 +26,50 @@ use uuid::Uuid;
 /// in the reason of each erasure it causes.
 pub const ACCOUNT_RETENTION_VAR: &str = "REGISTRE_RETENTION_ACCOUNT_DAYS";
 
-/// Attempts after an expected-version conflict on the person's stream.
-const CONFLICT_RETRIES: u32 = 5;
+/// Erases a person: decided from their stream alone (nothing when the log
+/// already records their erasure). The reason is stored in clear, so it
+/// names the request or the rule, never the person.
+impl Command for roster::ErasePerson {
+    const NAME: &'static str = "erasePerson";
+    type State = roster::Person;
+    type Facts = ();
 
-/// Destroys the keys of `person` (their person id and their student record)
-/// and appends `PersonErased` with `reason` to their stream. Returns false,
-/// writing nothing, when the log already records their erasure. `actor` is
-/// `None` for a system event (the retention rule, an operator's command).
-///
-/// Keys go first: if the append fails, the text is already unreadable and a
-/// retry logs the erasure (the domain decides from the stream, not from the
-/// keys); the other order could log an erasure that did not happen.
-pub async fn erase_person(
+    fn authorize(&self, _: &Model, by: Issuer<'_>) -> bool {
+        policy::can_erase(by)
+    }
+    fn facts(&self, _: &Model, _: DateTime<Utc>) {}
+    fn stream(&self, _: &()) -> StreamName {
+        StreamName::person(self.person_id)
+    }
+    fn decide(&self, state: &Self::State, _: &()) -> Result<Vec<DomainEvent>, ApiError> {
+        Ok(roster::erase_person(state, self)?)
+    }
+    fn reason(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
+
+/// Erases `person` from a command-line tool (no read model). True when this
+/// call logged the erasure, false when the log already held it.
+async fn erase(
     store: &Arc<dyn EventStore>,
+    cx: &CommandContext<'_>,
     person: PersonId,
     reason: &str,
-    actor: Option<Actor>,
-    correlation: Uuid,
 ) -> Result<bool, ApiError> {
-    let vault = store
-        .vault()
-        .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
     let cmd = roster::ErasePerson {
         person_id: person,
         reason: reason.to_owned(),
     };
-    let stream = StreamName::person(person);
-    let mut attempt = 0;
-    loop {
-        let recorded = store.read_stream(stream.as_str(), 0).await?;
-        let version = recorded.last().map(|e| e.stream_version).unwrap_or(0);
-        let state: roster::Person = Aggregate::fold(&decode_stream(&recorded)?);
-        let events = roster::erase_person(&state, &cmd)?;
-        if events.is_empty() {
-            return Ok(false);
-        }
-        vault
-            .destroy(PersonErased::destroyed_keys(person).to_vec(), Utc::now())
-            .await?;
-        let request = AppendRequest {
-            stream_id: stream.as_str().to_owned(),
-            expected: ExpectedVersion::Exact(version),
-            events: events
-                .iter()
-                .map(|e| {
-                    new_event(
-                        e,
-                        actor.clone(),
-                        correlation,
-                        None,
-                        Some(reason.trim().into()),
-                    )
-                })
-                .collect(),
-            idempotency: None,
-        };
-        match store.append(request).await {
-            Ok(_) => {
-                tracing::info!(person = %person.0, "person erased");
-                return Ok(true);
-            }
-            Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
-            Err(e) => return Err(e.into()),
-        }
+    let erased = !Executor::offline(store)
+        .run(cx, &cmd, None)
+        .await?
+        .events
+        .is_empty();
+    if erased {
+        tracing::info!(person = %person.0, "person erased");
     }
-}
-
-impl App {
-    /// forgetPerson (GDPR art. 17 on request): [`erase_person`] as the
-    /// viewer; answers once this node's read model holds the erasure.
-    /// Returns false when they were erased already.
-    pub async fn forget_person(
-        &self,
-        cx: &CommandContext<'_>,
-        person: PersonId,
-        reason: &str,
-    ) -> Result<bool, ApiError> {
-        if !policy::can_forget_person(cx.viewer) {
-            return Err(ApiError::forbidden());
-        }
-        if reason.trim().is_empty() {
-            return Err(ApiError::invalid("reason", "an erasure needs a reason"));
-        }
-        self.consistent().await?;
-        let actor = Actor {
-            person_id: cx.viewer.person.0,
-            role: role_name(cx.viewer.acting_role()).into(),
-        };
-        let erased =
-            erase_person(self.store(), person, reason, Some(actor), cx.correlation).await?;
-        self.consistent().await?;
-        Ok(erased)
-    }
+    Ok(erased)
 }
 
 /// The person an operator of the command line acts as: registered in the
@@ -141,8 +95,8 @@ pub fn operator(engine: &ProjectionEngine, external_id: &str) -> Result<Viewer, 
         })
 }
 
-/// `registre forget`: [`erase_person`] on behalf of an operator, who must be
-/// an ADMIN, as the `forgetPerson` mutation requires. The serving nodes fold
+/// `registre forget`: the erasure on behalf of an operator, who must be an
+/// ADMIN, as the `forgetPerson` mutation requires. The serving nodes fold
 /// the erasure when they read it from the log.
 pub async fn forget_for_operator(
     store: &Arc<dyn EventStore>,
@@ -150,17 +104,13 @@ pub async fn forget_for_operator(
     person: PersonId,
     reason: &str,
 ) -> Result<bool, ApiError> {
-    if !policy::can_forget_person(operator) {
-        return Err(ApiError::forbidden());
-    }
-    if reason.trim().is_empty() {
-        return Err(ApiError::invalid("reason", "an erasure needs a reason"));
-    }
-    let actor = Actor {
-        person_id: operator.person.0,
-        role: role_name(operator.acting_role()).into(),
-    };
-    erase_person(store, person, reason, Some(actor), Uuid::now_v7()).await
+    erase(
+        store,
+        &CommandContext::person(operator, new_id()),
+        person,
+        reason,
+    )
+    .await
 }
 
 /// The retention periods `registre retention apply` enforces, by category.
@@ -209,10 +159,10 @@ pub async fn apply_retention(
     );
     // One correlation id for the run: an auditor finds every erasure of one
     // night together.
-    let correlation = Uuid::now_v7();
+    let run = CommandContext::system(new_id::<Uuid>());
     let mut erased = Vec::new();
     for person in due {
-        if erase_person(store, person, &reason, None, correlation).await? {
+        if erase(store, &run, person, &reason).await? {
             erased.push(person);
         }
     }

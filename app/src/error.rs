@@ -77,7 +77,6 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::Invalid { field, message } => ApiError::InvalidInput { field, message },
-            DomainError::Forbidden(m) => ApiError::Forbidden(m),
             DomainError::NotFound(m) => ApiError::NotFound(m),
             DomainError::Conflict(m) => ApiError::Conflict(m),
         }

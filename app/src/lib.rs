@@ -48,8 +48,8 @@ use registre_domain::events::PersonRegistered;
 use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};
 use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
 use registre_store::{
-    Actor, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess,
-    NewEvent, Position, StoreError,
+    Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess, NewEvent,
+    Position, StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +94,7 @@ impl Default for AppConfig {
     fn default() -> Self {
         Self {
             consistency_timeout: Duration::from_secs(5),
-            conflict_retries: 5,
+            conflict_retries: commands::CONFLICT_RETRIES,
             access_queue: 16_384,
             access_enqueue_timeout: Duration::from_secs(2),
             access_reads_per_request: 5_000,
@@ -303,27 +303,7 @@ impl App {
 
     /// Waits until the read model holds `position`, within the consistency timeout.
     pub async fn wait_for(&self, position: Position) -> Result<(), ApiError> {
-        if self.read_model_position() >= position {
-            return Ok(());
-        }
-        self.engine
-            .wait_for(position, self.config.consistency_timeout)
-            .await
-            .map_err(|lag| {
-                tracing::error!(
-                    wanted = lag.wanted,
-                    reached = lag.reached,
-                    "read model lagging"
-                );
-                // After a start without a usable snapshot, the node folds the
-                // whole log before it can answer: say so, /readyz shows the lag.
-                ApiError::Internal(format!(
-                    "the read model is at log position {} and did not reach {} within {:?} \
-                     (the node is still catching up with the log; /readyz reports when it is \
-                     ready); retry",
-                    lag.reached, lag.wanted, self.config.consistency_timeout
-                ))
-            })
+        wait_model(&self.engine, position, self.config.consistency_timeout).await
     }
 
     /// Read-your-writes: one `head()` round trip, then wait for the model.
@@ -353,12 +333,18 @@ impl App {
         });
         let actor = Actor {
             person_id: person_id.0,
-            role: role_name(Role::Admin).into(),
+            role: Role::Admin.wire_name().into(),
         };
         let request = AppendRequest {
             stream_id: StreamName::person(person_id).into_string(),
             expected: ExpectedVersion::NoStream,
-            events: vec![new_event(&event, Some(actor), Uuid::now_v7(), None, None)],
+            events: vec![new_event(
+                &event,
+                Some(actor),
+                commands::new_id(),
+                None,
+                None,
+            )],
             idempotency: None,
         };
         match self.store.append(request).await {
@@ -455,48 +441,6 @@ impl App {
         self.limiter.check(viewer.person, kind)
     }
 
-    /// Appends one command's events to one stream. Callers decide `events`
-    /// from the stream state they read at `version`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn append(
-        &self,
-        viewer: &Viewer,
-        correlation: Uuid,
-        stream: &StreamName,
-        version: u64,
-        events: &[DomainEvent],
-        idempotency: Option<&registre_store::Idempotency>,
-        reason: Option<&str>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let actor = Actor {
-            person_id: viewer.person.0,
-            role: role_name(viewer.acting_role()).into(),
-        };
-        let key = idempotency.map(|i| i.key.clone());
-        let request = AppendRequest {
-            stream_id: stream.as_str().to_owned(),
-            expected: if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(version)
-            },
-            events: events
-                .iter()
-                .map(|e| {
-                    new_event(
-                        e,
-                        Some(actor.clone()),
-                        correlation,
-                        key.clone(),
-                        reason.map(str::to_owned),
-                    )
-                })
-                .collect(),
-            idempotency: idempotency.cloned(),
-        };
-        self.store.append(request).await
-    }
-
     /// Subscribes to the node-wide feed of new absences.
     pub fn live_absences(&self) -> broadcast::Receiver<LiveAbsence> {
         self.live.subscribe()
@@ -530,16 +474,31 @@ impl Drop for SubscriberGuard {
     }
 }
 
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "ADMIN",
-        Role::Head => "HEAD",
-        Role::EducationStaff => "EDUCATION_STAFF",
-        Role::Teacher => "TEACHER",
-        Role::Guardian => "GUARDIAN",
-        Role::Student => "STUDENT",
-        Role::Auditor => "AUDITOR",
+/// Waits until `engine` holds `position`, at most `timeout`; past it the
+/// request fails with INTERNAL, saying the node is catching up.
+pub(crate) async fn wait_model(
+    engine: &ProjectionEngine,
+    position: Position,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    if engine.position() >= position {
+        return Ok(());
     }
+    engine.wait_for(position, timeout).await.map_err(|lag| {
+        tracing::error!(
+            wanted = lag.wanted,
+            reached = lag.reached,
+            "read model lagging"
+        );
+        // After a start without a usable snapshot, the node folds the
+        // whole log before it can answer: say so, /readyz shows the lag.
+        ApiError::Internal(format!(
+            "the read model is at log position {} and did not reach {} within {:?} \
+             (the node is still catching up with the log; /readyz reports when it is \
+             ready); retry",
+            lag.reached, lag.wanted, timeout
+        ))
+    })
 }
 
 fn new_event(
@@ -551,7 +510,7 @@ fn new_event(
 ) -> NewEvent {
     let encoded = event.encode();
     NewEvent {
-        event_id: Uuid::now_v7(),
+        event_id: commands::new_id(),
         event_type: encoded.event_type.to_owned(),
         schema_version: encoded.schema_version,
         data: encoded.data,
@@ -560,7 +519,7 @@ fn new_event(
             correlation_id: correlation,
             causation_id: None,
             idempotency_key,
-            occurred_at: chrono::Utc::now(),
+            occurred_at: commands::now(),
             reason,
         },
     }

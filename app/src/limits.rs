@@ -258,6 +258,7 @@ fn human(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registre_domain::testing::fresh;
 
     fn limiter(rates: Vec<Rate>) -> Limiter {
         Limiter::new(PersonLimits {
@@ -279,7 +280,7 @@ mod tests {
     #[test]
     fn a_burst_up_to_the_rate_passes_then_the_next_waits_for_a_token() {
         let l = limiter(vec![Rate::per_minute(30)]);
-        let me = PersonId::new();
+        let me = fresh::<PersonId>();
         let t0 = Instant::now();
         for _ in 0..30 {
             assert_eq!(retry_after(l.check_at(me, Limited::Message, t0)), None);
@@ -293,7 +294,7 @@ mod tests {
         assert_eq!(retry_after(l.check_at(me, Limited::Message, t2)), Some(2));
         // Someone else, or another kind, has their own bucket.
         assert_eq!(
-            retry_after(l.check_at(PersonId::new(), Limited::Message, t2)),
+            retry_after(l.check_at(fresh::<PersonId>(), Limited::Message, t2)),
             None
         );
         assert_eq!(retry_after(l.check_at(me, Limited::RollCall, t2)), None);
@@ -302,7 +303,7 @@ mod tests {
     #[test]
     fn the_slowest_window_says_when_to_retry_and_a_refusal_costs_nothing() {
         let l = limiter(vec![Rate::per_minute(30), Rate::per_day(40)]);
-        let me = PersonId::new();
+        let me = fresh::<PersonId>();
         let mut t = Instant::now();
         for _ in 0..40 {
             // One every 2 s: the minute window never runs out.
@@ -328,14 +329,14 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..1_500 {
-            l.check_at(PersonId::new(), Limited::Message, t0)
+            l.check_at(fresh::<PersonId>(), Limited::Message, t0)
                 .expect("a first message passes");
         }
         // Two days later those buckets are full again (like new ones): the
         // next sweep forgets them and keeps the people active now.
         let later = t0 + Duration::from_secs(2 * 86_400);
         for _ in 0..600 {
-            l.check_at(PersonId::new(), Limited::Message, later)
+            l.check_at(fresh::<PersonId>(), Limited::Message, later)
                 .expect("passes");
         }
         assert_eq!(l.buckets.lock().map.len(), 600);
@@ -344,7 +345,7 @@ mod tests {
     #[test]
     fn no_rates_means_no_limit() {
         let l = Limiter::new(PersonLimits::unlimited());
-        let me = PersonId::new();
+        let me = fresh::<PersonId>();
         let t0 = Instant::now();
         for _ in 0..10_000 {
             l.check_at(me, Limited::Message, t0).expect("unlimited");

@@ -36,9 +36,35 @@
 //!
 //! A refusal never says whether the thing exists: callers answer FORBIDDEN for
 //! anything the viewer could not see even if it existed.
+//!
+//! Every mutation asks here through its command's `authorize`
+//! (`app::commands::Command`), which the command executor calls before it
+//! reads or decides anything; the domain holds no who-may-do-what.
 
-use registre_domain::{ClassId, EstablishmentId, PersonId, Role, StudentId};
-use registre_projections::{Assessment, ReadModel as Model};
+use registre_domain::{
+    AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, MessageId, PersonId, Role,
+    StudentId, ThreadId,
+};
+use registre_projections::ReadModel as Model;
+
+/// Who runs a command: a person (a request's viewer, or an operator of the
+/// command line resolved in the roster), or Registre itself (a retention
+/// rule), which no person stands behind.
+#[derive(Clone, Copy, Debug)]
+pub enum Issuer<'a> {
+    Person(&'a Viewer),
+    System,
+}
+
+impl<'a> Issuer<'a> {
+    /// The person, unless the system runs the command.
+    pub fn viewer(self) -> Option<&'a Viewer> {
+        match self {
+            Issuer::Person(v) => Some(v),
+            Issuer::System => None,
+        }
+    }
+}
 
 /// An authenticated caller, as proven by a verified JWT. Its `subject` is the
 /// `sub` claim, i.e. the `Person.externalId`; `admin` is true when the subject
@@ -228,6 +254,9 @@ pub fn can_read_usage(v: &Viewer, establishment: EstablishmentId) -> bool {
 }
 
 // ---- Mutations -----------------------------------------------------------
+//
+// One function per command, over the command's own inputs; the system
+// issuer runs only what `can_erase` lets it.
 
 pub fn can_create_establishment(v: &Viewer) -> bool {
     v.has(Role::Admin)
@@ -268,26 +297,81 @@ pub fn can_report_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
             && v.establishment == m.establishment_of_class(s.class_id))
 }
 
-/// justifyAbsence and declareAbsence: a GUARDIAN of the student.
-pub fn can_justify_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
+/// declareAbsence: a GUARDIAN of the student.
+pub fn can_declare_absence(m: &Model, v: &Viewer, student: StudentId) -> bool {
     v.has(Role::Guardian) && m.is_guardian_of(v.person, student)
 }
 
-/// reviewJustification: EDUCATION_STAFF of the student's establishment.
-pub fn can_review_justification(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    v.has(Role::EducationStaff)
-        && v.establishment.is_some()
-        && v.establishment == m.establishment_of_student(student)
+/// justifyAbsence: a GUARDIAN of the absent student (a live absence).
+pub fn can_justify_absence(m: &Model, v: &Viewer, absence: AbsenceId) -> bool {
+    m.absence(absence)
+        .is_some_and(|a| can_declare_absence(m, v, a.student_id))
 }
 
-/// createAssessment, assignHomework: TEACHER assigned to that class and subject.
-pub fn can_teach(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
-    teaches(m, v, class, subject)
+/// reviewJustification: EDUCATION_STAFF of the absent student's establishment.
+pub fn can_review_justification(m: &Model, v: &Viewer, absence: AbsenceId) -> bool {
+    m.absence(absence).is_some_and(|a| {
+        v.has(Role::EducationStaff)
+            && v.establishment.is_some()
+            && v.establishment == m.establishment_of_student(a.student_id)
+    })
 }
 
-/// recordGrade, correctGrade: the TEACHER who owns the assessment.
-pub fn owns_assessment(v: &Viewer, a: &Assessment) -> bool {
-    v.has(Role::Teacher) && a.teacher_id == v.person
+/// createAssessment, assignHomework: a TEACHER assigned to that class and
+/// subject, in their own name (`teacher` is the viewer).
+pub fn can_teach_as(
+    m: &Model,
+    v: &Viewer,
+    teacher: PersonId,
+    class: ClassId,
+    subject: &str,
+) -> bool {
+    teacher == v.person && teaches(m, v, class, subject.trim())
+}
+
+/// recordGrade: the TEACHER who owns the assessment.
+pub fn can_grade(m: &Model, v: &Viewer, assessment: AssessmentId) -> bool {
+    v.has(Role::Teacher)
+        && m.assessment(assessment)
+            .is_some_and(|a| a.teacher_id == v.person)
+}
+
+/// correctGrade: the TEACHER who owns the grade's assessment.
+pub fn can_correct_grade(m: &Model, v: &Viewer, grade: GradeId) -> bool {
+    m.grade(grade)
+        .is_some_and(|g| can_grade(m, v, g.assessment_id))
+}
+
+/// sendMessage, in their own name (`from` is the viewer): every recipient
+/// is someone they may write to ([`may_write`]; an unknown id is refused
+/// like a forbidden one: whether an id is a person is not the sender's
+/// business), and a reply goes to a thread they take part in.
+pub fn can_send_message(
+    m: &Model,
+    v: &Viewer,
+    from: PersonId,
+    to: &[PersonId],
+    reply_in: Option<ThreadId>,
+) -> bool {
+    from == v.person
+        && to.iter().all(|r| *r == from || may_write(m, from, *r))
+        && reply_in.is_none_or(|t| m.thread(t).is_some_and(|t| t.participants.contains(&from)))
+}
+
+/// markMessageRead: a recipient of the message, for themself.
+pub fn can_mark_read(m: &Model, v: &Viewer, message: MessageId, reader: PersonId) -> bool {
+    reader == v.person
+        && m.message(message)
+            .is_some_and(|msg| msg.to.contains(&reader))
+}
+
+/// Erasing a person (GDPR art. 17): on request, an ADMIN ([`can_forget_person`]);
+/// the system, when a retention rule says so.
+pub fn can_erase(by: Issuer<'_>) -> bool {
+    match by {
+        Issuer::Person(v) => can_forget_person(v),
+        Issuer::System => true,
+    }
 }
 
 /// The establishment where `p` works (TEACHER, EDUCATION_STAFF, HEAD).

@@ -662,13 +662,6 @@ fn messages(
     }
 }
 
-fn role_name(role: Role) -> String {
-    serde_json::to_value(role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The store form of a generated fact. Event ids are UUIDv7 stamped with the
 /// fact's time and seeded random bits, so the log is reproducible.
 pub fn to_new_event(e: &GenEvent, rng: &mut StdRng) -> NewEvent {
@@ -683,7 +676,7 @@ pub fn to_new_event(e: &GenEvent, rng: &mut StdRng) -> NewEvent {
         metadata: EventMetadata {
             actor: e.actor.map(|(person, role)| Actor {
                 person_id: person.as_uuid(),
-                role: role_name(role),
+                role: role.wire_name().into(),
             }),
             correlation_id: uuid(rng),
             causation_id: None,

@@ -1,6 +1,8 @@
 //! The domain's rejection type. A rejection is an answer, not a failure: it is
 //! distinct from store failures and concurrency conflicts, which live in the
 //! store crate, so that the API maps each to its own `extensions.code`.
+//! "Not allowed" is none of them: who may run a command is the API policy's
+//! business, decided before the domain is asked.
 
 use thiserror::Error;
 
@@ -9,9 +11,6 @@ pub enum DomainError {
     /// The command is malformed or breaks an invariant (API: INVALID_INPUT).
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
-    /// The actor may not do this (API: FORBIDDEN).
-    #[error("forbidden: {0}")]
-    Forbidden(String),
     /// A referenced thing does not exist (API: NOT_FOUND).
     #[error("{0} not found")]
     NotFound(String),

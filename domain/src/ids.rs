@@ -15,9 +15,11 @@ macro_rules! typed_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// A fresh, time-ordered identifier (UUIDv7).
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
+            /// The identifier `uuid`. The domain never makes one up (it has
+            /// neither clock nor randomness): new entities' ids come from the
+            /// caller, derived ones from what they identify (`for_person`...).
+            pub const fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
             }
             pub fn as_uuid(&self) -> Uuid {
                 self.0

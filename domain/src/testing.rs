@@ -4,14 +4,14 @@
 //!
 //! ```
 //! use registre_domain::grades::{record_grade, GradeFacts, RecordGrade};
-//! use registre_domain::testing::{given, samples, Rejection};
-//! use registre_domain::{AssessmentId, ClassId, DomainEvent, GradeStatus, StudentId};
+//! use registre_domain::testing::{fresh, given, samples, Rejection};
+//! use registre_domain::{DomainEvent, GradeStatus};
 //!
 //! let created = samples().into_iter().find(|e| e.event_type() == "AssessmentCreated").expect("sample");
 //! let DomainEvent::AssessmentCreated(a) = &created else { unreachable!() };
 //! let cmd = RecordGrade {
 //!     assessment_id: a.assessment_id,
-//!     student_id: StudentId::new(),
+//!     student_id: fresh(),
 //!     score: Some(25.0),
 //!     status: GradeStatus::Graded,
 //! };
@@ -28,7 +28,19 @@ use crate::events::*;
 use crate::ids::*;
 use crate::values::*;
 use chrono::{NaiveDate, TimeZone as _, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
+
+/// A new identifier for a test, distinct from every other one this process
+/// made and from the [`samples`]' ids. A counter: the domain has neither
+/// clock nor randomness, and a test's ids need only be distinct.
+pub fn fresh<T: From<Uuid>>() -> T {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    T::from(Uuid::from_u128(
+        0x7e57_0000_0000_4000_8000_0000_0000_0000 | u128::from(n),
+    ))
+}
 
 /// Events given as history; the aggregate's state is folded from them.
 pub fn given<S: Aggregate>(events: impl IntoIterator<Item = DomainEvent>) -> Given<S> {
@@ -90,7 +102,6 @@ impl Outcome for ReportOutcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
     Invalid(&'static str),
-    Forbidden,
     NotFound,
     Conflict,
 }
@@ -99,8 +110,7 @@ impl Rejection {
     pub fn matches(&self, error: &DomainError) -> bool {
         match (self, error) {
             (Rejection::Invalid(f), DomainError::Invalid { field, .. }) => field == f,
-            (Rejection::Forbidden, DomainError::Forbidden(_))
-            | (Rejection::NotFound, DomainError::NotFound(_))
+            (Rejection::NotFound, DomainError::NotFound(_))
             | (Rejection::Conflict, DomainError::Conflict(_)) => true,
             _ => false,
         }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use registre_domain::absences::*;
-use registre_domain::testing::{given, given_state, nothing, Rejection};
+use registre_domain::testing::{fresh, given, given_state, nothing, Rejection};
 use registre_domain::{events::*, Aggregate, DomainEvent};
 use registre_domain::{AbsenceId, AbsenceKind, ClassId, JustificationState, StudentId};
 
@@ -14,7 +14,7 @@ fn at(h: u32, m: u32) -> DateTime<Utc> {
 
 fn enrolled() -> ReportFacts {
     ReportFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         declared: vec![],
         now: at(7, 0),
     }
@@ -22,7 +22,7 @@ fn enrolled() -> ReportFacts {
 
 fn report(student: StudentId, kind: AbsenceKind, minutes: Option<i64>) -> ReportAbsence {
     ReportAbsence {
-        absence_id: AbsenceId::new(),
+        absence_id: fresh::<AbsenceId>(),
         student_id: student,
         kind,
         start: at(8, 0),
@@ -39,7 +39,7 @@ fn reported(student: StudentId) -> (AbsenceId, Vec<DomainEvent>) {
 
 #[test]
 fn absence_and_lateness_are_reported_unjustified() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let cmd = report(student, AbsenceKind::Lateness, Some(7));
     let (outcome, state) = nothing::<Absence>()
         .when(|s| report_absence(s, &cmd, &enrolled()))
@@ -60,7 +60,7 @@ fn absence_and_lateness_are_reported_unjustified() {
 
 #[test]
 fn report_rejections() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let cases = [
         (
             report(student, AbsenceKind::Lateness, None),
@@ -110,14 +110,14 @@ fn declaration(
     to: DateTime<Utc>,
 ) -> (AbsenceId, Vec<DomainEvent>) {
     let cmd = DeclareAbsence {
-        absence_id: AbsenceId::new(),
+        absence_id: fresh::<AbsenceId>(),
         student_id: student,
         start: from,
         end: to,
         reason: "Rendez-vous chez l'orthophoniste".into(),
     };
     let facts = DeclareFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         now: at(7, 0),
     };
     (
@@ -128,16 +128,16 @@ fn declaration(
 
 #[test]
 fn a_guardian_declares_an_absence_in_advance_as_pending() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let cmd = DeclareAbsence {
-        absence_id: AbsenceId::new(),
+        absence_id: fresh::<AbsenceId>(),
         student_id: student,
         start: at(10, 0),
         end: at(12, 0),
         reason: " Rendez-vous médical ".into(),
     };
     let facts = DeclareFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         now: at(7, 0),
     };
     let (_, state) = nothing::<Absence>()
@@ -188,11 +188,11 @@ fn a_guardian_declares_an_absence_in_advance_as_pending() {
 
 #[test]
 fn the_roll_call_confirms_a_declared_absence_instead_of_a_duplicate() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (declared_id, declared_events) = declaration(student, at(8, 30), at(11, 0));
     let declared: Absence = Aggregate::fold(&declared_events);
     let facts = ReportFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         declared: vec![declared.clone()],
         now: at(7, 0),
     };
@@ -232,9 +232,9 @@ fn the_roll_call_confirms_a_declared_absence_instead_of_a_duplicate() {
 
 #[test]
 fn declarations_that_do_not_apply_leave_a_normal_report() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (_, other_time) = declaration(student, at(14, 0), at(16, 0));
-    let (_, other_student) = declaration(StudentId::new(), at(8, 0), at(9, 0));
+    let (_, other_student) = declaration(fresh::<StudentId>(), at(8, 0), at(9, 0));
     let (cancelled_id, mut cancelled) = declaration(student, at(8, 0), at(9, 0));
     cancelled.push(DomainEvent::AbsenceCancelled(AbsenceCancelled {
         absence_id: cancelled_id,
@@ -244,7 +244,7 @@ fn declarations_that_do_not_apply_leave_a_normal_report() {
     // Touching at the boundary is not overlapping.
     let (_, adjacent) = declaration(student, at(9, 0), at(10, 0));
     let facts = ReportFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         declared: [other_time, other_student, cancelled, adjacent]
             .iter()
             .map(Aggregate::fold)
@@ -275,7 +275,7 @@ fn declarations_that_do_not_apply_leave_a_normal_report() {
 
 #[test]
 fn justification_review_and_rejustification() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (id, history) = reported(student);
     let justify = JustifyAbsence {
         absence_id: id,
@@ -346,7 +346,7 @@ fn justification_review_and_rejustification() {
 
 #[test]
 fn justification_and_review_rejections() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (id, history) = reported(student);
     let blank = JustifyAbsence {
         absence_id: id,
@@ -401,7 +401,7 @@ fn justification_and_review_rejections() {
 
 #[test]
 fn cancellation_needs_a_reason_happens_once_and_freezes_the_absence() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (id, history) = reported(student);
     let cancel = CancelAbsence {
         absence_id: id,
@@ -437,7 +437,7 @@ fn cancellation_needs_a_reason_happens_once_and_freezes_the_absence() {
 
 #[test]
 fn a_report_on_an_existing_stream_is_a_conflict() {
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let (id, history) = reported(student);
     let cmd = ReportAbsence {
         absence_id: id,
@@ -459,7 +459,7 @@ fn report_between(kind: AbsenceKind, start: DateTime<Utc>, end: DateTime<Utc>) -
         start,
         end,
         ..report(
-            StudentId::new(),
+            fresh::<StudentId>(),
             kind,
             (kind == AbsenceKind::Lateness).then_some(10),
         )
@@ -571,7 +571,7 @@ fn a_declaration_in_advance_is_bounded_like_a_report() {
     // Given 1 December 2026, 07:00, when a guardian declares an absence
     // running to 9999 or longer than a school year, then it is refused.
     let facts = DeclareFacts {
-        student_class: Some(ClassId::new()),
+        student_class: Some(fresh::<ClassId>()),
         now: at(7, 0),
     };
     for (start, end) in [
@@ -580,8 +580,8 @@ fn a_declaration_in_advance_is_bounded_like_a_report() {
         (on(2028, 9, 1, 8), on(2028, 9, 1, 10)),
     ] {
         let cmd = DeclareAbsence {
-            absence_id: AbsenceId::new(),
-            student_id: StudentId::new(),
+            absence_id: fresh::<AbsenceId>(),
+            student_id: fresh::<StudentId>(),
             start,
             end,
             reason: "Hospitalisation".into(),

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use registre_domain::codec::{DecodeError, EVENT_TYPES};
 use registre_domain::events::*;
-use registre_domain::testing::samples;
+use registre_domain::testing::{fresh, samples};
 use registre_domain::{AssessmentId, DomainEvent, GradeId, GradeStatus, PersonId, StudentId};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -209,8 +209,8 @@ proptest! {
     // for bit, or a replayed average would drift from the one first shown.
     #[test]
     fn grade_scores_survive_json_text(score in 0.0f64..=1000.0) {
-        let assessment = AssessmentId::new();
-        let student = StudentId::new();
+        let assessment = fresh::<AssessmentId>();
+        let student = fresh::<StudentId>();
         let event = DomainEvent::GradeRecorded(GradeRecorded {
             grade_id: GradeId::for_pair(assessment, student),
             assessment_id: assessment,

@@ -5,15 +5,15 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
 use registre_domain::grades::*;
-use registre_domain::testing::{given, nothing, Rejection};
+use registre_domain::testing::{fresh, given, nothing, Rejection};
 use registre_domain::{events::*, DomainEvent};
 use registre_domain::{AssessmentId, ClassId, GradeId, GradeStatus, PersonId, StudentId};
 
 fn create(class: ClassId) -> CreateAssessment {
     CreateAssessment {
-        assessment_id: AssessmentId::new(),
+        assessment_id: fresh::<AssessmentId>(),
         class_id: class,
-        teacher_id: PersonId::new(),
+        teacher_id: fresh::<PersonId>(),
         subject: " Français ".into(),
         title: "Dictée n°3".into(),
         date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
@@ -35,7 +35,7 @@ fn created(class: ClassId) -> (AssessmentId, Vec<DomainEvent>) {
 
 #[test]
 fn assessment_is_created() {
-    let cmd = create(ClassId::new());
+    let cmd = create(fresh::<ClassId>());
     nothing::<Assessment>()
         .when(|s| create_assessment(s, &cmd, &AssessmentFacts { class_exists: true }))
         .then_expect([DomainEvent::AssessmentCreated(AssessmentCreated {
@@ -53,7 +53,7 @@ fn assessment_is_created() {
 #[test]
 fn assessment_rejections() {
     let ok = AssessmentFacts { class_exists: true };
-    let base = create(ClassId::new());
+    let base = create(fresh::<ClassId>());
     let cases: Vec<(CreateAssessment, Rejection)> = vec![
         (
             CreateAssessment {
@@ -164,9 +164,9 @@ fn record(
 
 #[test]
 fn a_grade_is_recorded_once_per_student() {
-    let class = ClassId::new();
+    let class = fresh::<ClassId>();
     let (assessment, history) = created(class);
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let facts = GradeFacts {
         student_class: Some(class),
     };
@@ -190,7 +190,7 @@ fn a_grade_is_recorded_once_per_student() {
     // Another student of the class is independent.
     let other = record(
         assessment,
-        StudentId::new(),
+        fresh::<StudentId>(),
         None,
         GradeStatus::NotSubmitted,
     );
@@ -199,9 +199,9 @@ fn a_grade_is_recorded_once_per_student() {
 
 #[test]
 fn grade_rejections() {
-    let class = ClassId::new();
+    let class = fresh::<ClassId>();
     let (assessment, history) = created(class);
-    let student = StudentId::new();
+    let student = fresh::<StudentId>();
     let enrolled = GradeFacts {
         student_class: Some(class),
     };
@@ -226,7 +226,7 @@ fn grade_rejections() {
                 s,
                 &cmd,
                 &GradeFacts {
-                    student_class: Some(ClassId::new()),
+                    student_class: Some(fresh::<ClassId>()),
                 },
             )
         })
@@ -265,8 +265,8 @@ fn graded(class: ClassId, student: StudentId, score: f64) -> (AssessmentId, Vec<
 
 #[test]
 fn a_correction_keeps_the_earlier_value_and_needs_a_reason() {
-    let class = ClassId::new();
-    let student = StudentId::new();
+    let class = fresh::<ClassId>();
+    let student = fresh::<StudentId>();
     let (assessment, history) = graded(class, student, 8.0);
     let grade_id = GradeId::for_pair(assessment, student);
     let cmd = CorrectGrade {
@@ -314,7 +314,7 @@ fn a_correction_keeps_the_earlier_value_and_needs_a_reason() {
         .when(|s| correct_grade(s, &out_of_range))
         .then_reject(Rejection::Invalid("score"));
     let unknown = CorrectGrade {
-        grade_id: GradeId::new(),
+        grade_id: fresh::<GradeId>(),
         ..cmd
     };
     given::<Assessment>(history)
@@ -325,12 +325,12 @@ fn a_correction_keeps_the_earlier_value_and_needs_a_reason() {
 proptest! {
     #[test]
     fn any_score_within_zero_and_out_of_is_accepted(out_of in 0.5f64..=1000.0, fraction in 0.0f64..=1.0) {
-        let class = ClassId::new();
+        let class = fresh::<ClassId>();
         let cmd = CreateAssessment { out_of, ..create(class) };
         let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true }).unwrap();
         let state: Assessment = registre_domain::Aggregate::fold(&history);
         let score = (out_of * fraction).min(out_of);
-        let grade = record(cmd.assessment_id, StudentId::new(), Some(score), GradeStatus::Graded);
+        let grade = record(cmd.assessment_id, fresh::<StudentId>(), Some(score), GradeStatus::Graded);
         let events = record_grade(&state, &grade, &GradeFacts { student_class: Some(class) });
         prop_assert!(matches!(&events, Ok(e) if e.len() == 1), "{score} of {out_of}: {events:?}");
     }
@@ -340,12 +340,12 @@ proptest! {
         out_of in 0.5f64..=1000.0,
         beyond in prop_oneof![(1e-9f64..1e6).prop_map(|d| -d), (1e-6f64..1e6)],
     ) {
-        let class = ClassId::new();
+        let class = fresh::<ClassId>();
         let cmd = CreateAssessment { out_of, ..create(class) };
         let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true }).unwrap();
         let state: Assessment = registre_domain::Aggregate::fold(&history);
         let score = if beyond < 0.0 { beyond } else { out_of + beyond };
-        let grade = record(cmd.assessment_id, StudentId::new(), Some(score), GradeStatus::Graded);
+        let grade = record(cmd.assessment_id, fresh::<StudentId>(), Some(score), GradeStatus::Graded);
         let result = record_grade(&state, &grade, &GradeFacts { student_class: Some(class) });
         prop_assert!(Rejection::Invalid("score").matches(&result.unwrap_err()));
     }

@@ -4,7 +4,7 @@
 
 use chrono::{NaiveDate, TimeZone as _, Utc};
 use registre_domain::homework::*;
-use registre_domain::testing::{given, given_state, nothing, Rejection};
+use registre_domain::testing::{fresh, given, given_state, nothing, Rejection};
 use registre_domain::{events::*, DomainEvent};
 use registre_domain::{ClassId, HomeworkId, PersonId, TimeZone};
 
@@ -14,9 +14,9 @@ fn day(d: u32) -> NaiveDate {
 
 fn assign(due: NaiveDate) -> AssignHomework {
     AssignHomework {
-        homework_id: HomeworkId::new(),
-        class_id: ClassId::new(),
-        teacher_id: PersonId::new(),
+        homework_id: fresh::<HomeworkId>(),
+        class_id: fresh::<ClassId>(),
+        teacher_id: fresh::<PersonId>(),
         subject: "Histoire-Géographie".into(),
         title: " Leçon 4 ".into(),
         description: "Apprendre la leçon.\r\nFaire la carte p. 58.".into(),

@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used)]
 
 use registre_domain::roster::*;
-use registre_domain::testing::{given, nothing, Rejection};
+use registre_domain::testing::{fresh, given, nothing, Rejection};
 use registre_domain::{events::*, Aggregate, DomainEvent};
 use registre_domain::{ClassId, EstablishmentId, PersonId, Role, StudentId, TimeZone, Uai};
 
 fn create_est(tz: Option<&str>) -> CreateEstablishment {
     CreateEstablishment {
-        establishment_id: EstablishmentId::new(),
+        establishment_id: fresh::<EstablishmentId>(),
         uai: " 0974567x ".into(),
         name: "  Collège Les Alizés ".into(),
         time_zone: tz.map(str::to_owned),
@@ -99,8 +99,8 @@ fn establishment_rejections() {
 #[test]
 fn class_needs_an_existing_establishment_a_name_and_a_free_name() {
     let cmd = CreateClass {
-        class_id: ClassId::new(),
-        establishment_id: EstablishmentId::new(),
+        class_id: fresh::<ClassId>(),
+        establishment_id: fresh::<EstablishmentId>(),
         name: " 4e B ".into(),
     };
     let ok = ClassFacts {
@@ -153,7 +153,7 @@ fn register(ext: &str, roles: &[Role], est: Option<EstablishmentId>) -> Register
 
 #[test]
 fn person_id_derives_from_external_id_and_roles_are_sorted_unique() {
-    let est = EstablishmentId::new();
+    let est = fresh::<EstablishmentId>();
     let cmd = register(
         "ent|4321",
         &[Role::Guardian, Role::Teacher, Role::Guardian],
@@ -180,7 +180,7 @@ fn person_id_derives_from_external_id_and_roles_are_sorted_unique() {
 
 #[test]
 fn person_rejections() {
-    let est = EstablishmentId::new();
+    let est = fresh::<EstablishmentId>();
     let exists = PersonFacts {
         establishment_exists: true,
     };
@@ -237,8 +237,8 @@ fn summary(roles: &[Role], est: Option<EstablishmentId>) -> Option<PersonSummary
 
 #[test]
 fn enrolment_creates_then_moves_and_is_idempotent_in_the_same_class() {
-    let person = PersonId::new();
-    let (a, b) = (ClassId::new(), ClassId::new());
+    let person = fresh::<PersonId>();
+    let (a, b) = (fresh::<ClassId>(), fresh::<ClassId>());
     let facts = EnrolmentFacts {
         person: summary(&[Role::Student], None),
         class_exists: true,
@@ -281,8 +281,8 @@ fn enrolment_creates_then_moves_and_is_idempotent_in_the_same_class() {
 #[test]
 fn enrolment_rejections() {
     let cmd = EnrollStudent {
-        person_id: PersonId::new(),
-        class_id: ClassId::new(),
+        person_id: fresh::<PersonId>(),
+        class_id: fresh::<ClassId>(),
     };
     nothing::<Student>()
         .when(|s| {
@@ -326,15 +326,15 @@ fn enrolled(person: PersonId) -> Vec<DomainEvent> {
     vec![DomainEvent::StudentEnrolled(StudentEnrolled {
         student_id: StudentId::for_person(person),
         person_id: person,
-        class_id: ClassId::new(),
+        class_id: fresh::<ClassId>(),
     })]
 }
 
 #[test]
 fn guardian_link_and_its_rejections() {
-    let pupil = PersonId::new();
+    let pupil = fresh::<PersonId>();
     let student = StudentId::for_person(pupil);
-    let parent = PersonId::new();
+    let parent = fresh::<PersonId>();
     let cmd = LinkGuardian {
         student_id: student,
         guardian_id: parent,
@@ -381,9 +381,9 @@ fn guardian_link_and_its_rejections() {
 
 #[test]
 fn teaching_assignment_and_its_rejections() {
-    let est = EstablishmentId::new();
-    let class = ClassId::new();
-    let teacher = PersonId::new();
+    let est = fresh::<EstablishmentId>();
+    let class = fresh::<ClassId>();
+    let teacher = fresh::<PersonId>();
     let history = vec![DomainEvent::ClassCreated(ClassCreated {
         class_id: class,
         establishment_id: est,
@@ -447,7 +447,7 @@ fn teaching_assignment_and_its_rejections() {
                 s,
                 &cmd,
                 &AssignmentFacts {
-                    teacher: summary(&[Role::Teacher], Some(EstablishmentId::new())),
+                    teacher: summary(&[Role::Teacher], Some(fresh::<EstablishmentId>())),
                 },
             )
         })
@@ -464,8 +464,8 @@ fn teaching_assignment_and_its_rejections() {
 #[test]
 fn states_snapshot_and_restore() {
     let cmd = EnrollStudent {
-        person_id: PersonId::new(),
-        class_id: ClassId::new(),
+        person_id: fresh::<PersonId>(),
+        class_id: fresh::<ClassId>(),
     };
     let facts = EnrolmentFacts {
         person: summary(&[Role::Student], None),

@@ -1,19 +1,23 @@
 //! The root operations: queries, mutations and the `absenceReported`
-//! subscription. Each checks the policy once at its entry point; a refusal
-//! answers null (or an error for non-null results) with FORBIDDEN and says
-//! nothing about existence.
+//! subscription. A query or subscription checks the policy once at its entry
+//! point; a mutation converts its input into the domain's command and runs it
+//! with `App::execute`, whose executor asks the policy. A refusal answers
+//! null (or an error for non-null results) with FORBIDDEN and says nothing
+//! about existence.
 
 use super::objects::*;
 use super::scalars::Date;
 use super::{operation, viewer};
-use registre_app::commands::{CommandContext, IdempotencyInput};
 use crate::graphql::errors::GqlResult;
+use registre_app::commands::{new_id, CommandContext};
 use registre_app::{ApiError, Viewer};
 use crate::context::RequestId;
 use registre_app::policy;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use registre_domain::messages::ThreadTarget;
+use registre_domain::{absences, grades, homework, messages, roster, DomainEvent};
 use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};
 use registre_projections::ReadModel as Model;
 use std::str::FromStr;
@@ -30,7 +34,7 @@ fn forbidden<T>() -> Result<T> {
 fn correlation(ctx: &Context<'_>) -> uuid::Uuid {
     ctx.data_opt::<RequestId>()
         .map(|r| r.0)
-        .unwrap_or_else(uuid::Uuid::now_v7)
+        .unwrap_or_else(new_id)
 }
 
 fn live<T>(f: impl FnOnce(Src) -> T) -> T {
@@ -536,17 +540,204 @@ pub struct SendMessageInput {
     pub idempotency_key: Option<String>,
 }
 
-fn idem(key: &Option<String>, input: serde_json::Value) -> Option<IdempotencyInput> {
-    key.as_ref().map(|k| IdempotencyInput {
-        client_key: k.clone(),
-        input,
-    })
-}
-
 /// A referenced id the viewer must be allowed to act on: a malformed one is
 /// refused like an unknown one (FORBIDDEN), so ids cannot be probed.
 fn opaque<T: FromStr + Default>(raw: &ID) -> T {
     raw.parse::<T>().unwrap_or_default()
+}
+
+/// Each input converts into its domain command, the one shape of a command
+/// from here on; new entities get their ids from the application's source.
+impl CreateEstablishmentInput {
+    fn command(self) -> roster::CreateEstablishment {
+        roster::CreateEstablishment {
+            establishment_id: new_id(),
+            uai: self.uai,
+            name: self.name,
+            time_zone: self.time_zone,
+        }
+    }
+}
+
+impl CreateClassInput {
+    fn command(self) -> Result<roster::CreateClass> {
+        Ok(roster::CreateClass {
+            class_id: new_id(),
+            establishment_id: parse("establishmentId", &self.establishment_id)?,
+            name: self.name,
+        })
+    }
+}
+
+impl RegisterPersonInput {
+    fn command(self) -> Result<roster::RegisterPerson> {
+        Ok(roster::RegisterPerson {
+            establishment_id: self
+                .establishment_id
+                .as_ref()
+                .map(|e| parse("establishmentId", e))
+                .transpose()?,
+            external_id: self.external_id,
+            display_name: self.display_name,
+            roles: self.roles.into_iter().map(Into::into).collect(),
+        })
+    }
+}
+
+impl EnrollStudentInput {
+    fn command(self) -> Result<roster::EnrollStudent> {
+        Ok(roster::EnrollStudent {
+            person_id: parse("personId", &self.person_id)?,
+            class_id: parse("classId", &self.class_id)?,
+        })
+    }
+}
+
+impl LinkGuardianInput {
+    fn command(self) -> Result<roster::LinkGuardian> {
+        Ok(roster::LinkGuardian {
+            student_id: parse("studentId", &self.student_id)?,
+            guardian_id: parse("guardianId", &self.guardian_id)?,
+        })
+    }
+}
+
+impl AssignTeacherInput {
+    fn command(self) -> Result<roster::AssignTeacher> {
+        Ok(roster::AssignTeacher {
+            teacher_id: parse("teacherId", &self.teacher_id)?,
+            class_id: parse("classId", &self.class_id)?,
+            subject: self.subject,
+        })
+    }
+}
+
+impl CloseAccountInput {
+    fn command(self) -> Result<roster::CloseAccount> {
+        Ok(roster::CloseAccount {
+            person_id: parse("personId", &self.person_id)?,
+            effective_on: self.effective_on.0,
+            reason: self.reason,
+        })
+    }
+}
+
+impl ReportAbsenceInput {
+    fn command(&self) -> absences::ReportAbsence {
+        absences::ReportAbsence {
+            absence_id: new_id(),
+            student_id: opaque(&self.student_id),
+            kind: self.kind.into(),
+            start: self.start,
+            end: self.end,
+            minutes_late: self.minutes_late.map(i64::from),
+        }
+    }
+}
+
+impl DeclareAbsenceInput {
+    fn command(self) -> absences::DeclareAbsence {
+        absences::DeclareAbsence {
+            absence_id: new_id(),
+            student_id: opaque(&self.student_id),
+            start: self.start,
+            end: self.end,
+            reason: self.reason,
+        }
+    }
+}
+
+impl JustifyAbsenceInput {
+    fn command(self) -> absences::JustifyAbsence {
+        absences::JustifyAbsence {
+            absence_id: opaque(&self.absence_id),
+            reason: self.reason,
+        }
+    }
+}
+
+impl ReviewJustificationInput {
+    fn command(self) -> absences::ReviewJustification {
+        absences::ReviewJustification {
+            absence_id: opaque(&self.absence_id),
+            accept: self.accept,
+            comment: self.comment,
+        }
+    }
+}
+
+impl CreateAssessmentInput {
+    /// Created by the viewer, who owns it.
+    fn command(self, v: &Viewer) -> grades::CreateAssessment {
+        grades::CreateAssessment {
+            assessment_id: new_id(),
+            class_id: opaque(&self.class_id),
+            teacher_id: v.person,
+            subject: self.subject,
+            title: self.title,
+            date: self.date.0,
+            coefficient: self.coefficient,
+            out_of: self.out_of,
+        }
+    }
+}
+
+impl RecordGradeInput {
+    fn command(&self) -> Result<grades::RecordGrade> {
+        Ok(grades::RecordGrade {
+            assessment_id: opaque(&self.assessment_id),
+            student_id: parse("studentId", &self.student_id)?,
+            score: self.score,
+            status: self.status.into(),
+        })
+    }
+}
+
+impl CorrectGradeInput {
+    fn command(self) -> grades::CorrectGrade {
+        grades::CorrectGrade {
+            grade_id: opaque(&self.grade_id),
+            score: self.score,
+            status: self.status.into(),
+            reason: self.reason,
+        }
+    }
+}
+
+impl AssignHomeworkInput {
+    /// Assigned by the viewer.
+    fn command(self, v: &Viewer) -> homework::AssignHomework {
+        homework::AssignHomework {
+            homework_id: new_id(),
+            class_id: opaque(&self.class_id),
+            teacher_id: v.person,
+            subject: self.subject,
+            title: self.title,
+            description: self.description,
+            due: self.due.0,
+        }
+    }
+}
+
+impl SendMessageInput {
+    /// Sent by the viewer.
+    fn command(&self, v: &Viewer) -> messages::SendMessage {
+        messages::SendMessage {
+            message_id: new_id(),
+            thread: match &self.thread_id {
+                Some(t) => ThreadTarget::Reply(opaque(t)),
+                None => ThreadTarget::New { id: new_id() },
+            },
+            from: v.person,
+            to: self.to.iter().map(opaque).collect(),
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+fn command_context<'a>(ctx: &Context<'_>, v: &'a Viewer) -> CommandContext<'a> {
+    CommandContext::person(v, correlation(ctx))
 }
 
 #[derive(Debug)]
@@ -561,15 +752,11 @@ impl MutationRoot {
         input: CreateEstablishmentInput,
     ) -> Result<Establishment> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = app
-            .create_establishment(&cx, &input.uai, &input.name, input.time_zone.as_deref())
+        let cmd = input.command();
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Establishment::new(id, src)))
+        Ok(live(|src| Establishment::new(cmd.establishment_id, src)))
     }
 
     /// ADMIN, HEAD
@@ -579,13 +766,11 @@ impl MutationRoot {
         input: CreateClassInput,
     ) -> Result<SchoolClass> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let est = parse::<EstablishmentId>("establishmentId", &input.establishment_id)?;
-        let id = app.create_class(&cx, est, &input.name).await.gql()?;
-        Ok(live(|src| SchoolClass::new(id, src)))
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        Ok(live(|src| SchoolClass::new(cmd.class_id, src)))
     }
 
     /// ADMIN, HEAD
@@ -595,21 +780,11 @@ impl MutationRoot {
         input: RegisterPersonInput,
     ) -> Result<Person> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let est = input
-            .establishment_id
-            .as_ref()
-            .map(|e| parse::<EstablishmentId>("establishmentId", e))
-            .transpose()?;
-        let roles: Vec<registre_domain::Role> = input.roles.iter().map(|r| (*r).into()).collect();
-        let id = app
-            .register_person(&cx, &input.external_id, &input.display_name, &roles, est)
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Person::new(id, src)))
+        Ok(live(|src| Person::new(cmd.person_id(), src)))
     }
 
     /// ADMIN, HEAD
@@ -619,39 +794,28 @@ impl MutationRoot {
         input: EnrollStudentInput,
     ) -> Result<Student> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let person = parse::<PersonId>("personId", &input.person_id)?;
-        let class = parse::<ClassId>("classId", &input.class_id)?;
-        let id = app.enroll_student(&cx, person, class).await.gql()?;
-        Ok(live(|src| Student::new(id, src)))
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        Ok(live(|src| Student::new(cmd.student_id(), src)))
     }
 
     /// ADMIN, HEAD
     async fn link_guardian(&self, ctx: &Context<'_>, input: LinkGuardianInput) -> Result<Student> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let student = parse::<StudentId>("studentId", &input.student_id)?;
-        let guardian = parse::<PersonId>("guardianId", &input.guardian_id)?;
-        app.link_guardian(&cx, student, guardian).await.gql()?;
-        Ok(live(|src| Student::new(student, src)))
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        Ok(live(|src| Student::new(cmd.student_id, src)))
     }
 
     /// ADMIN, HEAD
     async fn assign_teacher(&self, ctx: &Context<'_>, input: AssignTeacherInput) -> Result<bool> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let teacher = parse::<PersonId>("teacherId", &input.teacher_id)?;
-        let class = parse::<ClassId>("classId", &input.class_id)?;
-        app.assign_teacher(&cx, teacher, class, &input.subject)
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
         Ok(true)
@@ -664,30 +828,21 @@ impl MutationRoot {
         input: ReportAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let key = idem(
-            &input.idempotency_key,
-            serde_json::json!({
-                "op": "reportAbsence", "studentId": input.student_id.as_str(),
-                "kind": format!("{:?}", input.kind), "start": input.start, "end": input.end,
-                "minutesLate": input.minutes_late,
-            }),
-        );
-        let id = app
-            .report_absence(
-                &cx,
-                opaque(&input.student_id),
-                input.kind.into(),
-                input.start,
-                input.end,
-                input.minutes_late,
-                key,
+        let cmd = input.command();
+        let done = app
+            .execute(
+                &command_context(ctx, &v),
+                &cmd,
+                input.idempotency_key.as_deref(),
             )
             .await
             .gql()?;
+        // The absence recorded, or the declared one the report confirmed.
+        let id = match done.events.first() {
+            Some(DomainEvent::AbsenceReported(e)) => e.absence_id,
+            Some(DomainEvent::DeclaredAbsenceConfirmed(e)) => e.absence_id,
+            _ => done.facts.declared.unwrap_or(cmd.absence_id),
+        };
         Ok(live(|src| Absence::new(id, src)))
     }
 
@@ -699,28 +854,16 @@ impl MutationRoot {
         input: DeclareAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let key = idem(
-            &input.idempotency_key,
-            serde_json::json!({
-                "op": "declareAbsence", "studentId": input.student_id.as_str(),
-                "start": input.start, "end": input.end, "reason": input.reason,
-            }),
-        );
-        let id = app
-            .declare_absence(
-                &cx,
-                opaque(&input.student_id),
-                input.start,
-                input.end,
-                &input.reason,
-                key,
-            )
+        let key = input.idempotency_key.clone();
+        let cmd = input.command();
+        let done = app
+            .execute(&command_context(ctx, &v), &cmd, key.as_deref())
             .await
             .gql()?;
+        let id = match done.events.first() {
+            Some(DomainEvent::AbsenceDeclared(e)) => e.absence_id,
+            _ => cmd.absence_id,
+        };
         Ok(live(|src| Absence::new(id, src)))
     }
 
@@ -731,13 +874,11 @@ impl MutationRoot {
         input: JustifyAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = opaque(&input.absence_id);
-        app.justify_absence(&cx, id, &input.reason).await.gql()?;
-        Ok(live(|src| Absence::new(id, src)))
+        let cmd = input.command();
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        Ok(live(|src| Absence::new(cmd.absence_id, src)))
     }
 
     /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
@@ -747,15 +888,11 @@ impl MutationRoot {
         input: ReviewJustificationInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = opaque(&input.absence_id);
-        app.review_justification(&cx, id, input.accept, input.comment.as_deref())
+        let cmd = input.command();
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Absence::new(id, src)))
+        Ok(live(|src| Absence::new(cmd.absence_id, src)))
     }
 
     /// TEACHER assigned to that class and subject
@@ -765,67 +902,35 @@ impl MutationRoot {
         input: CreateAssessmentInput,
     ) -> Result<Assessment> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = app
-            .create_assessment(
-                &cx,
-                opaque(&input.class_id),
-                &input.subject,
-                &input.title,
-                input.date.0,
-                input.coefficient,
-                input.out_of,
-            )
+        let cmd = input.command(&v);
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Assessment::new(id, src)))
+        Ok(live(|src| Assessment::new(cmd.assessment_id, src)))
     }
 
     /// TEACHER who owns the assessment
     async fn record_grade(&self, ctx: &Context<'_>, input: RecordGradeInput) -> Result<Grade> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let key = idem(
-            &input.idempotency_key,
-            serde_json::json!({
-                "op": "recordGrade", "assessmentId": input.assessment_id.as_str(),
-                "studentId": input.student_id.as_str(), "score": input.score,
-                "status": format!("{:?}", input.status),
-            }),
-        );
-        let student = parse::<StudentId>("studentId", &input.student_id)?;
-        let id = app
-            .record_grade(
-                &cx,
-                opaque(&input.assessment_id),
-                student,
-                input.score,
-                input.status.into(),
-                key,
-            )
-            .await
-            .gql()?;
-        Ok(live(|src| Grade::new(id, src)))
+        let cmd = input.command()?;
+        app.execute(
+            &command_context(ctx, &v),
+            &cmd,
+            input.idempotency_key.as_deref(),
+        )
+        .await
+        .gql()?;
+        Ok(live(|src| Grade::new(cmd.grade_id(), src)))
     }
 
     /// TEACHER who owns the assessment; the earlier value stays in the audit trail
     async fn correct_grade(&self, ctx: &Context<'_>, input: CorrectGradeInput) -> Result<Grade> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = opaque(&input.grade_id);
-        app.correct_grade(&cx, id, input.score, input.status.into(), &input.reason)
+        let cmd = input.command();
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Grade::new(id, src)))
+        Ok(live(|src| Grade::new(cmd.grade_id, src)))
     }
 
     /// TEACHER assigned to that class and subject
@@ -835,59 +940,43 @@ impl MutationRoot {
         input: AssignHomeworkInput,
     ) -> Result<Homework> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let id = app
-            .assign_homework(
-                &cx,
-                opaque(&input.class_id),
-                &input.subject,
-                &input.title,
-                &input.description,
-                input.due.0,
-            )
+        let cmd = input.command(&v);
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Homework::new(id, src)))
+        Ok(live(|src| Homework::new(cmd.homework_id, src)))
     }
 
     /// any authenticated person, to people they may write to (see `api::policy::may_write`)
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Result<Message> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let key = idem(
-            &input.idempotency_key,
-            serde_json::json!({
-                "op": "sendMessage",
-                "to": input.to.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-                "subject": input.subject, "body": input.body,
-                "threadId": input.thread_id.as_ref().map(|t| t.as_str()),
-            }),
-        );
-        let to: Vec<PersonId> = input.to.iter().map(opaque).collect();
-        let thread = input.thread_id.as_ref().map(opaque);
-        let id = app
-            .send_message(&cx, &to, &input.subject, &input.body, thread, key)
+        let cmd = input.command(&v);
+        let done = app
+            .execute(
+                &command_context(ctx, &v),
+                &cmd,
+                input.idempotency_key.as_deref(),
+            )
             .await
             .gql()?;
+        let id = match done.events.first() {
+            Some(DomainEvent::MessageSent(e)) => e.message_id,
+            _ => cmd.message_id,
+        };
         Ok(Message::new(id, v.person))
     }
 
     /// a recipient of the message
     async fn mark_message_read(&self, ctx: &Context<'_>, message_id: ID) -> Result<Message> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
+        let cmd = messages::MarkRead {
+            message_id: opaque(&message_id),
+            reader: v.person,
         };
-        let id = opaque(&message_id);
-        app.mark_message_read(&cx, id).await.gql()?;
-        Ok(Message::new(id, v.person))
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        Ok(Message::new(cmd.message_id, v.person))
     }
 
     /// ADMIN: erase a person (a Person id) on request (GDPR art. 17): their name and personal free text read as "[effacé]" from now on; the events, the chain and the statistics stay. The reason is mandatory and must not itself name the person. False when they were erased already
@@ -898,30 +987,30 @@ impl MutationRoot {
         reason: String,
     ) -> Result<bool> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
+        let cmd = roster::ErasePerson {
+            person_id: parse("personId", &person_id)?,
+            reason,
         };
-        if !policy::can_forget_person(&v) {
-            return forbidden();
+        let done = app
+            .execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
+        let erased = !done.events.is_empty();
+        if erased {
+            tracing::info!(person = %cmd.person_id.0, "person erased");
         }
-        let person = parse::<PersonId>("personId", &person_id)?;
-        app.forget_person(&cx, person, &reason).await.gql()
+        Ok(erased)
     }
 
     /// ADMIN, HEAD of every establishment the person belongs to: the person no longer needs their account from effectiveOn (they left the establishment). Their data is erased by `registre retention apply` once the account retention period (REGISTRE_RETENTION_ACCOUNT_DAYS, 90 days by default) has passed after that day. An account is closed once (CONFLICT after)
     async fn close_account(&self, ctx: &Context<'_>, input: CloseAccountInput) -> Result<Person> {
         let (app, v) = viewer(ctx).await?;
-        let cx = CommandContext {
-            viewer: &v,
-            correlation: correlation(ctx),
-        };
-        let person = parse::<PersonId>("personId", &input.person_id)?;
-        let id = app
-            .close_account(&cx, person, input.effective_on.0, &input.reason)
+        let cmd = input.command()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Person::new(id, src)))
+        tracing::info!(person = %cmd.person_id.0, "account closed");
+        Ok(live(|src| Person::new(cmd.person_id, src)))
     }
 }
 

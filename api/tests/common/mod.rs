@@ -40,6 +40,7 @@ pub struct CountingStore {
     inner: Arc<dyn EventStore>,
     calls: parking_lot::Mutex<HashMap<&'static str, u64>>,
     total: AtomicU64,
+    race: parking_lot::Mutex<Option<AppendRequest>>,
 }
 
 impl CountingStore {
@@ -48,7 +49,21 @@ impl CountingStore {
             inner,
             calls: Default::default(),
             total: AtomicU64::new(0),
+            race: Default::default(),
         })
+    }
+
+    /// Another writer appends `request` right after the next read of its
+    /// stream: the reader decides on a version that is no longer the
+    /// stream's, and its append meets a real expected-version conflict.
+    /// Written past the vault: `request` must hold no personal field.
+    pub fn race_after_next_read(&self, request: AppendRequest) {
+        *self.race.lock() = Some(request);
+    }
+
+    /// Whether the race set by [`CountingStore::race_after_next_read`] is still to run.
+    pub fn race_pending(&self) -> bool {
+        self.race.lock().is_some()
     }
 
     fn hit(&self, method: &'static str) {
@@ -92,7 +107,18 @@ impl EventStore for CountingStore {
         after_version: StreamVersion,
     ) -> registre_store::Result<Vec<RecordedEvent>> {
         self.hit("read_stream");
-        self.inner.read_stream(stream_id, after_version).await
+        let events = self.inner.read_stream(stream_id, after_version).await?;
+        let race = {
+            let mut race = self.race.lock();
+            match race.as_ref() {
+                Some(r) if r.stream_id == stream_id => race.take(),
+                _ => None,
+            }
+        };
+        if let Some(request) = race {
+            self.inner.append(request).await?;
+        }
+        Ok(events)
     }
     async fn read_all(
         &self,
