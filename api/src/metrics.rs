@@ -24,6 +24,9 @@ pub struct Metrics {
     pub open_websockets: IntGauge,
     /// Events between the log head and what a projection has folded, by projection.
     pub projection_lag: IntGaugeVec,
+    /// Events between the log head and each consumer of the node's log
+    /// follower, by consumer name.
+    pub log_consumer_lag: IntGaugeVec,
     pub log_head: IntGauge,
     /// Subscribers of the node's live absence feed.
     pub live_subscribers: IntGauge,
@@ -73,6 +76,13 @@ impl Metrics {
             ),
             &["projection"],
         );
+        let log_consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "log_consumer_lag_events",
+                "Events a consumer of the node's log follower is behind the log head",
+            ),
+            &["consumer"],
+        );
         let log_head = IntGauge::new("log_head_position", "Last committed log position seen");
         let live_subscribers = IntGauge::new(
             "live_absence_subscribers",
@@ -114,6 +124,7 @@ impl Metrics {
             open_subscriptions: open_subscriptions?,
             open_websockets: open_websockets?,
             projection_lag: projection_lag?,
+            log_consumer_lag: log_consumer_lag?,
             log_head: log_head?,
             live_subscribers: live_subscribers?,
             access_log_dropped: access_log_dropped?,
@@ -126,6 +137,7 @@ impl Metrics {
             Box::new(metrics.open_subscriptions.clone()),
             Box::new(metrics.open_websockets.clone()),
             Box::new(metrics.projection_lag.clone()),
+            Box::new(metrics.log_consumer_lag.clone()),
             Box::new(metrics.log_head.clone()),
             Box::new(metrics.live_subscribers.clone()),
             Box::new(metrics.access_log_dropped.clone()),

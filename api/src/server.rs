@@ -1002,5 +1002,11 @@ async fn sample_app(app: Arc<registre_app::App>, metrics: Metrics) {
             .projection_lag
             .with_label_values(&[engine.name])
             .set(i64::try_from(engine.lag).unwrap_or(i64::MAX));
+        for consumer in app.engine().follower().status() {
+            metrics
+                .log_consumer_lag
+                .with_label_values(&[consumer.name])
+                .set(i64::try_from(consumer.lag).unwrap_or(i64::MAX));
+        }
     }
 }

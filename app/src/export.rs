@@ -15,7 +15,7 @@
 
 use crate::{ApiError, Viewer};
 use registre_domain::{DomainEvent, GradeId, PersonId};
-use registre_projections::{ProjectionEngine, ReadModel};
+use registre_projections::{LoggedEvent, ProjectionEngine, ReadModel};
 use registre_store::{AccessRecord, EventStore, NewAccess, Position, RecordedEvent};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -235,7 +235,7 @@ fn access_entry(r: &AccessRecord) -> Value {
 
 /// The grade an audit event records or corrects, if any.
 fn grade_of(e: &RecordedEvent) -> Option<GradeId> {
-    match DomainEvent::decode(&e.event_type, e.schema_version, &e.data).ok()? {
+    match LoggedEvent::decode(e).ok()?.event {
         DomainEvent::GradeRecorded(g) => Some(g.grade_id),
         DomainEvent::GradeCorrected(g) => Some(g.grade_id),
         _ => None,

@@ -1,17 +1,22 @@
-//! The node-wide live-absence follower: one task per process reads the log
-//! from its checkpoint whenever the store signals a new head (its own appends,
-//! or another node's through PostgreSQL NOTIFY) and fans new absences out
-//! through a bounded broadcast. A wake-up only says "read"; what is read is the
-//! log. (The read model has its own follower, in the projection engine.)
+//! The App's consumers of the node's log follower
+//! (`registre_projections::LogFollower`, which reads the log whenever the
+//! store signals a new head, its own appends or another node's through
+//! PostgreSQL NOTIFY, and decodes each event once). [`App::new`](super::App::new)
+//! registers, in this order:
+//! - [`VaultKeys`]: the App owns the vault, so it tells the vault's key cache
+//!   which keys another node's erasure destroyed;
+//! - the projection engine's read model;
+//! - [`LiveBroadcast`]: new absences fanned out through a bounded broadcast,
+//!   after the model has applied them.
 
+use async_trait::async_trait;
+use registre_domain::events::PersonErased;
 use registre_domain::{AbsenceId, DomainEvent, StudentId};
-use registre_store::{EventStore, Position, RecordedEvent};
+use registre_projections::{LogConsumer, LoggedEvent, Page, ProjectionError};
+use registre_store::{Position, Vault};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{broadcast, watch};
-
-const PAGE: usize = 1000;
 
 /// A new absence in the log, as broadcast to subscribers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,85 +26,92 @@ pub struct LiveAbsence {
     pub student: StudentId,
 }
 
-/// The absence a recorded event announces, if it is one subscribers hear of:
-/// a roll-call report, a guardian's advance declaration or its confirmation.
-pub fn announced_absence(rec: &RecordedEvent) -> Option<LiveAbsence> {
-    let (absence, student) = match rec.event_type.as_str() {
-        "AbsenceReported" | "AbsenceDeclared" | "DeclaredAbsenceConfirmed" => {
-            match DomainEvent::decode(&rec.event_type, rec.schema_version, &rec.data).ok()? {
-                DomainEvent::AbsenceReported(e) => (e.absence_id, e.student_id),
-                DomainEvent::AbsenceDeclared(e) => (e.absence_id, e.student_id),
-                DomainEvent::DeclaredAbsenceConfirmed(e) => (e.absence_id, e.student_id),
-                _ => return None,
-            }
-        }
+/// The absence an event announces, if it is one subscribers hear of: a
+/// roll-call report, a guardian's advance declaration or its confirmation.
+pub fn announced_absence(logged: &LoggedEvent) -> Option<LiveAbsence> {
+    let (absence, student) = match &logged.event {
+        DomainEvent::AbsenceReported(e) => (e.absence_id, e.student_id),
+        DomainEvent::AbsenceDeclared(e) => (e.absence_id, e.student_id),
+        DomainEvent::DeclaredAbsenceConfirmed(e) => (e.absence_id, e.student_id),
         _ => return None,
     };
     Some(LiveAbsence {
-        position: rec.position,
+        position: logged.position,
         absence,
         student,
     })
 }
 
+/// Publishes the absences of each page to the node-wide broadcast.
 #[derive(Debug)]
-pub struct Follower {
-    pub store: Arc<dyn EventStore>,
-    /// Last position read: absences after it are published.
-    pub checkpoint: Position,
+pub(super) struct LiveBroadcast {
     pub live: broadcast::Sender<LiveAbsence>,
-    /// The position up to which absences have been (or are being) broadcast.
-    /// Raised before a page is sent, so that a subscriber that joins the
-    /// broadcast and then reads it hears of every absence above it.
+    /// The position up to which absences have been (or are being) broadcast:
+    /// the consumer's position. Raised before a page is sent, so that a
+    /// subscriber that joins the broadcast and then reads it hears of every
+    /// absence above it.
     pub published: Arc<AtomicU64>,
-    pub shutdown: watch::Receiver<bool>,
 }
 
-pub async fn run(mut f: Follower) {
-    let mut wakeups = f.store.wakeups();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if *f.shutdown.borrow() {
-            return;
+#[async_trait]
+impl LogConsumer for LiveBroadcast {
+    fn name(&self) -> &'static str {
+        "live_absences"
+    }
+
+    fn position(&self) -> Position {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    async fn consume(&self, page: Page<'_>) -> Result<(), ProjectionError> {
+        if let Some(last) = page.events.last() {
+            self.published.store(last.position, Ordering::SeqCst);
         }
-        match f.store.read_all(f.checkpoint, PAGE).await {
-            Ok(page) => {
-                backoff = Duration::from_millis(50);
-                if let Some(last) = page.last() {
-                    f.checkpoint = last.position;
-                    f.published.store(last.position, Ordering::SeqCst);
-                    for rec in &page {
-                        if let Some(a) = announced_absence(rec) {
-                            // No receiver is not an error: nobody listens yet.
-                            let _ = f.live.send(a);
-                        }
-                    }
-                    continue;
-                }
-                let heard = *wakeups.borrow_and_update();
-                if heard > f.checkpoint {
-                    continue;
-                }
-                tokio::select! {
-                    r = wakeups.changed() => {
-                        if r.is_err() {
-                            // The store dropped its signal: take a fresh one, and poll gently meanwhile.
-                            wakeups = f.store.wakeups();
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                    _ = stopped(&mut f.shutdown) => return,
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "live absence follower failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(&mut f.shutdown) => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+        for a in page.events.iter().filter_map(announced_absence) {
+            // No receiver is not an error: nobody listens yet.
+            let _ = self.live.send(a);
         }
+        Ok(())
+    }
+}
+
+/// Marks destroyed, in the vault's key cache, the keys each `PersonErased`
+/// destroyed. Erasure destroys the keys before appending the event, so the
+/// cache may only be behind: a key cached live here would keep opening an
+/// erased person's text (the audit trail, the export).
+#[derive(Debug)]
+pub(super) struct VaultKeys {
+    pub vault: Arc<Vault>,
+    pub position: AtomicU64,
+}
+
+#[async_trait]
+impl LogConsumer for VaultKeys {
+    fn name(&self) -> &'static str {
+        "vault_key_cache"
+    }
+
+    fn position(&self) -> Position {
+        self.position.load(Ordering::SeqCst)
+    }
+
+    async fn consume(&self, page: Page<'_>) -> Result<(), ProjectionError> {
+        let destroyed: Vec<uuid::Uuid> = page
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                DomainEvent::PersonErased(erased) => Some(erased.person_id),
+                _ => None,
+            })
+            .flat_map(PersonErased::destroyed_keys)
+            .collect();
+        if !destroyed.is_empty() {
+            self.vault.forget_cached(destroyed);
+        }
+        if let Some(last) = page.events.last() {
+            self.position.store(last.position, Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 

@@ -20,12 +20,14 @@
 //!
 //! ```text
 //! let app: Arc<App> = App::new(store, AppConfig::default()).await?;
-//!     // starts the projection engine (snapshot + log follower), the live-absence
-//!     // follower and the access-log writer (tokio tasks owned by the App).
+//!     // starts the node's log follower (consumers: the vault's key cache, the
+//!     // projection engine from its snapshot, the live absences) and the
+//!     // access-log writer (tokio tasks owned by the App).
 //! app.viewer(&caller)                      // who is asking, and what policy lets them do
+//! app.execute(&cx, &command, key)          // every mutation (see `commands`)
 //! app.stats(), app.engine(), app.store()   // for /metrics and /readyz
 //! app.shutdown().await;   // ends live streams, flushes the access log, stops the
-//!                         // followers and the engine (final read-model snapshot)
+//!                         // follower and the engine (final read-model snapshot)
 //! ```
 
 pub mod commands;
@@ -46,7 +48,7 @@ use crate::policy::Caller;
 use parking_lot::Mutex;
 use registre_domain::events::PersonRegistered;
 use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};
-use registre_projections::{EngineConfig, ProjectionEngine, ReadModel};
+use registre_projections::{EngineConfig, LogFollower, ProjectionEngine, ReadModel};
 use registre_store::{
     Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess, NewEvent,
     Position, StoreError,
@@ -195,9 +197,6 @@ impl App {
         // whoever opened the store.
         let store =
             registre_store::VaultStore::wrap(store, registre_domain::personal::sealed_fields)?;
-        let engine = ProjectionEngine::start(store.clone(), config.engine.clone())
-            .await
-            .map_err(internal)?;
         // Live subscribers hear of absences appended from now on; `after`
         // replays older ones from the log.
         let start = store.head().await?;
@@ -205,15 +204,38 @@ impl App {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (access_tx, access_rx) = mpsc::channel(config.access_queue.max(16));
         let counters = Arc::new(Counters::default());
-
         let published = Arc::new(AtomicU64::new(start));
-        let follow = tokio::spawn(follower::run(follower::Follower {
-            store: store.clone(),
-            checkpoint: start,
+
+        // One follower of the log for the node; its consumers in the order
+        // they must see each page (see `follower`).
+        let log = LogFollower::new(
+            store.clone(),
+            config.engine.batch_size,
+            config.engine.idle_recheck,
+        );
+        let vault_keys = store.vault().map(|vault| {
+            Arc::new(follower::VaultKeys {
+                vault,
+                position: AtomicU64::new(start),
+            })
+        });
+        if let Some(keys) = &vault_keys {
+            log.register(keys.clone());
+        }
+        let engine = ProjectionEngine::open_on(log.clone(), config.engine.clone())
+            .await
+            .map_err(internal)?;
+        if let Some(keys) = &vault_keys {
+            // The cache may predate this App (a store already wrapped): it
+            // forgets from where the model resumes, as the model erases.
+            keys.position
+                .store(start.min(engine.position()), Ordering::SeqCst);
+        }
+        log.register(Arc::new(follower::LiveBroadcast {
             live: live_tx.clone(),
             published: published.clone(),
-            shutdown: shutdown_rx.clone(),
         }));
+        log.start();
         let writer = tokio::spawn(access_writer(
             store.clone(),
             access_rx,
@@ -229,7 +251,7 @@ impl App {
             published,
             access: access_tx,
             shutdown: shutdown_tx,
-            tasks: Mutex::new(vec![follow, writer]),
+            tasks: Mutex::new(vec![writer]),
             counters,
             limiter: limits::Limiter::new(config.limits.clone()),
             class_averages: Mutex::new(HashMap::new()),

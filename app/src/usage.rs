@@ -4,6 +4,12 @@
 //! others find the checkpoint moved and write nothing) and answers
 //! `usageIndicators` from the store's usage tables, so every node reads the
 //! same answer whatever its read model or its uptime.
+//!
+//! It is not a consumer of the node's log follower: it folds the access log,
+//! not the event log, and its checkpoint is the usage tables' own, read back
+//! and compared-and-set in each batch's transaction (any node may fold), so
+//! it pages with `read_access` after that checkpoint rather than with a
+//! cursor of its own.
 
 use super::{ApiError, App};
 use chrono::NaiveDate;

@@ -1,8 +1,8 @@
 //! The projection engine of one node: owns the in-memory [`ReadModel`], loads
 //! it from its snapshot at start (or rebuilds it from position 0 when the
-//! snapshot's version is not [`ReadModel::VERSION`]), then follows the log:
-//! reads pages after its checkpoint, applies each page under one write lock,
-//! and sleeps on the store's wake-up channel when it has caught up.
+//! snapshot's version is not [`ReadModel::VERSION`]), then keeps it up to date
+//! as a consumer of the node's [`LogFollower`]: each page is applied under one
+//! write lock.
 //!
 //! Read-your-writes is done by waiting, not by writing the read model in the
 //! append's transaction: the API appends, then calls [`ProjectionEngine::wait_for`]
@@ -13,24 +13,24 @@
 //! fold a fresh model aside while queries keep reading the current one, then
 //! take the mutex, catch up the last events and swap the two in one write.
 //!
-//! Erasure served by another node: before applying a page that holds a
-//! `PersonErased`, the follower marks the person's keys destroyed in this
-//! node's vault cache (later reads of their text, e.g. the audit trail and
-//! the export, read it as erased); the fold of the event then erases their
-//! text from the model. See `docs/decisions/0006-retention-and-erasure.md`.
+//! Erasure served by another node: the vault's key cache is a consumer of the
+//! same follower registered before the engine (by the API, which owns the
+//! vault), so it has forgotten the keys of a `PersonErased` before the fold of
+//! the event erases the person's text from the model. See
+//! `docs/decisions/0006-retention-and-erasure.md`.
 
+use crate::follower::{LogConsumer, LogFollower, LoggedEvent, Page};
 use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
+use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use registre_domain::events::PersonErased;
-use registre_domain::DomainEvent;
-use registre_store::{EventStore, Position, RecordedEvent, Snapshot, StoreError};
+use registre_store::{EventStore, LogReader, Position, RecordedEvent, Snapshot, StoreError};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, Error)]
 pub enum ProjectionError {
@@ -44,6 +44,12 @@ pub enum ProjectionError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Lagging(#[from] Lagging),
+    /// A consumer of the log follower failed on a page (it is retried).
+    #[error("log consumer {name}: {source}")]
+    Consumer {
+        name: &'static str,
+        source: Box<ProjectionError>,
+    },
 }
 
 /// The read model did not reach a position in time (API: answer with a
@@ -57,11 +63,12 @@ pub struct Lagging {
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Events read per page and applied per write lock.
+    /// Events per page of the follower the engine opens for itself
+    /// ([`ProjectionEngine::open`]), applied per write lock.
     pub batch_size: usize,
-    /// Events per page of a rebuild and of the catch-up at start, which read
-    /// the next page while folding this one: large pages amortise the round
-    /// trip, and two of them (the one folded, the one read) are in memory.
+    /// Events per page of a rebuild, which reads the next page while folding
+    /// this one: large pages amortise the round trip, and two of them (the
+    /// one folded, the one read) are in memory.
     pub rebuild_page: usize,
     /// Save a snapshot after this many events since the last one.
     pub snapshot_every: u64,
@@ -77,13 +84,13 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            batch_size: 1_000,
-            rebuild_page: 5_000,
+            batch_size: registre_store::reader::PAGE,
+            rebuild_page: 5 * registre_store::reader::PAGE,
             snapshot_every: 10_000,
             // Never a known key: person ids derive from external ids, so
             // pseudonyms under a public key could be reversed by a dictionary.
             pseudonym_key: PseudonymKey::random(),
-            idle_recheck: Duration::from_secs(2),
+            idle_recheck: registre_store::reader::FALLBACK_POLL,
         }
     }
 }
@@ -168,14 +175,21 @@ struct Shared {
     applied: watch::Sender<Position>,
     apply_lock: tokio::sync::Mutex<()>,
     metrics: Mutex<MetricsState>,
-    shutdown: watch::Sender<bool>,
+    /// A page short of full was applied since the engine opened. Until then
+    /// snapshots wait: a start without a usable snapshot folds the whole log,
+    /// and a snapshot every `snapshot_every` events on the way would
+    /// serialise the whole, growing model each time (quadratic in the log).
+    caught_up: AtomicBool,
+    /// `snapshot_every` events were applied since the last attempt; taken
+    /// in [`LogConsumer::settle`], after the consumers behind the model.
+    snapshot_due: AtomicBool,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct ProjectionEngine {
     shared: Arc<Shared>,
-    follower: Mutex<Option<JoinHandle<()>>>,
+    follower: Arc<LogFollower>,
 }
 
 impl ProjectionEngine {
@@ -187,17 +201,28 @@ impl ProjectionEngine {
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
         let engine = Self::open(store, config).await?;
-        let shared = Arc::clone(&engine.shared);
-        *engine.follower.lock() = Some(tokio::spawn(follow(shared)));
+        engine.follower.start();
         Ok(engine)
     }
 
-    /// Like [`Self::start`] without the follower: the caller drives it with
-    /// [`Self::catch_up`] (command-line tools, tests).
+    /// Like [`Self::start`] without starting its follower: the caller drives
+    /// it with [`Self::catch_up`] (command-line tools, tests).
     pub async fn open(
         store: Arc<dyn EventStore>,
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
+        let follower = LogFollower::new(store, config.batch_size, config.idle_recheck);
+        Self::open_on(follower, config).await
+    }
+
+    /// Loads the snapshot and registers the read model's fold as a consumer
+    /// of `follower`, after those already registered (the node's follower,
+    /// started by its owner).
+    pub async fn open_on(
+        follower: Arc<LogFollower>,
+        config: EngineConfig,
+    ) -> Result<Self, ProjectionError> {
+        let store = Arc::clone(follower.store());
         let model = match store.load_snapshot(ReadModel::NAME).await? {
             Some(s) if s.version == ReadModel::VERSION => {
                 match ReadModel::from_snapshot(&s.state) {
@@ -220,30 +245,34 @@ impl ProjectionEngine {
         };
         let position = model.position();
         let (applied, _) = watch::channel(position);
-        let (shutdown, _) = watch::channel(false);
-        Ok(Self {
-            shared: Arc::new(Shared {
-                store,
-                config,
-                model: RwLock::new(model),
-                applied,
-                apply_lock: tokio::sync::Mutex::new(()),
-                metrics: Mutex::new(MetricsState {
-                    head: position,
-                    applied_total: 0,
-                    window_start: Instant::now(),
-                    window_count: 0,
-                    rate: 0.0,
-                    last_snapshot: position,
-                    last_snapshot_attempt: position,
-                    rebuilding: None,
-                    last_rebuild: None,
-                    stalled: None,
-                }),
-                shutdown,
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            model: RwLock::new(model),
+            applied,
+            apply_lock: tokio::sync::Mutex::new(()),
+            metrics: Mutex::new(MetricsState {
+                head: position,
+                applied_total: 0,
+                window_start: Instant::now(),
+                window_count: 0,
+                rate: 0.0,
+                last_snapshot: position,
+                last_snapshot_attempt: position,
+                rebuilding: None,
+                last_rebuild: None,
+                stalled: None,
             }),
-            follower: Mutex::new(None),
-        })
+            caught_up: AtomicBool::new(false),
+            snapshot_due: AtomicBool::new(false),
+        });
+        follower.register(Arc::clone(&shared) as Arc<dyn LogConsumer>);
+        Ok(Self { shared, follower })
+    }
+
+    /// The follower that feeds the model (its consumers' status for /metrics).
+    pub fn follower(&self) -> &Arc<LogFollower> {
+        &self.follower
     }
 
     /// Runs a query against the current model under a read lock. Keep `f`
@@ -291,10 +320,10 @@ impl ProjectionEngine {
         Ok(head)
     }
 
-    /// Applies everything up to the head, in the caller's task. Returns the
-    /// position reached.
+    /// Brings every consumer of the follower (the model among them) to the
+    /// head, in the caller's task. Returns the model's position.
     pub async fn catch_up(&self) -> Result<Position, ProjectionError> {
-        while self.shared.step().await? > 0 {}
+        self.follower.catch_up().await?;
         Ok(self.position())
     }
 
@@ -334,53 +363,64 @@ impl ProjectionEngine {
         // Most of the log without pausing the follower. The next page is read
         // (rows fetched and parsed, in another task) while this one is folded,
         // so a rebuild runs at the slower of the two rather than their sum.
-        let mut pages = Prefetch::start(
-            shared.store.clone(),
-            fresh.position(),
-            shared.config.rebuild_page.max(1),
-        );
-        loop {
-            if fresh.position() >= head {
-                break;
-            }
-            let batch = pages.next().await?;
-            if batch.is_empty() {
-                break;
-            }
-            fresh.apply_all(&batch)?;
-            applied += batch.len() as u64;
-            report(&fresh, applied);
-        }
-        drop(pages);
-        // ...then the tail with it paused, and the swap.
-        let guard = shared.apply_lock.lock().await;
+        let mut log = LogReader::new(Arc::clone(&shared.store), 0)
+            .page_size(shared.config.rebuild_page)
+            .reading_ahead();
         let result = async {
-            loop {
-                let batch = shared
-                    .store
-                    .read_all(fresh.position(), shared.config.batch_size)
-                    .await?;
-                if batch.is_empty() {
+            while fresh.position() < head {
+                let page = log.next_page().await?;
+                if page.is_empty() {
                     break;
                 }
-                fresh.apply_all(&batch)?;
-                applied += batch.len() as u64;
+                applied += fold_records(&mut fresh, &page, Position::MAX)?;
                 report(&fresh, applied);
             }
             Ok::<_, ProjectionError>(())
         }
         .await;
+        drop(log);
         if let Err(e) = result {
             shared.metrics.lock().rebuilding = None;
             return Err(e);
         }
-        let position = fresh.position();
-        *shared.model.write() = fresh;
-        shared.applied.send_if_modified(|p| {
-            let changed = *p != position;
-            *p = position;
-            changed
-        });
+        // ...then the tail with the follower paused, and the swap. The fresh
+        // model goes no further than the consumers registered before the
+        // model (the vault's key cache): the follower hands it the rest.
+        let swapped = self
+            .follower
+            .paused(async {
+                let guard = shared.apply_lock.lock().await;
+                let target = self
+                    .follower
+                    .reached_before(ReadModel::NAME)
+                    .unwrap_or(Position::MAX);
+                let mut tail = LogReader::new(Arc::clone(&shared.store), fresh.position())
+                    .page_size(shared.config.batch_size);
+                while fresh.position() < target {
+                    let page = tail.next_page().await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    applied += fold_records(&mut fresh, &page, target)?;
+                    report(&fresh, applied);
+                }
+                let position = fresh.position();
+                *shared.model.write() = std::mem::take(&mut fresh);
+                shared.applied.send_if_modified(|p| {
+                    let changed = *p != position;
+                    *p = position;
+                    changed
+                });
+                Ok::<_, ProjectionError>((guard, position))
+            })
+            .await;
+        let (guard, position) = match swapped {
+            Ok(swapped) => swapped,
+            Err(e) => {
+                shared.metrics.lock().rebuilding = None;
+                return Err(e);
+            }
+        };
         let seconds = started.elapsed().as_secs_f64();
         let done = RebuildReport {
             events: applied,
@@ -431,151 +471,75 @@ impl ProjectionEngine {
 
     /// Stops the follower and saves a final snapshot.
     pub async fn shutdown(&self) -> Result<Position, ProjectionError> {
-        self.shared.shutdown.send_replace(true);
-        let handle = self.follower.lock().take();
-        if let Some(handle) = handle {
-            if let Err(e) = handle.await {
-                tracing::warn!(error = %e, "projection follower ended abnormally");
-            }
-        }
+        self.follower.stop().await;
         self.snapshot().await
     }
 }
 
-/// Reads `read_all` pages one ahead of the consumer.
-struct Prefetch {
-    store: Arc<dyn EventStore>,
-    page: usize,
-    /// `None` once the end of the log was reached.
-    pending: Option<JoinHandle<Result<Vec<RecordedEvent>, StoreError>>>,
-}
-
-impl Prefetch {
-    fn start(store: Arc<dyn EventStore>, after: Position, page: usize) -> Self {
-        let pending = Some(Self::read(store.clone(), after, page));
-        Self {
-            store,
-            page,
-            pending,
+/// Folds the events of `page` up to `until` into `model`, decoding each
+/// (a rebuild reads pages no one else consumes, so the fold takes them by
+/// value). Returns how many were applied.
+fn fold_records(
+    model: &mut ReadModel,
+    page: &[RecordedEvent],
+    until: Position,
+) -> Result<u64, ApplyError> {
+    let mut applied = 0;
+    for r in page.iter().take_while(|r| r.position <= until) {
+        if r.position > model.position() {
+            model.apply_logged(LoggedEvent::decode(r)?);
+            applied += 1;
         }
     }
-
-    fn read(
-        store: Arc<dyn EventStore>,
-        after: Position,
-        page: usize,
-    ) -> JoinHandle<Result<Vec<RecordedEvent>, StoreError>> {
-        tokio::spawn(async move { store.read_all(after, page).await })
-    }
-
-    /// The next page, and the read of the one after it started. Empty at the end.
-    async fn next(&mut self) -> Result<Vec<RecordedEvent>, ProjectionError> {
-        let Some(pending) = self.pending.take() else {
-            return Ok(Vec::new());
-        };
-        let batch = pending
-            .await
-            .map_err(|e| StoreError::Backend(format!("page read task failed: {e}")))??;
-        if let Some(last) = batch.last() {
-            self.pending = Some(Self::read(self.store.clone(), last.position, self.page));
-        }
-        Ok(batch)
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        if let Some(p) = &self.pending {
-            p.abort();
-        }
-    }
+    Ok(applied)
 }
 
 /// Dropping the engine stops its follower without a final snapshot; call
 /// [`ProjectionEngine::shutdown`] for a clean stop.
 impl Drop for ProjectionEngine {
     fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
+        self.follower.signal_stop();
     }
 }
 
-impl Shared {
-    /// Applies one page of the log; returns how many events it read.
-    async fn step(&self) -> Result<usize, ProjectionError> {
-        let _guard = self.apply_lock.lock().await;
-        let from = self.model.read().position();
-        let batch = self.store.read_all(from, self.config.batch_size).await?;
-        let (result, due) = self.apply_page(from, &batch);
-        result?;
-        if due {
-            self.snapshot_best_effort().await;
-        }
-        Ok(batch.len())
+#[async_trait]
+impl LogConsumer for Shared {
+    fn name(&self) -> &'static str {
+        ReadModel::NAME
     }
 
-    /// Folds everything up to the head with reads one page ahead, then
-    /// snapshots once. A start without a usable snapshot folds the whole log
-    /// here; a snapshot every `snapshot_every` events on the way would
-    /// serialise the whole, growing model each time (quadratic in the log).
-    async fn catch_up_at_start(&self) -> Result<(), ProjectionError> {
-        let _guard = self.apply_lock.lock().await;
-        let mut pages = Prefetch::start(
-            self.store.clone(),
-            self.model.read().position(),
-            self.config.rebuild_page.max(1),
-        );
-        let mut due = false;
-        loop {
-            if *self.shutdown.borrow() {
-                break;
-            }
-            let batch = pages.next().await?;
-            if batch.is_empty() {
-                break;
-            }
-            let from = self.model.read().position();
-            let (result, page_due) = self.apply_page(from, &batch);
-            due |= page_due;
-            result?;
-        }
-        if due {
-            self.snapshot_best_effort().await;
-        }
-        Ok(())
+    fn position(&self) -> Position {
+        self.model.read().position()
     }
 
-    /// Applies a page read after `from` under one write lock, updates the
-    /// metrics and publishes the new position. Returns the fold's outcome and
-    /// whether a snapshot is due. Callers hold `apply_lock`.
-    fn apply_page(
-        &self,
-        from: Position,
-        batch: &[RecordedEvent],
-    ) -> (Result<(), ApplyError>, bool) {
-        let Some(last) = batch.last() else {
-            return (Ok(()), false);
-        };
-        self.forget_erased_keys(batch);
-        let last_read = last.position;
-        let (result, position) = {
+    /// Applies the page under one write lock, updates the metrics and
+    /// publishes the new position. It cannot fail: decoding, the one way a
+    /// stored event fails, happened in the follower.
+    async fn consume(&self, page: Page<'_>) -> Result<(), ProjectionError> {
+        let _guard = self.apply_lock.lock().await;
+        let (from, position) = {
             let mut model = self.model.write();
-            let result = model.apply_all(batch);
-            (result, model.position())
+            let from = model.position();
+            model.apply_page(page.events);
+            (from, model.position())
         };
         // Metrics first: whoever wakes up on the new position sees them current.
         let due = {
             let mut m = self.metrics.lock();
-            m.head = m.head.max(last_read);
+            m.head = m.head.max(page.read_to);
             m.count(
-                batch
+                page.events
                     .iter()
                     .filter(|e| e.position > from && e.position <= position)
                     .count() as u64,
             );
-            m.stalled = result.as_ref().err().map(|e| e.to_string());
+            m.stalled = None;
             position.saturating_sub(m.last_snapshot.max(m.last_snapshot_attempt))
                 >= self.config.snapshot_every
         };
+        if due {
+            self.snapshot_due.store(true, Ordering::Relaxed);
+        }
         self.applied.send_if_modified(|p| {
             let changed = *p < position;
             if changed {
@@ -583,37 +547,32 @@ impl Shared {
             }
             changed
         });
-        (result, due)
+        Ok(())
     }
 
+    async fn settle(&self, more: bool) {
+        if !more {
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
+        if self.caught_up.load(Ordering::Relaxed)
+            && self.snapshot_due.swap(false, Ordering::Relaxed)
+        {
+            let _guard = self.apply_lock.lock().await;
+            self.snapshot_best_effort().await;
+        }
+    }
+
+    fn stalled(&self, why: Option<&str>) {
+        self.metrics.lock().stalled = why.map(str::to_owned);
+    }
+}
+
+impl Shared {
     async fn snapshot_best_effort(&self) {
         let position = self.model.read().position();
         self.metrics.lock().last_snapshot_attempt = position;
         if let Err(e) = self.save_snapshot().await {
             tracing::warn!(error = %e, "saving the read model snapshot failed");
-        }
-    }
-
-    /// Marks destroyed, in the vault's key cache, the keys of the people this
-    /// page erases (their person id and their student record). Erasure
-    /// destroys the keys before appending `PersonErased`, so the cache may
-    /// only be behind: a key cached live here would keep opening their text.
-    fn forget_erased_keys(&self, batch: &[RecordedEvent]) {
-        let Some(vault) = self.store.vault() else {
-            return;
-        };
-        let subjects: Vec<uuid::Uuid> = batch
-            .iter()
-            .filter(|e| e.event_type == "PersonErased")
-            .filter_map(|e| DomainEvent::decode(&e.event_type, e.schema_version, &e.data).ok())
-            .filter_map(|e| match e {
-                DomainEvent::PersonErased(erased) => Some(erased.person_id),
-                _ => None,
-            })
-            .flat_map(PersonErased::destroyed_keys)
-            .collect();
-        if !subjects.is_empty() {
-            vault.forget_cached(subjects);
         }
     }
 
@@ -633,35 +592,5 @@ impl Shared {
             .await?;
         self.metrics.lock().last_snapshot = position;
         Ok(position)
-    }
-}
-
-async fn follow(shared: Arc<Shared>) {
-    let mut wake = shared.store.wakeups();
-    let mut wake_alive = true;
-    let mut stop = shared.shutdown.subscribe();
-    if let Err(e) = shared.catch_up_at_start().await {
-        // The loop below retries page by page and reports the stall.
-        tracing::warn!(error = %e, "projection catch-up at start stopped");
-    }
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        match shared.step().await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "projection follower cannot advance"),
-        }
-        let recheck = tokio::time::sleep(shared.config.idle_recheck);
-        tokio::select! {
-            changed = wake.changed(), if wake_alive => {
-                if changed.is_err() {
-                    wake_alive = false;
-                }
-            }
-            _ = stop.changed() => {}
-            _ = recheck => {}
-        }
     }
 }

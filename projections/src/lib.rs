@@ -2,7 +2,9 @@
 //! - replayable: the read model, folded from the event log only: the parent
 //!   and student view, the teacher and education staff views, the stats view.
 //!   They live in memory on every node ([`ReadModel`]), are kept up to date by
-//!   a [`ProjectionEngine`] that follows the log, are snapshotted to the store
+//!   a [`ProjectionEngine`], one consumer of the node's [`LogFollower`]
+//!   (which decodes each event once, [`LoggedEvent::decode`], and feeds every
+//!   consumer of the log in order), are snapshotted to the store
 //!   so that a restart resumes from the snapshot, and can be rebuilt;
 //! - persisted, not replayable: the usage indicators ([`usage`]), folded from
 //!   the access log (which is purged) into the store's usage tables with
@@ -14,7 +16,10 @@
 //! only truth: the model can always be thrown away and folded again.
 //!
 //! Entry points for the API:
-//! - [`ProjectionEngine::start`], [`ProjectionEngine::read`],
+//! - [`LogFollower::new`], [`LogFollower::register`] (a [`LogConsumer`]),
+//!   [`ProjectionEngine::open_on`] (the read model as one of its consumers),
+//!   [`LogFollower::start`]; [`ProjectionEngine::start`] for a node of its own;
+//! - [`ProjectionEngine::read`],
 //!   [`ProjectionEngine::wait_for`] (read-your-writes), [`ProjectionEngine::metrics`],
 //!   [`ProjectionEngine::rebuild`], [`ProjectionEngine::shutdown`];
 //! - the query methods of [`ReadModel`] (roster look-ups and command facts in
@@ -23,6 +28,7 @@
 //! - [`fold_until`] and [`replay_to_dir`] for auditors.
 
 pub mod engine;
+pub mod follower;
 pub mod model;
 pub mod replay;
 pub mod stats;
@@ -34,6 +40,7 @@ pub use engine::{
     EngineConfig, Lagging, ProjectionEngine, ProjectionError, ProjectionMetrics, RebuildProgress,
     RebuildReport,
 };
+pub use follower::{ConsumerStatus, LogConsumer, LogFollower, LoggedEvent, Page};
 pub use model::{
     Absence, ApplyError, Assessment, Establishment, Grade, Homework, Message, Person, ReadModel,
     SchoolClass, Student, Teaching, Thread,

@@ -11,6 +11,7 @@
 //! the audit index and otherwise ignored: the domain refuses such commands, and
 //! a fold must never panic on the log it is given.
 
+use crate::follower::LoggedEvent;
 use chrono::{DateTime, NaiveDate, Utc};
 use registre_domain::codec::DecodeError;
 use registre_domain::personal;
@@ -24,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
-/// Why an event could not be applied. The model is left at the event before.
+/// Why an event could not be applied: it does not decode (the one way a
+/// stored event fails, [`LoggedEvent::decode`]). The model, and every
+/// consumer of the node's follower, is left at the event before.
 #[derive(Debug, Error)]
 pub enum ApplyError {
     #[error("event at position {position} does not decode: {source}")]
@@ -306,35 +309,44 @@ impl ReadModel {
         if recorded.position <= self.position {
             return Ok(());
         }
-        let event = DomainEvent::decode(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.data,
-        )
-        .map_err(|source| ApplyError::Decode {
-            position: recorded.position,
-            source,
-        })?;
+        self.apply_logged(LoggedEvent::decode(recorded)?);
+        Ok(())
+    }
+
+    /// Applies the events of a decoded page above the checkpoint, in order
+    /// (the follower's pages are shared by several consumers, hence the copy
+    /// of each event the fold keeps).
+    pub fn apply_page(&mut self, page: &[LoggedEvent]) {
+        for e in page {
+            if e.position > self.position {
+                self.apply_logged(e.clone());
+            }
+        }
+    }
+
+    /// Applies one decoded event; one at or below the checkpoint is skipped.
+    pub fn apply_logged(&mut self, logged: LoggedEvent) {
+        if logged.position <= self.position {
+            return;
+        }
+        let LoggedEvent {
+            position,
+            recorded_at,
+            actor,
+            event,
+        } = logged;
         let envelope = Envelope {
-            position: recorded.position,
-            recorded_at: recorded.recorded_at,
-            actor: recorded
-                .metadata
-                .actor
-                .as_ref()
-                .map(|a| PersonId(a.person_id)),
+            position,
+            recorded_at,
+            actor,
         };
         // The audit index is computed before the fold: an absence's student is
         // looked up in the state as it was when the event was written.
         for person in self.people_concerned(&event) {
-            self.audit
-                .entry(person)
-                .or_default()
-                .push(recorded.position);
+            self.audit.entry(person).or_default().push(position);
         }
         self.fold(event, envelope);
-        self.position = recorded.position;
-        Ok(())
+        self.position = position;
     }
 
     /// Applies a batch in order; stops at the first event that does not decode,

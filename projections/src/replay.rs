@@ -29,12 +29,10 @@ use crate::model::ReadModel;
 use crate::stats::{AbsenceStats, GradeDistribution, StudentMonth, WeeklyAbsenceRate};
 use crate::teacher::{Gradebook, HomeworkDay};
 use chrono::{DateTime, NaiveDate, Utc};
-use registre_store::{EventStore, Position};
+use registre_store::{EventStore, LogReader, Position};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
-
-const PAGE: usize = 1_000;
 
 /// Where a replay stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -77,16 +75,17 @@ async fn fold_until_with_progress(
 ) -> Result<(ReadModel, u64), ProjectionError> {
     let head = store.head().await?;
     let mut model = ReadModel::new();
-    let mut after = 0;
+    let mut log = LogReader::new(store, 0);
     let mut p = ReplayProgress {
         read: 0,
         applied: 0,
         head,
     };
     loop {
-        let page = store.read_all(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
+        let page = log.next_page().await?;
+        if page.is_empty() {
+            break;
+        }
         for e in &page {
             p.read += 1;
             if e.recorded_at <= until {

@@ -27,14 +27,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    EventMetadata, EventStore, Position, RecordedEvent, Result, StoreError, StreamVersion,
+    EventMetadata, EventStore, LogReader, Position, RecordedEvent, Result, StoreError,
+    StreamVersion,
 };
 
 /// The previous hash of the first event.
 pub const GENESIS: [u8; 32] = [0; 32];
-
-/// How many events [`verify_chain`] reads at a time.
-const PAGE: usize = 1000;
 
 /// JSON with object keys sorted (by their UTF-8 bytes) at every depth and no
 /// whitespace. Written out here rather than through serde_json's map, whose
@@ -217,13 +215,13 @@ pub async fn verify_chain(
         head_hash: GENESIS,
         first_break: None,
     };
-    let mut after = 0;
+    let mut log = LogReader::new(store, 0);
     loop {
-        let page = store.read_all(after, PAGE).await?;
+        let page = log.next_page().await?;
         let Some(last) = page.last() else {
             return Ok(report);
         };
-        after = last.position;
+        let after = last.position;
         for event in &page {
             report.events_checked += 1;
             let expected = report.verified_head + 1;

@@ -6,7 +6,8 @@
 //! hands back [`RecordedEvent`]s with their global [`Position`].
 //!
 //! Entry points: [`open`] (the configured backend, migrated), [`migrate`]
-//! (`registre migrate`), [`subscribe`] (history then live, for followers),
+//! (`registre migrate`), [`LogReader`] (the log in pages after a position,
+//! then its wake-ups: every reader of the whole log),
 //! [`chain::verify_chain`] and [`chain::ChainCheckpoint`] (tamper evidence),
 //! [`vault::VaultStore`] (personal text sealed with per-person keys).
 //! Why the log is built this way: `docs/decisions/0001-event-store.md`.
@@ -14,9 +15,9 @@
 pub mod chain;
 mod plan;
 pub mod postgres;
+pub mod reader;
 pub mod schema;
 pub mod sqlite;
-pub mod subscription;
 pub mod testing;
 pub mod usage;
 pub mod vault;
@@ -245,8 +246,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
 pub use chain::{verify_chain, ChainCheckpoint, ChainReport};
 pub use postgres::{migrate_postgres, PostgresStore};
+pub use reader::LogReader;
 pub use sqlite::{migrate_sqlite, SqliteStore};
-pub use subscription::subscribe;
 pub use vault::{PersonalFields, SubjectKeys, Vault, VaultStore, ERASED};
 
 /// The store the configuration asks for, migrated: PostgreSQL when

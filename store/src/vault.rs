@@ -89,8 +89,8 @@ pub struct Vault {
     personal: PersonalFields,
     /// Keys read so far (`None`: destroyed). In-process erasure updates it; a
     /// key destroyed by another process is dropped when this process reads
-    /// that erasure from the log ([`Vault::forget_cached`], called by the
-    /// projection engine's follower).
+    /// that erasure from the log ([`Vault::forget_cached`], called by a
+    /// consumer of the node's log follower that the vault's owner registers).
     cache: Mutex<HashMap<Uuid, Option<SubjectKey>>>,
 }
 

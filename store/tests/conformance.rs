@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use registre_domain::personal::sealed_fields;
 use registre_store::chain::{self, BreakKind};
 use registre_store::testing::{self, TestDb};
 use registre_store::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    Idempotency, NewAccess, NewEvent, PostgresStore, RecordedEvent, Snapshot, SqliteStore,
-    StoreError, VaultStore, ERASED,
+    Idempotency, LogReader, NewAccess, NewEvent, PostgresStore, RecordedEvent, Snapshot,
+    SqliteStore, StoreError, VaultStore, ERASED,
 };
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -853,24 +852,32 @@ async fn mark_access_folded(store: &dyn registre_store::EventStore, id: u64) {
     assert!(usage.apply(from, id, Vec::new(), nothing).await.unwrap());
 }
 
-async fn next<S>(sub: &mut S) -> registre_store::RecordedEvent
-where
-    S: futures::Stream<Item = registre_store::Result<registre_store::RecordedEvent>> + Unpin,
-{
-    tokio::time::timeout(HANG_GUARD, sub.next())
-        .await
-        .expect("subscription delivers")
-        .expect("subscription continues")
-        .expect("no error")
+/// The positions a reader returns until it has returned `n` events, waiting
+/// on the store's wake-ups whenever it has caught up.
+async fn follow_n(log: &mut LogReader<Arc<dyn EventStore>>, n: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(HANG_GUARD, async {
+        while seen.len() < n {
+            let page = log.next_page().await.unwrap();
+            if page.is_empty() {
+                log.wait(registre_store::reader::FALLBACK_POLL).await;
+            }
+            seen.extend(page.iter().map(|e| e.position));
+        }
+    })
+    .await
+    .expect("the reader delivers");
+    seen
 }
 
-async fn subscribe_history_then_live(db: &Subject) {
+async fn reader_pages_history_then_live(db: &Subject) {
     let store = db.store();
     append_n(db, 5).await;
-    let mut sub = Box::pin(registre_store::subscribe(store.clone(), 2));
-    for p in 3..=5 {
-        assert_eq!(next(&mut sub).await.position, p);
-    }
+    // Pages of 2 from position 2: the history comes in several pages.
+    let mut log = LogReader::new(store.clone(), 2).page_size(2);
+    assert_eq!(log.next_page().await.unwrap().len(), 2);
+    assert_eq!(log.position(), 4);
+    assert_eq!(follow_n(&mut log, 1).await, [5]);
     let appender = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -882,10 +889,18 @@ async fn subscribe_history_then_live(db: &Subject) {
             }
         })
     };
-    for p in 6..=15 {
-        assert_eq!(next(&mut sub).await.position, p);
-    }
+    assert_eq!(follow_n(&mut log, 10).await, (6..=15).collect::<Vec<_>>());
     appender.await.unwrap();
+    // Reading ahead returns the same pages, and moving the reader drops a
+    // page read ahead for the old position.
+    let mut ahead = LogReader::new(store.clone(), 0)
+        .page_size(4)
+        .reading_ahead();
+    assert_eq!(follow_n(&mut ahead, 15).await, (1..=15).collect::<Vec<_>>());
+    ahead.seek(3);
+    assert_eq!(ahead.next_page().await.unwrap()[0].position, 4);
+    ahead.seek(13);
+    assert_eq!(follow_n(&mut ahead, 2).await, [14, 15]);
 }
 
 async fn read_stream_reads_only_after_version(db: &Subject) {
@@ -1161,7 +1176,7 @@ conformance!(
     chain_detects_reordered_rows,
     snapshots_round_trip,
     access_log,
-    subscribe_history_then_live,
+    reader_pages_history_then_live,
     read_stream_reads_only_after_version,
     crypto_shredding,
     vault_refuses_a_store_without_keys,
@@ -1414,12 +1429,8 @@ async fn postgres_nodes_wake_each_other() {
         .await
         .expect("the other node heard the appends")
         .unwrap();
-    let followed: Vec<u64> = registre_store::subscribe(other.clone(), 0)
-        .take(6)
-        .map(|e| e.unwrap().position)
-        .collect()
-        .await;
-    assert_eq!(followed, (1..=6).collect::<Vec<_>>());
+    let mut log = LogReader::new(other.clone(), 0);
+    assert_eq!(follow_n(&mut log, 6).await, (1..=6).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
