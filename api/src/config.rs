@@ -1200,6 +1200,14 @@ mod tests {
         "REGISTRE_LOG_FORMAT",
     ];
 
+    /// The rule docs/operations.md states: a variable's flag is its name
+    /// without REGISTRE_, in lower case with dashes.
+    fn flag_of(var: &str) -> String {
+        var.trim_start_matches("REGISTRE_")
+            .to_ascii_lowercase()
+            .replace('_', "-")
+    }
+
     fn settings_command() -> clap::Command {
         Settings::augment_args(clap::Command::new("registre"))
     }
@@ -1225,13 +1233,7 @@ mod tests {
                 operations.contains(&format!("`{var}`")),
                 "{var} is not in docs/operations.md"
             );
-            // The rule docs/operations.md states: the flag is the variable's
-            // name without REGISTRE_, in lower case with dashes.
-            let flag = var
-                .trim_start_matches("REGISTRE_")
-                .to_ascii_lowercase()
-                .replace('_', "-");
-            assert_eq!(long, &flag, "the flag of {var}");
+            assert_eq!(long, &flag_of(var), "the flag of {var}");
         }
     }
 
@@ -1263,13 +1265,7 @@ mod tests {
         ];
         let flags: Vec<String> = vars
             .iter()
-            .map(|(var, value)| {
-                let flag = var
-                    .trim_start_matches("REGISTRE_")
-                    .to_ascii_lowercase()
-                    .replace('_', "-");
-                format!("--{flag}={value}")
-            })
+            .map(|(var, value)| format!("--{}={value}", flag_of(var)))
             .collect();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let by_flags = from_flags(&flags).expect("valid flags");
