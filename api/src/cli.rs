@@ -2,19 +2,20 @@
 //! maintenance commands (`projections rebuild`, `replay`, `audit verify`,
 //! `audit checkpoint`, `retention apply`, `export person`, `forget`).
 //!
-//! Each subcommand reads the same environment configuration
-//! ([`crate::config::Config`]); flags only cover what is specific to one run.
+//! Every command takes the same settings ([`crate::config::Settings`]), each
+//! a global flag and an environment variable; the other flags are specific to
+//! one run.
 //! The functions here are thin: they open the store, call the library and
 //! turn its errors into a message and an exit code.
 
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use registre_store::EventStore;
 
-use crate::config::{Config, Database, LogFormat};
+use crate::config::{Config, Database, LogFormat, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,13 +24,26 @@ use crate::config::{Config, Database, LogFormat};
     about = "Registre: the school life record, event-sourced"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
     #[command(subcommand)]
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments and environment as [`Parser::parse`]
+    /// does (exiting with clap's message on an error), except that an empty
+    /// variable counts as unset.
+    pub fn from_process() -> Cli {
+        let mut command = Cli::command().mut_args(crate::config::blank_env_unset);
+        let mut matches = command.get_matches_mut();
+        Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the GraphQL API (configuration from the environment; see docs/operations.md).
+    /// Serve the GraphQL API (the settings below, or their variables; see docs/operations.md).
     Serve,
     /// Seed a demonstration collège, print one bearer token per role, and serve it.
     Demo(DemoArgs),
@@ -143,7 +157,7 @@ pub struct DemoArgs {
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_env().context("configuration")?;
+    let config = cli.settings.resolve().context("configuration")?;
     init_logging(&config);
     match cli.command {
         Command::Serve => serve(config).await,
@@ -522,7 +536,6 @@ pub fn init_logging(config: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_parses() {
@@ -659,5 +672,67 @@ mod tests {
             "admin"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn settings_are_flags_of_every_command_in_any_position() {
+        for argv in [
+            ["registre", "serve", "--max-batch", "3"],
+            ["registre", "--max-batch", "3", "serve"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("valid");
+            assert!(matches!(cli.command, Command::Serve));
+            assert_eq!(cli.settings.requests.max_batch, 3, "{argv:?}");
+        }
+        let cli = Cli::try_parse_from(["registre", "audit", "verify", "--log-format", "json"])
+            .expect("valid");
+        assert_eq!(cli.settings.records.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_bad_setting_is_refused_naming_its_variable_and_flag() {
+        let err = Cli::try_parse_from(["registre", "serve", "--max-in-flight", "abc"])
+            .expect_err("refused");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let text = err.to_string();
+        assert!(
+            text.contains("REGISTRE_MAX_IN_FLIGHT (--max-in-flight)")
+                && text.contains("expected a non-negative whole number"),
+            "{text}"
+        );
+        let err = Cli::try_parse_from([
+            "registre",
+            "migrate",
+            "--database-url",
+            "mysql://u:secret@db/registre",
+        ])
+        .expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("DATABASE_URL") && !text.contains("secret"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn serve_help_lists_the_settings_with_their_variables_and_defaults() {
+        let mut command = Cli::command();
+        command.build();
+        let serve = command
+            .find_subcommand_mut("serve")
+            .expect("a serve command");
+        let help = serve.render_long_help().to_string();
+        for expected in [
+            "--max-in-flight <N>",
+            "env: REGISTRE_MAX_IN_FLIGHT",
+            "--listen <ADDR>",
+            "env: REGISTRE_LISTEN",
+            "[default: 127.0.0.1:8080]",
+            "env: DATABASE_URL",
+            "[default: 1000]",
+            "Admission control:",
+        ] {
+            assert!(help.contains(expected), "no {expected:?} in\n{help}");
+        }
     }
 }

@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use registre_api::cli::{run, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_process();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

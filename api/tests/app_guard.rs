@@ -443,30 +443,7 @@ async fn the_audit_trail_and_the_access_log_are_paged() {
 async fn admin_sees_grade_entries_without_their_values_and_the_auditor_sees_them_whole() {
     let w = World::postgres().await;
     let n = &w.node;
-    let a = str_at(
-        &n.ok(
-            "teacher1",
-            "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
-            json!({"i": {"classId": w.id("C1"), "subject": "maths", "title": "Fractions", "date": "2026-11-02", "coefficient": 2.0, "outOf": 20.0}}),
-        )
-        .await,
-        "/createAssessment/id",
-    );
-    let g = str_at(
-        &n.ok(
-            "teacher1",
-            "mutation($i: RecordGradeInput!) { recordGrade(input: $i) { id } }",
-            json!({"i": {"assessmentId": a, "studentId": w.id("s1"), "score": 7.5, "status": "GRADED"}}),
-        )
-        .await,
-        "/recordGrade/id",
-    );
-    n.ok(
-        "teacher1",
-        "mutation($i: CorrectGradeInput!) { correctGrade(input: $i) { id } }",
-        json!({"i": {"gradeId": g, "score": 17.25, "status": "GRADED", "reason": "7,5 au lieu de 17,25"}}),
-    )
-    .await;
+    let g = w.corrected_grade(7.5, 17.25, "7,5 au lieu de 17,25").await;
     let p = person_of(n, "student1").await;
     let q = "query($p: ID!) { auditTrail(subjectId: $p) { eventType reason data } }";
     let admin = n.ok("admin", q, json!({"p": p})).await;

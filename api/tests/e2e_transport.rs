@@ -10,21 +10,9 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-async fn setup(overrides: &[(&str, &str)]) -> (TestDb, Idp, Node, Roster) {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let config = idp.config(&db, overrides);
-    let store = registre_api::cli::open_store(&config)
-        .await
-        .expect("open the store");
-    let roster = seed_roster(store.as_ref()).await;
-    let node = Node::start(&config).await;
-    (db, idp, node, roster)
-}
-
 #[tokio::test]
 async fn probes_and_metrics_answer() {
-    let (_db, idp, node, roster) = setup(&[]).await;
+    let (_db, idp, node, roster) = seeded_node(&[]).await;
     let health = node.http().get(node.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let ready = node.http().get(node.url("/readyz")).send().await.unwrap();
@@ -68,7 +56,7 @@ async fn probes_and_metrics_answer() {
 
 #[tokio::test]
 async fn refused_tokens_are_unauthenticated_with_a_reason() {
-    let (_db, _idp, node, roster) = setup(&[]).await;
+    let (_db, _idp, node, roster) = seeded_node(&[]).await;
     let stranger = Idp::new(); // same kid, another key: the signature fails
     let forged = stranger.token(roster.guardian);
     let response = node
@@ -86,7 +74,7 @@ async fn refused_tokens_are_unauthenticated_with_a_reason() {
 
 #[tokio::test]
 async fn graphiql_is_served_to_browsers_only() {
-    let (_db, _idp, node, _roster) = setup(&[]).await;
+    let (_db, _idp, node, _roster) = seeded_node(&[]).await;
     let page = node
         .http()
         .get(node.url("/graphql"))
@@ -192,7 +180,7 @@ async fn graphiql_is_served_to_browsers_only() {
 
 #[tokio::test]
 async fn body_and_batch_limits_refuse_clearly() {
-    let (_db, idp, node, roster) = setup(&[
+    let (_db, idp, node, roster) = seeded_node(&[
         ("REGISTRE_MAX_BODY_BYTES", "2048"),
         ("REGISTRE_MAX_BATCH", "2"),
     ])
@@ -255,7 +243,7 @@ async fn body_and_batch_limits_refuse_clearly() {
 
 #[tokio::test]
 async fn both_websocket_protocols_carry_operations_with_the_caller() {
-    let (_db, idp, node, roster) = setup(&[]).await;
+    let (_db, idp, node, roster) = seeded_node(&[]).await;
     let token = idp.token(roster.teacher);
     for protocol in [TRANSPORT_WS, LEGACY_WS] {
         let mut ws = WsClient::connect(node.addr, protocol).await;
@@ -277,15 +265,7 @@ async fn both_websocket_protocols_carry_operations_with_the_caller() {
     ws.subscribe("x", "{ me { externalId } }", json!({})).await;
     let result = next_payload(&ws.next_json().await, "x");
     assert_eq!(error_codes(&result), ["UNAUTHENTICATED"], "{result}");
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     assert!(
         metrics.contains(r#"registre_graphql_errors_total{code="UNAUTHENTICATED"} 1"#),
         "{metrics}"
@@ -299,7 +279,7 @@ async fn both_websocket_protocols_carry_operations_with_the_caller() {
 
 #[tokio::test]
 async fn a_connection_that_never_initialises_is_closed() {
-    let (_db, _idp, node, _roster) = setup(&[("REGISTRE_WS_INIT_TIMEOUT_SECS", "1")]).await;
+    let (_db, _idp, node, _roster) = seeded_node(&[("REGISTRE_WS_INIT_TIMEOUT_SECS", "1")]).await;
     let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
     let (code, reason) = ws.closed().await;
     assert_eq!(code, 4408);
@@ -309,7 +289,7 @@ async fn a_connection_that_never_initialises_is_closed() {
 
 #[tokio::test]
 async fn oversized_websocket_messages_close_the_connection() {
-    let (_db, idp, node, roster) = setup(&[("REGISTRE_WS_MAX_MESSAGE_BYTES", "1024")]).await;
+    let (_db, idp, node, roster) = seeded_node(&[("REGISTRE_WS_MAX_MESSAGE_BYTES", "1024")]).await;
     let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
     assert_eq!(
         ws.init(Some(&idp.token(roster.guardian))).await["type"],
@@ -329,7 +309,7 @@ async fn oversized_websocket_messages_close_the_connection() {
 
 #[tokio::test]
 async fn subscriptions_per_connection_are_capped() {
-    let (_db, idp, node, roster) = setup(&[("REGISTRE_WS_MAX_SUBSCRIPTIONS", "2")]).await;
+    let (_db, idp, node, roster) = seeded_node(&[("REGISTRE_WS_MAX_SUBSCRIPTIONS", "2")]).await;
     let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
     assert_eq!(
         ws.init(Some(&idp.token(roster.guardian))).await["type"],
@@ -369,7 +349,7 @@ async fn subscriptions_per_connection_are_capped() {
 
 #[tokio::test]
 async fn shutdown_closes_websockets_cleanly() {
-    let (_db, idp, node, roster) = setup(&[]).await;
+    let (_db, idp, node, roster) = seeded_node(&[]).await;
     let mut ws = WsClient::connect(node.addr, LEGACY_WS).await;
     assert_eq!(
         ws.init(Some(&idp.token(roster.guardian))).await["type"],
@@ -395,15 +375,7 @@ async fn shutdown_closes_websockets_cleanly() {
 async fn wait_for_metric(node: &Node, line: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = node
-            .http()
-            .get(node.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = node.metrics().await;
         if text.lines().any(|l| l == line) {
             return;
         }
@@ -417,7 +389,7 @@ async fn wait_for_metric(node: &Node, line: &str) {
 
 #[tokio::test]
 async fn an_anonymous_flood_of_pings_unread_does_not_wedge_the_socket() {
-    let (_db, _idp, node, _roster) = setup(&[]).await;
+    let (_db, _idp, node, _roster) = seeded_node(&[]).await;
     let mut ws = WsClient::connect(node.addr, TRANSPORT_WS).await;
     ws.send(json!({ "type": "connection_init", "payload": {} }))
         .await;
@@ -463,7 +435,7 @@ async fn an_anonymous_flood_of_pings_unread_does_not_wedge_the_socket() {
 
 #[tokio::test]
 async fn subscribing_before_connection_init_closes_with_4401() {
-    let (_db, _idp, node, _roster) = setup(&[]).await;
+    let (_db, _idp, node, _roster) = seeded_node(&[]).await;
     for protocol in [TRANSPORT_WS, LEGACY_WS] {
         let mut ws = WsClient::connect(node.addr, protocol).await;
         ws.subscribe("early", "{ me { externalId } }", json!({}))
@@ -478,7 +450,7 @@ async fn subscribing_before_connection_init_closes_with_4401() {
 
 #[tokio::test]
 async fn open_sockets_are_capped_per_person() {
-    let (_db, idp, node, roster) = setup(&[("REGISTRE_MAX_SOCKETS_PER_PERSON", "2")]).await;
+    let (_db, idp, node, roster) = seeded_node(&[("REGISTRE_MAX_SOCKETS_PER_PERSON", "2")]).await;
     let guardian = idp.token(roster.guardian);
     let mut first = WsClient::connect(node.addr, TRANSPORT_WS).await;
     assert_eq!(first.init(Some(&guardian)).await["type"], "connection_ack");
@@ -509,15 +481,7 @@ async fn open_sockets_are_capped_per_person() {
     second.close().await;
     let mut again = WsClient::connect(node.addr, TRANSPORT_WS).await;
     assert_eq!(again.init(Some(&guardian)).await["type"], "connection_ack");
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     assert!(
         metrics.contains(r#"registre_admission_refused_total{reason="sockets_per_person"} 1"#),
         "{metrics}"
@@ -527,7 +491,7 @@ async fn open_sockets_are_capped_per_person() {
 
 #[tokio::test]
 async fn anonymous_sockets_are_capped_per_node() {
-    let (_db, idp, node, roster) = setup(&[("REGISTRE_MAX_ANONYMOUS_SOCKETS", "2")]).await;
+    let (_db, idp, node, roster) = seeded_node(&[("REGISTRE_MAX_ANONYMOUS_SOCKETS", "2")]).await;
     let mut a = WsClient::connect(node.addr, TRANSPORT_WS).await;
     let _b = WsClient::connect(node.addr, TRANSPORT_WS).await;
     wait_for_metric(&node, "registre_open_websockets 2").await;

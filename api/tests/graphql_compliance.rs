@@ -24,31 +24,7 @@ async fn person_of(w: &World, who: &str) -> String {
 /// message from teacher1; guardian1 reads the grades. Returns the grade id.
 async fn record_of_student1(w: &World) -> String {
     let n = &w.node;
-    let a = str_at(
-        &n.ok(
-            "teacher1",
-            "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
-            json!({"i": {"classId": w.id("C1"), "subject": "maths", "title": "Fractions",
-                         "date": "2026-11-02", "coefficient": 2.0, "outOf": 20.0}}),
-        )
-        .await,
-        "/createAssessment/id",
-    );
-    let g = str_at(
-        &n.ok(
-            "teacher1",
-            "mutation($i: RecordGradeInput!) { recordGrade(input: $i) { id } }",
-            json!({"i": {"assessmentId": a, "studentId": w.id("s1"), "score": 12.0, "status": "GRADED"}}),
-        )
-        .await,
-        "/recordGrade/id",
-    );
-    n.ok(
-        "teacher1",
-        "mutation($i: CorrectGradeInput!) { correctGrade(input: $i) { id } }",
-        json!({"i": {"gradeId": g, "score": 14.0, "status": "GRADED", "reason": "erreur de report"}}),
-    )
-    .await;
+    let g = w.corrected_grade(12.0, 14.0, "erreur de report").await;
     n.ok(
         "teacher1",
         "mutation($i: ReportAbsenceInput!) { reportAbsence(input: $i) { id } }",

@@ -60,12 +60,7 @@ async fn logs_and_metrics_carry_ids_not_names_or_free_text() {
         .try_init()
         .expect("the only subscriber of this test binary");
 
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let config = idp.config(&db, &[]);
-    let store = registre_api::cli::open_store(&config).await.unwrap();
-    let roster = seed_roster(store.as_ref()).await;
-    let node = Node::start(&config).await;
+    let (_db, idp, node, roster) = seeded_node(&[]).await;
     let admin = idp.token(ADMIN);
     let teacher = idp.token(roster.teacher);
     let guardian = idp.token(roster.guardian);
@@ -131,15 +126,7 @@ async fn logs_and_metrics_carry_ids_not_names_or_free_text() {
             json!({"p": person, "r": ERASURE}),
         )
         .await);
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     node.stop().await;
 
     let logs = String::from_utf8_lossy(&captured.0.lock()).into_owned();

@@ -147,10 +147,10 @@ pub async fn run(
     rates: &[f64],
     seconds: f64,
 ) -> Result<(Setup, Vec<LoadResult>)> {
-    let db = crate::db::fresh(admin_url, "api").await?;
-    let result = run_in(&db, concurrency, rates, seconds).await;
-    db.drop_db().await?;
-    result
+    crate::db::with_fresh(admin_url, "api", async |db| {
+        run_in(db, concurrency, rates, seconds).await
+    })
+    .await
 }
 
 /// A seeded node serving on a fresh database, with the identity provider's key.
@@ -191,11 +191,8 @@ pub async fn start_node(db: &TestDb) -> Result<Node> {
     let config =
         Config::from_lookup(|name| env.get(name).cloned()).context("bench configuration")?;
 
-    // One establishment of the generator: 24 classes, 600 students, a year.
-    let gen_config = GenConfig::default();
-    let (log, _) = gen::generate(&gen_config, 0);
     let store = registre_api::cli::open_store(&config).await?;
-    crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
+    let (gen_config, log) = crate::db::seed_establishment(&*store).await?;
     let server = registre_api::server::serve(&config, store, std::future::pending()).await?;
     Ok(Node {
         server,

@@ -65,10 +65,10 @@ impl GrowthRow {
 }
 
 pub async fn run(admin_url: &str, size: usize, options: &GrowthOptions) -> Result<GrowthRow> {
-    let db = crate::db::fresh(admin_url, &format!("growth_{size}")).await?;
-    let result = run_in(&db, size, options).await;
-    db.drop_db().await?;
-    result
+    crate::db::with_fresh(admin_url, &format!("growth_{size}"), async |db| {
+        run_in(db, size, options).await
+    })
+    .await
 }
 
 async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<GrowthRow> {
@@ -82,9 +82,8 @@ async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<Gro
     let loading_url = format!("{}{separator}options=-c%20synchronous_commit%3Doff", db.url);
     let started = Instant::now();
     let establishments = {
-        let raw: Arc<dyn EventStore> = registre_store::PostgresStore::connect(&loading_url).await?;
         load(
-            registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?,
+            crate::db::sealed_postgres(&loading_url).await?,
             size,
             options.seed,
             options.batch,
@@ -119,8 +118,7 @@ async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<Gro
 
     // Measurements use the production settings (synchronous commit).
     let raw: Arc<dyn EventStore> = registre_store::PostgresStore::connect(&db.url).await?;
-    let store =
-        registre_store::VaultStore::wrap(raw.clone(), registre_domain::personal::sealed_fields)?;
+    let store = crate::db::sealed(raw.clone())?;
 
     let chain_intact = if size <= options.verify_up_to {
         // The stored form, sealed fields included, is what the chain covers.

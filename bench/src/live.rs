@@ -9,7 +9,7 @@
 //! server's resident memory is its own, so the growth per subscriber is the
 //! server's cost of a subscriber.
 
-use crate::gen::{self, GenConfig};
+use crate::gen::GenConfig;
 use crate::node::ChildNode;
 use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
@@ -144,32 +144,13 @@ async fn report(
 }
 
 pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result<LiveResult> {
-    let db = crate::db::fresh(admin_url, "live").await?;
-    let result = async {
-        // One establishment of the generator (24 classes, 600 students, a
-        // year), written as the server writes it: through the vault.
-        let gen_config = GenConfig::default();
-        {
-            let raw: Arc<dyn registre_store::EventStore> =
-                registre_store::PostgresStore::connect(&db.url).await?;
-            let store =
-                registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?;
-            let (log, _) = gen::generate(&gen_config, 0);
-            crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
-        }
-        // A few teachers report thousands of absences in seconds: what is
-        // measured is delivery, not a teacher's per-minute limit.
-        let no_person_limits = [("REGISTRE_PERSON_LIMITS".to_string(), "off".to_string())];
-        let node =
-            ChildNode::start_with_env(&db.url, Duration::from_secs(120), &no_person_limits).await?;
-        let r = run_on(&node, &gen_config, subscribers, absences).await;
-        let r = r.with_context(|| format!("node log: {}", node.log_tail()));
-        node.stop().await?;
-        r
-    }
-    .await;
-    db.drop_db().await?;
-    result
+    // A few teachers report thousands of absences in seconds: what is
+    // measured is delivery, not a teacher's per-minute limit.
+    let no_person_limits = [("REGISTRE_PERSON_LIMITS".to_string(), "off".to_string())];
+    ChildNode::on_seeded_db(admin_url, "live", &no_person_limits, async |node, g| {
+        run_on(node, g, subscribers, absences).await
+    })
+    .await
 }
 
 /// `registre_open_subscriptions` from the node's /metrics.

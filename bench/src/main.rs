@@ -472,8 +472,7 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
     let mut rates = vec![rebuild::pure_fold(&log, seed)?];
     eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
     if !memory_only {
-        let db = db::fresh(url, "rebuild").await?;
-        let pg = async {
+        let pg = db::with_fresh(url, "rebuild", async |db| {
             let store: Arc<dyn registre_store::EventStore> =
                 registre_store::PostgresStore::connect(&db.url).await?;
             let seeded = rebuild::seed_store(&*store, &log, seed, 5_000).await?;
@@ -488,17 +487,16 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
             )
             .await?;
             eprintln!("  {}: {:.0} events/s", folded.label, folded.per_sec());
-            Ok::<_, anyhow::Error>(vec![
+            Ok(vec![
                 rebuild::FoldRate {
                     label: format!("PostgreSQL: {}", seeded.label),
                     ..seeded
                 },
                 folded,
             ])
-        }
-        .await;
-        db.drop_db().await?;
-        rates.extend(pg?);
+        })
+        .await?;
+        rates.extend(pg);
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn registre_store::EventStore> =
             registre_store::SqliteStore::open(dir.path()).await?;

@@ -5,6 +5,7 @@
 //! ends do not fit under one limit of 20,000) and makes its resident memory
 //! its own, readable from /proc/<pid>/status.
 
+use crate::gen::GenConfig;
 use anyhow::{bail, Context, Result};
 use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
 use std::net::SocketAddr;
@@ -64,6 +65,29 @@ impl ChildNode {
     /// that is until its read model has caught up with the log.
     pub async fn start(database_url: &str, ready_within: Duration) -> Result<Self> {
         Self::start_with_env(database_url, ready_within, &[]).await
+    }
+
+    /// Runs `bench` against a node started with `extra_env` on a fresh
+    /// database (`label`) seeded with one establishment of the generator
+    /// before the node starts. An error carries the node's last log lines;
+    /// the node and the database are gone afterwards.
+    pub async fn on_seeded_db<T>(
+        admin_url: &str,
+        label: &str,
+        extra_env: &[(String, String)],
+        bench: impl AsyncFnOnce(&ChildNode, &GenConfig) -> Result<T>,
+    ) -> Result<T> {
+        crate::db::with_fresh(admin_url, label, async |db| {
+            let (gen_config, _) =
+                crate::db::seed_establishment(&*crate::db::sealed_postgres(&db.url).await?).await?;
+            let node =
+                ChildNode::start_with_env(&db.url, Duration::from_secs(120), extra_env).await?;
+            let r = bench(&node, &gen_config).await;
+            let r = r.with_context(|| format!("node log: {}", node.log_tail()));
+            node.stop().await?;
+            r
+        })
+        .await
     }
 
     /// Like [`ChildNode::start`], with more environment for the node (a

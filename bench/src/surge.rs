@@ -22,7 +22,7 @@
 
 use crate::gen::{self, GenConfig};
 use crate::node::ChildNode;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use registre_domain::{PersonId, StudentId};
 use serde::Deserialize;
 use serde_json::json;
@@ -607,27 +607,10 @@ pub struct SurgeReport {
 }
 
 pub async fn run(admin_url: &str, args: &SurgeArgs) -> Result<SurgeReport> {
-    let db = crate::db::fresh(admin_url, "surge").await?;
-    let result = async {
-        let gen_config = GenConfig::default();
-        {
-            let raw: Arc<dyn registre_store::EventStore> =
-                registre_store::PostgresStore::connect(&db.url).await?;
-            let store =
-                registre_store::VaultStore::wrap(raw, registre_domain::personal::sealed_fields)?;
-            let (log, _) = gen::generate(&gen_config, 0);
-            crate::rebuild::seed_store(&*store, &log, gen_config.seed, 5_000).await?;
-        }
-        let node =
-            ChildNode::start_with_env(&db.url, Duration::from_secs(120), &args.node_env).await?;
-        let r = run_on(&node, &gen_config, args).await;
-        let r = r.with_context(|| format!("node log: {}", node.log_tail()));
-        node.stop().await?;
-        r
-    }
-    .await;
-    db.drop_db().await?;
-    result
+    ChildNode::on_seeded_db(admin_url, "surge", &args.node_env, async |node, g| {
+        run_on(node, g, args).await
+    })
+    .await
 }
 
 async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<SurgeReport> {

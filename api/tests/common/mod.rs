@@ -298,6 +298,38 @@ impl World {
         w
     }
 
+    /// teacher1 grades s1 `score` in a maths assessment of C1, then corrects
+    /// the grade to `corrected` for `reason`. Answers the grade's id.
+    pub async fn corrected_grade(&self, score: f64, corrected: f64, reason: &str) -> String {
+        let n = &self.node;
+        let a = str_at(
+            &n.ok(
+                "teacher1",
+                "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
+                json!({"i": {"classId": self.id("C1"), "subject": "maths", "title": "Fractions",
+                             "date": "2026-11-02", "coefficient": 2.0, "outOf": 20.0}}),
+            )
+            .await,
+            "/createAssessment/id",
+        );
+        let g = str_at(
+            &n.ok(
+                "teacher1",
+                "mutation($i: RecordGradeInput!) { recordGrade(input: $i) { id } }",
+                json!({"i": {"assessmentId": a, "studentId": self.id("s1"), "score": score, "status": "GRADED"}}),
+            )
+            .await,
+            "/recordGrade/id",
+        );
+        n.ok(
+            "teacher1",
+            "mutation($i: CorrectGradeInput!) { correctGrade(input: $i) { id } }",
+            json!({"i": {"gradeId": g, "score": corrected, "status": "GRADED", "reason": reason}}),
+        )
+        .await;
+        g
+    }
+
     /// Another node on the same PostgreSQL database.
     pub async fn second_node(&self) -> Node {
         self.second_node_with(AppConfig::default()).await

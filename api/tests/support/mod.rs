@@ -105,6 +105,21 @@ impl Idp {
     }
 }
 
+/// A node of its own: a fresh database holding the small collège
+/// ([`seed_roster`]), served in this process with the configuration of a new
+/// identity provider and `overrides`.
+pub async fn seeded_node(overrides: &[(&str, &str)]) -> (TestDb, Idp, Node, Roster) {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let config = idp.config(&db, overrides);
+    let store = registre_api::cli::open_store(&config)
+        .await
+        .expect("open the store");
+    let roster = seed_roster(store.as_ref()).await;
+    let node = Node::start(&config).await;
+    (db, idp, node, roster)
+}
+
 /// A server running in this process.
 pub struct Node {
     pub addr: SocketAddr,
@@ -145,6 +160,18 @@ impl Node {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The text of the node's /metrics page.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics text")
     }
 
     /// POSTs one GraphQL operation; answers the JSON body.
