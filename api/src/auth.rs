@@ -608,7 +608,7 @@ mod tests {
     use super::*;
     use std::{collections::BTreeSet, path::Path};
 
-    const RSA_PEM: &[u8] = include_bytes!("../tests/support/TEST-ONLY-rsa-private-key.pem");
+    const RSA_PEM: &[u8] = include_bytes!("../testdata/TEST-ONLY-rsa-private-key.pem");
     const ISS: &str = "https://idp.test";
     const AUD: &str = "registre-test";
 

@@ -108,6 +108,29 @@ impl RunningServer {
         }
     }
 
+    /// The same server, with `after` run once it has stopped (before
+    /// [`RunningServer::stopped`] resolves): what it serves shuts down after it.
+    pub fn then(self, after: impl Future<Output = ()> + Send + 'static) -> RunningServer {
+        let RunningServer {
+            addr,
+            stop,
+            task,
+            readiness,
+        } = self;
+        let task = tokio::spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "server task failed");
+            }
+            after.await;
+        });
+        RunningServer {
+            addr,
+            stop,
+            task,
+            readiness,
+        }
+    }
+
     /// Starts the graceful shutdown.
     pub fn shutdown(&self) {
         self.stop.send_replace(true);
@@ -871,142 +894,4 @@ fn ws_refusal(protocol: WebSocketProtocols, id: &str, message: &str, retry_after
         }
     }
     .to_string()
-}
-
-/// Readiness of a node: the database answers and the read model is within
-/// `max_lag` events of the log head.
-struct AppReadiness {
-    app: Arc<registre_app::App>,
-    max_lag: u64,
-}
-
-#[async_trait]
-impl Readiness for AppReadiness {
-    async fn check(&self) -> Result<(), String> {
-        let head = self.app.store().head().await.map_err(|e| {
-            tracing::warn!(error = %e, "readiness: the database does not answer");
-            "the database does not answer".to_string()
-        })?;
-        if let Some(reason) = self.app.engine().metrics().stalled {
-            return Err(format!("the read model is stalled: {reason}"));
-        }
-        let lag = head.saturating_sub(self.app.read_model_position());
-        if lag > self.max_lag {
-            return Err(format!("the read model is {lag} events behind the log"));
-        }
-        Ok(())
-    }
-}
-
-/// Starts the application on `store` and serves it on `config.listen` until
-/// `shutdown` resolves; then stops accepting, lets in-flight requests finish,
-/// closes WebSockets and shuts the application down (flushing the access log).
-pub async fn serve<F>(
-    config: &crate::config::Config,
-    store: Arc<dyn registre_store::EventStore>,
-    shutdown: F,
-) -> anyhow::Result<RunningServer>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    use anyhow::Context as _;
-    let app_config = registre_app::AppConfig {
-        engine: engine_config(config),
-        limits: config.person_limits.clone(),
-        ..registre_app::AppConfig::default()
-    };
-    let app = registre_app::App::new(store, app_config)
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
-    let schema = crate::graphql::build_schema_with(app.clone(), config.query_limits);
-    let auth = match &config.auth {
-        Some(auth) => Authenticator::load(auth.clone())
-            .await
-            .context("loading REGISTRE_JWKS")?,
-        None => {
-            tracing::warn!("REGISTRE_JWKS is not set: every request will be unauthenticated");
-            Authenticator::disabled()
-        }
-    };
-    let metrics = Metrics::new().context("registering metrics")?;
-    let transport = Transport {
-        executor: schema,
-        auth,
-        limits: config.limits.clone(),
-        metrics: metrics.clone(),
-        readiness: Arc::new(AppReadiness {
-            app: app.clone(),
-            max_lag: config.ready_max_lag,
-        }),
-    };
-    let inner = serve_executor(transport, config.listen, shutdown)
-        .await
-        .with_context(|| format!("listening on {} (REGISTRE_LISTEN)", config.listen))?;
-
-    let sampler = tokio::spawn(sample_app(app.clone(), metrics));
-    let RunningServer {
-        addr,
-        stop,
-        task,
-        readiness,
-    } = inner;
-    let task = tokio::spawn(async move {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "server task failed");
-        }
-        sampler.abort();
-        app.shutdown().await;
-        tracing::info!("application stopped");
-    });
-    Ok(RunningServer {
-        addr,
-        stop,
-        task,
-        readiness,
-    })
-}
-
-/// The projection engine's settings from the configuration.
-pub fn engine_config(config: &crate::config::Config) -> registre_projections::EngineConfig {
-    let mut engine = registre_projections::EngineConfig::default();
-    match &config.pseudonym_key {
-        Some(key) => {
-            engine.pseudonym_key = registre_projections::PseudonymKey::new(key.0.as_bytes())
-        }
-        None => tracing::warn!(
-            "REGISTRE_PSEUDONYM_KEY is not set: usage pseudonyms are keyed per process"
-        ),
-    }
-    engine
-}
-
-/// Copies the application's gauges into the metrics every few seconds.
-async fn sample_app(app: Arc<registre_app::App>, metrics: Metrics) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        every.tick().await;
-        let stats = app.stats();
-        metrics
-            .live_subscribers
-            .set(i64::try_from(stats.live_subscribers).unwrap_or(i64::MAX));
-        metrics
-            .access_log_dropped
-            .set(i64::try_from(stats.access_log_dropped).unwrap_or(i64::MAX));
-        if let Ok(head) = app.store().head().await {
-            metrics
-                .log_head
-                .set(i64::try_from(head).unwrap_or(i64::MAX));
-        }
-        let engine = app.engine().metrics();
-        metrics
-            .projection_lag
-            .with_label_values(&[engine.name])
-            .set(i64::try_from(engine.lag).unwrap_or(i64::MAX));
-        for consumer in app.engine().follower().status() {
-            metrics
-                .log_consumer_lag
-                .with_label_values(&[consumer.name])
-                .set(i64::try_from(consumer.lag).unwrap_or(i64::MAX));
-        }
-    }
 }

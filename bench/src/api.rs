@@ -1,4 +1,4 @@
-//! The parent dashboard over HTTP: a real server (`registre_api::server::serve`)
+//! The parent dashboard over HTTP: a real server (`registre::node::serve`)
 //! on a fresh PostgreSQL database seeded with one generated establishment,
 //! real ES256 tokens checked against a JWKS file, and guardians asking for
 //! their children's dashboard. Two loads: closed-loop at a fixed concurrency
@@ -8,8 +8,8 @@
 use crate::db::TestDb;
 use crate::gen::{self, GenConfig};
 use anyhow::{bail, Context, Result};
+use registre::config::Config;
 use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
-use registre_api::config::Config;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,9 +191,9 @@ pub async fn start_node(db: &TestDb) -> Result<Node> {
     let config =
         Config::from_lookup(|name| env.get(name).cloned()).context("bench configuration")?;
 
-    let store = registre_api::cli::open_store(&config).await?;
+    let store = registre::node::open_store(&config).await?;
     let (gen_config, log) = crate::db::seed_establishment(&*store).await?;
-    let server = registre_api::server::serve(&config, store, std::future::pending()).await?;
+    let server = registre::node::serve(&config, store, std::future::pending()).await?;
     Ok(Node {
         server,
         key,

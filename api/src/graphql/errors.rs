@@ -18,8 +18,8 @@ use async_graphql::extensions::{
 };
 use async_graphql::Response;
 use futures::stream::{BoxStream, StreamExt};
-use std::sync::Arc;
 use registre_app::ApiError;
+use std::sync::Arc;
 
 /// An application error as a GraphQL error, carrying `extensions.code` (and
 /// `field` for INVALID_INPUT, `retryAfter` for RATE_LIMITED/UNAVAILABLE).

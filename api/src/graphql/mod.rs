@@ -15,13 +15,13 @@ pub use objects::*;
 pub use root::{MutationRoot, QueryRoot, SubscriptionRoot};
 pub use scalars::Date;
 
-use crate::graphql::errors::GqlResult;
-use registre_app::{ApiError, App, Viewer};
 use crate::context::{AuthRejection, Caller};
+use crate::graphql::errors::GqlResult;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
 };
 use async_graphql::{Context, Request, Schema, ServerResult};
+use registre_app::{ApiError, App, Viewer};
 use std::sync::Arc;
 
 pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

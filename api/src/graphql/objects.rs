@@ -7,10 +7,10 @@
 use super::scalars::Date;
 use super::{app, operation, viewer};
 use crate::graphql::errors::GqlResult;
-use registre_app::{ApiError, Viewer};
-use registre_app::policy;
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use registre_app::policy;
+use registre_app::{ApiError, Viewer};
 use registre_domain::{
     AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, HomeworkId, MessageId, PersonId,
     StudentId,

@@ -8,14 +8,14 @@
 use super::objects::*;
 use super::scalars::Date;
 use super::{operation, viewer};
-use crate::graphql::errors::GqlResult;
-use registre_app::commands::{new_id, CommandContext};
-use registre_app::{ApiError, Viewer};
 use crate::context::RequestId;
-use registre_app::policy;
+use crate::graphql::errors::GqlResult;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use registre_app::commands::{new_id, CommandContext};
+use registre_app::policy;
+use registre_app::{ApiError, Viewer};
 use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, DomainEvent};
 use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};

@@ -7,9 +7,9 @@
 use async_graphql::async_trait::async_trait;
 use async_graphql::{Request, Response, Variables};
 use chrono::{DateTime, Utc};
-use registre_app::{App, AppConfig};
 use registre_api::context::Caller;
 use registre_api::graphql::{build_schema, RegistreSchema};
+use registre_app::{App, AppConfig};
 use registre_store::{
     AccessRecord, AppendOutcome, AppendRequest, EventStore, NewAccess, Position, RecordedEvent,
     Snapshot, StreamVersion,

@@ -163,13 +163,10 @@ async fn the_command_line_export_is_the_same_document() {
         .expect("open the engine");
     engine.catch_up().await.expect("catch up");
     let id: uuid::Uuid = person.parse().expect("a person id is a UUID");
-    let cli = registre_app::export::person_data(
-        store.as_ref(),
-        &engine,
-        registre_domain::PersonId(id),
-    )
-    .await
-    .expect("export");
+    let cli =
+        registre_app::export::person_data(store.as_ref(), &engine, registre_domain::PersonId(id))
+            .await
+            .expect("export");
     for section in [
         "person",
         "student",
@@ -310,7 +307,7 @@ async fn audit_verify_uses_kept_checkpoints_and_fails_on_tampering() {
     let store = w.node.store.as_ref();
     let dir = common::TempDir::new();
     let kept = dir.0.join("checkpoint.json");
-    let text = registre_api::cli::audit_checkpoint(store)
+    let text = registre::cli::audit_checkpoint(store)
         .await
         .expect("checkpoint");
     std::fs::write(&kept, &text).expect("keep the checkpoint");
@@ -318,7 +315,7 @@ async fn audit_verify_uses_kept_checkpoints_and_fails_on_tampering() {
         serde_json::from_str(&text).expect("a checkpoint is JSON");
     assert_eq!(checkpoint.position, w.node.head().await);
 
-    let ok = registre_api::cli::audit_verify(store, std::slice::from_ref(&kept))
+    let ok = registre::cli::audit_verify(store, std::slice::from_ref(&kept))
         .await
         .expect("an untouched log verifies");
     assert!(ok.contains("1 checkpoint(s) hold"), "{ok}");
@@ -333,10 +330,10 @@ async fn audit_verify_uses_kept_checkpoints_and_fails_on_tampering() {
         ),
     )
     .await;
-    registre_api::cli::audit_verify(store, &[])
+    registre::cli::audit_verify(store, &[])
         .await
         .expect("a cut tail is still a valid chain");
-    let cut = registre_api::cli::audit_verify(store, std::slice::from_ref(&kept))
+    let cut = registre::cli::audit_verify(store, std::slice::from_ref(&kept))
         .await
         .expect_err("the checkpoint exposes the cut");
     assert!(cut.to_string().contains("no longer holds"), "{cut}");
@@ -347,14 +344,14 @@ async fn audit_verify_uses_kept_checkpoints_and_fails_on_tampering() {
         r#"UPDATE events SET data = '{"forged":true}' WHERE position = 3"#,
     )
     .await;
-    let altered = registre_api::cli::audit_verify(store, &[])
+    let altered = registre::cli::audit_verify(store, &[])
         .await
         .expect_err("an altered row is found");
     assert!(
         altered.to_string().contains("breaks at position 3"),
         "{altered}"
     );
-    let missing = registre_api::cli::audit_verify(store, &[dir.0.join("absent.json")])
+    let missing = registre::cli::audit_verify(store, &[dir.0.join("absent.json")])
         .await
         .expect_err("a missing checkpoint file is an error");
     assert!(missing.to_string().contains("absent.json"), "{missing}");

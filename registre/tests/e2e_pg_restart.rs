@@ -197,7 +197,7 @@ async fn a_postgres_restart_under_two_nodes_loses_nothing_acknowledged() {
     let idp = Idp::new();
     let url = cluster.url();
     let config = idp.config(&db, &[("DATABASE_URL", url.as_str())]);
-    let store = registre_api::cli::open_store(&config)
+    let store = registre::node::open_store(&config)
         .await
         .expect("open the private cluster's store");
     let roster = seed_roster(store.as_ref()).await;

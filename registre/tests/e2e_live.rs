@@ -19,7 +19,7 @@ async fn setup() -> (TestDb, Idp, Roster) {
     let db = TestDb::create().await;
     let idp = Idp::new();
     let config = idp.config(&db, &[]);
-    let store = registre_api::cli::open_store(&config)
+    let store = registre::node::open_store(&config)
         .await
         .expect("open the store");
     let roster = seed_roster(store.as_ref()).await;

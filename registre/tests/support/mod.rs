@@ -11,9 +11,9 @@
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
+use registre::config::Config;
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
-    config::Config,
     server::RunningServer,
 };
 use registre_domain::{events::*, *};
@@ -112,7 +112,7 @@ pub async fn seeded_node(overrides: &[(&str, &str)]) -> (TestDb, Idp, Node, Rost
     let db = TestDb::create().await;
     let idp = Idp::new();
     let config = idp.config(&db, overrides);
-    let store = registre_api::cli::open_store(&config)
+    let store = registre::node::open_store(&config)
         .await
         .expect("open the store");
     let roster = seed_roster(store.as_ref()).await;
@@ -130,10 +130,10 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: &Config) -> Node {
-        let store = registre_api::cli::open_store(config)
+        let store = registre::node::open_store(config)
             .await
             .expect("open the store");
-        let server = registre_api::server::serve(config, store.clone(), std::future::pending())
+        let server = registre::node::serve(config, store.clone(), std::future::pending())
             .await
             .expect("server starts");
         Node {

@@ -1,9 +1,9 @@
 //! The `registre` binary: parses the command line and runs it on a tokio
-//! runtime. Everything else lives in the library (`registre_api`).
+//! runtime. Everything else lives in the library (`registre`).
 
 use std::process::ExitCode;
 
-use registre_api::cli::{run, Cli};
+use registre::cli::{run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::from_process();

@@ -24,9 +24,12 @@ use registre_store::{Actor, AppendRequest, EventMetadata, EventStore, ExpectedVe
 use uuid::Uuid;
 
 use crate::{
-    auth::{jwks_json, SigningKey, TokenClaims},
     cli::DemoArgs,
-    config::{AuthConfig, Config, Database, JwksSource},
+    config::{Config, Database},
+};
+use registre_api::{
+    auth::{jwks_json, SigningKey, TokenClaims},
+    config::{AuthConfig, JwksSource},
 };
 
 /// Issuer and audience of the demo's tokens.
@@ -248,7 +251,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             Database::Postgres(_) => bail!("--reset only applies to the embedded store; with DATABASE_URL, drop the database yourself"),
         }
     }
-    let store = crate::cli::open_store(&config).await?;
+    let store = crate::node::open_store(&config).await?;
     let summary = seed(store.as_ref(), args.seed, true).await?;
     if summary.seeded {
         println!("seeded the demo collège: {} events", summary.events);
@@ -291,7 +294,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if args.no_serve {
         return Ok(());
     }
-    let server = crate::server::serve(&config, store, crate::cli::shutdown_signal()).await?;
+    let server = crate::node::serve(&config, store, crate::node::shutdown_signal()).await?;
     if let Err(reason) = server.wait_ready(Duration::from_secs(60)).await {
         tracing::warn!(%reason, "serving before the read model caught up");
     }

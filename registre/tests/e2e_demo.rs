@@ -6,7 +6,7 @@
 
 mod support;
 
-use registre_api::demo;
+use registre::demo;
 use serde_json::json;
 use support::*;
 
@@ -15,7 +15,7 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
     let db = TestDb::create().await;
     let idp = Idp::new();
     let config = idp.config(&db, &[]);
-    let store = registre_api::cli::open_store(&config).await.unwrap();
+    let store = registre::node::open_store(&config).await.unwrap();
 
     let first = demo::seed(store.as_ref(), 2026, false).await.unwrap();
     assert!(first.seeded);

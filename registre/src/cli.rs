@@ -15,7 +15,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use registre_store::EventStore;
 
-use crate::config::{Config, Database, LogFormat, Settings};
+use crate::config::{Config, Database, Settings};
+use crate::node::{init_logging, open_raw_store, open_store, shutdown_signal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -204,7 +205,7 @@ async fn rebuild(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
     }
     let store = open_store(config).await?;
     let head = store.head().await.context("reading the log head")?;
-    let engine = ProjectionEngine::open(store, crate::server::engine_config(config))
+    let engine = ProjectionEngine::open(store, crate::node::engine_config(config))
         .await
         .context("opening the projection engine")?;
     let bar = progress_bar(head, "rebuilding");
@@ -329,7 +330,7 @@ async fn retention_apply(config: &Config) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let engine = registre_projections::ProjectionEngine::open(
         store.clone(),
-        crate::server::engine_config(config),
+        crate::node::engine_config(config),
     )
     .await
     .context("opening the projection engine")?;
@@ -337,9 +338,10 @@ async fn retention_apply(config: &Config) -> anyhow::Result<()> {
         account_days: config.account_retention_days,
         access_log: config.access_log_retention,
     };
-    let report = registre_app::erasure::apply_retention(&store, &engine, &policy, chrono::Utc::now())
-        .await
-        .map_err(|e| anyhow::anyhow!("applying the retention periods: {e}"))?;
+    let report =
+        registre_app::erasure::apply_retention(&store, &engine, &policy, chrono::Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("applying the retention periods: {e}"))?;
     println!(
         "erased {} person(s) whose account was closed {} days ago or more (log position {}); \
          purged {} read-access records older than {}",
@@ -363,7 +365,7 @@ async fn caught_up_engine(
 ) -> anyhow::Result<(registre_projections::ProjectionEngine, u64)> {
     let engine = registre_projections::ProjectionEngine::open(
         store.clone(),
-        crate::server::engine_config(config),
+        crate::node::engine_config(config),
     )
     .await
     .context("opening the projection engine")?;
@@ -408,9 +410,10 @@ async fn forget(config: &Config, args: ForgetArgs) -> anyhow::Result<()> {
     let operator = registre_app::erasure::operator(&engine, &args.operator)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let person = registre_domain::PersonId(args.id);
-    let erased = registre_app::erasure::forget_for_operator(&store, &operator, person, &args.reason)
-        .await
-        .map_err(|e| anyhow::anyhow!("erasing person {}: {e}", args.id))?;
+    let erased =
+        registre_app::erasure::forget_for_operator(&store, &operator, person, &args.reason)
+            .await
+            .map_err(|e| anyhow::anyhow!("erasing person {}: {e}", args.id))?;
     if erased {
         println!("erased person {}", args.id);
     } else {
@@ -421,7 +424,7 @@ async fn forget(config: &Config, args: ForgetArgs) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let server = crate::server::serve(&config, store, shutdown_signal()).await?;
+    let server = crate::node::serve(&config, store, shutdown_signal()).await?;
     println!("Registre listening on http://{}/graphql", server.addr);
     server.stopped().await;
     Ok(())
@@ -448,94 +451,16 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (and migrates) the configured store behind the vault: personal text
-/// is sealed on append and opened on read (`registre_store::vault`).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
-    Ok(registre_store::VaultStore::wrap(
-        open_raw_store(config).await?,
-        registre_domain::personal::sealed_fields,
-    )?)
-}
-
-/// The configured store as stored, sealed fields included: what the hash
-/// chain covers (`registre audit`).
-pub async fn open_raw_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
-    match &config.database {
-        Database::Postgres(url) => {
-            let store = registre_store::PostgresStore::connect(url)
-                .await
-                .context("opening the PostgreSQL store (DATABASE_URL)")?;
-            Ok(store)
-        }
-        Database::Embedded(dir) => {
-            let store = registre_store::SqliteStore::open(dir)
-                .await
-                .with_context(|| {
-                    format!(
-                        "opening the embedded store in {} (REGISTRE_DATA_DIR)",
-                        dir.display()
-                    )
-                })?;
-            Ok(store)
-        }
-    }
-}
-
 /// The embedded store's database file inside the data directory (the store
 /// crate's file name; `demo --reset` deletes it).
 pub fn embedded_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("registre.db")
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    {
-        let ctrl_c = async {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::error!(error = %e, "cannot listen for Ctrl-C");
-                std::future::pending::<()>().await;
-            }
-        };
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            () = ctrl_c => tracing::info!("SIGINT received"),
-            () = terminate => tracing::info!("SIGTERM received"),
-        }
-    }
-}
-
-/// Installs the global tracing subscriber. Errors (a second install, in
-/// tests) are ignored: the first subscriber stays.
-pub fn init_logging(config: &Config) {
-    use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogFormat;
 
     #[test]
     fn the_command_line_parses() {
