@@ -19,13 +19,15 @@
 //! A refused client is told when to come back (`Retry-After`), and the delay
 //! grows with the pressure: when the node refused k times as many requests
 //! as it admitted in the last second, the refused clients stand for k
-//! seconds of its capacity, so they are spread over the next k seconds:
-//! successive refusals are told 1, 2, ... k seconds in turn (within
-//! REGISTRE_RETRY_AFTER_SECS and REGISTRE_RETRY_AFTER_MAX_SECS), and come back
-//! at about the rate the node serves. A fixed second made every refused phone
-//! come back at once, and at ten times capacity refusing those retries took
-//! the cores the admitted requests needed (admitted throughput fell to a
-//! third of capacity); one longer fixed delay only moved the wave.
+//! seconds of its capacity. They are told delays spread over the second half
+//! of those k seconds (successive refusals take successive values, within
+//! REGISTRE_RETRY_AFTER_SECS and REGISTRE_RETRY_AFTER_MAX_SECS): spread, so
+//! that they come back at about the rate the node serves rather than in one
+//! wave; not before k/2, because while the surge lasts new requests keep the
+//! node full and an early retry is only refused again. A fixed second made
+//! every refused phone come back at once, and at ten times capacity refusing
+//! those retries took the cores the admitted requests needed (admitted
+//! throughput fell to a third of capacity).
 
 use std::{
     sync::{
@@ -207,8 +209,9 @@ impl Admission {
         let most = self.inner.retry_after_max.as_secs().max(least);
         let mut pressure = self.inner.pressure.lock();
         let backlog = pressure.backlog_secs(now).clamp(least, most);
+        let earliest = backlog.div_ceil(2).max(least);
         pressure.told += 1;
-        least + pressure.told % (backlog - least + 1)
+        earliest + pressure.told % (backlog - earliest + 1)
     }
 
     /// A place now, or `None`, without waiting: the fast path of every
@@ -571,28 +574,28 @@ mod tests {
         let second = |n: u64| start + Duration::from_millis(1000 * n + 10);
         assert_eq!(admission.retry_after_at(second(0)), 2, "quiet: the least");
         // One second of 10 admissions and 75 refusals: 7.5 seconds of
-        // capacity, so refusals are told 2 to 8 seconds, each in turn.
+        // capacity, so refusals are told 4 to 8 seconds, each in turn.
         {
             let mut p = admission.inner.pressure.lock();
             p.roll(second(1));
             p.admitted = 10;
             p.refused = 75;
         }
-        let told: std::collections::BTreeSet<u64> = (0..7)
+        let told: std::collections::BTreeSet<u64> = (0..5)
             .map(|_| admission.retry_after_at(second(2)))
             .collect();
-        assert_eq!(told, (2..=8).collect());
+        assert_eq!(told, (4..=8).collect());
         // Refusals without an admission are bounded by the most.
         {
             let mut p = admission.inner.pressure.lock();
             p.admitted = 0;
             p.refused = 10_000;
         }
-        let told: Vec<u64> = (0..29)
+        let told: Vec<u64> = (0..16)
             .map(|_| admission.retry_after_at(second(3)))
             .collect();
         assert_eq!(told.iter().max(), Some(&30));
-        assert_eq!(told.iter().min(), Some(&2));
+        assert_eq!(told.iter().min(), Some(&15));
         // A quiet second after: back to the least.
         assert_eq!(admission.retry_after_at(second(5)), 2);
         // Counted through the real paths: a refusal raises the next second's delay.

@@ -47,7 +47,7 @@ pub enum Command {
     /// Serve the GraphQL API (the settings below, or their variables; see docs/operations.md).
     Serve,
     /// Seed a demonstration collège, print one bearer token per role, and serve it.
-    Demo(DemoArgs),
+    Demo(crate::demo::DemoArgs),
     /// Apply the database migrations and exit (also done at every start).
     Migrate,
     /// Maintain the projections' persisted read model.
@@ -141,19 +141,6 @@ pub enum RetentionCommand {
     /// ago or more, and purge read-access records older than
     /// REGISTRE_ACCESS_LOG_RETENTION_DAYS. Safe to run again (daily).
     Apply,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Seed of the generator: the same seed gives the same collège.
-    #[arg(long, default_value_t = 2026)]
-    pub seed: u64,
-    /// Delete the demo data directory first (embedded store only).
-    #[arg(long)]
-    pub reset: bool,
-    /// Seed and print the tokens, but do not serve.
-    #[arg(long)]
-    pub no_serve: bool,
 }
 
 /// Runs one command to completion.
@@ -449,12 +436,6 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         println!("applied migrations {applied:?}; the log holds {head} events");
     }
     Ok(())
-}
-
-/// The embedded store's database file inside the data directory (the store
-/// crate's file name; `demo --reset` deletes it).
-pub fn embedded_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("registre.db")
 }
 
 #[cfg(test)]

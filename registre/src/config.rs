@@ -404,9 +404,9 @@ pub struct AdmissionSettings {
         value_parser = setting(positive::<u64>)
     )]
     pub retry_after_secs: u64,
-    /// The longest delay a refused client is told to wait: under pressure,
-    /// refused clients are spread over as many seconds as the node refused
-    /// requests per admitted one in the last second.
+    /// The longest delay a refused client is told to wait: when the node
+    /// refused k requests per admitted one in the last second, refused
+    /// clients are told delays spread over k/2 to k seconds.
     #[arg(
         long,
         env = "REGISTRE_RETRY_AFTER_MAX_SECS",

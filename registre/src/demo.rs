@@ -23,14 +23,24 @@ use registre_domain::{events::*, *};
 use registre_store::{Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use uuid::Uuid;
 
-use crate::{
-    cli::DemoArgs,
-    config::{Config, Database},
-};
+use crate::config::{Config, Database};
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
     config::{AuthConfig, JwksSource},
 };
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Seed of the generator: the same seed gives the same collège.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Delete the demo data directory first (embedded store only).
+    #[arg(long)]
+    pub reset: bool,
+    /// Seed and print the tokens, but do not serve.
+    #[arg(long)]
+    pub no_serve: bool,
+}
 
 /// Issuer and audience of the demo's tokens.
 pub const DEMO_ISSUER: &str = "registre-demo";
@@ -238,7 +248,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if args.reset {
         match &config.database {
             Database::Embedded(dir) => {
-                let file = crate::cli::embedded_path(dir);
+                let file = crate::node::embedded_path(dir);
                 for suffix in ["", "-wal", "-shm"] {
                     let path = format!("{}{suffix}", file.display());
                     match std::fs::remove_file(&path) {

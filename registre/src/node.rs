@@ -40,6 +40,12 @@ pub async fn open_raw_store(config: &Config) -> anyhow::Result<Arc<dyn EventStor
     Ok(backend.store())
 }
 
+/// The embedded store's database file inside the data directory (the store
+/// crate's file name; `demo --reset` deletes it).
+pub fn embedded_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("registre.db")
+}
+
 /// Starts the application on `store` and serves it on `config.listen` until
 /// `shutdown` resolves; then stops accepting, lets in-flight requests finish,
 /// closes WebSockets and shuts the application down (flushing the access log).
