@@ -386,10 +386,12 @@ fn decode_stream(events: &[registre_store::RecordedEvent]) -> Result<Vec<DomainE
     events
         .iter()
         .map(|r| {
-            DomainEvent::decode(&r.event_type, r.schema_version, &r.data).map_err(|e| {
-                tracing::error!(position = r.position, error = %e, "undecodable event");
-                ApiError::Internal("the log holds an undecodable event".into())
-            })
+            registre_projections::LoggedEvent::decode(r)
+                .map(|logged| logged.event)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "undecodable event");
+                    ApiError::Internal("the log holds an undecodable event".into())
+                })
         })
         .collect()
 }

@@ -153,22 +153,6 @@ pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result
     .await
 }
 
-/// `registre_open_subscriptions` from the node's /metrics.
-async fn open_subscriptions(client: &reqwest::Client, node: &ChildNode) -> Option<i64> {
-    let text = client
-        .get(format!("http://{}/metrics", node.addr))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("registre_open_subscriptions "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
-}
-
 async fn run_on(
     node: &ChildNode,
     g: &GenConfig,
@@ -250,7 +234,10 @@ async fn run_on(
         }
     }
     let rss_after = node.rss_bytes()?;
-    let open_subscriptions = open_subscriptions(&client, node).await;
+    let open_subscriptions = node
+        .metric(&client, "registre_open_subscriptions")
+        .await
+        .map(|v| v as i64);
 
     // Measurement: absences for random students, one every 20 ms.
     let mut rng = StdRng::seed_from_u64(7);

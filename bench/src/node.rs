@@ -60,6 +60,36 @@ pub struct ChildNode {
 }
 
 impl ChildNode {
+    /// The sum of a metric's samples (all label sets) on the node's /metrics.
+    pub async fn metric(&self, client: &reqwest::Client, name: &str) -> Option<f64> {
+        let text = client
+            .get(format!("http://{}/metrics", self.addr))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let mut found = None;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                continue;
+            }
+            if let Some(v) = rest
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+            {
+                *found.get_or_insert(0.0) += v;
+            }
+        }
+        found
+    }
+
     /// Starts `registre serve` on `database_url` (already migrated and seeded
     /// or not: the node migrates at start) and waits until /readyz answers 200,
     /// that is until its read model has caught up with the log.

@@ -475,36 +475,6 @@ fn summarise(
     }
 }
 
-/// The sum of a metric's samples (all label sets) on the node's /metrics.
-async fn metric(client: &reqwest::Client, node: &ChildNode, name: &str) -> Option<f64> {
-    let text = client
-        .get(format!("http://{}/metrics", node.addr))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        if let Some(v) = rest
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        {
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
 const DROPPED: &str = "registre_access_log_dropped";
 
 /// Closed loop: `connections` clients, each sending its next request when the
@@ -516,7 +486,7 @@ async fn closed_loop(
     seconds: f64,
     next: &Arc<AtomicUsize>,
 ) -> Result<LevelResult> {
-    let before = metric(&load.client, node, DROPPED).await;
+    let before = node.metric(&load.client, DROPPED).await;
     let length = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let deadline = start + length;
@@ -537,7 +507,7 @@ async fn closed_loop(
     for t in tasks {
         records.extend(t.await?);
     }
-    let after = metric(&load.client, node, DROPPED).await;
+    let after = node.metric(&load.client, DROPPED).await;
     Ok(summarise(
         format!("closed loop, {connections} connections"),
         None,
@@ -558,7 +528,7 @@ async fn open_loop(
     connections: usize,
     next: &Arc<AtomicUsize>,
 ) -> Result<LevelResult> {
-    let before = metric(&load.client, node, DROPPED).await;
+    let before = node.metric(&load.client, DROPPED).await;
     let semaphore = Arc::new(Semaphore::new(connections));
     let length = Duration::from_secs_f64(seconds);
     let total = (rate * seconds).round() as usize;
@@ -581,7 +551,7 @@ async fn open_loop(
     for t in tasks {
         records.push(t.await?);
     }
-    let after = metric(&load.client, node, DROPPED).await;
+    let after = node.metric(&load.client, DROPPED).await;
     Ok(summarise(
         label,
         Some(rate),
