@@ -947,7 +947,7 @@ impl MutationRoot {
         Ok(live(|src| Homework::new(cmd.homework_id, src)))
     }
 
-    /// any authenticated person, to people they may write to (see `api::policy::may_write`)
+    /// any authenticated person, to people they may write to (see `app::policy::may_write`)
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Result<Message> {
         let (app, v) = viewer(ctx).await?;
         let cmd = input.command(&v);
