@@ -1545,7 +1545,14 @@ async fn postgres_concurrent_appends_share_one_commit() {
     }
     let stats = store.append_stats();
     assert_eq!(stats.requests, CALLERS);
-    assert_eq!(stats.calls, 2, "the stuck call, then everyone else at once");
+    // The stuck call, then everyone else at once; or, when every append had
+    // reached the committer before it took the first, all of them in the
+    // stuck call. Never one call each.
+    assert!(
+        (1..=2).contains(&stats.calls),
+        "{} calls for {CALLERS} appends: the waiting appends did not share a commit",
+        stats.calls
+    );
     assert_eq!(store.head().await.unwrap(), CALLERS);
     assert!(chain::verify_chain(store.as_ref(), |_| {})
         .await

@@ -2,7 +2,7 @@
 //! themselves (`ApiError` through `.gql()`); what async-graphql reports on its
 //! own (parse and validation errors, depth and complexity limits, a `Date`,
 //! `DateTime` or `Int` that does not parse, an unknown field, a wrong argument
-//! type) has none. This extension, the outermost, adds one to every error of
+//! type) has none. [`add_codes`], run by the schema's extension (`graphql::Guard`) outermost, adds one to every error of
 //! every response, queries and subscriptions alike, and never replaces a code
 //! already set:
 //!
@@ -13,13 +13,8 @@
 //! - `INTERNAL` for an error raised while resolving a field that carries no
 //!   code: every resolver answers coded errors, so an uncoded one is ours.
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
-};
 use async_graphql::Response;
-use futures::stream::{BoxStream, StreamExt};
 use registre_app::ApiError;
-use std::sync::Arc;
 
 /// An application error as a GraphQL error, carrying `extensions.code` (and
 /// `field` for INVALID_INPUT, `retryAfter` for RATE_LIMITED/UNAVAILABLE).
@@ -88,32 +83,4 @@ pub fn add_codes(mut response: Response) -> Response {
             .set("code", code);
     }
     response
-}
-
-#[derive(Debug)]
-pub(crate) struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-#[derive(Debug)]
-struct ErrorCodesExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        add_codes(next.run(ctx).await)
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(add_codes).boxed()
-    }
 }

@@ -27,7 +27,7 @@
 //! that names the measure and the limit ("Query is too complex: ...", or
 //! "Query is nested too deep: ..." for depth).
 //!
-//! A request without a [`Caller`] (no token, or a refused one) gets the much
+//! A request without a [`Caller`](crate::context::Caller) (no token, or a refused one) gets the much
 //! smaller `anonymous` budget: it can only be told UNAUTHENTICATED or read
 //! the schema (introspection), so nothing larger than an introspection query
 //! is worth parsing for it.
@@ -51,15 +51,9 @@
 //! may turn it off (`introspection: false`), the schema being published as
 //! docs/schema.graphql anyway.
 
-use crate::context::Caller;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
-};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
-use std::any::TypeId;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Deepest bracket nesting the lexical pass accepts; the parser recurses on
 /// brackets (and gives up at 64 itself, but only after building the tree).
@@ -114,7 +108,7 @@ impl Budget {
 /// and the tests run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryLimits {
-    /// For requests with a [`Caller`].
+    /// For requests with a [`Caller`](crate::context::Caller).
     pub caller: Budget,
     /// For requests without one.
     pub anonymous: Budget,
@@ -509,58 +503,39 @@ pub fn check_document(query: &str, budget: &Budget) -> Result<ExecutableDocument
     Ok(doc)
 }
 
-// ---- The extension ------------------------------------------------------------------------------
+// ---- Applied by the schema's extension (`graphql::Guard`) ----------------------------------------
 
-/// Applies [`QueryLimits`] to every request and subscription.
-#[derive(Debug)]
-pub(crate) struct Limits(pub QueryLimits);
-
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension(self.0))
-    }
+/// Checks `request`'s document against the caller's or the anonymous budget
+/// and hands the parsed document on, so that it is parsed once.
+pub(crate) fn prepare(
+    limits: &QueryLimits,
+    has_caller: bool,
+    mut request: Request,
+) -> ServerResult<Request> {
+    let budget = if has_caller {
+        &limits.caller
+    } else {
+        &limits.anonymous
+    };
+    let doc = check_document(&request.query, budget)?;
+    request.set_parsed_query(doc);
+    Ok(request)
 }
 
-#[derive(Debug)]
-struct LimitsExtension(QueryLimits);
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for LimitsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        // Over HTTP the caller is request data; over WebSocket, session data.
-        let has_caller = request.data.contains_key(&TypeId::of::<Caller>())
-            || ctx.data_opt::<Caller>().is_some();
-        let budget = if has_caller {
-            &self.0.caller
-        } else {
-            &self.0.anonymous
-        };
-        let doc = check_document(&request.query, budget)?;
-        request.set_parsed_query(doc);
-        next.run(ctx, request).await
+/// Refuses a validated document whose cost is over the limit.
+pub(crate) fn check_cost(
+    limits: &QueryLimits,
+    result: ValidationResult,
+) -> Result<ValidationResult, Vec<ServerError>> {
+    if result.complexity > limits.max_cost {
+        return Err(vec![refusal(format!(
+            "Query is too complex: it costs {}, the limit is {} (lists count their typical length, studentAsOf {}; see docs/operations.md)",
+            result.complexity,
+            limits.max_cost,
+            weight::AS_OF
+        ))]);
     }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        if result.complexity > self.0.max_cost {
-            return Err(vec![refusal(format!(
-                "Query is too complex: it costs {}, the limit is {} (lists count their typical length, studentAsOf {}; see docs/operations.md)",
-                result.complexity,
-                self.0.max_cost,
-                weight::AS_OF
-            ))]);
-        }
-        Ok(result)
-    }
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -18,10 +18,15 @@ pub use scalars::Date;
 use crate::context::{AuthRejection, Caller};
 use crate::graphql::errors::GqlResult;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextSubscribe,
+    NextValidation,
 };
-use async_graphql::{Context, Request, Schema, ServerResult};
+use async_graphql::{
+    Context, Request, Response, Schema, ServerError, ServerResult, ValidationResult,
+};
+use futures::stream::{BoxStream, StreamExt};
 use registre_app::{ApiError, App, Viewer};
+use std::any::TypeId;
 use std::sync::Arc;
 
 pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -44,11 +49,9 @@ pub fn build_schema_with(app: Arc<App>, limits: QueryLimits) -> RegistreSchema {
     // Outermost first: codes are added to the errors of every later step.
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(app)
-        .extension(errors::ErrorCodes)
-        .extension(limits::Limits(limits))
         // Depth is checked by `limits` (without expanding fragments, and
         // sparing introspection), not by async-graphql's `limit_depth`.
-        .extension(SessionCache);
+        .extension(Guard(limits));
     if limits.introspection {
         builder.finish()
     } else {
@@ -70,25 +73,57 @@ struct Session {
     viewer: tokio::sync::OnceCell<Viewer>,
 }
 
-struct SessionCache;
+/// The schema's one extension: error codes on every response (outermost),
+/// the document's limits before it is parsed again, its cost after
+/// validation, and the per-request [`Session`]. One and not three:
+/// async-graphql threads every field's resolution through each extension
+/// (a boxed future per field per extension, whatever hooks it overrides),
+/// and a dashboard resolves hundreds of fields; three extensions cost 8 to
+/// 13 % more CPU per dashboard than one (docs/benchmarks.md, section 7).
+struct Guard(QueryLimits);
 
-impl ExtensionFactory for SessionCache {
+impl ExtensionFactory for Guard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SessionCacheExtension)
+        Arc::new(GuardExtension(self.0))
     }
 }
 
-struct SessionCacheExtension;
+struct GuardExtension(QueryLimits);
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for SessionCacheExtension {
+impl Extension for GuardExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        errors::add_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(errors::add_codes).boxed()
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        // Over HTTP the caller is request data; over WebSocket, session data.
+        let has_caller = request.data.contains_key(&TypeId::of::<Caller>())
+            || ctx.data_opt::<Caller>().is_some();
+        let request = limits::prepare(&self.0, has_caller, request)?;
         next.run(ctx, request.data(Session::default())).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        limits::check_cost(&self.0, next.run(ctx).await?)
     }
 }
 
