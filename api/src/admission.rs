@@ -155,6 +155,16 @@ impl Pressure {
         self.second = second;
     }
 
+    /// Counts one admission (`true`) or one refusal for want of capacity.
+    fn count(&mut self, now: Instant, admitted: bool) {
+        self.roll(now);
+        if admitted {
+            self.admitted += 1;
+        } else {
+            self.refused += 1;
+        }
+    }
+
     /// Seconds of capacity the refused clients of the last second stand for.
     fn backlog_secs(&mut self, now: Instant) -> u64 {
         self.roll(now);
@@ -184,7 +194,7 @@ impl Admission {
                 max_queued: limits.max_queued,
                 max_wait: limits.max_queue_wait,
                 retry_after: limits.retry_after,
-                retry_after_max: limits.retry_after_max.max(limits.retry_after),
+                retry_after_max: limits.retry_after_max,
                 pressure: parking_lot::Mutex::new(Pressure::new()),
                 refused_full: metrics
                     .admission_refused
@@ -228,11 +238,7 @@ impl Admission {
     }
 
     fn admitted(&self, permit: OwnedSemaphorePermit) -> Permit {
-        {
-            let mut pressure = self.inner.pressure.lock();
-            pressure.roll(Instant::now());
-            pressure.admitted += 1;
-        }
+        self.inner.pressure.lock().count(Instant::now(), true);
         let in_flight = self.inner.metrics.admission_in_flight.clone();
         in_flight.inc();
         Permit {
@@ -249,11 +255,7 @@ impl Admission {
 
     /// Counts one refusal for want of capacity.
     pub fn refused(&self, refusal: Refusal) {
-        {
-            let mut pressure = self.inner.pressure.lock();
-            pressure.roll(Instant::now());
-            pressure.refused += 1;
-        }
+        self.inner.pressure.lock().count(Instant::now(), false);
         match refusal {
             Refusal::QueueFull => self.inner.refused_full.inc(),
             Refusal::QueueTimeout => self.inner.refused_timeout.inc(),
