@@ -1,6 +1,6 @@
 //! The exported schema (docs/schema.graphql) is the code's schema, and it keeps
 //! the public contract (checked by ../shared/tools/contract-check).
-//! Regenerate the file with `REGISTRE_UPDATE_SCHEMA=1 cargo test -p registre-api --test graphql_schema`.
+//! Regenerate the file with `REGISTRE_UPDATE_SCHEMA=1 cargo test -p registre --test graphql_schema`.
 
 use std::path::PathBuf;
 use std::process::Command;

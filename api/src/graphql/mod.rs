@@ -12,7 +12,22 @@ mod scalars;
 
 pub use limits::{Budget, QueryLimits};
 pub use objects::*;
-pub use root::{MutationRoot, QueryRoot, SubscriptionRoot};
+pub use root::{RecordMutation, RecordQuery, RecordSubscription};
+
+// The schema's roots: one object per part of the contract, merged, so that a
+// feature adds its fields in its own module and one entry here. (Plain
+// comments: doc comments would be the types' descriptions in the SDL.)
+#[derive(async_graphql::MergedObject, Default, Debug)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(RecordQuery);
+
+#[derive(async_graphql::MergedObject, Default, Debug)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(RecordMutation);
+
+#[derive(async_graphql::MergedSubscription, Default, Debug)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(RecordSubscription);
 pub use scalars::Date;
 
 use crate::context::{AuthRejection, Caller};
@@ -47,11 +62,15 @@ pub fn build_schema(app: Arc<App>) -> RegistreSchema {
 /// `AuthRejection` when one was refused, and the `RequestId`).
 pub fn build_schema_with(app: Arc<App>, limits: QueryLimits) -> RegistreSchema {
     // Outermost first: codes are added to the errors of every later step.
-    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(app)
-        // Depth is checked by `limits` (without expanding fragments, and
-        // sparing introspection), not by async-graphql's `limit_depth`.
-        .extension(Guard(limits));
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(app)
+    // Depth is checked by `limits` (without expanding fragments, and
+    // sparing introspection), not by async-graphql's `limit_depth`.
+    .extension(Guard(limits));
     if limits.introspection {
         builder.finish()
     } else {
@@ -61,9 +80,13 @@ pub fn build_schema_with(app: Arc<App>, limits: QueryLimits) -> RegistreSchema {
 
 /// The schema in SDL, as exported to docs/schema.graphql.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// One per request: the viewer, resolved once (one `head()` round trip and a

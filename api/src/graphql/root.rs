@@ -23,21 +23,21 @@ use registre_projections::ReadModel as Model;
 use std::str::FromStr;
 use std::sync::Arc;
 
-fn parse<T: FromStr>(field: &str, raw: &ID) -> Result<T> {
+pub(super) fn parse<T: FromStr>(field: &str, raw: &ID) -> Result<T> {
     raw.parse::<T>().map_err(|_| ApiError::bad_id(field)).gql()
 }
 
-fn forbidden<T>() -> Result<T> {
+pub(super) fn forbidden<T>() -> Result<T> {
     Err(ApiError::forbidden()).gql()
 }
 
-fn correlation(ctx: &Context<'_>) -> uuid::Uuid {
+pub(super) fn correlation(ctx: &Context<'_>) -> uuid::Uuid {
     ctx.data_opt::<RequestId>()
         .map(|r| r.0)
         .unwrap_or_else(new_id)
 }
 
-fn live<T>(f: impl FnOnce(Src) -> T) -> T {
+pub(super) fn live<T>(f: impl FnOnce(Src) -> T) -> T {
     f(Src::Live)
 }
 
@@ -47,7 +47,7 @@ pub const PAGE_DEFAULT: i32 = 100;
 /// Largest page a client may ask for.
 pub const PAGE_MAX: i32 = 500;
 
-fn page_size(first: Option<i32>) -> Result<usize> {
+pub(super) fn page_size(first: Option<i32>) -> Result<usize> {
     match first.unwrap_or(PAGE_DEFAULT) {
         n @ 1..=PAGE_MAX => Ok(n as usize),
         _ => Err(ApiError::invalid(
@@ -83,11 +83,13 @@ fn redact_grades(mut event: registre_store::RecordedEvent) -> registre_store::Re
     event
 }
 
-#[derive(Debug)]
-pub struct QueryRoot;
+/// The record's queries (roster, grades, absences, homework, messages,
+/// audit); each feature adds its own object to [`super::QueryRoot`].
+#[derive(Debug, Default)]
+pub struct RecordQuery;
 
-#[Object(name = "Query")]
-impl QueryRoot {
+#[Object]
+impl RecordQuery {
     async fn me(&self, ctx: &Context<'_>) -> Result<Person> {
         let (_, v) = viewer(ctx).await?;
         Ok(Person::new(v.person, Src::Live))
@@ -736,15 +738,15 @@ impl SendMessageInput {
     }
 }
 
-fn command_context<'a>(ctx: &Context<'_>, v: &'a Viewer) -> CommandContext<'a> {
+pub(super) fn command_context<'a>(ctx: &Context<'_>, v: &'a Viewer) -> CommandContext<'a> {
     CommandContext::person(v, correlation(ctx))
 }
 
-#[derive(Debug)]
-pub struct MutationRoot;
+#[derive(Debug, Default)]
+pub struct RecordMutation;
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
+#[Object]
+impl RecordMutation {
     /// ADMIN
     async fn create_establishment(
         &self,
@@ -1016,11 +1018,11 @@ impl MutationRoot {
 
 // ---- Subscription ---------------------------------------------------------------------------
 
-#[derive(Debug)]
-pub struct SubscriptionRoot;
+#[derive(Debug, Default)]
+pub struct RecordSubscription;
 
-#[Subscription(name = "Subscription")]
-impl SubscriptionRoot {
+#[Subscription]
+impl RecordSubscription {
     /// GUARDIAN: absences of their children (of one child with studentId);
     /// EDUCATION_STAFF: of their establishment. With `after`, first every matching
     /// absence recorded after that position, then live ones, none missed.
