@@ -36,7 +36,7 @@ use registre_domain::{
 use registre_projections::{ProjectionEngine, ReadModel as Model};
 use registre_store::{
     Actor, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent,
-    Position, StoreError,
+    Partition, Position, StoreError,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -218,8 +218,14 @@ impl<'a> Executor<'a> {
             }
             destroy_erased_keys(self.store, &events, now).await?;
             let key = idempotency.as_ref().map(|i| i.key.clone());
+            // A stream stays in the partition of its first event.
+            let partition = match recorded.first().and_then(|e| e.partition.clone()) {
+                Some(p) => p,
+                None => self.read(|m| m.partition_of(&events[0])),
+            };
             let request = AppendRequest {
                 stream_id: stream.as_str().to_owned(),
+                partition,
                 expected: if version == 0 {
                     ExpectedVersion::NoStream
                 } else {
@@ -266,6 +272,7 @@ impl<'a> Executor<'a> {
         };
         let request = AppendRequest {
             stream_id: first.stream_id.clone(),
+            partition: first.partition.clone().unwrap_or_else(Partition::directory),
             expected: ExpectedVersion::Any,
             events: original
                 .events

@@ -51,7 +51,7 @@ use registre_domain::{ClassId, DomainEvent, PersonId, Role, StreamName};
 use registre_projections::{EngineConfig, LogFollower, ProjectionEngine, ReadModel};
 use registre_store::{
     Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess, NewEvent,
-    Position, StoreError,
+    Partition, Position, StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,6 +193,21 @@ impl App {
     /// does not: a large log is folded while the server already answers
     /// /healthz (and /readyz reports the lag).
     pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
+        // A log from before partitions gets them before anything reads it
+        // by partition (a no-op, one indexed probe, once it has).
+        let assigned =
+            registre_projections::backfill_partitions(store.as_ref(), config.engine.batch_size)
+                .await
+                .map_err(|e| match e {
+                    registre_projections::BackfillError::Store(e) => ApiError::from(e),
+                    other => {
+                        tracing::error!(error = %other, "partition backfill failed");
+                        ApiError::Internal("the log does not decode; see the server logs".into())
+                    }
+                })?;
+        if assigned > 0 {
+            tracing::info!(assigned, "partitions given to events written before them");
+        }
         // Every read and append of the application goes through the vault,
         // whoever opened the store.
         let store =
@@ -359,6 +374,7 @@ impl App {
         };
         let request = AppendRequest {
             stream_id: StreamName::person(person_id).into_string(),
+            partition: Partition::directory(),
             expected: ExpectedVersion::NoStream,
             events: vec![new_event(
                 &event,

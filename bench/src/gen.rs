@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use registre_domain::events::*;
 use registre_domain::*;
+use registre_projections::Partitioner;
 use registre_store::{
     Actor, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent,
 };
@@ -693,18 +694,22 @@ pub fn to_new_event(e: &GenEvent, rng: &mut StdRng) -> NewEvent {
 #[derive(Debug)]
 pub struct Requests {
     rng: StdRng,
+    partitions: Partitioner,
 }
 
 impl Requests {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed ^ 0x5eed),
+            partitions: Partitioner::new(),
         }
     }
 
     pub fn request(&mut self, e: &GenEvent) -> AppendRequest {
+        let stream_id = e.event.stream().into_string();
         AppendRequest {
-            stream_id: e.event.stream().into_string(),
+            partition: self.partitions.assign(&stream_id, &e.event),
+            stream_id,
             expected: ExpectedVersion::Any,
             events: vec![to_new_event(e, &mut self.rng)],
             idempotency: None,
@@ -741,6 +746,7 @@ pub fn to_recorded(events: &[GenEvent], seed: u64) -> Vec<RecordedEvent> {
                 recorded_at: n.metadata.occurred_at,
                 metadata: n.metadata,
                 hash: [0; 32],
+                partition: Some(request.partition.clone()),
             })
         })
         .collect()

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use registre_domain::events::AbsenceReported;
 use registre_domain::{DomainEvent, StudentId};
-use registre_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
+use registre_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Partition};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -156,6 +156,7 @@ impl Writer for RegistreWriter {
         };
         self.store
             .append(AppendRequest {
+                partition: Partition::directory(),
                 stream_id,
                 expected,
                 events: vec![event],
@@ -182,6 +183,7 @@ pub async fn registre_writers(
             let events = (0..preload).map(|_| registre_event(&mut rng)).collect();
             store
                 .append(AppendRequest {
+                    partition: Partition::directory(),
                     stream_id: stream_id.clone(),
                     expected: ExpectedVersion::NoStream,
                     events,
@@ -217,6 +219,7 @@ impl Writer for RegistreBatchWriter {
     async fn op(&mut self) -> Result<()> {
         let requests = (0..BATCH)
             .map(|_| AppendRequest {
+                partition: Partition::directory(),
                 stream_id: format!("absence-{}", Uuid::now_v7()),
                 expected: ExpectedVersion::NoStream,
                 events: vec![registre_event(&mut self.rng)],

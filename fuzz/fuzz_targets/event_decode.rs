@@ -118,6 +118,7 @@ fuzz_target!(|data: &[u8]| {
             },
             recorded_at: Utc::now(),
             hash: [0; 32],
+            partition: None,
         };
         match model.apply(&recorded) {
             Ok(()) => assert_eq!(model.position(), position),

@@ -52,6 +52,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "usage_projection",
         sql: include_str!("../postgres/0006_usage_projection.sql"),
     },
+    Migration {
+        version: 7,
+        name: "partitions",
+        sql: include_str!("../postgres/0007_partitions.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -85,6 +90,11 @@ pub const SQLITE: &[Migration] = &[
         version: 6,
         name: "usage_projection",
         sql: include_str!("../sqlite/0006_usage_projection.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "partitions",
+        sql: include_str!("../sqlite/0007_partitions.sql"),
     },
 ];
 

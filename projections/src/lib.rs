@@ -30,6 +30,7 @@
 pub mod engine;
 pub mod follower;
 pub mod model;
+pub mod partition;
 pub mod replay;
 pub mod stats;
 pub mod teacher;
@@ -44,6 +45,9 @@ pub use follower::{ConsumerStatus, LogConsumer, LogFollower, LoggedEvent, Page};
 pub use model::{
     Absence, ApplyError, Assessment, Establishment, Grade, Homework, Message, Person, ReadModel,
     SchoolClass, Student, Teaching, Thread,
+};
+pub use partition::{
+    backfill as backfill_partitions, partition_of, BackfillError, PartitionFacts, Partitioner,
 };
 pub use replay::{fold_until, replay_to_dir, write_views, ReplayManifest, ReplayProgress};
 pub use stats::{

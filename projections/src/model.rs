@@ -820,6 +820,7 @@ mod erasure_tests {
             },
             recorded_at: at,
             hash: [0; 32],
+            partition: None,
         }
     }
 

@@ -430,6 +430,12 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         .head()
         .await
         .context("reading the log head after migrating")?;
+    let assigned = registre_projections::backfill_partitions(store.as_ref(), 5_000)
+        .await
+        .context("giving partitions to events written before migration 0007")?;
+    if assigned > 0 {
+        println!("gave a partition to {assigned} events written before partitions existed");
+    }
     if applied.is_empty() {
         println!("the schema is up to date; the log holds {head} events");
     } else {

@@ -20,7 +20,10 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone as _, Utc, Weekday};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use registre_domain::{events::*, *};
-use registre_store::{Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use registre_projections::Partitioner;
+use registre_store::{
+    Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Partition,
+};
 use uuid::Uuid;
 
 use crate::config::{Config, Database};
@@ -399,6 +402,7 @@ struct PersonInfo {
 struct Builder {
     rng: StdRng,
     requests: Vec<AppendRequest>,
+    partitions: Partitioner,
     events: usize,
     /// Millisecond clock of the generated ids, advanced per event so that ids
     /// are time-ordered UUIDv7s yet fully determined by the seed.
@@ -425,8 +429,10 @@ impl Builder {
         let stream_id = first.stream().into_string();
         let correlation_id = self.uuid();
         let mut new_events = Vec::with_capacity(events.len());
+        let mut partition = None;
         for (event, actor, at, reason) in events {
             debug_assert_eq!(event.stream().as_str(), stream_id, "one stream per append");
+            partition.get_or_insert(self.partitions.assign(&stream_id, &event));
             let encoded = event.encode();
             new_events.push(NewEvent {
                 event_id: self.event_id(),
@@ -448,6 +454,7 @@ impl Builder {
         }
         self.events += new_events.len();
         self.requests.push(AppendRequest {
+            partition: partition.unwrap_or_else(Partition::directory),
             stream_id,
             expected: ExpectedVersion::NoStream,
             events: new_events,
@@ -485,6 +492,7 @@ impl Plan {
         let mut b = Builder {
             rng: StdRng::seed_from_u64(seed),
             requests: Vec::new(),
+            partitions: Partitioner::new(),
             events: 0,
             clock_ms: 1_788_220_800_000, // 2026-09-01
         };

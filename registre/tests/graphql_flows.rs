@@ -840,7 +840,7 @@ async fn concurrent_commands_on_one_stream_both_land() {
 async fn a_command_that_meets_a_version_conflict_reads_and_decides_again() {
     use registre_domain::events::GradeRecorded;
     use registre_domain::{AssessmentId, DomainEvent, GradeId, GradeStatus, StudentId};
-    use registre_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
+    use registre_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, Partition};
 
     let w = World::postgres().await;
     let a = assessment(&w, "teacher1", "C1", "maths", 1.0, 20.0).await;
@@ -857,6 +857,7 @@ async fn a_command_that_meets_a_version_conflict_reads_and_decides_again() {
     })
     .encode();
     w.node.store.race_after_next_read(AppendRequest {
+        partition: Partition::directory(),
         stream_id: format!("assessment-{a}"),
         expected: ExpectedVersion::Any,
         events: vec![NewEvent {

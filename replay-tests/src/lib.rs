@@ -8,8 +8,10 @@ pub mod school;
 
 use chrono::{DateTime, Utc};
 use registre_domain::DomainEvent;
+use registre_projections::Partitioner;
 use registre_store::{
-    Actor, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    Actor, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, Partition, Position,
+    RecordedEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -156,6 +158,7 @@ pub fn to_recorded(lines: &[GoldenLine]) -> Vec<RecordedEvent> {
                 metadata: metadata(l),
                 recorded_at: l.recorded_at,
                 hash: [0; 32],
+                partition: None,
             }
         })
         .collect()
@@ -164,9 +167,13 @@ pub fn to_recorded(lines: &[GoldenLine]) -> Vec<RecordedEvent> {
 /// One append per line, in order, to load a golden log into a real store.
 /// The store sets its own `recorded_at`; `occurred_at` keeps the golden time.
 pub fn to_appends(lines: &[GoldenLine]) -> Vec<AppendRequest> {
+    let mut partitions = Partitioner::new();
     lines
         .iter()
         .map(|l| AppendRequest {
+            partition: DomainEvent::decode(&l.event_type, l.schema_version, &l.data)
+                .map(|e| partitions.assign(&stream_of(l), &e))
+                .unwrap_or_else(|_| Partition::directory()),
             stream_id: stream_of(l),
             expected: ExpectedVersion::Any,
             events: vec![NewEvent {

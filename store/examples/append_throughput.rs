@@ -9,12 +9,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 use registre_store::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresStore, SqliteStore,
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Partition, PostgresStore,
+    SqliteStore,
 };
 use uuid::Uuid;
 
 fn request(stream: String, n: usize) -> AppendRequest {
     AppendRequest {
+        partition: Partition::directory(),
         stream_id: stream,
         expected: ExpectedVersion::Any,
         events: (0..n)

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::chain::{self, HashInput};
 use crate::{
-    AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Result, StoreError,
-    StreamVersion,
+    AppendOutcome, AppendRequest, ExpectedVersion, Partition, Position, RecordedEvent, Result,
+    StoreError, StreamVersion,
 };
 
 /// The newest event of the log, as the next append chains from it.
@@ -146,6 +146,7 @@ impl PreparedEvent {
     pub fn into_row(
         self,
         stream_id: &str,
+        partition: &Partition,
         position: Position,
         stream_version: StreamVersion,
         recorded_at: DateTime<Utc>,
@@ -163,6 +164,7 @@ impl PreparedEvent {
                 metadata: self.metadata,
                 recorded_at,
                 hash,
+                partition: Some(partition.clone()),
             },
             data_text: self.data_text,
             metadata_text: self.metadata_text,
@@ -255,6 +257,7 @@ pub(crate) fn plan(
             prev_hash = hash;
             plan.rows.push(prepared.into_row(
                 &request.stream_id,
+                &request.partition,
                 position,
                 version,
                 recorded_at,

@@ -37,8 +37,8 @@ use uuid::Uuid;
 use crate::plan;
 use crate::schema;
 use crate::{
-    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
-    RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
+    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// Advisory lock key serialising appends ("REGISTRE" in ASCII).
@@ -58,7 +58,7 @@ const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
-     schema_version, data, metadata, recorded_at, hash";
+     schema_version, data, metadata, recorded_at, hash, partition";
 
 fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| StoreError::Backend(format!("postgres: {context}: {e}"))
@@ -316,6 +316,11 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
         hash: hash
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("hash at {position} is not 32 bytes")))?,
+        partition: row
+            .try_get::<_, Option<String>>("partition")
+            .map_err(col)?
+            .map(Partition::from_stored)
+            .transpose()?,
     })
 }
 
@@ -518,6 +523,76 @@ impl EventStore for PostgresStore {
             .await
             .map_err(pg("read_all"))?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_partitions(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if partitions.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
+        let client = self.pool.get().await.map_err(pool_err)?;
+        // One index-only range scan per partition on (partition, position),
+        // merged, then the rows: a node serving few partitions never walks
+        // the other establishments' events.
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position IN ( \
+                   SELECT q.position FROM unnest($1::text[]) AS p(name), \
+                   LATERAL (SELECT position FROM events \
+                            WHERE partition = p.name AND position > $2 \
+                            ORDER BY position LIMIT $3) AS q \
+                   ORDER BY q.position LIMIT $3) \
+                 ORDER BY position"
+            ))
+            .await
+            .map_err(pg("prepare read_partitions"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&stmt, &[&names, &to_i64(after)?, &limit])
+            .await
+            .map_err(pg("read_partitions"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn first_unassigned(&self) -> Result<Option<Position>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let row = client
+            .query_one(
+                "SELECT min(position) FROM events WHERE partition IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg("first_unassigned"))?;
+        row.try_get::<_, Option<i64>>(0)
+            .map_err(pg("first_unassigned"))?
+            .map(to_u64)
+            .transpose()
+    }
+
+    async fn assign_partitions(&self, assignments: &[(Position, Partition)]) -> Result<u64> {
+        if assignments.is_empty() {
+            return Ok(0);
+        }
+        let positions = assignments
+            .iter()
+            .map(|(p, _)| to_i64(*p))
+            .collect::<Result<Vec<_>>>()?;
+        let names: Vec<&str> = assignments.iter().map(|(_, n)| n.as_str()).collect();
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client
+            .execute(
+                "UPDATE events SET partition = a.name \
+                 FROM unnest($1::bigint[], $2::text[]) AS a(position, name) \
+                 WHERE events.position = a.position AND events.partition IS NULL",
+                &[&positions, &names],
+            )
+            .await
+            .map_err(pg("assign_partitions"))
     }
 
     async fn read_positions(&self, positions: &[Position]) -> Result<Vec<RecordedEvent>> {

@@ -25,8 +25,8 @@ use crate::plan::{self, Head, KeyRecord};
 use crate::postgres::bump;
 use crate::schema;
 use crate::{
-    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
-    RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
+    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// The database file inside the data directory.
@@ -37,7 +37,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_READERS: usize = 8;
 
 const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
-     schema_version, data, metadata, recorded_at, hash";
+     schema_version, data, metadata, recorded_at, hash, partition";
 
 fn lite(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Backend(format!("sqlite: {context}: {e}"))
@@ -373,8 +373,8 @@ fn append_blocking(
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, \
-                 schema_version, data, metadata, occurred_at, recorded_at, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 schema_version, data, metadata, occurred_at, recorded_at, hash, partition) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .map_err(lite("prepare insert"))?;
         for row in &plan.rows {
@@ -392,6 +392,7 @@ fn append_blocking(
                     timestamp_text(&e.metadata.occurred_at),
                     timestamp_text(&e.recorded_at),
                     e.hash.as_slice(),
+                    e.partition.as_ref().map(Partition::as_str),
                 ])
                 .map_err(|err| match err {
                     rusqlite::Error::SqliteFailure(f, Some(ref msg))
@@ -453,6 +454,11 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
         hash: hash
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("hash at {position} is not 32 bytes")))?,
+        partition: r
+            .get::<_, Option<String>>(10)
+            .map_err(col)?
+            .map(Partition::from_stored)
+            .transpose()?,
     })
 }
 
@@ -589,6 +595,83 @@ impl EventStore for SqliteStore {
                     params![after, limit],
                 )
             })
+        })
+        .await
+    }
+
+    async fn read_partitions(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if partitions.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = to_i64(after)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let names = serde_json::to_string(partitions)
+            .map_err(|e| StoreError::Backend(format!("sqlite: partition names: {e}")))?;
+        self.blocking(move |inner| {
+            inner.read(|conn| {
+                query_events(
+                    conn,
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 \
+                         AND partition IN (SELECT value FROM json_each(?2)) \
+                         ORDER BY position LIMIT ?3"
+                    ),
+                    params![after, names, limit],
+                )
+            })
+        })
+        .await
+    }
+
+    async fn first_unassigned(&self) -> Result<Option<Position>> {
+        self.blocking(|inner| {
+            inner.read(|conn| {
+                let first: Option<i64> = conn
+                    .query_row(
+                        "SELECT min(position) FROM events WHERE partition IS NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(lite("first_unassigned"))?;
+                first.map(to_u64).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn assign_partitions(&self, assignments: &[(Position, Partition)]) -> Result<u64> {
+        if assignments.is_empty() {
+            return Ok(0);
+        }
+        let assignments = assignments
+            .iter()
+            .map(|(p, n)| Ok((to_i64(*p)?, n.as_str().to_owned())))
+            .collect::<Result<Vec<_>>>()?;
+        self.blocking(move |inner| {
+            let mut conn = inner.writer.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(lite("begin assign"))?;
+            let mut set = 0u64;
+            {
+                let mut update = tx
+                    .prepare_cached(
+                        "UPDATE events SET partition = ?2 WHERE position = ?1 AND partition IS NULL",
+                    )
+                    .map_err(lite("prepare assign"))?;
+                for (position, name) in &assignments {
+                    set += update
+                        .execute(params![position, name])
+                        .map_err(lite("assign partition"))? as u64;
+                }
+            }
+            tx.commit().map_err(lite("commit assign"))?;
+            Ok(set)
         })
         .await
     }

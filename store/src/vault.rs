@@ -39,8 +39,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
-    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Position,
-    RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
+    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// What an erased person's text reads as.
@@ -374,6 +374,24 @@ impl EventStore for VaultStore {
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
         let events = self.inner.read_all(after, limit).await?;
         self.opened(events).await
+    }
+
+    async fn read_partitions(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let events = self.inner.read_partitions(after, partitions, limit).await?;
+        self.opened(events).await
+    }
+
+    async fn first_unassigned(&self) -> Result<Option<Position>> {
+        self.inner.first_unassigned().await
+    }
+
+    async fn assign_partitions(&self, assignments: &[(Position, Partition)]) -> Result<u64> {
+        self.inner.assign_partitions(assignments).await
     }
 
     async fn read_positions(&self, positions: &[Position]) -> Result<Vec<RecordedEvent>> {

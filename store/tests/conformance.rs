@@ -17,7 +17,7 @@ use registre_store::chain::{self, BreakKind};
 use registre_store::testing::{self, TestDb};
 use registre_store::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    Idempotency, LogReader, NewAccess, NewEvent, PostgresStore, RecordedEvent, Snapshot,
+    Idempotency, LogReader, NewAccess, NewEvent, Partition, PostgresStore, RecordedEvent, Snapshot,
     SqliteStore, StoreError, VaultStore, ERASED,
 };
 use serde_json::json;
@@ -143,6 +143,7 @@ fn event(kind: &str, n: i64) -> NewEvent {
 
 fn request(stream: &str, expected: ExpectedVersion, n: usize) -> AppendRequest {
     AppendRequest {
+        partition: Partition::directory(),
         stream_id: stream.to_owned(),
         expected,
         events: (0..n).map(|i| event("Something", i as i64)).collect(),
@@ -570,6 +571,7 @@ async fn chain_covers_any_text(db: &Subject) {
         e.metadata.reason = Some((*text).to_owned());
         let outcome = store
             .append(AppendRequest {
+                partition: Partition::directory(),
                 stream_id: format!("flux-{text}-{i}"),
                 expected: ExpectedVersion::NoStream,
                 events: vec![e],
@@ -967,6 +969,7 @@ async fn crypto_shredding(db: &Subject) {
         "roles": ["TEACHER"], "establishment_id": null});
     let outcome = store
         .append(AppendRequest {
+            partition: Partition::directory(),
             stream_id: "people".into(),
             expected: ExpectedVersion::NoStream,
             events: vec![registered, sent, other],
@@ -1043,6 +1046,7 @@ async fn crypto_shredding(db: &Subject) {
         "to": [bob], "subject": "Encore", "body": "Texte tardif"});
     store
         .append(AppendRequest {
+            partition: Partition::directory(),
             stream_id: "late".into(),
             expected: ExpectedVersion::NoStream,
             events: vec![late],
@@ -1086,6 +1090,20 @@ impl EventStore for Unkeyed {
         limit: usize,
     ) -> registre_store::Result<Vec<RecordedEvent>> {
         self.0.read_all(after, limit).await
+    }
+    async fn read_partitions(
+        &self,
+        after: u64,
+        p: &[Partition],
+        limit: usize,
+    ) -> registre_store::Result<Vec<RecordedEvent>> {
+        self.0.read_partitions(after, p, limit).await
+    }
+    async fn first_unassigned(&self) -> registre_store::Result<Option<u64>> {
+        self.0.first_unassigned().await
+    }
+    async fn assign_partitions(&self, a: &[(u64, Partition)]) -> registre_store::Result<u64> {
+        self.0.assign_partitions(a).await
     }
     async fn read_positions(&self, p: &[u64]) -> registre_store::Result<Vec<RecordedEvent>> {
         self.0.read_positions(p).await
@@ -1182,7 +1200,175 @@ conformance!(
     vault_refuses_a_store_without_keys,
     concurrent_callers_fail_alone,
     chain_covers_any_text,
+    partitions_are_kept_and_read_by_set,
+    a_partition_is_assigned_once,
 );
+
+// ---------------------------------------------------------------- partitions
+
+fn in_partition(stream: &str, partition: &Partition, n: usize) -> AppendRequest {
+    AppendRequest {
+        partition: partition.clone(),
+        ..request(stream, ExpectedVersion::Any, n)
+    }
+}
+
+fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+async fn partitions_are_kept_and_read_by_set(db: &Subject) {
+    let store = db.store();
+    let (a, b, dir) = (
+        Partition::establishment("0750001A"),
+        Partition::establishment("0690002B"),
+        Partition::directory(),
+    );
+    // One append, one batch, then concurrent callers (grouped in one commit
+    // on PostgreSQL): each event keeps its own request's partition.
+    store.append(in_partition("a-1", &a, 2)).await.unwrap(); // 1, 2
+    store
+        .append_batch(vec![
+            in_partition("p-1", &dir, 1), // 3
+            in_partition("b-1", &b, 2),   // 4, 5
+        ])
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(
+        store.append(in_partition("a-2", &a, 1)),
+        store.append(in_partition("b-2", &b, 1)),
+    );
+    x.unwrap();
+    y.unwrap(); // 6, 7 in either order
+    let all = store.read_all(0, 100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    for e in &all {
+        let expected = match e.stream_id.chars().next() {
+            Some('a') => &a,
+            Some('b') => &b,
+            _ => &dir,
+        };
+        assert_eq!(e.partition.as_ref(), Some(expected), "{}", e.stream_id);
+    }
+    let of = |p: &Partition| -> Vec<u64> {
+        all.iter()
+            .filter(|e| e.partition.as_ref() == Some(p))
+            .map(|e| e.position)
+            .collect()
+    };
+
+    let only_a = store
+        .read_partitions(0, std::slice::from_ref(&a), 100)
+        .await
+        .unwrap();
+    assert_eq!(positions(&only_a), of(&a));
+    assert!(only_a.iter().all(|e| e.partition.as_ref() == Some(&a)));
+    // What read_all answers, filtered: same rows, same hashes.
+    for e in &only_a {
+        assert_eq!(Some(e), all.iter().find(|x| x.position == e.position));
+    }
+
+    let mut a_and_dir = of(&a);
+    a_and_dir.extend(of(&dir));
+    a_and_dir.sort();
+    let read = store
+        .read_partitions(0, &[dir.clone(), a.clone()], 100)
+        .await
+        .unwrap();
+    assert_eq!(positions(&read), a_and_dir, "merged in log order");
+
+    // `after` and `limit` page through the set as read_all pages the log.
+    let first_two = store
+        .read_partitions(0, &[a.clone(), dir.clone()], 2)
+        .await
+        .unwrap();
+    assert_eq!(positions(&first_two), a_and_dir[..2]);
+    let rest = store
+        .read_partitions(a_and_dir[1], &[a.clone(), dir.clone()], 100)
+        .await
+        .unwrap();
+    assert_eq!(positions(&rest), a_and_dir[2..]);
+
+    assert!(store.read_partitions(0, &[], 100).await.unwrap().is_empty());
+    let unknown = Partition::establishment("0130003C");
+    assert!(store
+        .read_partitions(0, &[unknown], 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.first_unassigned().await.unwrap(), None);
+    // The partition is not in the hash: the chain is the one it always was.
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+}
+
+async fn a_partition_is_assigned_once(db: &Subject) {
+    let store = db.store();
+    let a = Partition::establishment("0750001A");
+    store.append(in_partition("s", &a, 3)).await.unwrap();
+    // Once set, a partition is as immutable as the rest of the row.
+    let err = db
+        .exec("UPDATE events SET partition = 'directory' WHERE position = 1")
+        .await
+        .expect_err("changing a partition");
+    assert!(err.contains("append-only"), "{err}");
+    assert_eq!(
+        store
+            .assign_partitions(&[(1, Partition::directory())])
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A log written before partitions existed: rows without one.
+    db.tamper("UPDATE events SET partition = NULL WHERE position >= 2")
+        .await;
+    assert_eq!(store.first_unassigned().await.unwrap(), Some(2));
+    let before = store.read_all(0, 10).await.unwrap();
+    assert_eq!(before[1].partition, None);
+    // The backfill sets them; a row that has one keeps it.
+    let set = store
+        .assign_partitions(&[(1, Partition::directory()), (2, a.clone()), (3, a.clone())])
+        .await
+        .unwrap();
+    assert_eq!(set, 2);
+    assert_eq!(store.first_unassigned().await.unwrap(), None);
+    let after = store.read_all(0, 10).await.unwrap();
+    assert!(after.iter().all(|e| e.partition.as_ref() == Some(&a)));
+    for (x, y) in before.iter().zip(&after) {
+        assert_eq!((x.position, &x.data, x.hash), (y.position, &y.data, y.hash));
+    }
+    assert_eq!(
+        positions(&store.read_partitions(0, &[a], 10).await.unwrap()),
+        vec![1, 2, 3]
+    );
+    assert!(chain::verify_chain(store.as_ref(), |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+}
+
+/// The one change the log accepts sets a missing partition and nothing else
+/// (PostgreSQL only: the SQLite `tamper` drops the triggers it would test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_assigning_a_partition_changes_nothing_else() {
+    let db = Subject::postgres().await;
+    db.store()
+        .append(request("s", ExpectedVersion::Any, 1))
+        .await
+        .unwrap();
+    db.tamper("UPDATE events SET partition = NULL").await;
+    let err = db
+        .exec("UPDATE events SET partition = '0750001A', data = '{}' WHERE position = 1")
+        .await
+        .expect_err("rewriting data with the partition");
+    assert!(err.contains("append-only"), "{err}");
+    db.exec("UPDATE events SET partition = '0750001A' WHERE position = 1")
+        .await
+        .expect("the backfill's update");
+}
 
 // ------------------------------------------------- backend-specific properties
 

@@ -11,8 +11,8 @@ use registre_api::context::Caller;
 use registre_api::graphql::{build_schema, RegistreSchema};
 use registre_app::{App, AppConfig};
 use registre_store::{
-    AccessRecord, AppendOutcome, AppendRequest, EventStore, NewAccess, Position, RecordedEvent,
-    Snapshot, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventStore, NewAccess, Partition, Position,
+    RecordedEvent, Snapshot, StreamVersion,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -128,6 +128,29 @@ impl EventStore for CountingStore {
         self.hit("read_all");
         self.inner.read_all(after, limit).await
     }
+    async fn read_partitions(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> registre_store::Result<Vec<RecordedEvent>> {
+        self.hit("read_partitions");
+        self.inner.read_partitions(after, partitions, limit).await
+    }
+
+    async fn first_unassigned(&self) -> registre_store::Result<Option<Position>> {
+        self.hit("first_unassigned");
+        self.inner.first_unassigned().await
+    }
+
+    async fn assign_partitions(
+        &self,
+        assignments: &[(Position, Partition)],
+    ) -> registre_store::Result<u64> {
+        self.hit("assign_partitions");
+        self.inner.assign_partitions(assignments).await
+    }
+
     async fn read_positions(
         &self,
         positions: &[Position],

@@ -17,7 +17,9 @@ use registre_api::{
     server::RunningServer,
 };
 use registre_domain::{events::*, *};
-use registre_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use registre_store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Partition,
+};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{
     client::IntoClientRequest, http::HeaderValue, protocol::Message,
@@ -343,6 +345,7 @@ pub async fn seed_roster(store: &dyn EventStore) -> Roster {
             .collect();
         store
             .append(AppendRequest {
+                partition: Partition::directory(),
                 stream_id,
                 expected: ExpectedVersion::NoStream,
                 events,

@@ -34,8 +34,8 @@ use super::{bump, event_from_row, pg, pool_err, to_i64, to_u64, EVENT_COLUMNS};
 use crate::chain;
 use crate::plan::{self, PreparedEvent};
 use crate::{
-    AppendOutcome, AppendRequest, ExpectedVersion, Idempotency, Position, RecordedEvent, Result,
-    StoreError,
+    AppendOutcome, AppendRequest, ExpectedVersion, Idempotency, Partition, Position, RecordedEvent,
+    Result, StoreError,
 };
 
 /// Events per group: bounds one call's arrays and the time the lock is held.
@@ -45,6 +45,7 @@ const MAX_GROUP_EVENTS: usize = 1000;
 #[derive(Debug)]
 pub(super) struct Prepared {
     stream_id: String,
+    partition: Partition,
     expected: ExpectedVersion,
     idempotency: Option<Idempotency>,
     events: Vec<PreparedEvent>,
@@ -62,6 +63,7 @@ pub(super) fn prepare(requests: Vec<AppendRequest>) -> Result<Vec<Prepared>> {
                     .map(plan::prepare_event)
                     .collect::<Result<_>>()?,
                 stream_id: r.stream_id,
+                partition: r.partition,
                 expected: r.expected,
                 idempotency: r.idempotency,
             })
@@ -220,6 +222,7 @@ impl Committer {
         let mut ev_metadata = Vec::with_capacity(events);
         let mut ev_occurred = Vec::with_capacity(events);
         let mut ev_occurred_text = Vec::with_capacity(events);
+        let mut ev_partition = Vec::with_capacity(events);
         for r in requests {
             req_stream.push(r.stream_id.as_str());
             let (kind, version) = match r.expected {
@@ -245,6 +248,7 @@ impl Committer {
                 ev_metadata.push(e.metadata_text.as_str());
                 ev_occurred.push(e.metadata.occurred_at);
                 ev_occurred_text.push(chain::timestamp_text(&e.metadata.occurred_at));
+                ev_partition.push(r.partition.as_str());
             }
         }
 
@@ -254,11 +258,11 @@ impl Committer {
             .prepare_cached(
                 "SELECT req, status, first_position, last_position, version, same_as, \
                  recorded_at, hashes FROM registre_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14)",
+                 $10, $11, $12, $13, $14, $15)",
             )
             .await
             .map_err(pg("prepare append"))?;
-        let params: [&(dyn ToSql + Sync); 14] = [
+        let params: [&(dyn ToSql + Sync); 15] = [
             &atomic,
             &req_stream,
             &req_expect,
@@ -273,6 +277,7 @@ impl Committer {
             &ev_metadata,
             &ev_occurred,
             &ev_occurred_text,
+            &ev_partition,
         ];
         let rows = client.query(&statement, &params).await.map_err(|e| {
             let is_event_id = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -365,6 +370,7 @@ impl Committer {
                             e.clone()
                                 .into_row(
                                     &request.stream_id,
+                                    &request.partition,
                                     first + i,
                                     version_before + i + 1,
                                     recorded_at,

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{event_from_row, pg, pool_err, to_i64, to_u64, APPEND_LOCK, EVENT_COLUMNS};
 use crate::plan::{self, Head, KeyRecord};
-use crate::{AppendOutcome, AppendRequest, Position, Result, StoreError, StreamVersion};
+use crate::{AppendOutcome, AppendRequest, Partition, Position, Result, StoreError, StreamVersion};
 
 /// Appends `requests` (already through `plan::validate`) all or nothing,
 /// planned in the process by the rule SQLite uses (`plan.rs`). Returns the
@@ -137,6 +137,7 @@ async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan)
     let mut occurred_at = Vec::with_capacity(n);
     let mut recorded_at = Vec::with_capacity(n);
     let mut hash = Vec::with_capacity(n);
+    let mut partition = Vec::with_capacity(n);
     for row in &plan.rows {
         let e = &row.event;
         position.push(to_i64(e.position)?);
@@ -153,6 +154,7 @@ async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan)
         occurred_at.push(e.metadata.occurred_at);
         recorded_at.push(e.recorded_at);
         hash.push(e.hash.to_vec());
+        partition.push(e.partition.as_ref().map(Partition::as_str));
     }
     let mut key = Vec::new();
     let mut fingerprint = Vec::new();
@@ -169,10 +171,10 @@ async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan)
     let (s_events, s_keys) = futures::try_join!(
         tx.prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, \
-             schema_version, data, metadata, occurred_at, recorded_at, hash) \
+             schema_version, data, metadata, occurred_at, recorded_at, hash, partition) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
              $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[], \
-             $10::timestamptz[], $11::bytea[])"
+             $10::timestamptz[], $11::bytea[], $12::text[])"
         ),
         tx.prepare_cached(
             "INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position) \
@@ -180,7 +182,7 @@ async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan)
         ),
     )
     .map_err(pg("prepare insert"))?;
-    let event_params: [&(dyn ToSql + Sync); 11] = [
+    let event_params: [&(dyn ToSql + Sync); 12] = [
         &position,
         &stream_id,
         &stream_version,
@@ -192,6 +194,7 @@ async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, plan: &plan::Plan)
         &occurred_at,
         &recorded_at,
         &hash,
+        &partition,
     ];
     let key_params: [&(dyn ToSql + Sync); 4] = [&key, &fingerprint, &first, &last];
     let insert_events = tx.execute(&s_events, &event_params);
