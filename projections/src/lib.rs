@@ -47,7 +47,8 @@ pub use model::{
     SchoolClass, Student, Teaching, Thread,
 };
 pub use partition::{
-    backfill as backfill_partitions, partition_of, BackfillError, PartitionFacts, Partitioner,
+    backfill as backfill_partitions, partition_of, verify as verify_partitions, BackfillError,
+    PartitionFacts, PartitionReport, Partitioner,
 };
 pub use replay::{fold_until, replay_to_dir, write_views, ReplayManifest, ReplayProgress};
 pub use stats::{

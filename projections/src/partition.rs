@@ -12,7 +12,7 @@ use crate::model::{ApplyError, ReadModel};
 use registre_domain::{
     AssessmentId, ClassId, DomainEvent, EstablishmentId, PersonId, StudentId, ThreadId,
 };
-use registre_store::{EventStore, Partition, StoreError};
+use registre_store::{EventStore, Partition, Position, RecordedEvent, StoreError};
 use std::collections::HashMap;
 
 /// The links between entities that decide a partition.
@@ -195,23 +195,38 @@ impl PartitionFacts for Partitioner {
     }
 }
 
-/// Gives a partition to every event of a log written before partitions
-/// existed (migration 0007), from a fold of the log in order; returns how
-/// many were set. Idempotent and safe beside writers and other nodes doing
-/// the same: the assignment is deterministic and sets only missing ones.
-pub async fn backfill(store: &dyn EventStore, page: usize) -> Result<u64, BackfillError> {
-    let Some(first) = store.first_unassigned().await? else {
-        return Ok(0);
-    };
-    let mut partitioner = Partitioner::new();
-    let mut after = 0;
-    let mut set = 0;
-    loop {
-        let events = store.read_all(after, page.max(1)).await?;
-        let Some(last) = events.last() else { break };
-        after = last.position;
-        let mut missing = Vec::new();
-        for recorded in &events {
+/// The log in order, page by page, each event with the partition the rule
+/// gives it.
+struct Walk {
+    partitioner: Partitioner,
+    after: Position,
+    page: usize,
+    /// Whether a partition the log already holds decides its stream's (the
+    /// backfill: keep streams whole) or is only compared (the audit).
+    trust_stored: bool,
+}
+
+impl Walk {
+    fn new(page: usize, trust_stored: bool) -> Self {
+        Self {
+            partitioner: Partitioner::new(),
+            after: 0,
+            page: page.max(1),
+            trust_stored,
+        }
+    }
+
+    async fn next_page(
+        &mut self,
+        store: &dyn EventStore,
+    ) -> Result<Option<Vec<(RecordedEvent, Partition)>>, BackfillError> {
+        let events = store.read_all(self.after, self.page).await?;
+        let Some(last) = events.last() else {
+            return Ok(None);
+        };
+        self.after = last.position;
+        let mut out = Vec::with_capacity(events.len());
+        for recorded in events {
             let event = DomainEvent::decode(
                 &recorded.event_type,
                 recorded.schema_version,
@@ -221,17 +236,74 @@ pub async fn backfill(store: &dyn EventStore, page: usize) -> Result<u64, Backfi
                 position: recorded.position,
                 source,
             })?;
-            if let Some(p) = &recorded.partition {
-                partitioner.known(&recorded.stream_id, p.clone());
+            if let (true, Some(p)) = (self.trust_stored, &recorded.partition) {
+                self.partitioner.known(&recorded.stream_id, p.clone());
             }
-            let partition = partitioner.assign(&recorded.stream_id, &event);
-            if recorded.partition.is_none() && recorded.position >= first {
-                missing.push((recorded.position, partition));
-            }
+            let partition = self.partitioner.assign(&recorded.stream_id, &event);
+            out.push((recorded, partition));
         }
+        Ok(Some(out))
+    }
+}
+
+/// Gives a partition to every event of a log written before partitions
+/// existed (migration 0007), from a fold of the log in order; returns how
+/// many were set. Idempotent and safe beside writers and other nodes doing
+/// the same: the assignment is deterministic and sets only missing ones.
+pub async fn backfill(store: &dyn EventStore, page: usize) -> Result<u64, BackfillError> {
+    if store.first_unassigned().await?.is_none() {
+        return Ok(0);
+    }
+    let mut walk = Walk::new(page, true);
+    let mut set = 0;
+    while let Some(events) = walk.next_page(store).await? {
+        let missing: Vec<(Position, Partition)> = events
+            .into_iter()
+            .filter(|(recorded, _)| recorded.partition.is_none())
+            .map(|(recorded, partition)| (recorded.position, partition))
+            .collect();
         set += store.assign_partitions(&missing).await?;
     }
     Ok(set)
+}
+
+/// What `registre audit verify` found of the partitions: the partition is not
+/// covered by the hash chain, so the audit recomputes it from the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionReport {
+    pub events_checked: u64,
+    /// How many events are misplaced (see `misplaced`).
+    pub misplaced_total: u64,
+    /// The first events whose stored partition is not the rule's: moved, so a node
+    /// serving that partition would not see them.
+    pub misplaced: Vec<(Position, Option<Partition>, Partition)>,
+}
+
+/// Recomputes every event's partition from the log and compares (the first
+/// `keep` misplaced events are listed, all are counted).
+pub async fn verify(
+    store: &dyn EventStore,
+    page: usize,
+    keep: usize,
+    mut progress: impl FnMut(Position),
+) -> Result<PartitionReport, BackfillError> {
+    let mut walk = Walk::new(page, false);
+    let mut report = PartitionReport::default();
+    while let Some(events) = walk.next_page(store).await? {
+        for (recorded, partition) in events {
+            report.events_checked += 1;
+            if recorded.partition.as_ref() != Some(&partition) {
+                report.misplaced_total += 1;
+                if report.misplaced.len() < keep {
+                    report
+                        .misplaced
+                        .push((recorded.position, recorded.partition, partition));
+                }
+            }
+        }
+        progress(walk.after);
+    }
+    Ok(report)
 }
 
 #[derive(Debug, thiserror::Error)]

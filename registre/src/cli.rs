@@ -265,6 +265,30 @@ pub async fn audit_verify(
             report.verified_head
         );
     }
+    // The partition routes an event to the nodes that serve it and is not
+    // hashed: recomputed from the log, it must be the one stored.
+    let bar = progress_bar(head, "checking partitions");
+    let partitions =
+        registre_projections::verify_partitions(store, 5_000, 10, |p| bar.set_position(p))
+            .await
+            .context("checking the partitions")?;
+    bar.finish();
+    if partitions.misplaced_total > 0 {
+        let listed: Vec<String> = partitions
+            .misplaced
+            .iter()
+            .map(|(position, stored, expected)| {
+                let stored = stored.as_ref().map_or("none".to_owned(), |p| p.to_string());
+                format!("position {position}: stored {stored}, expected {expected}")
+            })
+            .collect();
+        anyhow::bail!(
+            "{} event(s) are not in the partition the log gives them (a node serving it would \
+             not see them): {}",
+            partitions.misplaced_total,
+            listed.join("; ")
+        );
+    }
     for (path, checkpoint) in &kept {
         let holds = registre_store::chain::verify_checkpoint(store, checkpoint)
             .await
@@ -281,7 +305,8 @@ pub async fn audit_verify(
         }
     }
     Ok(format!(
-        "the hash chain is intact: {} events, head {} hash {}; {} checkpoint(s) hold",
+        "the hash chain is intact: {} events, head {} hash {}; every event is in its \
+         partition; {} checkpoint(s) hold",
         report.events_checked,
         report.verified_head,
         hex::encode(report.head_hash),

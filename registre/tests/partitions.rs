@@ -135,3 +135,52 @@ async fn a_log_from_before_partitions_is_backfilled_at_start() {
         .unwrap()
         .is_intact());
 }
+
+#[tokio::test]
+async fn audit_verify_exposes_an_event_moved_to_another_partition() {
+    let w = World::postgres().await;
+    school_activity(&w).await;
+    let store = w.node.store.as_ref();
+    let ok = registre::cli::audit_verify(store, &[]).await.unwrap();
+    assert!(ok.contains("every event is in its partition"), "{ok}");
+
+    // The partition is outside the hash chain: moving a grade to E2's
+    // partition (hiding it from the nodes serving E1) leaves the chain whole,
+    // and the audit's recomputation is what exposes it.
+    let moved: Vec<u64> = all_events(store)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "GradeRecorded")
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(moved.len(), 1);
+    let (client, conn) =
+        tokio_postgres::connect(&w.db.as_ref().unwrap().url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             UPDATE events SET partition = '{E2}' WHERE position = {}",
+            moved[0]
+        ))
+        .await
+        .unwrap();
+    assert!(registre_store::verify_chain(store, |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+    let err = registre::cli::audit_verify(store, &[])
+        .await
+        .expect_err("a moved event is found")
+        .to_string();
+    assert!(err.contains("1 event(s) are not in the partition"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "position {}: stored {E2}, expected {E1}",
+            moved[0]
+        )),
+        "{err}"
+    );
+}
