@@ -1,7 +1,9 @@
 //! Which partition of the log a new stream belongs to (decision 0019): the
-//! establishment it concerns, or the directory for persons, students and
-//! guardianships, which cross establishments. Decided when the stream's first
-//! event is appended; the stream stays there.
+//! establishment whose school life it records (grades, absences, homework,
+//! conversations...), or the directory: persons, students and guardianships,
+//! which cross establishments, and the establishments, classes and teaching
+//! assignments every node needs to route a request. Decided when the
+//! stream's first event is appended; the stream stays there.
 //!
 //! One rule ([`partition_of`]) over two sources of facts: the read model (the
 //! executor, at append time) and a [`Partitioner`] that keeps only the few
@@ -38,9 +40,10 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
     let assessment = |id: AssessmentId| class(facts.assessment_class(id)?);
     let person = |id: PersonId| establishment(facts.person_establishment(id)?);
     let found = match event {
-        EstablishmentCreated(e) => Some(Partition::establishment(e.uai.as_str())),
-        ClassCreated(e) => establishment(e.establishment_id),
-        TeacherAssigned(e) => class(e.class_id),
+        // The directory: who is who, and the structure every node needs to
+        // route a request (which establishment a class, a student, a
+        // teacher's classes belong to).
+        EstablishmentCreated(_) | ClassCreated(_) | TeacherAssigned(_) => None,
         PersonRegistered(_) | StudentEnrolled(_) | GuardianLinked(_) => None,
         PersonErased(_) | AccountClosed(_) => None,
         AssessmentCreated(e) => class(e.class_id),
