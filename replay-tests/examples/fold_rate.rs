@@ -34,11 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         restored == model,
         "the snapshot round trip changed the model"
     );
+    let json = model.to_json()?.len();
     println!(
-        "{} events folded in {fold:.3}s: {:.0} events/s; snapshot {} KiB, serialise {save:.3}s, restore {load:.3}s",
+        "{} events folded in {fold:.3}s: {:.0} events/s; snapshot {} KiB (JSON {} KiB, zstd), \
+         serialise {save:.3}s, restore {load:.3}s",
         events.len(),
         events.len() as f64 / fold,
-        bytes.len() / 1024
+        bytes.len() / 1024,
+        json / 1024
     );
     Ok(())
 }
