@@ -723,25 +723,16 @@ pub fn impose_sanction(
 pub struct EraseSanction {
     pub sanction_id: SanctionId,
     pub reason: String,
-    /// The retention rule's run (its erasure day has come), rather than a
-    /// head's early erasure.
-    pub on_schedule: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct EraseFacts {
-    /// Today in the sanction's establishment's time zone.
-    pub today: NaiveDate,
+    /// For the retention rule's run: the day it erases as, in the sanction's
+    /// establishment's calendar (the caller's clock; the domain has none).
+    /// `None`: a head's early erasure.
+    pub on_schedule: Option<NaiveDate>,
 }
 
 /// Erases a sanction from the record. Early (the head, with a reason): a
 /// second erasure is a CONFLICT. On schedule: only once its day has come,
 /// and nothing is written when it already left.
-pub fn erase_sanction(
-    state: &Sanction,
-    cmd: &EraseSanction,
-    facts: &EraseFacts,
-) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn erase_sanction(state: &Sanction, cmd: &EraseSanction) -> Result<Vec<DomainEvent>, DomainError> {
     let reason = text::block("reason", &cmd.reason, text::REASON_MAX)?;
     let (Some(sanction_id), Some(student_id)) = (state.id, state.student_id) else {
         return Err(DomainError::NotFound(format!(
@@ -750,22 +741,24 @@ pub fn erase_sanction(
         )));
     };
     if state.erased {
-        if cmd.on_schedule {
+        if cmd.on_schedule.is_some() {
             return Ok(Vec::new());
         }
         return Err(DomainError::Conflict(
             "this sanction was already erased".into(),
         ));
     }
-    if cmd.on_schedule && state.erased_on.is_none_or(|day| day > facts.today) {
-        return Err(DomainError::Conflict(
-            "this sanction's erasure day has not come".into(),
-        ));
+    if let Some(today) = cmd.on_schedule {
+        if state.erased_on.is_none_or(|day| day > today) {
+            return Err(DomainError::Conflict(
+                "this sanction's erasure day has not come".into(),
+            ));
+        }
     }
     Ok(vec![DomainEvent::SanctionErased(SanctionErased {
         sanction_id,
         student_id,
-        early: !cmd.on_schedule,
+        early: cmd.on_schedule.is_none(),
         reason,
     })])
 }
