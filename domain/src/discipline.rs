@@ -514,9 +514,13 @@ pub enum LinkedIncident {
 
 fn check_incident(id: Option<IncidentId>, link: LinkedIncident) -> Result<(), DomainError> {
     match (id, link) {
-        (None, _) | (Some(_), LinkedIncident::Found {
-            involves_student: true,
-        }) => Ok(()),
+        (None, _)
+        | (
+            Some(_),
+            LinkedIncident::Found {
+                involves_student: true,
+            },
+        ) => Ok(()),
         (Some(i), LinkedIncident::None | LinkedIncident::Unknown) => {
             Err(DomainError::NotFound(format!("incident {i}")))
         }
@@ -664,10 +668,7 @@ pub fn impose_sanction(
                 format!("between 0 and days ({d})"),
             ))
         }
-        (true, Some(d), s) => (
-            u8::try_from(d).ok(),
-            s.and_then(|s| u8::try_from(s).ok()),
-        ),
+        (true, Some(d), s) => (u8::try_from(d).ok(), s.and_then(|s| u8::try_from(s).ok())),
         (false, Some(_), _) => {
             return Err(DomainError::invalid(
                 "days",
@@ -710,12 +711,7 @@ pub fn impose_sanction(
         suspended_days,
         incident_id: cmd.incident_id,
         decided_by: cmd.decided_by,
-        erased_on: erasure_day(
-            cmd.kind,
-            cmd.decided_on,
-            &facts.delays,
-            &facts.school_years,
-        ),
+        erased_on: erasure_day(cmd.kind, cmd.decided_on, &facts.delays, &facts.school_years),
     })])
 }
 
@@ -732,7 +728,10 @@ pub struct EraseSanction {
 /// Erases a sanction from the record. Early (the head, with a reason): a
 /// second erasure is a CONFLICT. On schedule: only once its day has come,
 /// and nothing is written when it already left.
-pub fn erase_sanction(state: &Sanction, cmd: &EraseSanction) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn erase_sanction(
+    state: &Sanction,
+    cmd: &EraseSanction,
+) -> Result<Vec<DomainEvent>, DomainError> {
     let reason = text::block("reason", &cmd.reason, text::REASON_MAX)?;
     let (Some(sanction_id), Some(student_id)) = (state.id, state.student_id) else {
         return Err(DomainError::NotFound(format!(

@@ -196,7 +196,12 @@ impl Discipline {
 
     /// A person's erasure: the punishments' reasons of their student record.
     pub(crate) fn erase_punishment_reasons(&mut self, student: StudentId) {
-        for id in self.punishments_by_student.get(&student).into_iter().flatten() {
+        for id in self
+            .punishments_by_student
+            .get(&student)
+            .into_iter()
+            .flatten()
+        {
             if let Some(p) = self.punishments.get_mut(id) {
                 p.reason = registre_store::ERASED.to_owned();
             }
@@ -298,7 +303,11 @@ impl Discipline {
             }
         };
         for i in self.incidents_between(establishment, zone, from, to) {
-            add(zone.today(i.occurred_at), DisciplineCategory::Incident, None);
+            add(
+                zone.today(i.occurred_at),
+                DisciplineCategory::Incident,
+                None,
+            );
         }
         for p in self
             .punishments

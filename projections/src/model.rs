@@ -224,7 +224,10 @@ pub struct ReadModel {
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
     // discipline (issue 15); absent from the JSON while empty.
-    #[serde(default, skip_serializing_if = "crate::discipline::Discipline::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::discipline::Discipline::is_empty"
+    )]
     pub(crate) discipline: crate::discipline::Discipline,
 }
 
@@ -850,7 +853,10 @@ mod erasure_tests {
     /// The texts of the personal fields sealed with a record's own key.
     fn own_key_texts() -> Vec<String> {
         let own = |d: &personal::Declaration| -> &'static [&'static str] {
-            if d.personal.iter().all(|f| kept(d.event_type, f) == Kept::OwnKey) {
+            if d.personal
+                .iter()
+                .all(|f| kept(d.event_type, f) == Kept::OwnKey)
+            {
                 d.personal
             } else {
                 &[]

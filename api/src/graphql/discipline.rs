@@ -321,7 +321,10 @@ impl DisciplineQuery {
         }
         check_range(from, to)?;
         let incidents: Vec<Incident> = app.read(|m| {
-            let zone = m.establishment(eid).map(|e| e.time_zone).unwrap_or_default();
+            let zone = m
+                .establishment(eid)
+                .map(|e| e.time_zone)
+                .unwrap_or_default();
             m.discipline()
                 .incidents_between(eid, zone, from.0, to.0)
                 .into_iter()
@@ -347,7 +350,10 @@ impl DisciplineQuery {
         }
         check_range(from, to)?;
         Ok(app.read(|m| {
-            let zone = m.establishment(eid).map(|e| e.time_zone).unwrap_or_default();
+            let zone = m
+                .establishment(eid)
+                .map(|e| e.time_zone)
+                .unwrap_or_default();
             m.discipline()
                 .statistics(eid, zone, from.0, to.0)
                 .into_iter()
@@ -478,7 +484,11 @@ impl DisciplineMutation {
         let (app, v) = viewer(ctx).await?;
         let cmd = input.command(&v)?;
         let done = app
-            .execute(&command_context(ctx, &v), &cmd, input.idempotency_key.as_deref())
+            .execute(
+                &command_context(ctx, &v),
+                &cmd,
+                input.idempotency_key.as_deref(),
+            )
             .await
             .gql()?;
         let id = match done.events.first() {
@@ -498,7 +508,9 @@ impl DisciplineMutation {
     ) -> Result<Punishment> {
         let (app, v) = viewer(ctx).await?;
         let cmd = input.command(&v)?;
-        app.execute(&command_context(ctx, &v), &cmd, None).await.gql()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
         app.read(|m| {
             m.discipline()
                 .punishment(cmd.punishment_id)
@@ -516,7 +528,9 @@ impl DisciplineMutation {
     ) -> Result<Sanction> {
         let (app, v) = viewer(ctx).await?;
         let cmd = input.command(app, &v)?;
-        app.execute(&command_context(ctx, &v), &cmd, None).await.gql()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
         sanction(app, &v, cmd.sanction.sanction_id)
     }
 
@@ -533,7 +547,9 @@ impl DisciplineMutation {
             reason,
             on_schedule: None,
         };
-        app.execute(&command_context(ctx, &v), &cmd, None).await.gql()?;
+        app.execute(&command_context(ctx, &v), &cmd, None)
+            .await
+            .gql()?;
         sanction(app, &v, cmd.sanction_id)
     }
 }

@@ -464,10 +464,7 @@ impl Student {
             .collect())
     }
     /// the student, their guardians, their teachers, EDUCATION_STAFF, HEAD
-    async fn punishments(
-        &self,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<super::discipline::Punishment>> {
+    async fn punishments(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Punishment>> {
         super::discipline::punishments_of(ctx, self.id, self.get(ctx)?.person_id).await
     }
     /// the student, their guardians, EDUCATION_STAFF, HEAD; erased sanctions are not listed

@@ -123,9 +123,7 @@ impl Command for ImposeSanction {
             establishment,
             incident: linked_incident(m, self.sanction.incident_id, student),
             today: today_of(m, student, now),
-            school_years: establishment
-                .map(|e| m.school_years(e))
-                .unwrap_or_default(),
+            school_years: establishment.map(|e| m.school_years(e)).unwrap_or_default(),
             delays: self.delays,
         }
     }

@@ -37,9 +37,10 @@ pub fn can_impose_sanction(m: &Model, v: &Viewer, student: StudentId) -> bool {
 pub fn can_erase_sanction(m: &Model, by: Issuer<'_>, sanction: SanctionId) -> bool {
     match by {
         Issuer::System => true,
-        Issuer::Person(v) => m.discipline().sanction(sanction).is_some_and(|s| {
-            v.has(Role::Head) && v.establishment == Some(s.establishment_id)
-        }),
+        Issuer::Person(v) => m
+            .discipline()
+            .sanction(sanction)
+            .is_some_and(|s| v.has(Role::Head) && v.establishment == Some(s.establishment_id)),
     }
 }
 
@@ -68,7 +69,11 @@ pub fn can_read_discipline_statistics(v: &Viewer, establishment: EstablishmentId
 /// The protagonists of `incident` the viewer may see: `None` when they may
 /// not see the incident at all; all of them for staff, the head and the
 /// teachers concerned; the family's own lines only for a guardian or student.
-pub fn visible_protagonists(m: &Model, v: &Viewer, incident: &Incident) -> Option<Vec<Protagonist>> {
+pub fn visible_protagonists(
+    m: &Model,
+    v: &Viewer,
+    incident: &Incident,
+) -> Option<Vec<Protagonist>> {
     let whole = v.runs(Some(incident.establishment_id))
         || (v.has(Role::Teacher)
             && (incident.reported_by == v.person
