@@ -140,7 +140,12 @@ impl SchoolYears {
         if let Some(end) = self.declared_ends.iter().find(|end| **end >= day) {
             return *end;
         }
-        let year = if day.month() >= 9 {
+        // The summer after the last declared year already belongs to the next.
+        let after_declared = self
+            .declared_ends
+            .last()
+            .is_some_and(|last| last.year() == day.year());
+        let year = if day.month() >= 9 || after_declared {
             day.year() + 1
         } else {
             day.year()
