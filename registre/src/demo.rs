@@ -24,6 +24,9 @@ use registre_store::{Actor, AppendRequest, EventMetadata, EventStore, ExpectedVe
 use uuid::Uuid;
 
 use crate::config::{Config, Database};
+
+// discipline (issue 15)
+mod discipline;
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
     config::{AuthConfig, JwksSource},
@@ -548,6 +551,7 @@ impl Plan {
             ("demo-auditor", Role::Auditor, false),
         ];
         let mut cpe = None;
+        let mut head = None;
         for (external, role, with_establishment) in staff {
             let name = adult_name(&mut b);
             let info = register(
@@ -560,6 +564,9 @@ impl Plan {
             if role == Role::EducationStaff {
                 cpe = Some(info);
             }
+            if role == Role::Head {
+                head = Some(info);
+            }
             accounts.push(DemoAccount {
                 role: role.wire_name(),
                 subject: external.into(),
@@ -567,6 +574,7 @@ impl Plan {
             });
         }
         let cpe = cpe.context("the CPE is registered above")?;
+        let head = head.context("the head is registered above")?;
 
         // Teachers, per subject. Every fifth teacher also has children here.
         let mut teachers: Vec<(PersonInfo, String, &str)> = Vec::new();
@@ -1115,6 +1123,19 @@ impl Plan {
             b.stream(events);
         }
 
+        discipline::generate(
+            &mut b,
+            &discipline::School {
+                head,
+                cpe,
+                establishment,
+                students: &students,
+                class_teachers: &class_teachers,
+                days: &days,
+                accounts: &accounts,
+            },
+        )?;
+
         Ok(Plan {
             establishment,
             events: b.events,
@@ -1193,6 +1214,9 @@ mod tests {
                 "absence" => absences::Absence::fold(&events).version(),
                 "homework" => homework::Homework::fold(&events).version(),
                 "thread" => messages::Thread::fold(&events).version(),
+                "incident" => registre_domain::discipline::Incident::fold(&events).version(),
+                "punishment" => registre_domain::discipline::Punishment::fold(&events).version(),
+                "sanction" => registre_domain::discipline::Sanction::fold(&events).version(),
                 other => panic!("unexpected stream category {other}"),
             };
             assert_eq!(version, events.len() as u64, "{}", r.stream_id);
@@ -1207,9 +1231,12 @@ mod tests {
             "AbsenceDeclared",
             "MessageRead",
             "HomeworkAssigned",
+            "IncidentReported",
+            "PunishmentGiven",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }
+        assert_eq!(by_type["SanctionImposed"], 2, "two sanctions");
         let roles: Vec<&str> = a.accounts.iter().map(|a| a.role).collect();
         assert_eq!(
             roles,
