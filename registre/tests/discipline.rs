@@ -652,7 +652,7 @@ async fn erasure_on_schedule(w: World) {
     };
     let end = aug31(first_day.year() + 1);
     if today() < end {
-        assert_eq!(run(Utc::now()).await, [old.clone()]);
+        assert_eq!(run(Utc::now()).await, [old.as_str()]);
         assert_eq!(
             run(Utc::now()).await,
             Vec::<String>::new(),
@@ -665,19 +665,19 @@ async fn erasure_on_schedule(w: World) {
         );
         assert_eq!(
             run(noon(end)).await,
-            [current.clone()],
+            [current.as_str()],
             "on the last day of the school year"
         );
     } else {
         // Run on the last day of a school year: this year's warning is due too.
-        assert_eq!(run(Utc::now()).await, [old.clone(), current.clone()]);
+        assert_eq!(run(Utc::now()).await, [old.as_str(), current.as_str()]);
     }
     let next_end = aug31(first_day.year() + 2);
     assert_eq!(
         run(noon(next_end - Duration::days(1))).await,
         Vec::<String>::new()
     );
-    assert_eq!(run(noon(next_end)).await, [reprimand.clone()]);
+    assert_eq!(run(noon(next_end)).await, [reprimand.as_str()]);
     assert_eq!(
         run(noon(aug31(first_day.year() + 20))).await,
         Vec::<String>::new(),
