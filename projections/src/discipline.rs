@@ -275,6 +275,19 @@ impl Discipline {
         list
     }
 
+    /// Every sanction of the student, erased ones included, by decision day.
+    pub fn sanctions_by_student(&self, student: StudentId) -> Vec<&Sanction> {
+        let mut list: Vec<&Sanction> = self
+            .sanctions_by_student
+            .get(&student)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.sanctions.get(id))
+            .collect();
+        list.sort_by_key(|s| (s.decided_on, s.id));
+        list
+    }
+
     /// Sanctions whose erasure day has come by `today(establishment)` and
     /// that are still in the record.
     pub fn sanctions_due(&self, today: impl Fn(EstablishmentId) -> NaiveDate) -> Vec<&Sanction> {
@@ -356,5 +369,62 @@ impl crate::ReadModel {
     /// rule (a year ends on 31 August) for every establishment.
     pub fn school_years(&self, _establishment: EstablishmentId) -> SchoolYears {
         SchoolYears::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::ReadModel;
+    use registre_domain::testing::samples;
+    use registre_store::{EventMetadata, RecordedEvent};
+
+    /// The discipline state survives a snapshot and a restore, and folds the
+    /// same from the log.
+    #[test]
+    fn discipline_survives_snapshot_and_restore() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T08:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let events: Vec<RecordedEvent> = samples()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let encoded = e.encode();
+                RecordedEvent {
+                    position: i as u64 + 1,
+                    stream_id: e.stream().into_string(),
+                    stream_version: 1,
+                    event_id: uuid::Uuid::from_u128(i as u128 + 1),
+                    event_type: encoded.event_type.into(),
+                    schema_version: encoded.schema_version,
+                    data: encoded.data,
+                    metadata: EventMetadata {
+                        actor: None,
+                        correlation_id: uuid::Uuid::nil(),
+                        causation_id: None,
+                        idempotency_key: None,
+                        occurred_at: at,
+                        reason: None,
+                    },
+                    recorded_at: at,
+                    hash: [0; 32],
+                }
+            })
+            .collect();
+        let mut model = ReadModel::default();
+        model.apply_all(&events).unwrap();
+        let d = model.discipline();
+        assert_eq!(
+            (d.incidents.len(), d.punishments.len(), d.sanctions.len()),
+            (1, 1, 1)
+        );
+        assert!(
+            d.sanctions.values().all(|s| s.erased),
+            "the sample is erased"
+        );
+        let restored = ReadModel::from_snapshot(&model.to_snapshot().unwrap()).unwrap();
+        assert_eq!(restored, model);
+        assert_eq!(restored.discipline(), model.discipline());
     }
 }

@@ -597,6 +597,20 @@ async fn the_head_erases_a_sanction_early_and_its_text_goes_with_its_key() {
         "statistics keep the fact: {stats}"
     );
 
+    // The subject access export lists the facts, the motive gone.
+    let export = n
+        .ok(
+            "auditor",
+            "query($p: ID!) { exportPersonData(personId: $p) }",
+            json!({"p": w.id("student1")}),
+        )
+        .await;
+    let sanctions = &export["exportPersonData"]["discipline"]["sanctions"];
+    assert_eq!(sanctions[0]["kind"], "REPRIMAND", "{export}");
+    assert_eq!(sanctions[0]["erased"], true);
+    assert_eq!(sanctions[0]["reason"], ERASED);
+    assert!(!export.to_string().contains(MOTIVE));
+
     // The audit trail shows the erasure, who did it and why.
     let trail = n.ok("auditor", TRAIL, json!({"p": w.id("student1")})).await;
     let last = trail["auditTrail"]
