@@ -1130,6 +1130,7 @@ impl Plan {
                 cpe,
                 establishment,
                 students: &students,
+                guardians: &student_guardians,
                 class_teachers: &class_teachers,
                 days: &days,
                 accounts: &accounts,
@@ -1237,6 +1238,26 @@ mod tests {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }
         assert_eq!(by_type["SanctionImposed"], 2, "two sanctions");
+        // The demo guardian sees a punishment of one of their children.
+        let guardian = PersonId::for_external_id(&a.accounts[0].subject);
+        let children: BTreeSet<String> = a
+            .requests
+            .iter()
+            .flat_map(|r| &r.events)
+            .filter(|e| e.event_type == "GuardianLinked")
+            .filter(|e| e.data["guardian_id"] == serde_json::json!(guardian.to_string()))
+            .filter_map(|e| e.data["student_id"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            a.requests
+                .iter()
+                .flat_map(|r| &r.events)
+                .filter(|e| e.event_type == "PunishmentGiven")
+                .any(|e| e.data["student_id"]
+                    .as_str()
+                    .is_some_and(|s| children.contains(s))),
+            "the demo family has a punishment"
+        );
         let roles: Vec<&str> = a.accounts.iter().map(|a| a.role).collect();
         assert_eq!(
             roles,

@@ -273,6 +273,15 @@ async fn incidents_are_reported_by_staff_and_seen_on_a_need_to_know_basis() {
         .run("guardian2", PUNISHMENTS, json!({"s": w.id("s1")}))
         .await;
     assert_eq!(codes(&r), ["FORBIDDEN"]);
+
+    // A retried report with its idempotency key records one incident.
+    let retried = json!({"i": {"establishmentId": w.id("E1"), "occurredAt": now.to_rfc3339(),
+        "description": "Vitre brisée", "protagonists": [], "idempotencyKey": "incident-vitre-1"}});
+    let before = n.head().await;
+    let first = n.ok("staff1", REPORT, retried.clone()).await;
+    let again = n.ok("staff1", REPORT, retried).await;
+    assert_eq!(first["reportIncident"]["id"], again["reportIncident"]["id"]);
+    assert_eq!(n.head().await, before + 1);
 }
 
 #[tokio::test]

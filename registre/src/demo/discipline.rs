@@ -3,8 +3,8 @@
 //! for them (and a few without one), and two sanctions of the head: a
 //! warning of last school year, already past its day to leave the record
 //! (`registre retention apply` erases it), and a temporary exclusion of this
-//! term. The demo student is in one incident and has a punishment, so that
-//! the demo guardian sees both. Every event comes from the domain's decision.
+//! term. A child of the demo guardian is in one incident and has a
+//! punishment, so that the demo family sees both. Every event comes from the domain's decision.
 
 use super::{at, decided, Builder, DemoAccount, Entry, PersonInfo};
 use anyhow::Context as _;
@@ -44,26 +44,29 @@ pub(super) struct School<'a> {
     pub establishment: EstablishmentId,
     /// person, student record, class index, name
     pub students: &'a [(PersonInfo, StudentId, usize, String)],
+    /// The guardians of each of `students`.
+    pub guardians: &'a [Vec<PersonInfo>],
     pub class_teachers: &'a [Vec<(PersonInfo, &'a str)>],
     pub days: &'a [NaiveDate],
     pub accounts: &'a [DemoAccount],
 }
 
 pub(super) fn generate(b: &mut Builder, s: &School<'_>) -> anyhow::Result<()> {
-    let demo_student = s
+    // A child of the demo guardian, so that the demo family sees discipline.
+    let demo_guardian = s
         .accounts
         .iter()
-        .find(|a| a.role == "STUDENT")
+        .find(|a| a.role == "GUARDIAN")
         .map(|a| PersonId::for_external_id(&a.subject));
     let demo_index = s
-        .students
+        .guardians
         .iter()
-        .position(|(p, ..)| Some(p.id) == demo_student)
-        .context("the demo student")?;
+        .position(|g| g.iter().any(|g| Some(g.id) == demo_guardian))
+        .context("a child of the demo guardian")?;
     let mut incidents: Vec<(IncidentId, NaiveDate, Vec<StudentId>)> = Vec::new();
     for n in 0..30 {
         let day = *b.pick(s.days);
-        // Two or three students of one class; the demo student in the first.
+        // Two or three students of one class; the demo family's child in the first.
         let first = if n == 0 {
             demo_index
         } else {
