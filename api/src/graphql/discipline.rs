@@ -33,6 +33,20 @@ gql_enum!(SanctionKind, domain::SanctionKind, {
     Warning, Reprimand, ResponsibilityMeasure, ClassExclusion, TemporaryExclusion, PermanentExclusion
 });
 
+/// Typical lengths of the discipline lists, for the cost model (`limits`).
+pub(super) mod size {
+    /// `Student.punishments`: a school year.
+    pub const PUNISHMENTS: usize = 20;
+    /// `Student.sanctions` still in the record.
+    pub const SANCTIONS: usize = 5;
+    /// `Incident.protagonists`.
+    pub const PROTAGONISTS: usize = 4;
+    /// `incidents` of an establishment over a range.
+    pub const INCIDENTS: usize = 200;
+    /// `disciplineStatistics`: months times kinds.
+    pub const COUNTS: usize = 60;
+}
+
 /// Longest range of `incidents` and `disciplineStatistics`: a school year and a bit.
 const RANGE_DAYS_MAX: i64 = 400;
 
@@ -102,6 +116,7 @@ impl Incident {
         &self.data.description
     }
     /// a guardian or student viewer sees only their own child's (their own) line
+    #[graphql(complexity = "crate::graphql::limits::list(size::PROTAGONISTS, child_complexity)")]
     async fn protagonists(&self) -> Vec<Protagonist> {
         self.protagonists.iter().copied().map(Protagonist).collect()
     }
@@ -307,6 +322,7 @@ pub struct DisciplineQuery;
 #[Object]
 impl DisciplineQuery {
     /// EDUCATION_STAFF, HEAD
+    #[graphql(complexity = "crate::graphql::limits::list(size::INCIDENTS, child_complexity)")]
     async fn incidents(
         &self,
         ctx: &Context<'_>,
@@ -336,6 +352,7 @@ impl DisciplineQuery {
     }
 
     /// HEAD of the establishment: incidents (by the day they occurred), punishments (given) and sanctions (decided, erased ones included) per month and kind; counts only, no names
+    #[graphql(complexity = "crate::graphql::limits::list(size::COUNTS, child_complexity)")]
     async fn discipline_statistics(
         &self,
         ctx: &Context<'_>,

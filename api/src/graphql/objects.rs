@@ -464,10 +464,16 @@ impl Student {
             .collect())
     }
     /// the student, their guardians, their teachers, EDUCATION_STAFF, HEAD
+    #[graphql(
+        complexity = "crate::graphql::limits::list(super::discipline::size::PUNISHMENTS, child_complexity)"
+    )]
     async fn punishments(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Punishment>> {
         super::discipline::punishments_of(ctx, self.id, self.get(ctx)?.person_id).await
     }
     /// the student, their guardians, EDUCATION_STAFF, HEAD; erased sanctions are not listed
+    #[graphql(
+        complexity = "crate::graphql::limits::list(super::discipline::size::SANCTIONS, child_complexity)"
+    )]
     async fn sanctions(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Sanction>> {
         super::discipline::sanctions_of(ctx, self.id, self.get(ctx)?.person_id).await
     }
