@@ -27,7 +27,7 @@ use super::limits::Limited;
 use super::{new_event, wait_model, ApiError, App, Viewer};
 use crate::policy::{self, Issuer};
 use chrono::{DateTime, Utc};
-use registre_domain::events::PersonErased;
+use registre_domain::events::{PersonErased, SanctionErased};
 use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, Aggregate};
 use registre_domain::{
@@ -43,6 +43,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+// discipline (issue 15)
+pub mod discipline;
 
 /// A new identifier (UUIDv7, time-ordered) for an entity a command creates,
 /// an event or a correlation. The application's one source of them: the
@@ -313,6 +316,15 @@ async fn destroy_erased_keys(
                 .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
             vault
                 .destroy(PersonErased::destroyed_keys(e.person_id).to_vec(), now)
+                .await?;
+        }
+        // discipline (issue 15): a sanction leaving the record, its own key.
+        if let DomainEvent::SanctionErased(e) = event {
+            let vault = store
+                .vault()
+                .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
+            vault
+                .destroy(SanctionErased::destroyed_keys(e.sanction_id).to_vec(), now)
                 .await?;
         }
     }

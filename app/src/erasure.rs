@@ -134,6 +134,8 @@ pub struct RetentionReport {
     pub erased: Vec<PersonId>,
     pub access_records_purged: u64,
     pub access_log_purged_before: DateTime<Utc>,
+    /// Sanctions that left the student's record in this run (R511-13).
+    pub sanctions_erased: Vec<registre_domain::SanctionId>,
 }
 
 /// How long `retention apply` waits for another node's usage fold to finish
@@ -166,6 +168,7 @@ pub async fn apply_retention(
             erased.push(person);
         }
     }
+    let sanctions_erased = super::discipline::erase_due_sanctions(store, engine, &run, now).await?;
     let retention = chrono::Duration::from_std(policy.access_log)
         .map_err(|_| ApiError::invalid("accessLogRetention", "out of range"))?;
     let before = now - retention;
@@ -180,5 +183,6 @@ pub async fn apply_retention(
         erased,
         access_records_purged: purged,
         access_log_purged_before: before,
+        sanctions_erased,
     })
 }

@@ -163,6 +163,11 @@ fn from_model(m: &ReadModel, person: PersonId) -> Option<ModelPart> {
         .map(|s| m.absences_of(s.id).into_iter().map(to_value).collect())
         .unwrap_or_default();
     sections.insert("absences".into(), Value::Array(absences));
+    // discipline (issue 15): only when there is some, so that the document
+    // of a student without any is unchanged.
+    if let Some(discipline) = student.and_then(|s| discipline_of(m, s.id)) {
+        sections.insert("discipline".into(), discipline);
+    }
 
     // A student's homework is their class's; a teacher's is what they assigned.
     let mut homework: Vec<Value> = student
@@ -201,6 +206,38 @@ fn from_model(m: &ReadModel, person: PersonId) -> Option<ModelPart> {
         grades,
         audit_positions: m.audit_positions(person).to_vec(),
     })
+}
+
+/// A student's incidents (their own line only), punishments and sanctions,
+/// erased ones included (their facts stay, their reason reads as erased).
+fn discipline_of(m: &ReadModel, student: registre_domain::StudentId) -> Option<Value> {
+    let d = m.discipline();
+    let incidents: Vec<Value> = d
+        .incidents_of(student)
+        .map(|i| {
+            json!({
+                "id": i.id.0.to_string(),
+                "occurredAt": i.occurred_at.to_rfc3339(),
+                "place": i.place,
+                "description": i.description,
+                "role": i.protagonists.iter().find(|p| p.student_id == student).map(|p| p.role),
+                "reportedAt": i.reported_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    let punishments: Vec<Value> = d
+        .punishments_of(student)
+        .into_iter()
+        .map(to_value)
+        .collect();
+    let sanctions: Vec<Value> = d
+        .sanctions_by_student(student)
+        .into_iter()
+        .map(to_value)
+        .collect();
+    (!incidents.is_empty() || !punishments.is_empty() || !sanctions.is_empty()).then(
+        || json!({"incidents": incidents, "punishments": punishments, "sanctions": sanctions}),
+    )
 }
 
 fn audit_entry(e: &RecordedEvent) -> Value {

@@ -10,7 +10,7 @@
 //!   after the model has applied them.
 
 use async_trait::async_trait;
-use registre_domain::events::PersonErased;
+use registre_domain::events::{PersonErased, SanctionErased};
 use registre_domain::{AbsenceId, DomainEvent, StudentId};
 use registre_projections::{LogConsumer, LoggedEvent, Page, ProjectionError};
 use registre_store::{Position, Vault};
@@ -99,11 +99,16 @@ impl LogConsumer for VaultKeys {
         let destroyed: Vec<uuid::Uuid> = page
             .events
             .iter()
-            .filter_map(|e| match &e.event {
-                DomainEvent::PersonErased(erased) => Some(erased.person_id),
-                _ => None,
+            .flat_map(|e| match &e.event {
+                DomainEvent::PersonErased(erased) => {
+                    PersonErased::destroyed_keys(erased.person_id).to_vec()
+                }
+                // discipline (issue 15)
+                DomainEvent::SanctionErased(erased) => {
+                    SanctionErased::destroyed_keys(erased.sanction_id).to_vec()
+                }
+                _ => Vec::new(),
             })
-            .flat_map(PersonErased::destroyed_keys)
             .collect();
         if !destroyed.is_empty() {
             self.vault.forget_cached(destroyed);

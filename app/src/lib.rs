@@ -31,6 +31,7 @@
 //! ```
 
 pub mod commands;
+pub mod discipline;
 pub mod erasure;
 pub mod error;
 pub mod export;
@@ -90,6 +91,9 @@ pub struct AppConfig {
     pub live_capacity: usize,
     /// The read model's engine (batch size, snapshots, the usage pseudonym key).
     pub engine: EngineConfig,
+    /// How many school years after the decision's each sanction kind stays
+    /// in the record (discipline, issue 15; R511-13's delays by default).
+    pub sanction_erasure: registre_domain::discipline::ErasureDelays,
 }
 
 impl Default for AppConfig {
@@ -105,6 +109,7 @@ impl Default for AppConfig {
             access_flush_every: Duration::from_millis(200),
             live_capacity: 1024,
             engine: EngineConfig::default(),
+            sanction_erasure: Default::default(),
         }
     }
 }

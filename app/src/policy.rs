@@ -41,6 +41,9 @@
 //! (`app::commands::Command`), which the command executor calls before it
 //! reads or decides anything; the domain holds no who-may-do-what.
 
+// discipline (issue 15)
+pub mod discipline;
+
 use registre_domain::{
     AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, MessageId, PersonId, Role,
     StudentId, ThreadId,

@@ -239,6 +239,9 @@ impl PersonErased {
     }
 }
 
+// discipline (issue 15): payloads in their module.
+pub use crate::discipline::{IncidentReported, PunishmentGiven, SanctionErased, SanctionImposed};
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -265,6 +268,11 @@ pub enum DomainEvent {
     MessageRead(MessageRead),
     PersonErased(PersonErased),
     AccountClosed(AccountClosed),
+    // discipline (issue 15)
+    IncidentReported(IncidentReported),
+    PunishmentGiven(PunishmentGiven),
+    SanctionImposed(SanctionImposed),
+    SanctionErased(SanctionErased),
 }
 
 impl DomainEvent {
@@ -301,6 +309,14 @@ impl DomainEvent {
             MessageRead(e) => (vec![e.reader], vec![]),
             PersonErased(e) => (vec![e.person_id], vec![]),
             AccountClosed(e) => (vec![e.person_id], vec![]),
+            // discipline (issue 15)
+            IncidentReported(e) => (
+                vec![e.reported_by],
+                e.protagonists.iter().map(|p| p.student_id).collect(),
+            ),
+            PunishmentGiven(e) => (vec![], vec![e.student_id]),
+            SanctionImposed(e) => (vec![], vec![e.student_id]),
+            SanctionErased(e) => (vec![], vec![e.student_id]),
         }
     }
 
@@ -319,6 +335,8 @@ impl DomainEvent {
             HomeworkWithdrawn(e) => Some(&e.reason),
             PersonErased(e) => Some(&e.reason),
             AccountClosed(e) => Some(&e.reason),
+            // discipline (issue 15)
+            SanctionErased(e) => Some(&e.reason),
             _ => None,
         }
     }

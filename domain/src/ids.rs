@@ -74,6 +74,10 @@ typed_id!(AbsenceId);
 typed_id!(HomeworkId);
 typed_id!(ThreadId);
 typed_id!(MessageId);
+// discipline (issue 15)
+typed_id!(IncidentId);
+typed_id!(PunishmentId);
+typed_id!(SanctionId);
 
 /// Namespace of Registre's derived (UUIDv5) identifiers. Never change it: every
 /// derived id in every log depends on it.

@@ -95,6 +95,18 @@ declare! {
     // The legal basis of the erasure itself, which the audit must keep.
     PersonErased { subject: None, personal: [], clear: ["reason"] }
     AccountClosed { subject: Some("person_id"), personal: ["reason"], clear: [] }
+    // discipline (issue 15). An incident's text names several students and a
+    // sanction's must go on the day the law says, not with a person: each is
+    // sealed with a key of its own (the record's id).
+    IncidentReported {
+        subject: Some("incident_id"),
+        personal: ["place", "description"],
+        clear: [],
+    }
+    PunishmentGiven { subject: Some("student_id"), personal: ["reason"], clear: [] }
+    SanctionImposed { subject: Some("sanction_id"), personal: ["reason"], clear: [] }
+    // The rule or the head's reason of the erasure, which the audit must keep.
+    SanctionErased { subject: None, personal: [], clear: ["reason"] }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does
@@ -211,6 +223,10 @@ mod tests {
             ("AbsenceCancelled", "student_id", &["reason"]),
             ("MessageSent", "from", &["subject", "body"]),
             ("AccountClosed", "person_id", &["reason"]),
+            // discipline (issue 15)
+            ("IncidentReported", "incident_id", &["place", "description"]),
+            ("PunishmentGiven", "student_id", &["reason"]),
+            ("SanctionImposed", "sanction_id", &["reason"]),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

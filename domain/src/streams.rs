@@ -42,6 +42,16 @@ impl StreamName {
     pub fn thread(id: ThreadId) -> Self {
         Self(format!("thread-{id}"))
     }
+    // discipline (issue 15)
+    pub fn incident(id: IncidentId) -> Self {
+        Self(format!("incident-{id}"))
+    }
+    pub fn punishment(id: PunishmentId) -> Self {
+        Self(format!("punishment-{id}"))
+    }
+    pub fn sanction(id: SanctionId) -> Self {
+        Self(format!("sanction-{id}"))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -77,6 +87,11 @@ impl DomainEvent {
             MessageRead(e) => StreamName::thread(e.thread_id),
             PersonErased(e) => StreamName::person(e.person_id),
             AccountClosed(e) => StreamName::person(e.person_id),
+            // discipline (issue 15)
+            IncidentReported(e) => StreamName::incident(e.incident_id),
+            PunishmentGiven(e) => StreamName::punishment(e.punishment_id),
+            SanctionImposed(e) => StreamName::sanction(e.sanction_id),
+            SanctionErased(e) => StreamName::sanction(e.sanction_id),
         }
     }
 }

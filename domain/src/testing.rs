@@ -339,5 +339,46 @@ pub fn samples() -> Vec<DomainEvent> {
             effective_on: day,
             reason: "Départ de l'établissement".into(),
         }),
+        // discipline (issue 15)
+        E::IncidentReported(IncidentReported {
+            incident_id: IncidentId(id(9)),
+            establishment_id: est,
+            occurred_at: at(10),
+            place: Some("Cour de récréation".into()),
+            description: "Bousculade près du préau, un élève tombé".into(),
+            protagonists: vec![crate::discipline::Protagonist {
+                student_id: student,
+                role: crate::discipline::ProtagonistRole::Author,
+            }],
+            reported_by: teacher,
+        }),
+        E::PunishmentGiven(PunishmentGiven {
+            punishment_id: PunishmentId(id(10)),
+            student_id: student,
+            kind: crate::discipline::PunishmentKind::Detention,
+            reason: "A bousculé un camarade dans la cour".into(),
+            due_on: Some(day),
+            incident_id: Some(IncidentId(id(9))),
+            given_by: teacher,
+        }),
+        E::SanctionImposed(SanctionImposed {
+            sanction_id: SanctionId(id(11)),
+            student_id: student,
+            establishment_id: est,
+            kind: crate::discipline::SanctionKind::TemporaryExclusion,
+            reason: "Violence physique répétée envers un camarade".into(),
+            decided_on: day,
+            days: Some(3),
+            suspended_days: Some(1),
+            incident_id: Some(IncidentId(id(9))),
+            decided_by: teacher,
+            erased_on: NaiveDate::from_ymd_opt(2029, 8, 31),
+        }),
+        E::SanctionErased(SanctionErased {
+            sanction_id: SanctionId(id(11)),
+            student_id: student,
+            early: true,
+            reason: "Changement d'établissement (R511-13)".into(),
+        }),
     ]
 }

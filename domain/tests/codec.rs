@@ -143,6 +143,10 @@ fn each_event_goes_to_its_aggregate_stream() {
             "thread",
             "person",
             "person",
+            "incident",
+            "punishment",
+            "sanction",
+            "sanction",
         ]
     );
 }
@@ -178,6 +182,10 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![parent], vec![]),
         (vec![parent], vec![]),
         (vec![pupil], vec![]),
+        (vec![teacher], vec![student]),
+        (vec![], vec![student]),
+        (vec![], vec![student]),
+        (vec![], vec![student]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -199,7 +207,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "AbsenceCancelled",
             "HomeworkWithdrawn",
             "PersonErased",
-            "AccountClosed"
+            "AccountClosed",
+            "SanctionErased"
         ]
     );
 }

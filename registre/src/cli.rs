@@ -366,6 +366,13 @@ async fn retention_apply(config: &Config) -> anyhow::Result<()> {
     for person in &report.erased {
         println!("erased {}", person.0);
     }
+    println!(
+        "erased {} sanction(s) whose day to leave the record had come (Code de l'éducation R511-13)",
+        report.sanctions_erased.len()
+    );
+    for sanction in &report.sanctions_erased {
+        println!("erased sanction {}", sanction.0);
+    }
     Ok(())
 }
 

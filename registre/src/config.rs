@@ -21,6 +21,7 @@ use thiserror::Error;
 use registre_api::config::{AuthConfig, JwksSource, Limits};
 use registre_api::graphql::QueryLimits;
 use registre_app::limits::{PersonLimits, Rate};
+use registre_domain::discipline::ErasureDelays;
 
 /// Why the configuration was refused. Each variant names the variable.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -110,6 +111,9 @@ pub struct Config {
     /// (`closeAccount`) before `retention apply` erases its holder (default
     /// 90: the ENT regulation erases account data within three months).
     pub account_retention_days: u32,
+    /// REGISTRE_SANCTION_ERASURE_YEARS: school years each sanction kind stays
+    /// in the record after the one of its decision (R511-13 by default).
+    pub sanction_erasure: ErasureDelays,
     /// /readyz fails while the read model is more than this many events
     /// behind the log head.
     pub ready_max_lag: u64,
@@ -523,6 +527,19 @@ pub struct RecordSettings {
         value_parser = setting(days::<u32>)
     )]
     pub retention_account_days: u32,
+    /// How many school years after the one of its decision each sanction
+    /// kind stays in the student's record, as `KIND=YEARS` pairs separated
+    /// by commas (e.g. `WARNING=0,REPRIMAND=1`); kinds left out, and the
+    /// default, keep the delays of Code de l'éducation art. R511-13.
+    #[arg(
+        long,
+        env = "REGISTRE_SANCTION_ERASURE_YEARS",
+        global = true,
+        value_name = "KIND=YEARS,...",
+        default_value = "",
+        value_parser = setting(ErasureDelays::parse)
+    )]
+    pub sanction_erasure_years: ErasureDelays,
     /// tracing filter, e.g. `info,registre_api=debug`.
     #[arg(
         long,
@@ -642,6 +659,7 @@ impl Settings {
             log_filter: records.log,
             access_log_retention: Duration::from_secs(records.access_log_retention_days * 86_400),
             account_retention_days: records.retention_account_days,
+            sanction_erasure: records.sanction_erasure_years,
             ready_max_lag: server.ready_max_lag,
             pseudonym_key: server.pseudonym_key,
             query_limits: QueryLimits {
@@ -886,6 +904,27 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.account_retention_days, 90);
         assert_eq!(c.access_log_retention, Duration::from_secs(365 * 86_400));
+        assert_eq!(c.sanction_erasure, ErasureDelays::default());
+    }
+
+    /// Issue 15: the sanctions' delays are configuration, R511-13's by default.
+    #[test]
+    fn sanction_erasure_delays_are_read_and_checked() {
+        let c =
+            config(&[("REGISTRE_SANCTION_ERASURE_YEARS", "warning=1,REPRIMAND=2")]).expect("valid");
+        assert_eq!(
+            (c.sanction_erasure.warning, c.sanction_erasure.reprimand),
+            (1, 2)
+        );
+        assert_eq!(
+            c.sanction_erasure.temporary_exclusion, 2,
+            "left out: the law's"
+        );
+        let err = config(&[("REGISTRE_SANCTION_ERASURE_YEARS", "blame=1")]).expect_err("refused");
+        assert!(
+            err.to_string().contains("REGISTRE_SANCTION_ERASURE_YEARS"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1082,7 +1121,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 37] = [
+    const VARIABLES: [&str; 38] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1117,6 +1156,7 @@ mod tests {
         "REGISTRE_READY_MAX_LAG",
         "REGISTRE_ACCESS_LOG_RETENTION_DAYS",
         "REGISTRE_RETENTION_ACCOUNT_DAYS",
+        "REGISTRE_SANCTION_ERASURE_YEARS",
         "REGISTRE_PSEUDONYM_KEY",
         "REGISTRE_LOG",
         "REGISTRE_LOG_FORMAT",

@@ -27,6 +27,9 @@ use registre_store::{
 use uuid::Uuid;
 
 use crate::config::{Config, Database};
+
+// discipline (issue 15)
+mod discipline;
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
     config::{AuthConfig, JwksSource},
@@ -556,6 +559,7 @@ impl Plan {
             ("demo-auditor", Role::Auditor, false),
         ];
         let mut cpe = None;
+        let mut head = None;
         for (external, role, with_establishment) in staff {
             let name = adult_name(&mut b);
             let info = register(
@@ -568,6 +572,9 @@ impl Plan {
             if role == Role::EducationStaff {
                 cpe = Some(info);
             }
+            if role == Role::Head {
+                head = Some(info);
+            }
             accounts.push(DemoAccount {
                 role: role.wire_name(),
                 subject: external.into(),
@@ -575,6 +582,7 @@ impl Plan {
             });
         }
         let cpe = cpe.context("the CPE is registered above")?;
+        let head = head.context("the head is registered above")?;
 
         // Teachers, per subject. Every fifth teacher also has children here.
         let mut teachers: Vec<(PersonInfo, String, &str)> = Vec::new();
@@ -1123,6 +1131,20 @@ impl Plan {
             b.stream(events);
         }
 
+        discipline::generate(
+            &mut b,
+            &discipline::School {
+                head,
+                cpe,
+                establishment,
+                students: &students,
+                guardians: &student_guardians,
+                class_teachers: &class_teachers,
+                days: &days,
+                accounts: &accounts,
+            },
+        )?;
+
         Ok(Plan {
             establishment,
             events: b.events,
@@ -1201,6 +1223,9 @@ mod tests {
                 "absence" => absences::Absence::fold(&events).version(),
                 "homework" => homework::Homework::fold(&events).version(),
                 "thread" => messages::Thread::fold(&events).version(),
+                "incident" => registre_domain::discipline::Incident::fold(&events).version(),
+                "punishment" => registre_domain::discipline::Punishment::fold(&events).version(),
+                "sanction" => registre_domain::discipline::Sanction::fold(&events).version(),
                 other => panic!("unexpected stream category {other}"),
             };
             assert_eq!(version, events.len() as u64, "{}", r.stream_id);
@@ -1215,9 +1240,32 @@ mod tests {
             "AbsenceDeclared",
             "MessageRead",
             "HomeworkAssigned",
+            "IncidentReported",
+            "PunishmentGiven",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }
+        assert_eq!(by_type["SanctionImposed"], 2, "two sanctions");
+        // The demo guardian sees a punishment of one of their children.
+        let guardian = PersonId::for_external_id(&a.accounts[0].subject);
+        let children: BTreeSet<String> = a
+            .requests
+            .iter()
+            .flat_map(|r| &r.events)
+            .filter(|e| e.event_type == "GuardianLinked")
+            .filter(|e| e.data["guardian_id"] == serde_json::json!(guardian.to_string()))
+            .filter_map(|e| e.data["student_id"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            a.requests
+                .iter()
+                .flat_map(|r| &r.events)
+                .filter(|e| e.event_type == "PunishmentGiven")
+                .any(|e| e.data["student_id"]
+                    .as_str()
+                    .is_some_and(|s| children.contains(s))),
+            "the demo family has a punishment"
+        );
         let roles: Vec<&str> = a.accounts.iter().map(|a| a.role).collect();
         assert_eq!(
             roles,

@@ -60,6 +60,7 @@ where
     let app_config = registre_app::AppConfig {
         engine: engine_config(config),
         limits: config.person_limits.clone(),
+        sanction_erasure: config.sanction_erasure,
         ..registre_app::AppConfig::default()
     };
     let app = registre_app::App::new(store, app_config)

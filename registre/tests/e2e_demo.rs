@@ -47,7 +47,7 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
     let children = node
         .graphql(
             Some(&guardian),
-            "{ myChildren { id schoolClass { name } grades { score status } absences { id } } }",
+            "{ myChildren { id schoolClass { name } grades { score status } absences { id } punishments { kind reason } } }",
             json!({}),
         )
         .await;
@@ -60,6 +60,12 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
         // Three or more recorded; cancelled ones are not shown.
         assert!(!child["absences"].as_array().unwrap().is_empty(), "{child}");
     }
+    // Discipline (issue 15): the demo family sees a punishment at once.
+    assert!(
+        list.iter()
+            .any(|c| !c["punishments"].as_array().unwrap().is_empty()),
+        "{children}"
+    );
     for (role, expected) in [
         ("STUDENT", "STUDENT"),
         ("TEACHER", "TEACHER"),
@@ -81,4 +87,26 @@ async fn the_demo_seeds_once_and_its_accounts_work() {
         assert!(roles.contains(&json!(expected)), "{role}: {me}");
     }
     node.stop().await;
+
+    // The demo's warning of last school year is past its day to leave the
+    // record: `retention apply` erases it (and only what is due).
+    let engine = registre_projections::ProjectionEngine::open(
+        store.clone(),
+        registre_projections::EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    let policy = registre_app::erasure::RetentionPolicy {
+        account_days: 90,
+        access_log: std::time::Duration::from_secs(365 * 86_400),
+    };
+    engine.catch_up().await.unwrap();
+    let now = chrono::Utc::now();
+    let today = now.with_timezone(&chrono_tz::Europe::Paris).date_naive();
+    let due = engine.read(|m| m.discipline().sanctions_due(|_| today).len());
+    assert!(due >= 1, "last school year's warning is past its day");
+    let report = registre_app::erasure::apply_retention(&store, &engine, &policy, now)
+        .await
+        .unwrap();
+    assert_eq!(report.sanctions_erased.len(), due, "{report:?}");
 }

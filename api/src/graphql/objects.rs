@@ -82,6 +82,8 @@ macro_rules! gql_enum {
     };
 }
 
+pub(crate) use gql_enum;
+
 gql_enum!(Role, registre_domain::Role, { Admin, Head, EducationStaff, Teacher, Guardian, Student, Auditor });
 gql_enum!(GradeStatus, registre_domain::GradeStatus, { Graded, Absent, Exempt, NotSubmitted });
 gql_enum!(AbsenceKind, registre_domain::AbsenceKind, { Absence, Lateness });
@@ -460,6 +462,20 @@ impl Student {
             .into_iter()
             .map(|a| Absence::loaded(a, self.src.clone()))
             .collect())
+    }
+    /// the student, their guardians, their teachers, EDUCATION_STAFF, HEAD
+    #[graphql(
+        complexity = "crate::graphql::limits::list(super::discipline::size::PUNISHMENTS, child_complexity)"
+    )]
+    async fn punishments(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Punishment>> {
+        super::discipline::punishments_of(ctx, self.id, self.get(ctx)?.person_id).await
+    }
+    /// the student, their guardians, EDUCATION_STAFF, HEAD; erased sanctions are not listed
+    #[graphql(
+        complexity = "crate::graphql::limits::list(super::discipline::size::SANCTIONS, child_complexity)"
+    )]
+    async fn sanctions(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Sanction>> {
+        super::discipline::sanctions_of(ctx, self.id, self.get(ctx)?.person_id).await
     }
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::HOMEWORK, child_complexity)"

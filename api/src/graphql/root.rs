@@ -544,7 +544,7 @@ pub struct SendMessageInput {
 
 /// A referenced id the viewer must be allowed to act on: a malformed one is
 /// refused like an unknown one (FORBIDDEN), so ids cannot be probed.
-fn opaque<T: FromStr + Default>(raw: &ID) -> T {
+pub(super) fn opaque<T: FromStr + Default>(raw: &ID) -> T {
     raw.parse::<T>().unwrap_or_default()
 }
 
