@@ -409,6 +409,7 @@ mod tests {
                     },
                     recorded_at: at,
                     hash: [0; 32],
+                    partition: None,
                 }
             })
             .collect();

@@ -66,6 +66,11 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
                 .find_map(|p| person(*p))
         }),
         MessageRead(e) => facts.thread_partition(e.thread_id),
+        // discipline (issue 15)
+        IncidentReported(e) => establishment(e.establishment_id),
+        PunishmentGiven(e) => student(e.student_id),
+        SanctionImposed(e) => establishment(e.establishment_id),
+        SanctionErased(e) => student(e.student_id),
     };
     found.unwrap_or_else(Partition::directory)
 }
