@@ -23,6 +23,9 @@
 //!
 //! Nothing else: no loop, no second authorization, no fingerprint by hand.
 
+// school day (issue 13)
+pub mod school_day;
+
 use super::limits::Limited;
 use super::{new_event, wait_model, ApiError, App, Viewer};
 use crate::policy::{self, Issuer};
@@ -361,8 +364,13 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 /// Rust does not promise to keep. The same key with the same fingerprint
 /// answers the first outcome; with another, the key is refused as reused.
 pub fn fingerprint<C: Command>(cmd: &C) -> Result<String, ApiError> {
-    let form = serde_json::to_vec(&(C::NAME, cmd)).map_err(|e| {
-        tracing::error!(command = C::NAME, error = %e, "command not serialisable");
+    named_fingerprint(C::NAME, cmd)
+}
+
+/// [`fingerprint`] of any command's name and serde form (multi-stream ones too).
+fn named_fingerprint(name: &str, cmd: &impl Serialize) -> Result<String, ApiError> {
+    let form = serde_json::to_vec(&(name, cmd)).map_err(|e| {
+        tracing::error!(command = name, error = %e, "command not serialisable");
         ApiError::Internal("the request could not be fingerprinted".into())
     })?;
     Ok(hex::encode(Sha256::digest(&form)))
@@ -371,6 +379,15 @@ pub fn fingerprint<C: Command>(cmd: &C) -> Result<String, ApiError> {
 /// A client's key, scoped to who runs the command (another person's "roll-1"
 /// is theirs), with the command's fingerprint.
 fn idempotency<C: Command>(by: Issuer<'_>, key: &str, cmd: &C) -> Result<Idempotency, ApiError> {
+    named_idempotency(by, key, C::NAME, cmd)
+}
+
+fn named_idempotency(
+    by: Issuer<'_>,
+    key: &str,
+    name: &str,
+    cmd: &impl Serialize,
+) -> Result<Idempotency, ApiError> {
     check_idempotency_key(key)?;
     let scope = match by {
         Issuer::Person(v) => v.person.to_string(),
@@ -378,7 +395,7 @@ fn idempotency<C: Command>(by: Issuer<'_>, key: &str, cmd: &C) -> Result<Idempot
     };
     Ok(Idempotency {
         key: format!("{scope}:{key}"),
-        fingerprint: fingerprint(cmd)?,
+        fingerprint: named_fingerprint(name, cmd)?,
     })
 }
 

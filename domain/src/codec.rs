@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 22] = [
+pub const EVENT_TYPES: [&str; 31] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -30,6 +30,16 @@ pub const EVENT_TYPES: [&str; 22] = [
     "MessageRead",
     "PersonErased",
     "AccountClosed",
+    // school day (issue 13)
+    "CoursePlanned",
+    "CourseCancelled",
+    "RollCallTaken",
+    "LessonContentRecorded",
+    "AbsenceReasonDefined",
+    "HolidaysSet",
+    "AbsenceMotiveGiven",
+    "HomeworkDetailed",
+    "HomeworkMarkedDone",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -86,6 +96,16 @@ impl DomainEvent {
             MessageRead(_) => "MessageRead",
             PersonErased(_) => "PersonErased",
             AccountClosed(_) => "AccountClosed",
+            // school day (issue 13)
+            CoursePlanned(_) => "CoursePlanned",
+            CourseCancelled(_) => "CourseCancelled",
+            RollCallTaken(_) => "RollCallTaken",
+            LessonContentRecorded(_) => "LessonContentRecorded",
+            AbsenceReasonDefined(_) => "AbsenceReasonDefined",
+            HolidaysSet(_) => "HolidaysSet",
+            AbsenceMotiveGiven(_) => "AbsenceMotiveGiven",
+            HomeworkDetailed(_) => "HomeworkDetailed",
+            HomeworkMarkedDone(_) => "HomeworkMarkedDone",
         }
     }
 
@@ -198,6 +218,16 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         MessageRead,
         PersonErased,
         AccountClosed,
+        // school day (issue 13)
+        CoursePlanned,
+        CourseCancelled,
+        RollCallTaken,
+        LessonContentRecorded,
+        AbsenceReasonDefined,
+        HolidaysSet,
+        AbsenceMotiveGiven,
+        HomeworkDetailed,
+        HomeworkMarkedDone,
     )
 }
 

@@ -74,6 +74,12 @@ typed_id!(AbsenceId);
 typed_id!(HomeworkId);
 typed_id!(ThreadId);
 typed_id!(MessageId);
+// school day (issue 13)
+typed_id!(CourseId);
+typed_id!(
+    /// One of an establishment's absence motives.
+    AbsenceReasonId
+);
 
 /// Namespace of Registre's derived (UUIDv5) identifiers. Never change it: every
 /// derived id in every log depends on it.

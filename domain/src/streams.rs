@@ -42,6 +42,10 @@ impl StreamName {
     pub fn thread(id: ThreadId) -> Self {
         Self(format!("thread-{id}"))
     }
+    // school day (issue 13)
+    pub fn course(id: CourseId) -> Self {
+        Self(format!("course-{id}"))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -77,6 +81,17 @@ impl DomainEvent {
             MessageRead(e) => StreamName::thread(e.thread_id),
             PersonErased(e) => StreamName::person(e.person_id),
             AccountClosed(e) => StreamName::person(e.person_id),
+            // school day (issue 13): an establishment's motives and holidays
+            // go to its own stream.
+            CoursePlanned(e) => StreamName::course(e.course_id),
+            CourseCancelled(e) => StreamName::course(e.course_id),
+            RollCallTaken(e) => StreamName::course(e.course_id),
+            LessonContentRecorded(e) => StreamName::course(e.course_id),
+            AbsenceReasonDefined(e) => StreamName::establishment(e.establishment_id),
+            HolidaysSet(e) => StreamName::establishment(e.establishment_id),
+            AbsenceMotiveGiven(e) => StreamName::absence(e.absence_id),
+            HomeworkDetailed(e) => StreamName::homework(e.homework_id),
+            HomeworkMarkedDone(e) => StreamName::homework(e.homework_id),
         }
     }
 }

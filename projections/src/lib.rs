@@ -31,6 +31,7 @@ pub mod engine;
 pub mod follower;
 pub mod model;
 pub mod replay;
+pub mod school_day;
 pub mod stats;
 pub mod teacher;
 pub mod usage;

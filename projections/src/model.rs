@@ -223,6 +223,10 @@ pub struct ReadModel {
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
+    // school day (issue 13)
+    /// The timetable, roll calls, motives, holidays and homework follow-up.
+    #[serde(default)]
+    pub(crate) school_day: crate::school_day::SchoolDay,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -389,6 +393,7 @@ impl ReadModel {
 
     fn fold(&mut self, event: DomainEvent, env: Envelope) {
         use DomainEvent::*;
+        self.school_day.fold(&event, env.recorded_at, env.actor);
         match event {
             EstablishmentCreated(e) => {
                 let classes = self
@@ -696,6 +701,16 @@ impl ReadModel {
                     p.account_closed_on = Some(e.effective_on);
                 }
             }
+            // school day (issue 13): folded by `SchoolDay::fold` above.
+            CoursePlanned(_)
+            | CourseCancelled(_)
+            | RollCallTaken(_)
+            | LessonContentRecorded(_)
+            | AbsenceReasonDefined(_)
+            | HolidaysSet(_)
+            | AbsenceMotiveGiven(_)
+            | HomeworkDetailed(_)
+            | HomeworkMarkedDone(_) => {}
         }
     }
 
