@@ -13,7 +13,7 @@
 //! and holidays are read in the establishment's time zone, which the
 //! caller passes in the facts.
 
-use crate::absences::{self, check_bounds, accepted_dates, MINUTES_LATE_MAX};
+use crate::absences::{self, accepted_dates, check_bounds, MINUTES_LATE_MAX};
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::events::*;
@@ -154,7 +154,10 @@ struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    fn checked(&self, facts: &PlanFacts) -> Result<(EstablishmentId, String, Option<String>), DomainError> {
+    fn checked(
+        &self,
+        facts: &PlanFacts,
+    ) -> Result<(EstablishmentId, String, Option<String>), DomainError> {
         let subject = text::line("subject", self.subject, text::SUBJECT_MAX)?;
         let room = match self.room.map(str::trim) {
             None | Some("") => None,
@@ -234,7 +237,12 @@ pub fn plan_course(
             format!("{day} is a holiday of the establishment: no course is planned on it"),
         ));
     }
-    Ok(vec![slot.course(cmd.course_id, &checked, cmd.start, cmd.end)])
+    Ok(vec![slot.course(
+        cmd.course_id,
+        &checked,
+        cmd.start,
+        cmd.end,
+    )])
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -311,13 +319,19 @@ pub fn plan_weekly_courses(
                     .earliest()
                     .map(|d| d.with_timezone(&Utc))
                     .ok_or_else(|| {
-                        DomainError::invalid("startTime", format!("{day} {t} does not exist in the establishment's time zone"))
+                        DomainError::invalid(
+                            "startTime",
+                            format!("{day} {t} does not exist in the establishment's time zone"),
+                        )
                     })
             };
             let (start, end) = (local(start_time)?, local(end_time)?);
             course_interval(start, end)?;
             let id = ids.next().ok_or_else(|| {
-                DomainError::invalid("to", format!("at most {WEEKLY_COURSES_MAX} courses at once"))
+                DomainError::invalid(
+                    "to",
+                    format!("at most {WEEKLY_COURSES_MAX} courses at once"),
+                )
             })?;
             events.push(slot.course(*id, &checked, start, end));
         }
@@ -337,7 +351,9 @@ pub struct CancelCourse {
 pub fn cancel_course(state: &Course, cmd: &CancelCourse) -> Result<Vec<DomainEvent>, DomainError> {
     let course = state.live(cmd.course_id)?;
     if state.cancelled {
-        return Err(DomainError::Conflict("the course is already cancelled".into()));
+        return Err(DomainError::Conflict(
+            "the course is already cancelled".into(),
+        ));
     }
     if state.roll_call.is_some() {
         return Err(DomainError::Conflict(
@@ -370,11 +386,13 @@ pub fn record_lesson_content(
         ));
     }
     let content = text::block("content", &cmd.content, text::DESCRIPTION_MAX)?;
-    Ok(vec![DomainEvent::LessonContentRecorded(LessonContentRecorded {
-        course_id: course.id,
-        class_id: course.class_id,
-        content,
-    })])
+    Ok(vec![DomainEvent::LessonContentRecorded(
+        LessonContentRecorded {
+            course_id: course.id,
+            class_id: course.class_id,
+            content,
+        },
+    )])
 }
 
 // ---- Roll call ----------------------------------------------------------------
@@ -543,7 +561,12 @@ pub fn take_roll_call(
         });
         match kept {
             Some(e) => entries.push(e.clone()),
-            None => entries.push(report(l.student_id, AbsenceKind::Lateness, Some(m), &mut events)?),
+            None => entries.push(report(
+                l.student_id,
+                AbsenceKind::Lateness,
+                Some(m),
+                &mut events,
+            )?),
         }
     }
     for old in &previous {
@@ -624,14 +647,16 @@ pub fn define_absence_reason(
             "the establishment already has a motive {code}"
         )));
     }
-    Ok(vec![DomainEvent::AbsenceReasonDefined(AbsenceReasonDefined {
-        reason_id: cmd.reason_id,
-        establishment_id: cmd.establishment_id,
-        code,
-        label,
-        justifies: cmd.justifies,
-        usable_by_guardians: cmd.usable_by_guardians,
-    })])
+    Ok(vec![DomainEvent::AbsenceReasonDefined(
+        AbsenceReasonDefined {
+            reason_id: cmd.reason_id,
+            establishment_id: cmd.establishment_id,
+            code,
+            label,
+            justifies: cmd.justifies,
+            usable_by_guardians: cmd.usable_by_guardians,
+        },
+    )])
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -650,7 +675,10 @@ pub fn set_holidays(state: &Calendar, cmd: &SetHolidays) -> Result<Vec<DomainEve
     }
     for h in &cmd.holidays {
         if h.to < h.from {
-            return Err(DomainError::invalid("holidays", "a range's to must not be before its from"));
+            return Err(DomainError::invalid(
+                "holidays",
+                "a range's to must not be before its from",
+            ));
         }
         if (h.to - h.from).num_days() > HOLIDAY_SPAN_DAYS_MAX {
             return Err(DomainError::invalid(
@@ -767,7 +795,8 @@ pub fn detail_new_homework(
 ) -> Result<Option<DomainEvent>, DomainError> {
     let estimated = estimate(estimated_minutes)?;
     if let Some(id) = course_id {
-        let c = course.ok_or_else(|| DomainError::invalid("courseId", format!("no course {id}")))?;
+        let c =
+            course.ok_or_else(|| DomainError::invalid("courseId", format!("no course {id}")))?;
         if c.class_id != assigned.class_id || c.subject != assigned.subject.trim() {
             return Err(DomainError::invalid(
                 "courseId",
@@ -819,7 +848,12 @@ pub fn amend_course_homework(
 ) -> Result<Vec<DomainEvent>, DomainError> {
     let (homework_id, class_id) = match (state.id, state.class_id) {
         (Some(h), Some(c)) => (h, c),
-        _ => return Err(DomainError::NotFound(format!("homework {}", cmd.homework_id))),
+        _ => {
+            return Err(DomainError::NotFound(format!(
+                "homework {}",
+                cmd.homework_id
+            )))
+        }
     };
     if state.withdrawn {
         return Err(DomainError::Conflict("this homework was withdrawn".into()));
@@ -840,11 +874,7 @@ pub fn amend_course_homework(
         || amend.description.replace("\r\n", "\n").trim() != state.description
         || Some(amend.due) != state.due;
     let mut events = if text_changes {
-        homework::amend_homework(
-            state,
-            &amend,
-            &homework::AmendFacts { today: facts.today },
-        )?
+        homework::amend_homework(state, &amend, &homework::AmendFacts { today: facts.today })?
     } else {
         Vec::new()
     };
@@ -857,7 +887,10 @@ pub fn amend_course_homework(
         }));
     }
     if events.is_empty() {
-        return Err(DomainError::invalid("homework", "the amendment changes nothing"));
+        return Err(DomainError::invalid(
+            "homework",
+            "the amendment changes nothing",
+        ));
     }
     Ok(events)
 }
@@ -875,7 +908,12 @@ pub fn mark_homework_done(
 ) -> Result<Vec<DomainEvent>, DomainError> {
     let (homework_id, class_id) = match (state.id, state.class_id) {
         (Some(h), Some(c)) => (h, c),
-        _ => return Err(DomainError::NotFound(format!("homework {}", cmd.homework_id))),
+        _ => {
+            return Err(DomainError::NotFound(format!(
+                "homework {}",
+                cmd.homework_id
+            )))
+        }
     };
     if state.withdrawn {
         return Err(DomainError::Conflict("this homework was withdrawn".into()));

@@ -384,10 +384,7 @@ pub fn samples() -> Vec<DomainEvent> {
         }),
         E::HolidaysSet(HolidaysSet {
             establishment_id: est,
-            holidays: vec![DateRange {
-                from: day,
-                to: day,
-            }],
+            holidays: vec![DateRange { from: day, to: day }],
         }),
         E::AbsenceMotiveGiven(AbsenceMotiveGiven {
             absence_id: declared,

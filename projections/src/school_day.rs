@@ -223,7 +223,12 @@ impl ReadModel {
     }
 
     /// Midnight starting `from` to midnight ending `to`, in the class's zone.
-    fn local_days(&self, class: ClassId, from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    fn local_days(
+        &self,
+        class: ClassId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
         let zone = self.zone_of_class(class);
         let at = |d: NaiveDate| {
             d.and_hms_opt(0, 0, 0)
@@ -244,7 +249,12 @@ impl ReadModel {
     }
 
     /// A teacher's courses starting on the days `from` to `to`, by start.
-    pub fn teacher_timetable(&self, teacher: PersonId, from: NaiveDate, to: NaiveDate) -> Vec<&Course> {
+    pub fn teacher_timetable(
+        &self,
+        teacher: PersonId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<&Course> {
         let zone = self.zone_of_person(teacher);
         let at = |d: NaiveDate| {
             d.and_hms_opt(0, 0, 0)
@@ -346,7 +356,9 @@ impl ReadModel {
 
     /// Whether `day` is a holiday of the establishment.
     pub fn is_holiday(&self, establishment: EstablishmentId, day: NaiveDate) -> bool {
-        self.holidays_of(establishment).iter().any(|h| h.contains(day))
+        self.holidays_of(establishment)
+            .iter()
+            .any(|h| h.contains(day))
     }
 
     pub fn homework_details(&self, homework: HomeworkId) -> Option<&HomeworkDetails> {
@@ -373,7 +385,12 @@ impl ReadModel {
     }
 
     /// A class's homework due per day in `[from, to]`: days with none are left out.
-    pub fn class_homework_load(&self, class: ClassId, from: NaiveDate, to: NaiveDate) -> Vec<HomeworkLoadDay> {
+    pub fn class_homework_load(
+        &self,
+        class: ClassId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<HomeworkLoadDay> {
         let mut days: BTreeMap<NaiveDate, HomeworkLoadDay> = BTreeMap::new();
         for h in self.homework_of_class(class, Some(from), Some(to)) {
             let day = days.entry(h.due).or_insert(HomeworkLoadDay {

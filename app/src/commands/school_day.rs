@@ -12,9 +12,13 @@ use super::{
 use crate::limits::Limited;
 use crate::policy::{school_day as rules, Issuer};
 use chrono::{DateTime, Utc};
-use registre_domain::school_day::{self as day, ChosenBy, CourseSummary, MotiveFacts, MotiveSummary};
+use registre_domain::school_day::{
+    self as day, ChosenBy, CourseSummary, MotiveFacts, MotiveSummary,
+};
 use registre_domain::{absences, homework, Aggregate};
-use registre_domain::{AbsenceId, AbsenceReasonId, CourseId, DomainEvent, Role, StreamName, StudentId};
+use registre_domain::{
+    AbsenceId, AbsenceReasonId, CourseId, DomainEvent, Role, StreamName, StudentId,
+};
 use registre_projections::ReadModel as Model;
 use registre_store::{AppendRequest, ExpectedVersion, StoreError};
 use serde::Serialize;
@@ -85,7 +89,8 @@ impl Executor<'_> {
                     stream.as_str().to_owned(),
                     recorded.last().map_or(0, |e| e.stream_version),
                 );
-                read.0.insert(stream.into_string(), decode_stream(&recorded)?);
+                read.0
+                    .insert(stream.into_string(), decode_stream(&recorded)?);
             }
             let events = cmd.decide(&read, &facts)?;
             if events.is_empty() {
@@ -141,7 +146,11 @@ impl Executor<'_> {
                 }
                 Err(StoreError::Conflict { .. }) if attempt < self.conflict_retries => {
                     attempt += 1;
-                    tracing::debug!(command = C::NAME, attempt, "expected-version conflict; deciding again");
+                    tracing::debug!(
+                        command = C::NAME,
+                        attempt,
+                        "expected-version conflict; deciding again"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -204,7 +213,11 @@ impl Command for day::PlanCourse {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::course(self.course_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(day::plan_course(state, self, facts)?)
     }
 }
@@ -292,7 +305,10 @@ impl MultiCommand for day::TakeRollCall {
     }
     fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
         let Some(course) = m.course(self.course_id) else {
-            return RollCallPlan { now, ..RollCallPlan::default() };
+            return RollCallPlan {
+                now,
+                ..RollCallPlan::default()
+            };
         };
         let declared = self
             .absent
@@ -439,10 +455,13 @@ impl<C: WithMotive> Command for Motivated<C> {
     }
     fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
         let motive = MotiveFacts {
-            motive: self.motive_id.and_then(|id| m.motive(id)).map(|mo| MotiveSummary {
-                establishment_id: mo.establishment_id,
-                usable_by_guardians: mo.usable_by_guardians,
-            }),
+            motive: self
+                .motive_id
+                .and_then(|id| m.motive(id))
+                .map(|mo| MotiveSummary {
+                    establishment_id: mo.establishment_id,
+                    usable_by_guardians: mo.usable_by_guardians,
+                }),
             establishment: self
                 .command
                 .student(m)
@@ -453,7 +472,11 @@ impl<C: WithMotive> Command for Motivated<C> {
     fn stream(&self, facts: &Self::Facts) -> StreamName {
         self.command.stream(&facts.0)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         let mut events = self.command.decide(state, &facts.0)?;
         let subject = events.iter().find_map(|e| match e {
             DomainEvent::AbsenceReported(e) => Some((e.absence_id, e.student_id)),
@@ -501,17 +524,24 @@ impl Command for InCourse {
         self.assign.authorize(m, by)
     }
     fn facts(&self, m: &Model, now: DateTime<Utc>) -> Self::Facts {
-        let course = self.course_id.and_then(|c| m.course(c)).map(|c| CourseSummary {
-            class_id: c.class_id,
-            subject: c.subject.clone(),
-            cancelled: c.cancelled(),
-        });
+        let course = self
+            .course_id
+            .and_then(|c| m.course(c))
+            .map(|c| CourseSummary {
+                class_id: c.class_id,
+                subject: c.subject.clone(),
+                cancelled: c.cancelled(),
+            });
         (self.assign.facts(m, now), course)
     }
     fn stream(&self, facts: &Self::Facts) -> StreamName {
         self.assign.stream(&facts.0)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         let detail = day::detail_new_homework(
             &self.assign,
             self.course_id,
@@ -538,7 +568,11 @@ impl Command for day::AmendCourseHomework {
         let details = m.homework_details(self.homework_id);
         day::AmendDetailFacts {
             today: now
-                .with_timezone(&entry.map(|h| m.zone_of_class(h.class_id)).unwrap_or_default())
+                .with_timezone(
+                    &entry
+                        .map(|h| m.zone_of_class(h.class_id))
+                        .unwrap_or_default(),
+                )
                 .date_naive(),
             course_id: details.and_then(|d| d.course_id),
             estimated_minutes: details.and_then(|d| d.estimated_minutes),
@@ -547,7 +581,11 @@ impl Command for day::AmendCourseHomework {
     fn stream(&self, _: &Self::Facts) -> StreamName {
         StreamName::homework(self.homework_id)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(day::amend_course_homework(state, self, facts)?)
     }
     fn reason(&self) -> Option<&str> {
@@ -582,9 +620,8 @@ impl Command for day::MarkHomeworkDone {
     type Facts = ();
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
-        by.viewer().is_some_and(|v| {
-            rules::can_mark_homework_done(m, v, self.homework_id, self.student_id)
-        })
+        by.viewer()
+            .is_some_and(|v| rules::can_mark_homework_done(m, v, self.homework_id, self.student_id))
     }
     fn facts(&self, _: &Model, _: DateTime<Utc>) {}
     fn stream(&self, _: &()) -> StreamName {
