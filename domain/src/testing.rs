@@ -352,6 +352,11 @@ pub fn samples() -> Vec<DomainEvent> {
             end: at(9),
             room: Some("Salle 12".into()),
         }),
+        E::CourseCancelled(CourseCancelled {
+            course_id: course,
+            class_id: class,
+            reason: "Sortie pédagogique".into(),
+        }),
         E::RollCallTaken(RollCallTaken {
             course_id: course,
             class_id: class,
@@ -368,11 +373,6 @@ pub fn samples() -> Vec<DomainEvent> {
             course_id: course,
             class_id: class,
             content: "Chapitre 3 : les fractions.\nCorrection des exercices.".into(),
-        }),
-        E::CourseCancelled(CourseCancelled {
-            course_id: course,
-            class_id: class,
-            reason: "Sortie pédagogique".into(),
         }),
         E::AbsenceReasonDefined(AbsenceReasonDefined {
             reason_id: motive,

@@ -143,6 +143,16 @@ fn each_event_goes_to_its_aggregate_stream() {
             "thread",
             "person",
             "person",
+            // school day (issue 13)
+            "course",
+            "course",
+            "course",
+            "course",
+            "establishment",
+            "establishment",
+            "absence",
+            "homework",
+            "homework",
         ]
     );
 }
@@ -178,6 +188,18 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![parent], vec![]),
         (vec![parent], vec![]),
         (vec![pupil], vec![]),
+        // school day (issue 13): planned (its teacher), cancelled, the roll
+        // call (its students), lesson content, motive, holidays, an
+        // absence's motive, homework details, homework done.
+        (vec![teacher], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -199,7 +221,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "AbsenceCancelled",
             "HomeworkWithdrawn",
             "PersonErased",
-            "AccountClosed"
+            "AccountClosed",
+            "CourseCancelled"
         ]
     );
 }
