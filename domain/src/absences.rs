@@ -189,6 +189,9 @@ impl Aggregate for Absence {
                 });
             }
             AbsenceCancelled(e) if me == Some(e.absence_id) => self.cancelled = true,
+            // school day (issue 13): the motive is the read model's; the
+            // stream's version still counts it.
+            AbsenceMotiveGiven(e) if me == Some(e.absence_id) => {}
             _ => return,
         }
         self.version += 1;
