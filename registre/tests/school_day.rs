@@ -941,3 +941,42 @@ async fn the_embedded_store_plans_calls_and_corrects_too() {
     assert!(absences_of(&w, "guardian1", "s1").await.is_empty());
     assert_eq!(absences_of(&w, "staff1", "s4").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_guardian_is_notified_live_of_an_absence_the_roll_call_records() {
+    use futures::StreamExt;
+    let w = World::postgres().await;
+    let course = plan(&w, &from_now(-60), &from_now(-5)).await;
+    let from = w.node.head().await;
+    let request = async_graphql::Request::new(
+        "subscription($after: String) { absenceReported(after: $after) { absence { id course { id } } } }",
+    )
+    .variables(async_graphql::Variables::from_json(
+        json!({"after": from.to_string()}),
+    ))
+    .data(registre_api::context::Caller {
+        subject: "guardian1".into(),
+        admin: false,
+    });
+    let mut live = w.node.schema.execute_stream(request);
+    let d = w
+        .node
+        .ok(
+            "teacher1",
+            CALL,
+            json!({"i": {"courseId": course["id"], "absent": [w.id("s1")],
+                         "late": [{"studentId": w.id("s4"), "minutesLate": 3}]}}),
+        )
+        .await;
+    let item = live.next().await.expect("the feed stays open");
+    assert!(item.errors.is_empty(), "{:?}", item.errors);
+    let v = item.data.into_json().unwrap();
+    assert_eq!(
+        str_at(&v, "/absenceReported/absence/id"),
+        str_at(&d, "/takeRollCall/absent/0/id")
+    );
+    assert_eq!(
+        v["absenceReported"]["absence"]["course"]["id"],
+        course["id"]
+    );
+}
