@@ -25,8 +25,11 @@ const MOTIVES: &[(&str, &str, bool, bool)] = &[
     ("SCO", "Activité scolaire (sortie, examen)", true, false),
 ];
 
+/// A day as (year, month, day).
+type Ymd = (i32, u32, u32);
+
 /// Zone C holidays of the 2026-2027 school year (days without class).
-const HOLIDAYS: &[((i32, u32, u32), (i32, u32, u32))] = &[
+const HOLIDAYS: &[(Ymd, Ymd)] = &[
     ((2026, 10, 17), (2026, 11, 2)),
     ((2026, 12, 19), (2027, 1, 3)),
     ((2027, 2, 20), (2027, 3, 7)),
@@ -105,7 +108,7 @@ impl Timetable {
     }
 }
 
-fn date((y, m, d): (i32, u32, u32)) -> NaiveDate {
+fn date((y, m, d): Ymd) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
 }
 
