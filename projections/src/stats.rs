@@ -307,13 +307,15 @@ impl ReadModel {
                 }
             }
         }
+        let establishment = self.establishment_of_class(class);
         let mut out = vec![];
         let mut week = monday_of(from);
         while week <= to {
             let mut school = 0u32;
             for offset in 0..7 {
                 let day = week + Duration::days(offset);
-                if day < from || day > to {
+                let holiday = establishment.is_some_and(|e| self.is_holiday(e, day));
+                if day < from || day > to || holiday {
                     continue;
                 }
                 school += [HalfDay::Morning, HalfDay::Afternoon]

@@ -104,6 +104,11 @@ fn the_forgotten_call_holidays_and_a_non_justifying_motive_are_counted_as_the_ru
     assert_eq!(stats.half_days_missed, 3);
     assert_eq!(stats.unjustified_half_days, 2);
     insta::assert_json_snapshot!("school_day_stats_6eA", stats);
+    // The holiday is no school half-day in the rate either: 3 students x
+    // (Monday, Tuesday, Thursday, Friday) x 2.
+    let rates = m.absence_rate_by_week(class(), march(9), march(13));
+    assert_eq!(rates[0].school_half_days, 3 * 8);
+    assert_eq!(rates[0].half_days_missed, 3);
     let load = m.class_homework_load(class(), march(9), march(13));
     assert_eq!(load.len(), 1);
     assert_eq!((load[0].count, load[0].estimated_minutes), (2, 90));
