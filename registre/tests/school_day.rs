@@ -283,6 +283,16 @@ async fn a_roll_call_records_absences_per_course_and_a_second_call_corrects_it()
     assert_eq!(str_at(&again, "/takeRollCall/absent/0/id"), first_absence);
     assert_eq!(w.node.head().await, head);
 
+    // The same key for another call is refused, and writes nothing.
+    refused(
+        &w,
+        "teacher1",
+        CALL,
+        json!({"i": {"courseId": id, "absent": [w.id("s4")], "idempotencyKey": "call-1"}}),
+        "CONFLICT",
+    )
+    .await;
+
     // A normal absence: the guardian sees it, linked to its course.
     let list = absences_of(&w, "guardian1", "s1").await;
     assert_eq!(list.len(), 1);

@@ -116,3 +116,19 @@ fn the_forgotten_call_holidays_and_a_non_justifying_motive_are_counted_as_the_ru
     assert!(!m.homework_done_by(homework_entry(1), student("e.chloe")));
     assert_eq!(m.homework_of_course(course(1)).len(), 2);
 }
+
+#[test]
+fn the_week_survives_a_snapshot_a_restart_and_a_redelivery() {
+    let lines = read_golden(&golden_dir().join("school_day.jsonl")).unwrap();
+    let events = to_recorded(&lines);
+    let whole = week();
+    let restored = ReadModel::from_snapshot(&whole.to_snapshot().unwrap()).unwrap();
+    assert_eq!(restored, whole);
+    // Folded in two pieces, restarted from a snapshot in between, with the
+    // last events of the first piece delivered again.
+    let mut first = ReadModel::new();
+    first.apply_all(&events[..30]).unwrap();
+    let mut resumed = ReadModel::from_snapshot(&first.to_snapshot().unwrap()).unwrap();
+    resumed.apply_all(&events[25..]).unwrap();
+    assert_eq!(resumed, whole);
+}
