@@ -989,6 +989,18 @@ impl Plan {
                                 (guardian, when, Some(&reason)),
                                 &mut events,
                             )?;
+                            let motive = school_day::guardian_motive(&mut b, establishment);
+                            let given = DomainEvent::AbsenceMotiveGiven(AbsenceMotiveGiven {
+                                absence_id,
+                                student_id: *student_id,
+                                motive_id: motive,
+                            });
+                            decided(
+                                &mut state,
+                                Ok(vec![given]),
+                                (guardian, when, None),
+                                &mut events,
+                            )?;
                             if b.rng.gen_range(0..6) < 4 {
                                 let accept = b.rng.gen_bool(0.85);
                                 let review = absences::ReviewJustification {
@@ -1246,6 +1258,7 @@ mod tests {
             "AbsenceReasonDefined",
             "HolidaysSet",
             "HomeworkDetailed",
+            "AbsenceMotiveGiven",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }

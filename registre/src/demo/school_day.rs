@@ -113,16 +113,33 @@ fn date((y, m, d): Ymd) -> NaiveDate {
 }
 
 /// The motives and holidays, written on the establishment's stream after its creation.
-/// Motive ids are derived from the establishment and the code, so that the
+/// A motive's id, derived from the establishment and the code, so that the
 /// generator's random sequence (names, grades...) is the same as before.
+fn motive_id(establishment: EstablishmentId, code: &str) -> AbsenceReasonId {
+    AbsenceReasonId(uuid::Uuid::new_v5(
+        &establishment.0,
+        format!("motive:{code}").as_bytes(),
+    ))
+}
+
+/// A motive guardians may choose, for a justification: mostly illness.
+pub(super) fn guardian_motive(b: &mut Builder, establishment: EstablishmentId) -> AbsenceReasonId {
+    let usable: Vec<&str> = MOTIVES.iter().filter(|m| m.3).map(|m| m.0).collect();
+    let code = if b.rng.gen_bool(0.5) {
+        usable[0]
+    } else {
+        usable[b.rng.gen_range(0..usable.len())]
+    };
+    motive_id(establishment, code)
+}
+
 pub(super) fn calendar(establishment: EstablishmentId, when: DateTime<Utc>) -> Vec<Entry> {
     let mut events: Vec<Entry> = MOTIVES
         .iter()
         .map(|(code, label, justifies, guardians)| {
-            let id = uuid::Uuid::new_v5(&establishment.0, format!("motive:{code}").as_bytes());
             (
                 DomainEvent::AbsenceReasonDefined(AbsenceReasonDefined {
-                    reason_id: AbsenceReasonId(id),
+                    reason_id: motive_id(establishment, code),
                     establishment_id: establishment,
                     code: (*code).into(),
                     label: (*label).into(),
