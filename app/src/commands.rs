@@ -22,6 +22,11 @@
 //!    [`new_id`]) and the resolver calls [`App::execute`].
 //!
 //! Nothing else: no loop, no second authorization, no fingerprint by hand.
+//!
+//! A decision that must write to several streams at once (a roll call: the
+//! course and each absence) is a [`school_day::MultiCommand`] instead, run
+//! by `Executor::run_many`: the same pipeline over the streams it names,
+//! appended in one transaction.
 
 // school day (issue 13)
 pub mod school_day;

@@ -517,10 +517,9 @@ pub fn take_roll_call(
         })
     };
     for &student in &cmd.absent {
+        // A declaration cancelled since is not kept: the student is reported.
         let kept = previous.iter().find(|e| {
-            e.student_id == student
-                && e.kind == AbsenceKind::Absence
-                && (e.declared || facts.live(e.absence_id))
+            e.student_id == student && e.kind == AbsenceKind::Absence && facts.live(e.absence_id)
         });
         if let Some(e) = kept {
             entries.push(e.clone());
