@@ -271,6 +271,11 @@ fn every_aggregate_state_snapshots_and_restores() {
     snapshot_round_trip::<roster::Student>(2);
     snapshot_round_trip::<grades::Assessment>(3);
     snapshot_round_trip::<absences::Absence>(4);
-    snapshot_round_trip::<homework::Homework>(3);
+    // Assigned, amended, withdrawn, and (issue 13) detailed and marked done.
+    snapshot_round_trip::<homework::Homework>(5);
     snapshot_round_trip::<messages::Thread>(2);
+    // school day (issue 13): planned, cancelled, called, lesson content; and
+    // the establishment's stream: created, a motive, holidays.
+    snapshot_round_trip::<registre_domain::school_day::Course>(4);
+    snapshot_round_trip::<registre_domain::school_day::Calendar>(3);
 }

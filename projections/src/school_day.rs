@@ -290,6 +290,8 @@ impl ReadModel {
 
     /// The courses of `date` not cancelled, ended more than `grace` before
     /// `now`, whose roll call was not taken: what the vie scolaire chases.
+    /// None on a holiday (courses planned before the holidays were set are
+    /// not held).
     pub fn missing_roll_calls(
         &self,
         establishment: EstablishmentId,
@@ -297,6 +299,9 @@ impl ReadModel {
         grace: TimeDelta,
         now: DateTime<Utc>,
     ) -> Vec<&Course> {
+        if self.is_holiday(establishment, date) {
+            return Vec::new();
+        }
         self.establishment_timetable(establishment, date, date)
             .into_iter()
             .filter(|c| !c.cancelled() && c.roll_call.is_none() && c.end + grace < now)
