@@ -476,6 +476,19 @@ async fn the_vie_scolaire_sees_the_courses_whose_roll_call_was_forgotten() {
         .run("staff1", q, json!({"e": w.id("E1"), "d": date, "g": -1}))
         .await;
     assert_eq!(codes(&r), vec!["INVALID_INPUT"]);
+    // A day that became a holiday is not chased.
+    w.node
+        .ok(
+            "head1",
+            HOLIDAYS,
+            json!({"i": {"establishmentId": w.id("E1"), "holidays": [{"from": date, "to": date}]}}),
+        )
+        .await;
+    let d = w
+        .node
+        .ok("staff1", q, json!({"e": w.id("E1"), "d": date, "g": null}))
+        .await;
+    assert_eq!(d["missingRollCalls"], json!([]));
 }
 
 /// Monday of the first full school week of the month two months back.
