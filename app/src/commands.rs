@@ -22,6 +22,14 @@
 //!    [`new_id`]) and the resolver calls [`App::execute`].
 //!
 //! Nothing else: no loop, no second authorization, no fingerprint by hand.
+//!
+//! A decision that must write to several streams at once (a roll call: the
+//! course and each absence) is a [`school_day::MultiCommand`] instead, run
+//! by `Executor::run_many`: the same pipeline over the streams it names,
+//! appended in one transaction.
+
+// school day (issue 13)
+pub mod school_day;
 
 use super::limits::Limited;
 use super::{new_event, wait_model, ApiError, App, Viewer};
@@ -380,8 +388,13 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 /// Rust does not promise to keep. The same key with the same fingerprint
 /// answers the first outcome; with another, the key is refused as reused.
 pub fn fingerprint<C: Command>(cmd: &C) -> Result<String, ApiError> {
-    let form = serde_json::to_vec(&(C::NAME, cmd)).map_err(|e| {
-        tracing::error!(command = C::NAME, error = %e, "command not serialisable");
+    named_fingerprint(C::NAME, cmd)
+}
+
+/// [`fingerprint`] of any command's name and serde form (multi-stream ones too).
+fn named_fingerprint(name: &str, cmd: &impl Serialize) -> Result<String, ApiError> {
+    let form = serde_json::to_vec(&(name, cmd)).map_err(|e| {
+        tracing::error!(command = name, error = %e, "command not serialisable");
         ApiError::Internal("the request could not be fingerprinted".into())
     })?;
     Ok(hex::encode(Sha256::digest(&form)))
@@ -390,6 +403,15 @@ pub fn fingerprint<C: Command>(cmd: &C) -> Result<String, ApiError> {
 /// A client's key, scoped to who runs the command (another person's "roll-1"
 /// is theirs), with the command's fingerprint.
 fn idempotency<C: Command>(by: Issuer<'_>, key: &str, cmd: &C) -> Result<Idempotency, ApiError> {
+    named_idempotency(by, key, C::NAME, cmd)
+}
+
+fn named_idempotency(
+    by: Issuer<'_>,
+    key: &str,
+    name: &str,
+    cmd: &impl Serialize,
+) -> Result<Idempotency, ApiError> {
     check_idempotency_key(key)?;
     let scope = match by {
         Issuer::Person(v) => v.person.to_string(),
@@ -397,7 +419,7 @@ fn idempotency<C: Command>(by: Issuer<'_>, key: &str, cmd: &C) -> Result<Idempot
     };
     Ok(Idempotency {
         key: format!("{scope}:{key}"),
-        fingerprint: fingerprint(cmd)?,
+        fingerprint: named_fingerprint(name, cmd)?,
     })
 }
 

@@ -50,6 +50,9 @@ use registre_domain::{
 };
 use registre_projections::ReadModel as Model;
 
+// school day (issue 13)
+pub mod school_day;
+
 /// Who runs a command: a person (a request's viewer, or an operator of the
 /// command line resolved in the roster), or Registre itself (a retention
 /// rule), which no person stands behind.

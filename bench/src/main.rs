@@ -10,6 +10,8 @@ mod growth;
 mod live;
 mod node;
 mod rebuild;
+// school day (issue 13)
+mod rollcall;
 mod stats;
 mod surge;
 mod throughput;
@@ -102,6 +104,16 @@ enum Command {
     /// A node offered 1x, 3x and 10x its capacity (dashboards and roll calls
     /// from clients that retry after 429), and at 8 to 2,000 connections.
     Surge(surge::SurgeArgs),
+    /// The 8:05 peak: 28-student roll calls by concurrent teachers against
+    /// one reportAbsence each (issue 13).
+    Rollcall {
+        /// Concurrent teachers (runs once per value).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        teachers: Vec<usize>,
+        /// Requests of each kind per teacher.
+        #[arg(long, default_value_t = 50)]
+        per_teacher: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +163,13 @@ async fn main() -> Result<()> {
             }
         }
         Command::Throughput(args) => run_throughput(&cli.database_url, &args).await?,
+        Command::Rollcall {
+            teachers,
+            per_teacher,
+        } => {
+            let rows = rollcall::run(&cli.database_url, &teachers, per_teacher).await?;
+            rollcall::print(&rows);
+        }
         Command::Surge(args) => {
             let report = surge::run(&cli.database_url, &args).await?;
             surge::print(&report, &args);

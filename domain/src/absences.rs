@@ -65,6 +65,15 @@ pub fn check_bounds(
                 ),
             ))
         }
+        // A departure ends the day it happens.
+        AbsenceKind::Departure if span > TimeDelta::hours(LATENESS_SPAN_MAX_HOURS) => {
+            return Err(DomainError::invalid(
+                "end",
+                format!(
+                    "a DEPARTURE lasts at most {LATENESS_SPAN_MAX_HOURS} hours (the rest of its day); a longer one is an ABSENCE"
+                ),
+            ))
+        }
         AbsenceKind::Absence if span > TimeDelta::days(ABSENCE_SPAN_MAX_DAYS) => {
             return Err(DomainError::invalid(
                 "end",
@@ -180,6 +189,9 @@ impl Aggregate for Absence {
                 });
             }
             AbsenceCancelled(e) if me == Some(e.absence_id) => self.cancelled = true,
+            // school day (issue 13): the motive is the read model's; the
+            // stream's version still counts it.
+            AbsenceMotiveGiven(e) if me == Some(e.absence_id) => {}
             _ => return,
         }
         self.version += 1;
@@ -263,13 +275,13 @@ pub fn report_absence(
                 "a LATENESS needs minutesLate",
             ))
         }
-        (AbsenceKind::Absence, Some(_)) => {
+        (AbsenceKind::Absence | AbsenceKind::Departure, Some(_)) => {
             return Err(DomainError::invalid(
                 "minutesLate",
                 "only a LATENESS carries minutesLate",
             ))
         }
-        (AbsenceKind::Absence, None) => None,
+        (AbsenceKind::Absence | AbsenceKind::Departure, None) => None,
     };
     if facts.student_class.is_none() {
         return Err(DomainError::NotFound(format!("student {}", cmd.student_id)));

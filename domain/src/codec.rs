@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 26] = [
+pub const EVENT_TYPES: [&str; 35] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -35,6 +35,16 @@ pub const EVENT_TYPES: [&str; 26] = [
     "PunishmentGiven",
     "SanctionImposed",
     "SanctionErased",
+    // school day (issue 13)
+    "CoursePlanned",
+    "CourseCancelled",
+    "RollCallTaken",
+    "LessonContentRecorded",
+    "AbsenceReasonDefined",
+    "HolidaysSet",
+    "AbsenceMotiveGiven",
+    "HomeworkDetailed",
+    "HomeworkMarkedDone",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -96,6 +106,16 @@ impl DomainEvent {
             PunishmentGiven(_) => "PunishmentGiven",
             SanctionImposed(_) => "SanctionImposed",
             SanctionErased(_) => "SanctionErased",
+            // school day (issue 13)
+            CoursePlanned(_) => "CoursePlanned",
+            CourseCancelled(_) => "CourseCancelled",
+            RollCallTaken(_) => "RollCallTaken",
+            LessonContentRecorded(_) => "LessonContentRecorded",
+            AbsenceReasonDefined(_) => "AbsenceReasonDefined",
+            HolidaysSet(_) => "HolidaysSet",
+            AbsenceMotiveGiven(_) => "AbsenceMotiveGiven",
+            HomeworkDetailed(_) => "HomeworkDetailed",
+            HomeworkMarkedDone(_) => "HomeworkMarkedDone",
         }
     }
 
@@ -213,6 +233,16 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         PunishmentGiven,
         SanctionImposed,
         SanctionErased,
+        // school day (issue 13)
+        CoursePlanned,
+        CourseCancelled,
+        RollCallTaken,
+        LessonContentRecorded,
+        AbsenceReasonDefined,
+        HolidaysSet,
+        AbsenceMotiveGiven,
+        HomeworkDetailed,
+        HomeworkMarkedDone,
     )
 }
 

@@ -241,6 +241,118 @@ impl PersonErased {
 
 // discipline (issue 15): payloads in their module.
 pub use crate::discipline::{IncidentReported, PunishmentGiven, SanctionErased, SanctionImposed};
+// ---- School day (issue 13) ------------------------------------------------------
+
+/// A course of the timetable: one class, one subject, one teacher, one slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoursePlanned {
+    pub course_id: CourseId,
+    pub establishment_id: EstablishmentId,
+    pub class_id: ClassId,
+    pub subject: String,
+    pub teacher_id: PersonId,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub room: Option<String>,
+}
+
+/// The course will not take place; it stays in the timetable, marked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CourseCancelled {
+    pub course_id: CourseId,
+    pub class_id: ClassId,
+    pub reason: String,
+}
+
+/// One student missing from a roll call, and the absence that records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollCallEntry {
+    pub student_id: StudentId,
+    pub absence_id: AbsenceId,
+    /// ABSENCE or LATENESS.
+    pub kind: AbsenceKind,
+    pub minutes_late: Option<u32>,
+    /// A guardian's declaration the call confirmed (not recorded by the call
+    /// itself, so a correction never cancels it).
+    pub declared: bool,
+}
+
+/// The roll call of a course, as it stands after this call (a later one
+/// replaces it; the absences it no longer lists were cancelled beside it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RollCallTaken {
+    pub course_id: CourseId,
+    pub class_id: ClassId,
+    pub entries: Vec<RollCallEntry>,
+    pub present_count: u32,
+}
+
+/// What was done in the lesson (cahier de textes); a later one replaces it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LessonContentRecorded {
+    pub course_id: CourseId,
+    pub class_id: ClassId,
+    pub content: String,
+}
+
+/// One motive of an establishment's list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceReasonDefined {
+    pub reason_id: AbsenceReasonId,
+    pub establishment_id: EstablishmentId,
+    pub code: String,
+    pub label: String,
+    pub justifies: bool,
+    pub usable_by_guardians: bool,
+}
+
+/// Days `from` to `to`, both included, in the establishment's calendar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DateRange {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl DateRange {
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        self.from <= day && day <= self.to
+    }
+}
+
+/// The establishment's holidays, the whole list (it replaces the previous one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HolidaysSet {
+    pub establishment_id: EstablishmentId,
+    pub holidays: Vec<DateRange>,
+}
+
+/// The motive of an absence, given with its report, declaration or
+/// justification (appended beside that event, on the absence's stream).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbsenceMotiveGiven {
+    pub absence_id: AbsenceId,
+    pub student_id: StudentId,
+    pub motive_id: AbsenceReasonId,
+}
+
+/// Where a homework entry stands in the cahier de textes: the course it was
+/// given in and the time it should take. The latest one holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeworkDetailed {
+    pub homework_id: HomeworkId,
+    pub class_id: ClassId,
+    pub course_id: Option<CourseId>,
+    pub estimated_minutes: Option<u32>,
+}
+
+/// A student marks homework done (or not done after all), for themself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeworkMarkedDone {
+    pub homework_id: HomeworkId,
+    pub class_id: ClassId,
+    pub student_id: StudentId,
+    pub done: bool,
+}
 
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,6 +385,16 @@ pub enum DomainEvent {
     PunishmentGiven(PunishmentGiven),
     SanctionImposed(SanctionImposed),
     SanctionErased(SanctionErased),
+    // school day (issue 13)
+    CoursePlanned(CoursePlanned),
+    CourseCancelled(CourseCancelled),
+    RollCallTaken(RollCallTaken),
+    LessonContentRecorded(LessonContentRecorded),
+    AbsenceReasonDefined(AbsenceReasonDefined),
+    HolidaysSet(HolidaysSet),
+    AbsenceMotiveGiven(AbsenceMotiveGiven),
+    HomeworkDetailed(HomeworkDetailed),
+    HomeworkMarkedDone(HomeworkMarkedDone),
 }
 
 impl DomainEvent {
@@ -317,6 +439,16 @@ impl DomainEvent {
             PunishmentGiven(e) => (vec![], vec![e.student_id]),
             SanctionImposed(e) => (vec![], vec![e.student_id]),
             SanctionErased(e) => (vec![], vec![e.student_id]),
+            // school day (issue 13)
+            CoursePlanned(e) => (vec![e.teacher_id], vec![]),
+            RollCallTaken(e) => (vec![], e.entries.iter().map(|x| x.student_id).collect()),
+            AbsenceMotiveGiven(e) => (vec![], vec![e.student_id]),
+            HomeworkMarkedDone(e) => (vec![], vec![e.student_id]),
+            CourseCancelled(_)
+            | LessonContentRecorded(_)
+            | AbsenceReasonDefined(_)
+            | HolidaysSet(_)
+            | HomeworkDetailed(_) => (vec![], vec![]),
         }
     }
 
@@ -337,6 +469,7 @@ impl DomainEvent {
             AccountClosed(e) => Some(&e.reason),
             // discipline (issue 15)
             SanctionErased(e) => Some(&e.reason),
+            CourseCancelled(e) => Some(&e.reason),
             _ => None,
         }
     }

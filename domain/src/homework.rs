@@ -50,6 +50,10 @@ impl Aggregate for Homework {
                 self.due = Some(e.due);
             }
             DomainEvent::HomeworkWithdrawn(e) if me == Some(e.homework_id) => self.withdrawn = true,
+            // school day (issue 13): the course, estimate and done marks are
+            // the read model's; the stream's version still counts them.
+            DomainEvent::HomeworkDetailed(e) if me == Some(e.homework_id) => {}
+            DomainEvent::HomeworkMarkedDone(e) if me == Some(e.homework_id) => {}
             _ => return,
         }
         self.version += 1;

@@ -78,6 +78,12 @@ typed_id!(MessageId);
 typed_id!(IncidentId);
 typed_id!(PunishmentId);
 typed_id!(SanctionId);
+// school day (issue 13)
+typed_id!(CourseId);
+typed_id!(
+    /// One of an establishment's absence motives.
+    AbsenceReasonId
+);
 
 /// Namespace of Registre's derived (UUIDv5) identifiers. Never change it: every
 /// derived id in every log depends on it.

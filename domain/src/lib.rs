@@ -32,6 +32,7 @@ pub mod messages;
 pub mod personal;
 pub mod roles;
 pub mod roster;
+pub mod school_day;
 pub mod streams;
 pub mod testing;
 pub mod text;

@@ -107,6 +107,17 @@ declare! {
     SanctionImposed { subject: Some("sanction_id"), personal: ["reason"], clear: [] }
     // The rule or the head's reason of the erasure, which the audit must keep.
     SanctionErased { subject: None, personal: [], clear: ["reason"] }
+    // school day (issue 13): the timetable, the motives and the cahier de
+    // textes are written about a class or an establishment, not a person.
+    CoursePlanned { subject: None, personal: [], clear: ["subject", "room"] }
+    CourseCancelled { subject: None, personal: [], clear: ["reason"] }
+    RollCallTaken { subject: None, personal: [], clear: [] }
+    LessonContentRecorded { subject: None, personal: [], clear: ["content"] }
+    AbsenceReasonDefined { subject: None, personal: [], clear: ["code", "label"] }
+    HolidaysSet { subject: None, personal: [], clear: [] }
+    AbsenceMotiveGiven { subject: None, personal: [], clear: [] }
+    HomeworkDetailed { subject: None, personal: [], clear: [] }
+    HomeworkMarkedDone { subject: None, personal: [], clear: [] }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does

@@ -52,6 +52,10 @@ impl StreamName {
     pub fn sanction(id: SanctionId) -> Self {
         Self(format!("sanction-{id}"))
     }
+    // school day (issue 13)
+    pub fn course(id: CourseId) -> Self {
+        Self(format!("course-{id}"))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -92,6 +96,17 @@ impl DomainEvent {
             PunishmentGiven(e) => StreamName::punishment(e.punishment_id),
             SanctionImposed(e) => StreamName::sanction(e.sanction_id),
             SanctionErased(e) => StreamName::sanction(e.sanction_id),
+            // school day (issue 13): an establishment's motives and holidays
+            // go to its own stream.
+            CoursePlanned(e) => StreamName::course(e.course_id),
+            CourseCancelled(e) => StreamName::course(e.course_id),
+            RollCallTaken(e) => StreamName::course(e.course_id),
+            LessonContentRecorded(e) => StreamName::course(e.course_id),
+            AbsenceReasonDefined(e) => StreamName::establishment(e.establishment_id),
+            HolidaysSet(e) => StreamName::establishment(e.establishment_id),
+            AbsenceMotiveGiven(e) => StreamName::absence(e.absence_id),
+            HomeworkDetailed(e) => StreamName::homework(e.homework_id),
+            HomeworkMarkedDone(e) => StreamName::homework(e.homework_id),
         }
     }
 }

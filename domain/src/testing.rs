@@ -191,6 +191,8 @@ pub fn samples() -> Vec<DomainEvent> {
     let homework = HomeworkId(id(6));
     let thread = ThreadId(id(7));
     let message = MessageId(id(8));
+    let course = CourseId(id(9));
+    let motive = AbsenceReasonId(id(10));
     let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_default();
     let at = |h: u32| {
         Utc.with_ymd_and_hms(2026, 11, 30, h, 0, 0)
@@ -379,6 +381,68 @@ pub fn samples() -> Vec<DomainEvent> {
             student_id: student,
             early: true,
             reason: "Changement d'établissement (R511-13)".into(),
+        }),
+        // school day (issue 13)
+        E::CoursePlanned(CoursePlanned {
+            course_id: course,
+            establishment_id: est,
+            class_id: class,
+            subject: "Mathématiques".into(),
+            teacher_id: teacher,
+            start: at(8),
+            end: at(9),
+            room: Some("Salle 12".into()),
+        }),
+        E::CourseCancelled(CourseCancelled {
+            course_id: course,
+            class_id: class,
+            reason: "Sortie pédagogique".into(),
+        }),
+        E::RollCallTaken(RollCallTaken {
+            course_id: course,
+            class_id: class,
+            entries: vec![RollCallEntry {
+                student_id: student,
+                absence_id: absence,
+                kind: AbsenceKind::Lateness,
+                minutes_late: Some(12),
+                declared: false,
+            }],
+            present_count: 24,
+        }),
+        E::LessonContentRecorded(LessonContentRecorded {
+            course_id: course,
+            class_id: class,
+            content: "Chapitre 3 : les fractions.\nCorrection des exercices.".into(),
+        }),
+        E::AbsenceReasonDefined(AbsenceReasonDefined {
+            reason_id: motive,
+            establishment_id: est,
+            code: "MED".into(),
+            label: "Rendez-vous médical".into(),
+            justifies: true,
+            usable_by_guardians: true,
+        }),
+        E::HolidaysSet(HolidaysSet {
+            establishment_id: est,
+            holidays: vec![DateRange { from: day, to: day }],
+        }),
+        E::AbsenceMotiveGiven(AbsenceMotiveGiven {
+            absence_id: declared,
+            student_id: student,
+            motive_id: motive,
+        }),
+        E::HomeworkDetailed(HomeworkDetailed {
+            homework_id: homework,
+            class_id: class,
+            course_id: Some(course),
+            estimated_minutes: Some(30),
+        }),
+        E::HomeworkMarkedDone(HomeworkMarkedDone {
+            homework_id: homework,
+            class_id: class,
+            student_id: student,
+            done: true,
         }),
     ]
 }

@@ -119,6 +119,9 @@ pub enum GradeStatus {
 pub enum AbsenceKind {
     Absence,
     Lateness,
+    // school day (issue 13)
+    /// Left before the end of the day: counted in half-days like an absence.
+    Departure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -147,6 +147,16 @@ fn each_event_goes_to_its_aggregate_stream() {
             "punishment",
             "sanction",
             "sanction",
+            // school day (issue 13)
+            "course",
+            "course",
+            "course",
+            "course",
+            "establishment",
+            "establishment",
+            "absence",
+            "homework",
+            "homework",
         ]
     );
 }
@@ -185,6 +195,17 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![teacher], vec![student]),
         (vec![], vec![student]),
         (vec![], vec![student]),
+        // school day (issue 13): planned (its teacher), cancelled, the roll
+        // call (its students), lesson content, motive, holidays, an
+        // absence's motive, homework details, homework done.
+        (vec![teacher], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
+        (vec![], vec![]),
         (vec![], vec![student]),
     ];
     assert_eq!(concerned, expected);
@@ -208,7 +229,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "HomeworkWithdrawn",
             "PersonErased",
             "AccountClosed",
-            "SanctionErased"
+            "SanctionErased",
+            "CourseCancelled"
         ]
     );
 }
@@ -257,6 +279,11 @@ fn every_aggregate_state_snapshots_and_restores() {
     snapshot_round_trip::<roster::Student>(2);
     snapshot_round_trip::<grades::Assessment>(3);
     snapshot_round_trip::<absences::Absence>(4);
-    snapshot_round_trip::<homework::Homework>(3);
+    // Assigned, amended, withdrawn, and (issue 13) detailed and marked done.
+    snapshot_round_trip::<homework::Homework>(5);
     snapshot_round_trip::<messages::Thread>(2);
+    // school day (issue 13): planned, cancelled, called, lesson content; and
+    // the establishment's stream: created, a motive, holidays.
+    snapshot_round_trip::<registre_domain::school_day::Course>(4);
+    snapshot_round_trip::<registre_domain::school_day::Calendar>(3);
 }

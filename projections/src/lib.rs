@@ -33,6 +33,7 @@ pub mod follower;
 pub mod model;
 pub mod partition;
 pub mod replay;
+pub mod school_day;
 pub mod stats;
 pub mod teacher;
 pub mod usage;

@@ -229,6 +229,10 @@ pub struct ReadModel {
         skip_serializing_if = "crate::discipline::Discipline::is_empty"
     )]
     pub(crate) discipline: crate::discipline::Discipline,
+    // school day (issue 13)
+    /// The timetable, roll calls, motives, holidays and homework follow-up.
+    #[serde(default)]
+    pub(crate) school_day: crate::school_day::SchoolDay,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -437,6 +441,7 @@ impl ReadModel {
 
     fn fold(&mut self, event: DomainEvent, env: Envelope) {
         use DomainEvent::*;
+        self.school_day.fold(&event, env.recorded_at, env.actor);
         match event {
             EstablishmentCreated(e) => {
                 let classes = self
@@ -753,6 +758,16 @@ impl ReadModel {
             }
             SanctionImposed(e) => self.discipline.sanction_imposed(e),
             SanctionErased(e) => self.discipline.sanction_erased(e),
+            // school day (issue 13): folded by `SchoolDay::fold` above.
+            CoursePlanned(_)
+            | CourseCancelled(_)
+            | RollCallTaken(_)
+            | LessonContentRecorded(_)
+            | AbsenceReasonDefined(_)
+            | HolidaysSet(_)
+            | AbsenceMotiveGiven(_)
+            | HomeworkDetailed(_)
+            | HomeworkMarkedDone(_) => {}
         }
     }
 

@@ -66,6 +66,16 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
                 .find_map(|p| person(*p))
         }),
         MessageRead(e) => facts.thread_partition(e.thread_id),
+        // school day (issue 13): an establishment's motives and holidays are
+        // on its (directory) stream, beside its structure.
+        CoursePlanned(e) => establishment(e.establishment_id),
+        CourseCancelled(e) => class(e.class_id),
+        RollCallTaken(e) => class(e.class_id),
+        LessonContentRecorded(e) => class(e.class_id),
+        AbsenceReasonDefined(_) | HolidaysSet(_) => None,
+        AbsenceMotiveGiven(e) => student(e.student_id),
+        HomeworkDetailed(e) => class(e.class_id),
+        HomeworkMarkedDone(e) => class(e.class_id),
         // discipline (issue 15)
         IncidentReported(e) => establishment(e.establishment_id),
         PunishmentGiven(e) => student(e.student_id),

@@ -9,10 +9,16 @@
 //!   absence with `end <= start` counts the half-day containing `start`).
 //! - School half-days follow French usage: Monday to Friday mornings and
 //!   afternoons, and Saturday morning (11 a week). Sunday and Saturday
-//!   afternoon never count. Holidays are not known to Registre and count as
-//!   school days if an absence covers them.
-//! - Only ABSENCE entries count; LATENESS never does. Cancelled absences are
-//!   gone from the model and never count.
+//!   afternoon never count.
+//! - ABSENCE and DEPARTURE entries count (a departure is the rest of a day
+//!   missed); LATENESS never does. Cancelled absences are gone from the
+//!   model and never count.
+//! - The establishment's holidays (`setHolidays`) are no school half-days:
+//!   an absence covering them counts none there.
+//! - An ACCEPTED absence whose motive does not justify (the establishment
+//!   says so of the motive, e.g. "convenance personnelle") stays
+//!   *unjustified*: the family gave a reason, and the reason is not one the
+//!   law accepts, so it counts towards the threshold.
 //! - A half-day is *unjustified* when every absence covering it is UNJUSTIFIED
 //!   or REJECTED. A PENDING justification is not counted as unjustified: the
 //!   family has given a reason and the threshold opens a formal procedure, so
@@ -185,13 +191,21 @@ impl ReadModel {
             .get(&student)
             .map(|s| self.zone_of_class(s.class_id))
             .unwrap_or(chrono_tz::Europe::Paris);
+        let establishment = self.establishment_of_student(student);
         let mut missed: BTreeMap<(NaiveDate, HalfDay), HalfDayStanding> = BTreeMap::new();
         for a in self.absences_of(student) {
-            if a.kind != AbsenceKind::Absence {
+            if a.kind == AbsenceKind::Lateness {
                 continue;
             }
-            let standing = HalfDayStanding::of(a.state);
+            let motive_justifies = self.motive_of_absence(a.id).is_none_or(|m| m.justifies);
+            let standing = match HalfDayStanding::of(a.state) {
+                HalfDayStanding::Justified if !motive_justifies => HalfDayStanding::Unjustified,
+                other => other,
+            };
             for slot in half_days(a.start, a.end, zone) {
+                if establishment.is_some_and(|e| self.is_holiday(e, slot.0)) {
+                    continue;
+                }
                 let entry = missed.entry(slot).or_insert(standing);
                 *entry = (*entry).max(standing);
             }
@@ -293,13 +307,15 @@ impl ReadModel {
                 }
             }
         }
+        let establishment = self.establishment_of_class(class);
         let mut out = vec![];
         let mut week = monday_of(from);
         while week <= to {
             let mut school = 0u32;
             for offset in 0..7 {
                 let day = week + Duration::days(offset);
-                if day < from || day > to {
+                let holiday = establishment.is_some_and(|e| self.is_holiday(e, day));
+                if day < from || day > to || holiday {
                     continue;
                 }
                 school += [HalfDay::Morning, HalfDay::Afternoon]

@@ -30,6 +30,8 @@ use crate::config::{Config, Database};
 
 // discipline (issue 15)
 mod discipline;
+// school day (issue 13)
+mod school_day;
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
     config::{AuthConfig, JwksSource},
@@ -329,7 +331,7 @@ pub async fn seed(
     seed: u64,
     progress: bool,
 ) -> anyhow::Result<DemoSummary> {
-    let plan = Plan::generate(seed)?;
+    let plan = Plan::generate(seed, Utc::now())?;
     let head = store.head().await.context("reading the log head")?;
     let marker = StreamName::establishment(plan.establishment).into_string();
     if head > 0 {
@@ -491,7 +493,9 @@ fn school_days(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
 }
 
 impl Plan {
-    fn generate(seed: u64) -> anyhow::Result<Plan> {
+    /// The collège generated from `seed`; `now` says which courses are over
+    /// (their roll calls taken) and which week is the current one.
+    fn generate(seed: u64, now: DateTime<Utc>) -> anyhow::Result<Plan> {
         let mut b = Builder {
             rng: StdRng::seed_from_u64(seed),
             requests: Vec::new(),
@@ -510,7 +514,7 @@ impl Plan {
 
         // The establishment.
         let establishment = EstablishmentId(b.uuid());
-        b.stream(vec![(
+        let mut calendar = vec![(
             DomainEvent::EstablishmentCreated(EstablishmentCreated {
                 establishment_id: establishment,
                 uai: Uai::parse("0751234A").map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -520,7 +524,9 @@ impl Plan {
             None,
             setup_time,
             None,
-        )]);
+        )];
+        calendar.extend(school_day::calendar(establishment, setup_time));
+        b.stream(calendar);
 
         let mut accounts = Vec::new();
         let mut used_names = BTreeSet::new();
@@ -998,6 +1004,18 @@ impl Plan {
                                 (guardian, when, Some(&reason)),
                                 &mut events,
                             )?;
+                            let motive = school_day::guardian_motive(&mut b, establishment);
+                            let given = DomainEvent::AbsenceMotiveGiven(AbsenceMotiveGiven {
+                                absence_id,
+                                student_id: *student_id,
+                                motive_id: motive,
+                            });
+                            decided(
+                                &mut state,
+                                Ok(vec![given]),
+                                (guardian, when, None),
+                                &mut events,
+                            )?;
                             if b.rng.gen_range(0..6) < 4 {
                                 let accept = b.rng.gen_bool(0.85);
                                 let review = absences::ReviewJustification {
@@ -1036,6 +1054,21 @@ impl Plan {
             }
         }
 
+        let timetable = school_day::timetable(
+            &mut b,
+            &school_day::Input {
+                establishment,
+                classes: &classes,
+                class_teachers: &class_teachers,
+                class_students: (0..classes.len())
+                    .map(|ci| students.iter().filter(|s| s.2 == ci).map(|s| s.1).collect())
+                    .collect(),
+                days: &days,
+                cpe,
+                now,
+            },
+        );
+
         // Homework: about one entry a week per class and subject.
         for (ci, (class_id, _)) in classes.iter().enumerate() {
             for (teacher, subject) in class_teachers[ci].clone() {
@@ -1067,6 +1100,14 @@ impl Plan {
                         at(assigned_on, 17, 0),
                         None,
                     )];
+                    events.push(school_day::homework_details(
+                        &mut b,
+                        &timetable,
+                        (homework_id, *class_id, ci),
+                        subject,
+                        assigned_on,
+                        teacher,
+                    ));
                     if b.rng.gen_range(0..20) == 0 {
                         let later = days[(week + 8).min(days.len() - 1)];
                         events.push((
@@ -1177,10 +1218,11 @@ mod tests {
 
     #[test]
     fn the_plan_is_deterministic_and_complete() {
-        let a = Plan::generate(7).expect("plan");
-        let b = Plan::generate(7).expect("plan");
+        let now = at(NaiveDate::from_ymd_opt(2026, 11, 26).expect("a day"), 11, 0);
+        let a = Plan::generate(7, now).expect("plan");
+        let b = Plan::generate(7, now).expect("plan");
         assert_eq!(a.requests, b.requests, "same seed, same collège");
-        let c = Plan::generate(8).expect("plan");
+        let c = Plan::generate(8, now).expect("plan");
         assert_ne!(a.requests, c.requests);
         assert!(
             a.events > 20_000,
@@ -1215,7 +1257,9 @@ mod tests {
                 .collect();
             let category = r.stream_id.split('-').next().expect("a category");
             let version = match category {
-                "establishment" => roster::Establishment::fold(&events).version(),
+                // Created, then its motives and holidays (issue 13).
+                "establishment" => registre_domain::school_day::Calendar::fold(&events).version(),
+                "course" => registre_domain::school_day::Course::fold(&events).version(),
                 "class" => roster::Class::fold(&events).version(),
                 "person" => roster::Person::fold(&events).version(),
                 "student" => roster::Student::fold(&events).version(),
@@ -1242,6 +1286,13 @@ mod tests {
             "HomeworkAssigned",
             "IncidentReported",
             "PunishmentGiven",
+            "CoursePlanned",
+            "RollCallTaken",
+            "LessonContentRecorded",
+            "AbsenceReasonDefined",
+            "HolidaysSet",
+            "HomeworkDetailed",
+            "AbsenceMotiveGiven",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }
@@ -1283,7 +1334,7 @@ mod tests {
 
     #[test]
     fn the_demo_guardian_has_two_children() {
-        let plan = Plan::generate(2026).expect("plan");
+        let plan = Plan::generate(2026, Utc::now()).expect("plan");
         let guardian = &plan.accounts[0];
         let guardian_id = PersonId::for_external_id(&guardian.subject);
         let children = plan

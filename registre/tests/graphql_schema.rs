@@ -55,20 +55,21 @@ fn exported_schema_keeps_the_contract() {
     );
 }
 
-#[test]
-fn exported_schema_keeps_the_usage_contract_part() {
+/// `contract-check` of the exported schema against one part of the contract
+/// (`../shared/contracts/<part>.graphql`): every member it names exists.
+fn assert_keeps_contract_part(part: &str) {
     let tool = std::env::var_os("REGISTRE_CONTRACT_CHECK")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/tools/contract-check"));
-    let part = repo().join("../shared/contracts/usage.graphql");
+    let file = repo().join(format!("../shared/contracts/{part}.graphql"));
     assert!(
-        part.exists(),
+        file.exists(),
         "contract part not found at {}",
-        part.display()
+        file.display()
     );
     let out = Command::new(&tool)
         .arg(repo().join("docs/schema.graphql"))
-        .arg(&part)
+        .arg(&file)
         .output()
         .expect("run contract-check");
     let report = format!(
@@ -78,34 +79,24 @@ fn exported_schema_keeps_the_usage_contract_part() {
     );
     assert!(
         out.status.success() && report.contains("0 breaks"),
-        "the schema breaks the usage contract part:\n{report}"
+        "the schema breaks the {part} contract part:\n{report}"
     );
+}
+
+/// The ENT usage indicators.
+#[test]
+fn exported_schema_keeps_the_usage_contract_part() {
+    assert_keeps_contract_part("usage");
+}
+
+/// Issue 13: timetable, roll call, motives, cahier de textes.
+#[test]
+fn exported_schema_keeps_the_school_day_contract_part() {
+    assert_keeps_contract_part("school-day");
 }
 
 /// Issue 15: incidents, punishments and sanctions.
 #[test]
 fn exported_schema_keeps_the_discipline_contract_part() {
-    let tool = std::env::var_os("REGISTRE_CONTRACT_CHECK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/tools/contract-check"));
-    let part = repo().join("../shared/contracts/discipline.graphql");
-    assert!(
-        part.exists(),
-        "contract part not found at {}",
-        part.display()
-    );
-    let out = Command::new(&tool)
-        .arg(repo().join("docs/schema.graphql"))
-        .arg(&part)
-        .output()
-        .expect("run contract-check");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.contains("0 breaks"),
-        "the schema breaks the discipline contract part:\n{report}"
-    );
+    assert_keeps_contract_part("discipline");
 }

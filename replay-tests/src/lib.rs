@@ -5,6 +5,8 @@
 
 pub mod random;
 pub mod school;
+// school day (issue 13)
+pub mod school_day;
 
 use chrono::{DateTime, Utc};
 use registre_domain::DomainEvent;

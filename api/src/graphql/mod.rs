@@ -11,6 +11,8 @@ pub mod limits;
 mod objects;
 mod root;
 mod scalars;
+// school day (issue 13)
+pub mod school_day;
 
 pub use limits::{Budget, QueryLimits};
 pub use objects::*;
@@ -21,11 +23,19 @@ pub use root::{RecordMutation, RecordQuery, RecordSubscription};
 // comments: doc comments would be the types' descriptions in the SDL.)
 #[derive(async_graphql::MergedObject, Default, Debug)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(RecordQuery, discipline::DisciplineQuery);
+pub struct QueryRoot(
+    RecordQuery,
+    school_day::SchoolDayQuery,
+    discipline::DisciplineQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default, Debug)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(RecordMutation, discipline::DisciplineMutation);
+pub struct MutationRoot(
+    RecordMutation,
+    school_day::SchoolDayMutation,
+    discipline::DisciplineMutation,
+);
 
 #[derive(async_graphql::MergedSubscription, Default, Debug)]
 #[graphql(name = "Subscription")]

@@ -5,6 +5,7 @@
 //! fields of a student (grades, averages, absences, homework).
 
 use super::scalars::Date;
+use super::school_day;
 use super::{app, operation, viewer};
 use crate::graphql::errors::GqlResult;
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, ID};
@@ -86,7 +87,7 @@ pub(crate) use gql_enum;
 
 gql_enum!(Role, registre_domain::Role, { Admin, Head, EducationStaff, Teacher, Guardian, Student, Auditor });
 gql_enum!(GradeStatus, registre_domain::GradeStatus, { Graded, Absent, Exempt, NotSubmitted });
-gql_enum!(AbsenceKind, registre_domain::AbsenceKind, { Absence, Lateness });
+gql_enum!(AbsenceKind, registre_domain::AbsenceKind, { Absence, Lateness, Departure });
 gql_enum!(JustificationState, registre_domain::JustificationState, { Unjustified, Pending, Accepted, Rejected });
 
 pub(crate) fn id<T: std::fmt::Display>(v: T) -> ID {
@@ -202,6 +203,23 @@ impl Establishment {
             .map(|c| SchoolClass::loaded(c, self.src.clone()))
             .collect())
     }
+    // school day (issue 13)
+    async fn absence_reasons(&self, ctx: &Context<'_>) -> Result<Vec<school_day::AbsenceReason>> {
+        self.src.read(ctx, |m| {
+            m.motives_of(self.id)
+                .into_iter()
+                .map(school_day::AbsenceReason::from)
+                .collect()
+        })
+    }
+    async fn holidays(&self, ctx: &Context<'_>) -> Result<Vec<school_day::DateRange>> {
+        self.src.read(ctx, |m| {
+            m.holidays_of(self.id)
+                .iter()
+                .map(<school_day::DateRange as From<&_>>::from)
+                .collect()
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -272,6 +290,31 @@ impl SchoolClass {
             .into_iter()
             .map(|s| Student::loaded(s, self.src.clone()))
             .collect())
+    }
+    // school day (issue 13)
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::school_day::COURSES, child_complexity)"
+    )]
+    async fn timetable(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<school_day::Course>> {
+        school_day::may_see_class(ctx, self.id).await?;
+        self.src
+            .read(ctx, |m| school_day::class_timetable(m, self.id, from, to))?
+    }
+    /// homework due per day: what a class's teachers look at before giving more
+    async fn homework_load(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<school_day::HomeworkDay>> {
+        school_day::may_see_class(ctx, self.id).await?;
+        self.src
+            .read(ctx, |m| school_day::homework_load(m, self.id, from, to))?
     }
 }
 
@@ -504,6 +547,21 @@ impl Student {
             .map(|h| Homework::loaded(h, self.src.clone()))
             .collect())
     }
+    // school day (issue 13)
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::school_day::COURSES, child_complexity)"
+    )]
+    async fn timetable(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<school_day::Course>> {
+        self.record_viewer(ctx, "Emploi_Du_Temps").await?;
+        let class = self.get(ctx)?.class_id;
+        self.src
+            .read(ctx, |m| school_day::class_timetable(m, class, from, to))?
+    }
 }
 
 // ---- Grades ---------------------------------------------------------------------------
@@ -701,6 +759,21 @@ impl Absence {
     async fn reported_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
         Ok(self.get(ctx)?.reported_at)
     }
+    // school day (issue 13)
+    /// the establishment's motive, null when none was given
+    async fn motive(&self, ctx: &Context<'_>) -> Result<Option<school_day::AbsenceReason>> {
+        self.src.read(ctx, |m| {
+            m.motive_of_absence(self.id)
+                .map(school_day::AbsenceReason::from)
+        })
+    }
+    /// the course whose roll call recorded it, null otherwise
+    async fn course(&self, ctx: &Context<'_>) -> Result<Option<school_day::Course>> {
+        self.src.read(ctx, |m| {
+            m.course_of_absence(self.id)
+                .map(|c| school_day::Course::of(m, c))
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -816,6 +889,27 @@ impl Homework {
     }
     async fn assigned_by(&self, ctx: &Context<'_>) -> Result<Person> {
         Ok(Person::new(self.get(ctx)?.teacher_id, self.src.clone()))
+    }
+    // school day (issue 13)
+    /// the course it was given in, when there is one
+    async fn course(&self, ctx: &Context<'_>) -> Result<Option<school_day::Course>> {
+        self.src.read(ctx, |m| {
+            m.homework_details(self.id)
+                .and_then(|d| d.course_id)
+                .and_then(|c| m.course(c))
+                .map(|c| school_day::Course::of(m, c))
+        })
+    }
+    async fn estimated_minutes(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        self.src.read(ctx, |m| {
+            m.homework_details(self.id)
+                .and_then(|d| d.estimated_minutes)
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+        })
+    }
+    /// STUDENT viewer: whether they marked it done; null for any other viewer
+    async fn done(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        school_day::homework_done(ctx, self.id).await
     }
 }
 

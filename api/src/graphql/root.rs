@@ -13,6 +13,7 @@ use crate::graphql::errors::GqlResult;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use registre_app::commands::school_day::{InCourse, Motivated};
 use registre_app::commands::{new_id, CommandContext};
 use registre_app::policy;
 use registre_app::{ApiError, Viewer};
@@ -471,6 +472,8 @@ pub struct ReportAbsenceInput {
     pub minutes_late: Option<i32>,
     /// the same key twice records one absence and answers the same Absence
     pub idempotency_key: Option<String>,
+    /// one of the establishment's motives (AbsenceReason)
+    pub motive_id: Option<ID>,
 }
 
 /// A guardian's advance declaration (a medical appointment).
@@ -481,12 +484,16 @@ pub struct DeclareAbsenceInput {
     pub end: DateTime<Utc>,
     pub reason: String,
     pub idempotency_key: Option<String>,
+    /// one of the establishment's motives that guardians may choose
+    pub motive_id: Option<ID>,
 }
 
 #[derive(Debug, InputObject)]
 pub struct JustifyAbsenceInput {
     pub absence_id: ID,
     pub reason: String,
+    /// one of the establishment's motives that guardians may choose
+    pub motive_id: Option<ID>,
 }
 
 #[derive(Debug, InputObject)]
@@ -530,6 +537,10 @@ pub struct AssignHomeworkInput {
     pub title: String,
     pub description: String,
     pub due: Date,
+    /// the course (of this class and subject) it is given in
+    pub course_id: Option<ID>,
+    /// how long it should take, 1 to 600 minutes
+    pub estimated_minutes: Option<i32>,
 }
 
 #[derive(Debug, InputObject)]
@@ -624,37 +635,51 @@ impl CloseAccountInput {
     }
 }
 
+/// An optional motive id: a malformed one is bad input.
+fn motive(raw: Option<&ID>) -> Result<Option<registre_domain::AbsenceReasonId>> {
+    raw.map(|m| parse("motiveId", m)).transpose()
+}
+
 impl ReportAbsenceInput {
-    fn command(&self) -> absences::ReportAbsence {
-        absences::ReportAbsence {
-            absence_id: new_id(),
-            student_id: opaque(&self.student_id),
-            kind: self.kind.into(),
-            start: self.start,
-            end: self.end,
-            minutes_late: self.minutes_late.map(i64::from),
-        }
+    fn command(&self) -> Result<Motivated<absences::ReportAbsence>> {
+        Ok(Motivated {
+            command: absences::ReportAbsence {
+                absence_id: new_id(),
+                student_id: opaque(&self.student_id),
+                kind: self.kind.into(),
+                start: self.start,
+                end: self.end,
+                minutes_late: self.minutes_late.map(i64::from),
+            },
+            motive_id: motive(self.motive_id.as_ref())?,
+        })
     }
 }
 
 impl DeclareAbsenceInput {
-    fn command(self) -> absences::DeclareAbsence {
-        absences::DeclareAbsence {
-            absence_id: new_id(),
-            student_id: opaque(&self.student_id),
-            start: self.start,
-            end: self.end,
-            reason: self.reason,
-        }
+    fn command(self) -> Result<Motivated<absences::DeclareAbsence>> {
+        Ok(Motivated {
+            motive_id: motive(self.motive_id.as_ref())?,
+            command: absences::DeclareAbsence {
+                absence_id: new_id(),
+                student_id: opaque(&self.student_id),
+                start: self.start,
+                end: self.end,
+                reason: self.reason,
+            },
+        })
     }
 }
 
 impl JustifyAbsenceInput {
-    fn command(self) -> absences::JustifyAbsence {
-        absences::JustifyAbsence {
-            absence_id: opaque(&self.absence_id),
-            reason: self.reason,
-        }
+    fn command(self) -> Result<Motivated<absences::JustifyAbsence>> {
+        Ok(Motivated {
+            motive_id: motive(self.motive_id.as_ref())?,
+            command: absences::JustifyAbsence {
+                absence_id: opaque(&self.absence_id),
+                reason: self.reason,
+            },
+        })
     }
 }
 
@@ -708,16 +733,24 @@ impl CorrectGradeInput {
 
 impl AssignHomeworkInput {
     /// Assigned by the viewer.
-    fn command(self, v: &Viewer) -> homework::AssignHomework {
-        homework::AssignHomework {
-            homework_id: new_id(),
-            class_id: opaque(&self.class_id),
-            teacher_id: v.person,
-            subject: self.subject,
-            title: self.title,
-            description: self.description,
-            due: self.due.0,
-        }
+    fn command(self, v: &Viewer) -> Result<InCourse> {
+        Ok(InCourse {
+            course_id: self
+                .course_id
+                .as_ref()
+                .map(|c| parse("courseId", c))
+                .transpose()?,
+            estimated_minutes: self.estimated_minutes.map(i64::from),
+            assign: homework::AssignHomework {
+                homework_id: new_id(),
+                class_id: opaque(&self.class_id),
+                teacher_id: v.person,
+                subject: self.subject,
+                title: self.title,
+                description: self.description,
+                due: self.due.0,
+            },
+        })
     }
 }
 
@@ -830,7 +863,7 @@ impl RecordMutation {
         input: ReportAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cmd = input.command();
+        let cmd = input.command()?;
         let done = app
             .execute(
                 &command_context(ctx, &v),
@@ -843,7 +876,7 @@ impl RecordMutation {
         let id = match done.events.first() {
             Some(DomainEvent::AbsenceReported(e)) => e.absence_id,
             Some(DomainEvent::DeclaredAbsenceConfirmed(e)) => e.absence_id,
-            _ => done.facts.declared.unwrap_or(cmd.absence_id),
+            _ => done.facts.0.declared.unwrap_or(cmd.command.absence_id),
         };
         Ok(live(|src| Absence::new(id, src)))
     }
@@ -857,14 +890,14 @@ impl RecordMutation {
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
         let key = input.idempotency_key.clone();
-        let cmd = input.command();
+        let cmd = input.command()?;
         let done = app
             .execute(&command_context(ctx, &v), &cmd, key.as_deref())
             .await
             .gql()?;
         let id = match done.events.first() {
             Some(DomainEvent::AbsenceDeclared(e)) => e.absence_id,
-            _ => cmd.absence_id,
+            _ => cmd.command.absence_id,
         };
         Ok(live(|src| Absence::new(id, src)))
     }
@@ -876,11 +909,11 @@ impl RecordMutation {
         input: JustifyAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cmd = input.command();
+        let cmd = input.command()?;
         app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Absence::new(cmd.absence_id, src)))
+        Ok(live(|src| Absence::new(cmd.command.absence_id, src)))
     }
 
     /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
@@ -942,11 +975,11 @@ impl RecordMutation {
         input: AssignHomeworkInput,
     ) -> Result<Homework> {
         let (app, v) = viewer(ctx).await?;
-        let cmd = input.command(&v);
+        let cmd = input.command(&v)?;
         app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Homework::new(cmd.homework_id, src)))
+        Ok(live(|src| Homework::new(cmd.assign.homework_id, src)))
     }
 
     /// any authenticated person, to people they may write to (see `app::policy::may_write`)
