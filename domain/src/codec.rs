@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 22] = [
+pub const EVENT_TYPES: [&str; 26] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -30,6 +30,11 @@ pub const EVENT_TYPES: [&str; 22] = [
     "MessageRead",
     "PersonErased",
     "AccountClosed",
+    // evaluation (issue 14)
+    "PeriodsDefined",
+    "PeriodClosed",
+    "PeriodReopened",
+    "AppreciationWritten",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -86,6 +91,11 @@ impl DomainEvent {
             MessageRead(_) => "MessageRead",
             PersonErased(_) => "PersonErased",
             AccountClosed(_) => "AccountClosed",
+            // evaluation (issue 14)
+            PeriodsDefined(_) => "PeriodsDefined",
+            PeriodClosed(_) => "PeriodClosed",
+            PeriodReopened(_) => "PeriodReopened",
+            AppreciationWritten(_) => "AppreciationWritten",
         }
     }
 
@@ -198,6 +208,11 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         MessageRead,
         PersonErased,
         AccountClosed,
+        // evaluation (issue 14)
+        PeriodsDefined,
+        PeriodClosed,
+        PeriodReopened,
+        AppreciationWritten,
     )
 }
 

@@ -239,6 +239,55 @@ impl PersonErased {
     }
 }
 
+// ---- Evaluation (issue 14) -------------------------------------------------------
+
+/// One period (trimestre, semestre) of an establishment's school year.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodDefinition {
+    pub period_id: PeriodId,
+    pub name: String,
+    pub start: NaiveDate,
+    /// Inclusive: the period's last day.
+    pub end: NaiveDate,
+}
+
+/// The periods of one school year of an establishment, consecutive and
+/// non-overlapping, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodsDefined {
+    pub establishment_id: EstablishmentId,
+    pub periods: Vec<PeriodDefinition>,
+}
+
+/// The head closed a period: grades dated in it are frozen and its report
+/// cards are final.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodClosed {
+    pub establishment_id: EstablishmentId,
+    pub period_id: PeriodId,
+}
+
+/// The head reopened a closed period; the reason stays in the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodReopened {
+    pub establishment_id: EstablishmentId,
+    pub period_id: PeriodId,
+    pub reason: String,
+}
+
+/// A report card's appreciation: a subject's, by its teacher, or the general
+/// one (`subject: None`), by the head. A later one replaces it on the report
+/// card; `previous` keeps the text it replaced, so the audit trail shows
+/// every version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppreciationWritten {
+    pub student_id: StudentId,
+    pub period_id: PeriodId,
+    pub subject: Option<String>,
+    pub text: String,
+    pub previous: Option<String>,
+}
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -265,6 +314,11 @@ pub enum DomainEvent {
     MessageRead(MessageRead),
     PersonErased(PersonErased),
     AccountClosed(AccountClosed),
+    // evaluation (issue 14)
+    PeriodsDefined(PeriodsDefined),
+    PeriodClosed(PeriodClosed),
+    PeriodReopened(PeriodReopened),
+    AppreciationWritten(AppreciationWritten),
 }
 
 impl DomainEvent {
@@ -301,6 +355,9 @@ impl DomainEvent {
             MessageRead(e) => (vec![e.reader], vec![]),
             PersonErased(e) => (vec![e.person_id], vec![]),
             AccountClosed(e) => (vec![e.person_id], vec![]),
+            // evaluation (issue 14)
+            PeriodsDefined(_) | PeriodClosed(_) | PeriodReopened(_) => (vec![], vec![]),
+            AppreciationWritten(e) => (vec![], vec![e.student_id]),
         }
     }
 
@@ -319,6 +376,8 @@ impl DomainEvent {
             HomeworkWithdrawn(e) => Some(&e.reason),
             PersonErased(e) => Some(&e.reason),
             AccountClosed(e) => Some(&e.reason),
+            // evaluation (issue 14)
+            PeriodReopened(e) => Some(&e.reason),
             _ => None,
         }
     }

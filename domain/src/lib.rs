@@ -27,6 +27,7 @@ pub mod events;
 pub mod grades;
 pub mod homework;
 pub mod ids;
+pub mod evaluation;
 pub mod messages;
 pub mod personal;
 pub mod roles;

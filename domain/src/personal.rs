@@ -95,6 +95,16 @@ declare! {
     // The legal basis of the erasure itself, which the audit must keep.
     PersonErased { subject: None, personal: [], clear: ["reason"] }
     AccountClosed { subject: Some("person_id"), personal: ["reason"], clear: [] }
+    // evaluation (issue 14): period names and a reopening's reason are about
+    // no one; an appreciation is written about the student.
+    PeriodsDefined { subject: None, personal: [], clear: [] }
+    PeriodClosed { subject: None, personal: [], clear: [] }
+    PeriodReopened { subject: None, personal: [], clear: ["reason"] }
+    AppreciationWritten {
+        subject: Some("student_id"),
+        personal: ["text", "previous"],
+        clear: ["subject"],
+    }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does
@@ -211,6 +221,7 @@ mod tests {
             ("AbsenceCancelled", "student_id", &["reason"]),
             ("MessageSent", "from", &["subject", "body"]),
             ("AccountClosed", "person_id", &["reason"]),
+            ("AppreciationWritten", "student_id", &["text", "previous"]),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

@@ -42,6 +42,15 @@ impl StreamName {
     pub fn thread(id: ThreadId) -> Self {
         Self(format!("thread-{id}"))
     }
+    /// The periods of an establishment (evaluation, issue 14): one stream, so
+    /// that "consecutive, non-overlapping" is decided under one version.
+    pub fn periods(id: EstablishmentId) -> Self {
+        Self(format!("periods-{id}"))
+    }
+    /// The appreciations of one student's report card for one period.
+    pub fn report_card(student: StudentId, period: PeriodId) -> Self {
+        Self(format!("reportcard-{}", ReportCardId::for_pair(student, period)))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -77,6 +86,11 @@ impl DomainEvent {
             MessageRead(e) => StreamName::thread(e.thread_id),
             PersonErased(e) => StreamName::person(e.person_id),
             AccountClosed(e) => StreamName::person(e.person_id),
+            // evaluation (issue 14)
+            PeriodsDefined(e) => StreamName::periods(e.establishment_id),
+            PeriodClosed(e) => StreamName::periods(e.establishment_id),
+            PeriodReopened(e) => StreamName::periods(e.establishment_id),
+            AppreciationWritten(e) => StreamName::report_card(e.student_id, e.period_id),
         }
     }
 }

@@ -143,6 +143,11 @@ fn each_event_goes_to_its_aggregate_stream() {
             "thread",
             "person",
             "person",
+            // evaluation (issue 14)
+            "periods",
+            "periods",
+            "periods",
+            "reportcard",
         ]
     );
 }
@@ -178,6 +183,11 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![parent], vec![]),
         (vec![parent], vec![]),
         (vec![pupil], vec![]),
+        // evaluation (issue 14)
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -199,7 +209,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "AbsenceCancelled",
             "HomeworkWithdrawn",
             "PersonErased",
-            "AccountClosed"
+            "AccountClosed",
+            "PeriodReopened"
         ]
     );
 }
