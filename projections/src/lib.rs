@@ -28,6 +28,7 @@
 //! - [`fold_until`] and [`replay_to_dir`] for auditors.
 
 pub mod engine;
+pub mod evaluation;
 pub mod follower;
 pub mod model;
 pub mod replay;
@@ -36,6 +37,10 @@ pub mod teacher;
 pub mod usage;
 pub mod views;
 
+pub use evaluation::{
+    Appreciations, ClassFigures, ClassSubject, DateRange, Evaluation, Period, ReportCard,
+    ReportCardSubject, SubjectRow,
+};
 pub use engine::{
     EngineConfig, Lagging, ProjectionEngine, ProjectionError, ProjectionMetrics, RebuildProgress,
     RebuildReport,

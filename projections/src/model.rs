@@ -223,6 +223,9 @@ pub struct ReadModel {
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
+    /// Periods and appreciations (evaluation, issue 14).
+    #[serde(default, skip_serializing_if = "crate::evaluation::Evaluation::is_empty")]
+    pub(crate) evaluation: crate::evaluation::Evaluation,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -239,6 +242,9 @@ enum Kept {
     AbsenceReason,
     /// `Absence::review_comment` of the absences of the subject's student record.
     ReviewComment,
+    /// The report cards' appreciations of the subject's student record
+    /// (evaluation, issue 14).
+    Appreciation,
     /// The model does not keep that text (grade corrections' and departures'
     /// reasons, cancelled absences), or the field is not one it knows: a
     /// test requires every declared personal field to be placed.
@@ -252,6 +258,7 @@ fn kept(event_type: &str, field: &str) -> Kept {
         ("MessageSent", "body") => Kept::SentBody,
         ("AbsenceDeclared" | "AbsenceJustified", "reason") => Kept::AbsenceReason,
         ("JustificationReviewed", "comment") => Kept::ReviewComment,
+        ("AppreciationWritten", "text") => Kept::Appreciation,
         _ => Kept::Nowhere,
     }
 }
@@ -265,6 +272,8 @@ const NOT_KEPT: &[(&str, &str)] = &[
     ("GradeCorrected", "reason"),
     ("AbsenceCancelled", "reason"),
     ("AccountClosed", "reason"),
+    // The text an appreciation replaced: in the event only (the audit trail).
+    ("AppreciationWritten", "previous"),
 ];
 
 /// What the fold needs from an event's envelope.
@@ -696,6 +705,11 @@ impl ReadModel {
                     p.account_closed_on = Some(e.effective_on);
                 }
             }
+            // evaluation (issue 14)
+            PeriodsDefined(e) => self.evaluation.periods_defined(e),
+            PeriodClosed(e) => self.evaluation.set_closed(e.period_id, true),
+            PeriodReopened(e) => self.evaluation.set_closed(e.period_id, false),
+            AppreciationWritten(e) => self.evaluation.appreciation_written(e),
         }
     }
 
@@ -722,6 +736,9 @@ impl ReadModel {
         let student = StudentId::for_person(person);
         match place {
             Kept::Nowhere => {}
+            Kept::Appreciation => self
+                .evaluation
+                .erase_appreciations(student, registre_store::ERASED),
             Kept::PersonName => {
                 if let Some(p) = self.persons.get_mut(&person) {
                     p.display_name = erased();
