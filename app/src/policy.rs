@@ -41,6 +41,8 @@
 //! (`app::commands::Command`), which the command executor calls before it
 //! reads or decides anything; the domain holds no who-may-do-what.
 
+pub mod evaluation;
+
 use registre_domain::{
     AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, MessageId, PersonId, Role,
     StudentId, ThreadId,
