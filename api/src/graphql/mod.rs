@@ -5,6 +5,7 @@
 //! read-your-writes, by commands, and by the audit queries.
 
 pub mod errors;
+pub mod evaluation;
 pub mod limits;
 mod objects;
 mod root;
@@ -23,7 +24,7 @@ pub struct QueryRoot(RecordQuery);
 
 #[derive(async_graphql::MergedObject, Default, Debug)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(RecordMutation);
+pub struct MutationRoot(RecordMutation, evaluation::EvaluationMutation);
 
 #[derive(async_graphql::MergedSubscription, Default, Debug)]
 #[graphql(name = "Subscription")]

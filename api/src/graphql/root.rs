@@ -356,7 +356,7 @@ impl RecordQuery {
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
             .await
             .gql()?;
-        Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past)))))
+        Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past), at))))
     }
 
     /// HEAD, EDUCATION_STAFF, AUDITOR
