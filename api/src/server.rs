@@ -299,8 +299,14 @@ fn routes<E: Executor>(
              authorization: Option<String>,
              query: HashMap<String, String>,
              shared: Arc<Shared<E>>| async move {
-                bulletin_http(shared, student, file, authorization, query.get("at").cloned())
-                    .await
+                bulletin_http(
+                    shared,
+                    student,
+                    file,
+                    authorization,
+                    query.get("at").cloned(),
+                )
+                .await
             },
         );
 

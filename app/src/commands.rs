@@ -864,7 +864,11 @@ impl Command for grades::CorrectGrade {
     fn stream(&self, facts: &Self::Facts) -> StreamName {
         StreamName::assessment(facts.0)
     }
-    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         registre_domain::evaluation::ensure_open_for_grades(facts.1.as_ref())?;
         Ok(grades::correct_grade(state, self)?)
     }

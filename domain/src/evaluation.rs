@@ -151,8 +151,7 @@ pub fn define_periods(
             ));
         }
         let taken = |other: &str| other.to_lowercase() == name.to_lowercase();
-        if defined.iter().any(|d| taken(&d.name)) || state.periods.iter().any(|d| taken(&d.name))
-        {
+        if defined.iter().any(|d| taken(&d.name)) || state.periods.iter().any(|d| taken(&d.name)) {
             return Err(DomainError::invalid(
                 "periods",
                 format!("two periods are named \"{name}\""),
@@ -235,10 +234,7 @@ pub struct ReopenPeriod {
     pub reason: String,
 }
 
-pub fn reopen_period(
-    state: &Periods,
-    cmd: &ReopenPeriod,
-) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn reopen_period(state: &Periods, cmd: &ReopenPeriod) -> Result<Vec<DomainEvent>, DomainError> {
     let (Some(establishment_id), Some(period)) = (state.establishment_id, state.get(cmd.period_id))
     else {
         return Err(DomainError::NotFound(format!("period {}", cmd.period_id)));
@@ -367,11 +363,13 @@ pub fn write_appreciation(
     if previous.as_deref() == Some(text.as_str()) {
         return Ok(vec![]);
     }
-    Ok(vec![DomainEvent::AppreciationWritten(AppreciationWritten {
-        student_id: cmd.student_id,
-        period_id: cmd.period_id,
-        subject,
-        text,
-        previous,
-    })])
+    Ok(vec![DomainEvent::AppreciationWritten(
+        AppreciationWritten {
+            student_id: cmd.student_id,
+            period_id: cmd.period_id,
+            subject,
+            text,
+            previous,
+        },
+    )])
 }

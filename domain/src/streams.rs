@@ -49,7 +49,10 @@ impl StreamName {
     }
     /// The appreciations of one student's report card for one period.
     pub fn report_card(student: StudentId, period: PeriodId) -> Self {
-        Self(format!("reportcard-{}", ReportCardId::for_pair(student, period)))
+        Self(format!(
+            "reportcard-{}",
+            ReportCardId::for_pair(student, period)
+        ))
     }
 }
 

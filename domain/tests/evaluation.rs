@@ -231,7 +231,10 @@ fn grades_are_refused_in_a_closed_period_naming_it() {
     .unwrap_err();
     assert!(Rejection::Invalid("period").matches(&err));
     let text = err.to_string();
-    assert!(text.contains("Trimestre 1") && text.contains(&id.to_string()), "{text}");
+    assert!(
+        text.contains("Trimestre 1") && text.contains(&id.to_string()),
+        "{text}"
+    );
 }
 
 fn facts(est: EstablishmentId, closed: bool) -> AppreciationFacts {
@@ -279,7 +282,9 @@ fn an_appreciation_is_written_then_corrected_keeping_the_earlier_text() {
     // The general appreciation is its own.
     let general = write(None, "Ensemble satisfaisant.");
     let events = write_appreciation(&state, &general, &facts(est, false)).unwrap();
-    assert!(matches!(&events[..], [DomainEvent::AppreciationWritten(e)] if e.subject.is_none() && e.previous.is_none()));
+    assert!(
+        matches!(&events[..], [DomainEvent::AppreciationWritten(e)] if e.subject.is_none() && e.previous.is_none())
+    );
 }
 
 #[test]

@@ -117,7 +117,12 @@ impl Evaluation {
 
     /// Erasure: the student's appreciations read as erased.
     pub(crate) fn erase_appreciations(&mut self, student: StudentId, erased: &str) {
-        for sheet in self.appreciations.get_mut(&student).into_iter().flat_map(|m| m.values_mut()) {
+        for sheet in self
+            .appreciations
+            .get_mut(&student)
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
             if let Some(g) = &mut sheet.general {
                 *g = erased.to_owned();
             }
@@ -285,7 +290,11 @@ impl ReadModel {
 
     /// The student's overall average over `range`.
     pub fn overall_average_in(&self, student: StudentId, range: Option<DateRange>) -> Option<f64> {
-        mean(self.subject_averages_in(student, range).into_values().flatten())
+        mean(
+            self.subject_averages_in(student, range)
+                .into_values()
+                .flatten(),
+        )
     }
 
     /// The class's figures over `range`: one pass over its current students.
@@ -325,7 +334,12 @@ impl ReadModel {
 
     /// The subjects of a student's rows over `range`: those they have a grade
     /// of, and those of the class's assessments, in it.
-    fn subjects_in(&self, student: StudentId, class: ClassId, range: Option<DateRange>) -> BTreeSet<String> {
+    fn subjects_in(
+        &self,
+        student: StudentId,
+        class: ClassId,
+        range: Option<DateRange>,
+    ) -> BTreeSet<String> {
         let mut subjects: BTreeSet<String> = self
             .subject_averages_in(student, range)
             .into_keys()
@@ -430,7 +444,11 @@ impl ReadModel {
                 .filter(|t| t.class_id == s.class_id)
                 .map(|t| t.subject.clone()),
         );
-        subjects.extend(appreciations.into_iter().flat_map(|a| a.subjects.keys().cloned()));
+        subjects.extend(
+            appreciations
+                .into_iter()
+                .flat_map(|a| a.subjects.keys().cloned()),
+        );
         let own = self.subject_averages_in(student, range);
         let rows = subjects
             .into_iter()

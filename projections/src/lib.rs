@@ -37,13 +37,13 @@ pub mod teacher;
 pub mod usage;
 pub mod views;
 
-pub use evaluation::{
-    Appreciations, ClassFigures, ClassSubject, DateRange, Evaluation, Period, ReportCard,
-    ReportCardSubject, SubjectRow,
-};
 pub use engine::{
     EngineConfig, Lagging, ProjectionEngine, ProjectionError, ProjectionMetrics, RebuildProgress,
     RebuildReport,
+};
+pub use evaluation::{
+    Appreciations, ClassFigures, ClassSubject, DateRange, Evaluation, Period, ReportCard,
+    ReportCardSubject, SubjectRow,
 };
 pub use follower::{ConsumerStatus, LogConsumer, LogFollower, LoggedEvent, Page};
 pub use model::{

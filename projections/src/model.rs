@@ -224,7 +224,10 @@ pub struct ReadModel {
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
     /// Periods and appreciations (evaluation, issue 14).
-    #[serde(default, skip_serializing_if = "crate::evaluation::Evaluation::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::evaluation::Evaluation::is_empty"
+    )]
     pub(crate) evaluation: crate::evaluation::Evaluation,
 }
 

@@ -127,8 +127,7 @@ pub(super) async fn assessment_grades(
     let (app, v) = viewer(ctx).await?;
     let live = matches!(src, Src::Live);
     // A past state is an auditor's (checked at studentAsOf).
-    if live && !app.read(|m| policy::evaluation::can_read_assessment_grades(m, &v, assessment.id))
-    {
+    if live && !app.read(|m| policy::evaluation::can_read_assessment_grades(m, &v, assessment.id)) {
         return Err(ApiError::forbidden()).gql();
     }
     let grades = src.read(ctx, |m| {
@@ -173,7 +172,10 @@ pub(super) async fn gradebook(
             None => None,
             Some(p) => {
                 let establishment = m.establishment_of_class(class);
-                match m.period(p).filter(|p| Some(p.establishment_id) == establishment) {
+                match m
+                    .period(p)
+                    .filter(|p| Some(p.establishment_id) == establishment)
+                {
                     Some(p) => Some(p.range()),
                     None => return Err(ApiError::NotFound("period".into())),
                 }
@@ -210,14 +212,26 @@ pub(super) fn period_rows(
                 let p = student_period(m, student, period)?;
                 let class = m.student(student).map(|s| s.class_id).unwrap_or_default();
                 let figures = app.class_figures(m, class, Some(&p));
-                Ok(visible_rows(m, v, student, class, m.subject_rows(student, Some(p.range()), &figures)))
+                Ok(visible_rows(
+                    m,
+                    v,
+                    student,
+                    class,
+                    m.subject_rows(student, Some(p.range()), &figures),
+                ))
             })
         }
         Src::AsOf(m, _) => {
             let p = student_period(m, student, period)?;
             let class = m.student(student).map(|s| s.class_id).unwrap_or_default();
             let figures = m.class_figures(class, Some(p.range()));
-            Ok(visible_rows(m, v, student, class, m.subject_rows(student, Some(p.range()), &figures)))
+            Ok(visible_rows(
+                m,
+                v,
+                student,
+                class,
+                m.subject_rows(student, Some(p.range()), &figures),
+            ))
         }
     };
     rows

@@ -66,7 +66,11 @@ impl Command for evaluation::ClosePeriod {
     fn stream(&self, establishment: &EstablishmentId) -> StreamName {
         StreamName::periods(*establishment)
     }
-    fn decide(&self, state: &Self::State, _: &EstablishmentId) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        _: &EstablishmentId,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(evaluation::close_period(state, self)?)
     }
 }
@@ -88,7 +92,11 @@ impl Command for evaluation::ReopenPeriod {
     fn stream(&self, establishment: &EstablishmentId) -> StreamName {
         StreamName::periods(*establishment)
     }
-    fn decide(&self, state: &Self::State, _: &EstablishmentId) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        _: &EstablishmentId,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
         Ok(evaluation::reopen_period(state, self)?)
     }
     fn reason(&self) -> Option<&str> {

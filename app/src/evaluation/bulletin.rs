@@ -330,13 +330,14 @@ impl Layout {
 /// The bulletin as a PDF document.
 pub fn render(b: &Bulletin) -> Vec<u8> {
     let mut l = Layout::new();
-    l.cells(
-        BOLD,
-        14.0,
-        &[(MARGIN, &b.establishment)],
+    l.cells(BOLD, 14.0, &[(MARGIN, &b.establishment)], 16.0);
+    l.line(
+        REGULAR,
+        10.0,
+        MARGIN,
+        &format!("{} {}", label("UAI"), b.uai),
         16.0,
     );
-    l.line(REGULAR, 10.0, MARGIN, &format!("{} {}", label("UAI"), b.uai), 16.0);
     l.line(
         BOLD,
         13.0,
@@ -349,8 +350,20 @@ pub fn render(b: &Bulletin) -> Vec<u8> {
         ),
         18.0,
     );
-    l.line(REGULAR, 11.0, MARGIN, &format!("{} {}", label("Élève"), b.student), 14.0);
-    l.line(REGULAR, 11.0, MARGIN, &format!("{} {}", label("Classe"), b.class), 14.0);
+    l.line(
+        REGULAR,
+        11.0,
+        MARGIN,
+        &format!("{} {}", label("Élève"), b.student),
+        14.0,
+    );
+    l.line(
+        REGULAR,
+        11.0,
+        MARGIN,
+        &format!("{} {}", label("Classe"), b.class),
+        14.0,
+    );
     let status = if b.r#final {
         "Bulletin définitif (période close)"
     } else {
@@ -378,7 +391,12 @@ pub fn render(b: &Bulletin) -> Vec<u8> {
             (COLUMNS[0], first_subject.as_str()),
             (COLUMNS[1], first_teacher.as_str()),
         ];
-        row.extend(COLUMNS[2..].iter().copied().zip(figures.iter().map(String::as_str)));
+        row.extend(
+            COLUMNS[2..]
+                .iter()
+                .copied()
+                .zip(figures.iter().map(String::as_str)),
+        );
         l.cells(REGULAR, 9.0, &row, 12.0);
         let more = subject.len().max(teacher.len());
         for i in 1..more {
@@ -510,12 +528,15 @@ mod tests {
 
     #[test]
     fn long_text_wraps_within_the_width() {
-        let text = "Un trimestre sérieux et régulier ; des progrès nets en rédaction. Continuez ainsi.";
+        let text =
+            "Un trimestre sérieux et régulier ; des progrès nets en rédaction. Continuez ainsi.";
         let lines = wrap(text, 10.0, 150.0);
         assert!(lines.len() > 1);
         assert!(lines.iter().all(|l| width(l, 10.0, false) <= 150.0));
         assert_eq!(lines.join(" "), text);
         let word = "a".repeat(200);
-        assert!(wrap(&word, 10.0, 100.0).iter().all(|l| width(l, 10.0, false) <= 100.0));
+        assert!(wrap(&word, 10.0, 100.0)
+            .iter()
+            .all(|l| width(l, 10.0, false) <= 100.0));
     }
 }
