@@ -13,6 +13,8 @@
 //! before its grades). A second run on the same store finds the demo's
 //! establishment and skips the seeding.
 
+mod evaluation;
+
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{bail, Context as _};
@@ -1115,6 +1117,8 @@ impl Plan {
             b.stream(events);
         }
 
+        evaluation::seed(&mut b, establishment, &class_teachers, &students)?;
+
         Ok(Plan {
             establishment,
             events: b.events,
@@ -1193,6 +1197,10 @@ mod tests {
                 "absence" => absences::Absence::fold(&events).version(),
                 "homework" => homework::Homework::fold(&events).version(),
                 "thread" => messages::Thread::fold(&events).version(),
+                "periods" => registre_domain::evaluation::Periods::fold(&events).version(),
+                "reportcard" => {
+                    registre_domain::evaluation::ReportCardSheet::fold(&events).version()
+                }
                 other => panic!("unexpected stream category {other}"),
             };
             assert_eq!(version, events.len() as u64, "{}", r.stream_id);
@@ -1207,6 +1215,9 @@ mod tests {
             "AbsenceDeclared",
             "MessageRead",
             "HomeworkAssigned",
+            "PeriodsDefined",
+            "PeriodClosed",
+            "AppreciationWritten",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }

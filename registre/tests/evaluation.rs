@@ -928,3 +928,74 @@ async fn the_bulletin_pdf_says_what_the_report_card_says() {
     assert!(by_guardian >= 2, "{entries:?}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_shows_a_final_report_card_and_its_bulletin() {
+    let db = support::TestDb::create().await;
+    let idp = support::Idp::new();
+    let config = idp.config(&db, &[]);
+    let store = registre::node::open_store(&config).await.unwrap();
+    let seeded = registre::demo::seed(store.as_ref(), 2026, false)
+        .await
+        .unwrap();
+    let node = support::Node::start(&config).await;
+    node.wait_ready().await;
+    let guardian = seeded
+        .accounts
+        .iter()
+        .find(|a| a.role == "GUARDIAN")
+        .unwrap()
+        .subject
+        .clone();
+    let token = idp.token(&guardian);
+    let d = node
+        .graphql(
+            Some(&token),
+            "{ myChildren { id schoolClass { establishment { periods { id name closed } } } } }",
+            json!({}),
+        )
+        .await;
+    let child = &d["data"]["myChildren"][0];
+    let periods = child["schoolClass"]["establishment"]["periods"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{d}"));
+    let closed: Vec<bool> = periods
+        .iter()
+        .map(|p| p["closed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(closed, [true, false, false]);
+    let d = node
+        .graphql(
+            Some(&token),
+            CARD,
+            json!({"s": child["id"], "p": periods[0]["id"]}),
+        )
+        .await;
+    let card = &d["data"]["student"]["reportCard"];
+    assert_eq!(card["final"], true, "{d}");
+    assert!(card["generalAppreciation"].is_string(), "{card}");
+    let subjects = card["subjects"].as_array().unwrap();
+    assert!(subjects.len() >= 8, "{card}");
+    assert!(
+        subjects.iter().all(|s| s["appreciation"].is_string()),
+        "{card}"
+    );
+    let response = node
+        .http()
+        .get(node.url(card["pdfUrl"].as_str().unwrap()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let printed = pdf_text(&response.bytes().await.unwrap());
+    assert!(
+        printed.contains("Collège Jean Moulin") && printed.contains("Bulletin définitif"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&normalized(card["generalAppreciation"].as_str().unwrap())),
+        "{printed}"
+    );
+    node.stop().await;
+}
