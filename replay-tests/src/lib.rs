@@ -5,6 +5,7 @@
 
 pub mod random;
 pub mod school;
+pub mod term;
 
 use chrono::{DateTime, Utc};
 use registre_domain::DomainEvent;
