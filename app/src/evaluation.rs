@@ -15,7 +15,10 @@ use std::sync::Arc;
 /// they were computed at: the council week asks for every report card of a
 /// class in a row, and each needs the whole class's averages and ranks.
 #[derive(Debug, Default)]
-pub struct FiguresCache(Mutex<HashMap<(ClassId, Option<PeriodId>), (Position, Arc<ClassFigures>)>>);
+pub struct FiguresCache(Mutex<HashMap<FiguresKey, (Position, Arc<ClassFigures>)>>);
+
+/// A class and a period (`None`: all time).
+type FiguresKey = (ClassId, Option<PeriodId>);
 
 impl FiguresCache {
     /// The figures of `class` over `period` in `m`, the live model read under
