@@ -10,6 +10,7 @@ mod growth;
 mod live;
 mod node;
 mod rebuild;
+mod reportcards;
 mod stats;
 mod surge;
 mod throughput;
@@ -102,6 +103,13 @@ enum Command {
     /// A node offered 1x, 3x and 10x its capacity (dashboards and roll calls
     /// from clients that retry after 429), and at 8 to 2,000 connections.
     Surge(surge::SurgeArgs),
+    /// The council week (issue 14): every report card of a 600-student
+    /// collège through GraphQL, then every PDF bulletin.
+    Reportcards {
+        /// Requests in flight.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +159,10 @@ async fn main() -> Result<()> {
             }
         }
         Command::Throughput(args) => run_throughput(&cli.database_url, &args).await?,
+        Command::Reportcards { concurrency } => {
+            let report = reportcards::run(&cli.database_url, concurrency.max(1)).await?;
+            reportcards::print(&report);
+        }
         Command::Surge(args) => {
             let report = surge::run(&cli.database_url, &args).await?;
             surge::print(&report, &args);
