@@ -354,7 +354,19 @@ impl ReadModel {
         };
         // The audit index is computed before the fold: an absence's student is
         // looked up in the state as it was when the event was written.
-        for person in self.people_concerned(&event) {
+        let mut concerned = self.people_concerned(&event);
+        // A period's definition, closing or reopening is about no one: it is
+        // filed under the head who did it, so that the reopening's reason
+        // stays in an audit trail (evaluation, issue 14).
+        if matches!(
+            event,
+            DomainEvent::PeriodsDefined(_)
+                | DomainEvent::PeriodClosed(_)
+                | DomainEvent::PeriodReopened(_)
+        ) {
+            concerned.extend(actor);
+        }
+        for person in concerned {
             self.audit.entry(person).or_default().push(position);
         }
         self.fold(event, envelope);

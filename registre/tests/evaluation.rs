@@ -230,6 +230,29 @@ async fn the_head_defines_closes_and_reopens_periods_and_refusals_write_nothing(
         Some("Conseil de classe reporté")
     );
     assert_eq!(reopened.data["reason"], "Conseil de classe reporté");
+    // ...and in the audit trail, under the head who reopened it.
+    let d = n
+        .ok(
+            "auditor",
+            "query($p: ID!) { auditTrail(subjectId: $p) { eventType reason actor { externalId } } }",
+            json!({"p": w.id("head1")}),
+        )
+        .await;
+    let trail = d["auditTrail"].as_array().unwrap();
+    let reopening = trail
+        .iter()
+        .find(|e| e["eventType"] == "PeriodReopened")
+        .unwrap_or_else(|| panic!("{trail:?}"));
+    assert_eq!(reopening["reason"], "Conseil de classe reporté");
+    assert_eq!(reopening["actor"]["externalId"], "head1");
+    let types: Vec<&str> = trail
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"PeriodsDefined") && types.contains(&"PeriodClosed"),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]
