@@ -669,6 +669,26 @@ async fn appreciations_make_the_report_card_final_once_the_period_closes() {
         written[1]["data"]["text"],
         "Très bon trimestre : élève sérieuse."
     );
+    // ADMIN administers accounts: the appreciations' text is not theirs to read.
+    let d = n
+        .ok(
+            "admin",
+            "query($p: ID!) { auditTrail(subjectId: $p) { eventType data } }",
+            json!({"p": person}),
+        )
+        .await;
+    let seen: Vec<&Value> = d["auditTrail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventType"] == "AppreciationWritten")
+        .collect();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter()
+            .all(|e| e["data"]["redacted"] == true && e["data"]["text"].is_null()),
+        "{seen:?}"
+    );
 
     // As it stood before the correction.
     let past = n

@@ -59,11 +59,12 @@ pub(super) fn page_size(first: Option<i32>) -> Result<usize> {
 }
 
 /// What ADMIN sees of a grade event in the audit trail (see
-/// `policy::audit_shows_grades`): its ids, not its values nor the reason.
+/// `policy::audit_shows_grades`): its ids, not its values nor the reason. A
+/// report card's appreciation is an evaluation too (issue 14).
 fn redact_grades(mut event: registre_store::RecordedEvent) -> registre_store::RecordedEvent {
     if !matches!(
         event.event_type.as_str(),
-        "GradeRecorded" | "GradeCorrected"
+        "GradeRecorded" | "GradeCorrected" | "AppreciationWritten"
     ) {
         return event;
     }
