@@ -861,6 +861,7 @@ async fn the_bulletin_pdf_says_what_the_report_card_says() {
     for (s, score) in [(roster.student, 14.5), (roster.other_student, 9.25)] {
         q(&teacher, GRADE, json!({"i": {"assessmentId": a, "studentId": s.to_string(), "score": score, "status": "GRADED"}})).await;
     }
+    let before_appreciation = chrono::Utc::now();
     let text = "Très bon trimestre : élève sérieuse, « appliquée » et curieuse ; des progrès nets en géométrie, à poursuivre au trimestre prochain.";
     q(&teacher, APPRECIATE, json!({"i": {"studentId": roster.student.to_string(), "periodId": period, "subject": "Mathématiques", "text": text}})).await;
 
@@ -969,6 +970,28 @@ async fn the_bulletin_pdf_says_what_the_report_card_says() {
         .count();
     // The GraphQL read and the PDF read (the forbidden one is not logged).
     assert!(by_guardian >= 2, "{entries:?}");
+
+    // An auditor's card as it stood at an instant prints as it stood then:
+    // before the appreciation, none is printed.
+    let auditor = idp.token("e2e-auditor");
+    let past = q(
+        &auditor,
+        "query($s: ID!, $at: DateTime!, $p: ID!) { studentAsOf(id: $s, at: $at) { reportCard(periodId: $p) { pdfUrl subjects { appreciation } } } }",
+        json!({"s": roster.student.to_string(), "at": before_appreciation.to_rfc3339(), "p": period}),
+    )
+    .await;
+    let card = &past["studentAsOf"]["reportCard"];
+    assert_eq!(card["subjects"][0]["appreciation"], Value::Null, "{card}");
+    let url = card["pdfUrl"].as_str().unwrap();
+    assert!(url.contains("?at="), "{url}");
+    let r = get(Some(auditor), url.to_owned()).await;
+    assert_eq!(r.status(), 200);
+    let printed = pdf_text(&r.bytes().await.unwrap());
+    assert!(printed.contains("Inès Benali"), "{printed}");
+    assert!(!printed.contains("appliquée"), "{printed}");
+    // studentAsOf is the auditor's: a guardian is refused the past bulletin.
+    let r = get(Some(guardian.clone()), url.to_owned()).await;
+    assert_eq!(r.status(), 403);
     node.stop().await;
 }
 
