@@ -286,6 +286,30 @@ fn routes<E: Executor>(
             crate::graphiql::asset(&version, &name).ok_or_else(warp::reject::not_found)
         });
 
+    // The printable bulletin (evaluation, issue 14): the report card's
+    // GraphQL query, run for the caller, rendered as a PDF.
+    let bulletin = warp::path!("bulletins" / String / String)
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with.clone())
+        .then(
+            |student: String,
+             file: String,
+             authorization: Option<String>,
+             query: HashMap<String, String>,
+             shared: Arc<Shared<E>>| async move {
+                bulletin_http(
+                    shared,
+                    student,
+                    file,
+                    authorization,
+                    query.get("at").cloned(),
+                )
+                .await
+            },
+        );
+
     let healthz = warp::path("healthz")
         .and(warp::path::end())
         .and(warp::get())
@@ -336,6 +360,7 @@ fn routes<E: Executor>(
         .or(graphql_ws)
         .or(graphiql)
         .or(graphiql_assets)
+        .or(bulletin)
         .or(healthz)
         .or(readyz)
         .or(metrics)
@@ -522,6 +547,91 @@ async fn graphql_http<E: Executor>(
     }
     .instrument(span)
     .await
+}
+
+/// GET /bulletins/<student>/<period>.pdf[?at=<RFC 3339>]: the report card's
+/// query run for the caller (admission, token, policy, access log: all as
+/// for the GraphQL query), with a [`PrintBulletin`] that the report card's
+/// resolver renders the PDF into. `at`: the report card as the log stood
+/// then (`studentAsOf`, AUDITOR). A refusal answers the GraphQL error's code
+/// with its HTTP status.
+async fn bulletin_http<E: Executor>(
+    shared: Arc<Shared<E>>,
+    student: String,
+    file: String,
+    authorization: Option<String>,
+    at: Option<String>,
+) -> warp::reply::Response {
+    use crate::graphql::evaluation::PrintBulletin;
+    let _permit = match shared.admission.admit(|| Kind::Read).await {
+        Ok(permit) => permit,
+        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    };
+    let Some(period) = file.strip_suffix(".pdf") else {
+        return error_reply(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route");
+    };
+    let request_id = RequestId(Uuid::now_v7());
+    let t = &shared.transport;
+    let auth = t.auth.authenticate(authorization.as_deref()).await;
+    let (query, variables) = match &at {
+        None => (
+            "query Bulletin($student: ID!, $period: ID!) { student(id: $student) { reportCard(periodId: $period) { final } } }",
+            json!({ "student": student, "period": period }),
+        ),
+        Some(at) => (
+            "query Bulletin($student: ID!, $period: ID!, $at: DateTime!) { studentAsOf(id: $student, at: $at) { reportCard(periodId: $period) { final } } }",
+            json!({ "student": student, "period": period, "at": at }),
+        ),
+    };
+    let sink = PrintBulletin::default();
+    let request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(sink.clone());
+    let response = t
+        .executor
+        .execute(with_data(request, &auth, request_id))
+        .await;
+    t.metrics.observe_response("http", &response);
+    let printed = sink.0.lock().take();
+    if let Some(pdf) = printed {
+        let mut reply = warp::http::Response::new(warp::hyper::Body::from(pdf));
+        let headers = reply.headers_mut();
+        headers.insert(
+            warp::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/pdf"),
+        );
+        if let Ok(value) =
+            HeaderValue::from_str(&format!("inline; filename=\"bulletin-{period}.pdf\""))
+        {
+            headers.insert(warp::http::header::CONTENT_DISPOSITION, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
+            headers.insert("x-request-id", value);
+        }
+        return reply;
+    }
+    let error = response.errors.first();
+    let code = error
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| x.get("code"))
+        .and_then(|c| match c {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "NOT_FOUND".to_owned());
+    let status = match code.as_str() {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "INVALID_INPUT" => StatusCode::BAD_REQUEST,
+        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = error.map_or("no report card for this student and period", |e| {
+        e.message.as_str()
+    });
+    error_reply(status, &code, message)
 }
 
 fn with_data(

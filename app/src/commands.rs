@@ -31,6 +31,8 @@
 // school day (issue 13)
 pub mod school_day;
 
+mod evaluation;
+
 use super::limits::Limited;
 use super::{new_event, wait_model, ApiError, App, Viewer};
 use crate::policy::{self, Issuer};
@@ -838,19 +840,30 @@ impl Command for grades::CreateAssessment {
     }
 }
 
+/// What a grade is recorded with: the student's class, and the closed
+/// period the assessment's date falls in, if any (evaluation, issue 14).
+#[derive(Clone, Debug)]
+pub struct GradingFacts {
+    pub grade: grades::GradeFacts,
+    pub closed: Option<registre_domain::evaluation::ClosedPeriod>,
+}
+
 impl Command for grades::RecordGrade {
     const NAME: &'static str = "recordGrade";
     const RATE: Option<Limited> = Some(Limited::Grade);
     type State = grades::Assessment;
-    type Facts = grades::GradeFacts;
+    type Facts = GradingFacts;
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
         by.viewer()
             .is_some_and(|v| policy::can_grade(m, v, self.assessment_id))
     }
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
-        grades::GradeFacts {
-            student_class: m.student(self.student_id).map(|s| s.class_id),
+        GradingFacts {
+            grade: grades::GradeFacts {
+                student_class: m.student(self.student_id).map(|s| s.class_id),
+            },
+            closed: evaluation::closed_period_of(m, self.assessment_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -861,7 +874,8 @@ impl Command for grades::RecordGrade {
         state: &Self::State,
         facts: &Self::Facts,
     ) -> Result<Vec<DomainEvent>, ApiError> {
-        Ok(grades::record_grade(state, self, facts)?)
+        registre_domain::evaluation::ensure_open_for_grades(facts.closed.as_ref())?;
+        Ok(grades::record_grade(state, self, &facts.grade)?)
     }
 }
 
@@ -870,22 +884,33 @@ impl Command for grades::CorrectGrade {
     const NAME: &'static str = "correctGrade";
     const RATE: Option<Limited> = Some(Limited::Grade);
     type State = grades::Assessment;
-    /// The grade's assessment (authorized, so it exists).
-    type Facts = AssessmentId;
+    /// The grade's assessment (authorized, so it exists) and the closed
+    /// period its date falls in, if any.
+    type Facts = (
+        AssessmentId,
+        Option<registre_domain::evaluation::ClosedPeriod>,
+    );
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
         by.viewer()
             .is_some_and(|v| policy::can_correct_grade(m, v, self.grade_id))
     }
-    fn facts(&self, m: &Model, _: DateTime<Utc>) -> AssessmentId {
-        m.grade(self.grade_id)
+    fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
+        let assessment = m
+            .grade(self.grade_id)
             .map(|g| g.assessment_id)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (assessment, evaluation::closed_period_of(m, assessment))
     }
-    fn stream(&self, assessment: &AssessmentId) -> StreamName {
-        StreamName::assessment(*assessment)
+    fn stream(&self, facts: &Self::Facts) -> StreamName {
+        StreamName::assessment(facts.0)
     }
-    fn decide(&self, state: &Self::State, _: &AssessmentId) -> Result<Vec<DomainEvent>, ApiError> {
+    fn decide(
+        &self,
+        state: &Self::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<DomainEvent>, ApiError> {
+        registre_domain::evaluation::ensure_open_for_grades(facts.1.as_ref())?;
         Ok(grades::correct_grade(state, self)?)
     }
     fn reason(&self) -> Option<&str> {

@@ -34,6 +34,7 @@ pub mod commands;
 pub mod discipline;
 pub mod erasure;
 pub mod error;
+pub mod evaluation;
 pub mod export;
 mod follower;
 pub mod limits;
@@ -177,6 +178,8 @@ pub struct App {
     /// computed at: every dashboard shows its class's averages, which cost
     /// all the class's grades, and they only change when the model moves.
     class_averages: Mutex<HashMap<ClassId, (Position, Arc<ClassAverages>)>>,
+    /// Class figures per period (evaluation, issue 14).
+    class_figures: evaluation::FiguresCache,
     config: AppConfig,
 }
 
@@ -275,6 +278,7 @@ impl App {
             counters,
             limiter: limits::Limiter::new(config.limits.clone()),
             class_averages: Mutex::new(HashMap::new()),
+            class_figures: evaluation::FiguresCache::default(),
             config,
         });
         usage::start(&app);
@@ -341,6 +345,17 @@ impl App {
             .lock()
             .insert(class, (position, averages.clone()));
         averages
+    }
+
+    /// A class's figures over a period (all time: `None`) in `m`, the live
+    /// model read under its lock; cached until the model moves.
+    pub fn class_figures(
+        &self,
+        m: &ReadModel,
+        class: ClassId,
+        period: Option<&registre_projections::Period>,
+    ) -> Arc<registre_projections::ClassFigures> {
+        self.class_figures.get(m, class, period)
     }
 
     /// Waits until the read model holds `position`, within the consistency timeout.

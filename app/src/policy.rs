@@ -43,6 +43,7 @@
 
 // discipline (issue 15)
 pub mod discipline;
+pub mod evaluation;
 
 use registre_domain::{
     AbsenceId, AssessmentId, ClassId, EstablishmentId, GradeId, MessageId, PersonId, Role,

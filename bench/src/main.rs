@@ -11,6 +11,7 @@ mod live;
 mod node;
 mod rebuild;
 // school day (issue 13)
+mod reportcards;
 mod rollcall;
 mod stats;
 mod surge;
@@ -114,6 +115,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         per_teacher: usize,
     },
+    /// The council week (issue 14): every report card of a 600-student
+    /// collège through GraphQL, then every PDF bulletin.
+    Reportcards {
+        /// Requests in flight.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +177,10 @@ async fn main() -> Result<()> {
         } => {
             let rows = rollcall::run(&cli.database_url, &teachers, per_teacher).await?;
             rollcall::print(&rows);
+        }
+        Command::Reportcards { concurrency } => {
+            let report = reportcards::run(&cli.database_url, concurrency.max(1)).await?;
+            reportcards::print(&report);
         }
         Command::Surge(args) => {
             let report = surge::run(&cli.database_url, &args).await?;

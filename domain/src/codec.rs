@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 35] = [
+pub const EVENT_TYPES: [&str; 39] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -45,6 +45,11 @@ pub const EVENT_TYPES: [&str; 35] = [
     "AbsenceMotiveGiven",
     "HomeworkDetailed",
     "HomeworkMarkedDone",
+    // evaluation (issue 14)
+    "PeriodsDefined",
+    "PeriodClosed",
+    "PeriodReopened",
+    "AppreciationWritten",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -116,6 +121,11 @@ impl DomainEvent {
             AbsenceMotiveGiven(_) => "AbsenceMotiveGiven",
             HomeworkDetailed(_) => "HomeworkDetailed",
             HomeworkMarkedDone(_) => "HomeworkMarkedDone",
+            // evaluation (issue 14)
+            PeriodsDefined(_) => "PeriodsDefined",
+            PeriodClosed(_) => "PeriodClosed",
+            PeriodReopened(_) => "PeriodReopened",
+            AppreciationWritten(_) => "AppreciationWritten",
         }
     }
 
@@ -243,6 +253,11 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         AbsenceMotiveGiven,
         HomeworkDetailed,
         HomeworkMarkedDone,
+        // evaluation (issue 14)
+        PeriodsDefined,
+        PeriodClosed,
+        PeriodReopened,
+        AppreciationWritten,
     )
 }
 

@@ -354,6 +354,55 @@ pub struct HomeworkMarkedDone {
     pub done: bool,
 }
 
+// ---- Evaluation (issue 14) -------------------------------------------------------
+
+/// One period (trimestre, semestre) of an establishment's school year.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodDefinition {
+    pub period_id: PeriodId,
+    pub name: String,
+    pub start: NaiveDate,
+    /// Inclusive: the period's last day.
+    pub end: NaiveDate,
+}
+
+/// The periods of one school year of an establishment, consecutive and
+/// non-overlapping, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodsDefined {
+    pub establishment_id: EstablishmentId,
+    pub periods: Vec<PeriodDefinition>,
+}
+
+/// The head closed a period: grades dated in it are frozen and its report
+/// cards are final.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodClosed {
+    pub establishment_id: EstablishmentId,
+    pub period_id: PeriodId,
+}
+
+/// The head reopened a closed period; the reason stays in the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodReopened {
+    pub establishment_id: EstablishmentId,
+    pub period_id: PeriodId,
+    pub reason: String,
+}
+
+/// A report card's appreciation: a subject's, by its teacher, or the general
+/// one (`subject: None`), by the head. A later one replaces it on the report
+/// card; `previous` keeps the text it replaced, so the audit trail shows
+/// every version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppreciationWritten {
+    pub student_id: StudentId,
+    pub period_id: PeriodId,
+    pub subject: Option<String>,
+    pub text: String,
+    pub previous: Option<String>,
+}
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -395,6 +444,11 @@ pub enum DomainEvent {
     AbsenceMotiveGiven(AbsenceMotiveGiven),
     HomeworkDetailed(HomeworkDetailed),
     HomeworkMarkedDone(HomeworkMarkedDone),
+    // evaluation (issue 14)
+    PeriodsDefined(PeriodsDefined),
+    PeriodClosed(PeriodClosed),
+    PeriodReopened(PeriodReopened),
+    AppreciationWritten(AppreciationWritten),
 }
 
 impl DomainEvent {
@@ -449,6 +503,9 @@ impl DomainEvent {
             | AbsenceReasonDefined(_)
             | HolidaysSet(_)
             | HomeworkDetailed(_) => (vec![], vec![]),
+            // evaluation (issue 14)
+            PeriodsDefined(_) | PeriodClosed(_) | PeriodReopened(_) => (vec![], vec![]),
+            AppreciationWritten(e) => (vec![], vec![e.student_id]),
         }
     }
 
@@ -470,6 +527,8 @@ impl DomainEvent {
             // discipline (issue 15)
             SanctionErased(e) => Some(&e.reason),
             CourseCancelled(e) => Some(&e.reason),
+            // evaluation (issue 14)
+            PeriodReopened(e) => Some(&e.reason),
             _ => None,
         }
     }

@@ -84,6 +84,12 @@ typed_id!(
     /// One of an establishment's absence motives.
     AbsenceReasonId
 );
+// evaluation (issue 14)
+typed_id!(PeriodId);
+typed_id!(
+    /// One report card per student and period: derived, see [`ReportCardId::for_pair`].
+    ReportCardId
+);
 
 /// Namespace of Registre's derived (UUIDv5) identifiers. Never change it: every
 /// derived id in every log depends on it.
@@ -117,6 +123,16 @@ impl GradeId {
         Self(Uuid::new_v5(
             &REGISTRE_NS,
             format!("grade:{}:{}", assessment.0, student.0).as_bytes(),
+        ))
+    }
+}
+
+impl ReportCardId {
+    /// The appreciations of a student for a period live in one stream.
+    pub fn for_pair(student: StudentId, period: PeriodId) -> Self {
+        Self(Uuid::new_v5(
+            &REGISTRE_NS,
+            format!("report-card:{}:{}", student.0, period.0).as_bytes(),
         ))
     }
 }

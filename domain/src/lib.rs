@@ -24,6 +24,7 @@ pub mod aggregate;
 pub mod codec;
 pub mod discipline;
 pub mod error;
+pub mod evaluation;
 pub mod events;
 pub mod grades;
 pub mod homework;

@@ -118,6 +118,16 @@ declare! {
     AbsenceMotiveGiven { subject: None, personal: [], clear: [] }
     HomeworkDetailed { subject: None, personal: [], clear: [] }
     HomeworkMarkedDone { subject: None, personal: [], clear: [] }
+    // evaluation (issue 14): period names and a reopening's reason are about
+    // no one; an appreciation is written about the student.
+    PeriodsDefined { subject: None, personal: [], clear: [] }
+    PeriodClosed { subject: None, personal: [], clear: [] }
+    PeriodReopened { subject: None, personal: [], clear: ["reason"] }
+    AppreciationWritten {
+        subject: Some("student_id"),
+        personal: ["text", "previous"],
+        clear: ["subject"],
+    }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does
@@ -238,6 +248,7 @@ mod tests {
             ("IncidentReported", "incident_id", &["place", "description"]),
             ("PunishmentGiven", "student_id", &["reason"]),
             ("SanctionImposed", "sanction_id", &["reason"]),
+            ("AppreciationWritten", "student_id", &["text", "previous"]),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

@@ -56,6 +56,18 @@ impl StreamName {
     pub fn course(id: CourseId) -> Self {
         Self(format!("course-{id}"))
     }
+    /// The periods of an establishment (evaluation, issue 14): one stream, so
+    /// that "consecutive, non-overlapping" is decided under one version.
+    pub fn periods(id: EstablishmentId) -> Self {
+        Self(format!("periods-{id}"))
+    }
+    /// The appreciations of one student's report card for one period.
+    pub fn report_card(student: StudentId, period: PeriodId) -> Self {
+        Self(format!(
+            "reportcard-{}",
+            ReportCardId::for_pair(student, period)
+        ))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -107,6 +119,11 @@ impl DomainEvent {
             AbsenceMotiveGiven(e) => StreamName::absence(e.absence_id),
             HomeworkDetailed(e) => StreamName::homework(e.homework_id),
             HomeworkMarkedDone(e) => StreamName::homework(e.homework_id),
+            // evaluation (issue 14)
+            PeriodsDefined(e) => StreamName::periods(e.establishment_id),
+            PeriodClosed(e) => StreamName::periods(e.establishment_id),
+            PeriodReopened(e) => StreamName::periods(e.establishment_id),
+            AppreciationWritten(e) => StreamName::report_card(e.student_id, e.period_id),
         }
     }
 }

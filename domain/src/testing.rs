@@ -193,6 +193,7 @@ pub fn samples() -> Vec<DomainEvent> {
     let message = MessageId(id(8));
     let course = CourseId(id(9));
     let motive = AbsenceReasonId(id(10));
+    let period = PeriodId(id(9));
     let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_default();
     let at = |h: u32| {
         Utc.with_ymd_and_hms(2026, 11, 30, h, 0, 0)
@@ -443,6 +444,32 @@ pub fn samples() -> Vec<DomainEvent> {
             class_id: class,
             student_id: student,
             done: true,
+        }),
+        // evaluation (issue 14)
+        E::PeriodsDefined(PeriodsDefined {
+            establishment_id: est,
+            periods: vec![PeriodDefinition {
+                period_id: period,
+                name: "Trimestre 1".into(),
+                start: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
+                end: day,
+            }],
+        }),
+        E::PeriodClosed(PeriodClosed {
+            establishment_id: est,
+            period_id: period,
+        }),
+        E::PeriodReopened(PeriodReopened {
+            establishment_id: est,
+            period_id: period,
+            reason: "Conseil de classe reporté".into(),
+        }),
+        E::AppreciationWritten(AppreciationWritten {
+            student_id: student,
+            period_id: period,
+            subject: Some("Mathématiques".into()),
+            text: "Très bon trimestre, élève sérieux.".into(),
+            previous: Some("Bon trimestre.".into()),
         }),
     ]
 }

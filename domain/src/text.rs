@@ -36,6 +36,9 @@ pub const MESSAGE_BODY_MAX: usize = 20_000;
 /// Distinct recipients of one message: a whole class with its guardians fits,
 /// a mass mailing to the establishment does not.
 pub const RECIPIENTS_MAX: usize = 50;
+/// A report card's appreciation (evaluation, issue 14): a few sentences; the
+/// printed bulletin gives each a few lines.
+pub const APPRECIATION_MAX: usize = 1_000;
 
 /// Bidirectional embeddings, overrides and isolates (U+202A-U+202E,
 /// U+2066-U+2069), direction marks (U+200E, U+200F, U+061C), and the other

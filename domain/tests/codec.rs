@@ -157,6 +157,11 @@ fn each_event_goes_to_its_aggregate_stream() {
             "absence",
             "homework",
             "homework",
+            // evaluation (issue 14)
+            "periods",
+            "periods",
+            "periods",
+            "reportcard",
         ]
     );
 }
@@ -192,7 +197,10 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![parent], vec![]),
         (vec![parent], vec![]),
         (vec![pupil], vec![]),
+        // discipline (issue 15): the incident (its reporter, its student),
+        // the punishment, the sanction, its erasure.
         (vec![teacher], vec![student]),
+        (vec![], vec![student]),
         (vec![], vec![student]),
         (vec![], vec![student]),
         // school day (issue 13): planned (its teacher), cancelled, the roll
@@ -205,6 +213,11 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![], vec![]),
         (vec![], vec![]),
         (vec![], vec![student]),
+        (vec![], vec![]),
+        (vec![], vec![student]),
+        // evaluation (issue 14)
+        (vec![], vec![]),
+        (vec![], vec![]),
         (vec![], vec![]),
         (vec![], vec![student]),
     ];
@@ -230,7 +243,8 @@ fn reasons_are_exposed_for_the_audit_trail() {
             "PersonErased",
             "AccountClosed",
             "SanctionErased",
-            "CourseCancelled"
+            "CourseCancelled",
+            "PeriodReopened"
         ]
     );
 }

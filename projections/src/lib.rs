@@ -29,6 +29,7 @@
 
 pub mod discipline;
 pub mod engine;
+pub mod evaluation;
 pub mod follower;
 pub mod model;
 pub mod partition;
@@ -42,6 +43,10 @@ pub mod views;
 pub use engine::{
     EngineConfig, Lagging, ProjectionEngine, ProjectionError, ProjectionMetrics, RebuildProgress,
     RebuildReport,
+};
+pub use evaluation::{
+    Appreciations, ClassFigures, ClassSubject, DateRange, Evaluation, Period, ReportCard,
+    ReportCardSubject, SubjectRow,
 };
 pub use follower::{ConsumerStatus, LogConsumer, LogFollower, LoggedEvent, Page};
 pub use model::{

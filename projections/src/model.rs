@@ -233,6 +233,12 @@ pub struct ReadModel {
     /// The timetable, roll calls, motives, holidays and homework follow-up.
     #[serde(default)]
     pub(crate) school_day: crate::school_day::SchoolDay,
+    /// Periods and appreciations (evaluation, issue 14).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::evaluation::Evaluation::is_empty"
+    )]
+    pub(crate) evaluation: crate::evaluation::Evaluation,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -255,6 +261,9 @@ enum Kept {
     /// no person's erasure reaches it; the record's own erasure does
     /// (`SanctionErased`).
     OwnKey,
+    /// The report cards' appreciations of the subject's student record
+    /// (evaluation, issue 14).
+    Appreciation,
     /// The model does not keep that text (grade corrections' and departures'
     /// reasons, cancelled absences), or the field is not one it knows: a
     /// test requires every declared personal field to be placed.
@@ -273,6 +282,7 @@ fn kept(event_type: &str, field: &str) -> Kept {
         ("IncidentReported", "place" | "description") | ("SanctionImposed", "reason") => {
             Kept::OwnKey
         }
+        ("AppreciationWritten", "text") => Kept::Appreciation,
         _ => Kept::Nowhere,
     }
 }
@@ -286,6 +296,8 @@ const NOT_KEPT: &[(&str, &str)] = &[
     ("GradeCorrected", "reason"),
     ("AbsenceCancelled", "reason"),
     ("AccountClosed", "reason"),
+    // The text an appreciation replaced: in the event only (the audit trail).
+    ("AppreciationWritten", "previous"),
 ];
 
 /// The first bytes of a zstd frame: how a compressed snapshot is told from
@@ -394,7 +406,19 @@ impl ReadModel {
         };
         // The audit index is computed before the fold: an absence's student is
         // looked up in the state as it was when the event was written.
-        for person in self.people_concerned(&event) {
+        let mut concerned = self.people_concerned(&event);
+        // A period's definition, closing or reopening is about no one: it is
+        // filed under the head who did it, so that the reopening's reason
+        // stays in an audit trail (evaluation, issue 14).
+        if matches!(
+            event,
+            DomainEvent::PeriodsDefined(_)
+                | DomainEvent::PeriodClosed(_)
+                | DomainEvent::PeriodReopened(_)
+        ) {
+            concerned.extend(actor);
+        }
+        for person in concerned {
             self.audit.entry(person).or_default().push(position);
         }
         self.fold(event, envelope);
@@ -768,6 +792,11 @@ impl ReadModel {
             | AbsenceMotiveGiven(_)
             | HomeworkDetailed(_)
             | HomeworkMarkedDone(_) => {}
+            // evaluation (issue 14)
+            PeriodsDefined(e) => self.evaluation.periods_defined(e),
+            PeriodClosed(e) => self.evaluation.set_closed(e.period_id, true),
+            PeriodReopened(e) => self.evaluation.set_closed(e.period_id, false),
+            AppreciationWritten(e) => self.evaluation.appreciation_written(e),
         }
     }
 
@@ -795,6 +824,9 @@ impl ReadModel {
         match place {
             Kept::Nowhere | Kept::OwnKey => {}
             Kept::PunishmentReason => self.discipline.erase_punishment_reasons(student),
+            Kept::Appreciation => self
+                .evaluation
+                .erase_appreciations(student, registre_store::ERASED),
             Kept::PersonName => {
                 if let Some(p) = self.persons.get_mut(&person) {
                     p.display_name = erased();

@@ -76,6 +76,11 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
         AbsenceMotiveGiven(e) => student(e.student_id),
         HomeworkDetailed(e) => class(e.class_id),
         HomeworkMarkedDone(e) => class(e.class_id),
+        // evaluation (issue 14)
+        PeriodsDefined(e) => establishment(e.establishment_id),
+        PeriodClosed(e) => establishment(e.establishment_id),
+        PeriodReopened(e) => establishment(e.establishment_id),
+        AppreciationWritten(e) => student(e.student_id),
         // discipline (issue 15)
         IncidentReported(e) => establishment(e.establishment_id),
         PunishmentGiven(e) => student(e.student_id),

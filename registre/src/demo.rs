@@ -13,6 +13,8 @@
 //! before its grades). A second run on the same store finds the demo's
 //! establishment and skips the seeding.
 
+mod evaluation;
+
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{bail, Context as _};
@@ -1185,6 +1187,7 @@ impl Plan {
                 accounts: &accounts,
             },
         )?;
+        evaluation::seed(&mut b, establishment, &class_teachers, &students)?;
 
         Ok(Plan {
             establishment,
@@ -1270,6 +1273,10 @@ mod tests {
                 "incident" => registre_domain::discipline::Incident::fold(&events).version(),
                 "punishment" => registre_domain::discipline::Punishment::fold(&events).version(),
                 "sanction" => registre_domain::discipline::Sanction::fold(&events).version(),
+                "periods" => registre_domain::evaluation::Periods::fold(&events).version(),
+                "reportcard" => {
+                    registre_domain::evaluation::ReportCardSheet::fold(&events).version()
+                }
                 other => panic!("unexpected stream category {other}"),
             };
             assert_eq!(version, events.len() as u64, "{}", r.stream_id);
@@ -1293,6 +1300,9 @@ mod tests {
             "HolidaysSet",
             "HomeworkDetailed",
             "AbsenceMotiveGiven",
+            "PeriodsDefined",
+            "PeriodClosed",
+            "AppreciationWritten",
         ] {
             assert!(by_type.get(t).copied().unwrap_or(0) > 0, "{t} present");
         }

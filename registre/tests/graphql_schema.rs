@@ -100,3 +100,9 @@ fn exported_schema_keeps_the_school_day_contract_part() {
 fn exported_schema_keeps_the_discipline_contract_part() {
     assert_keeps_contract_part("discipline");
 }
+
+/// Issue 14: periods, gradebook, report cards.
+#[test]
+fn exported_schema_keeps_the_evaluation_contract_part() {
+    assert_keeps_contract_part("evaluation");
+}

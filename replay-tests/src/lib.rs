@@ -7,6 +7,7 @@ pub mod random;
 pub mod school;
 // school day (issue 13)
 pub mod school_day;
+pub mod term;
 
 use chrono::{DateTime, Utc};
 use registre_domain::DomainEvent;

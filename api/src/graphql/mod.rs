@@ -7,6 +7,7 @@
 // discipline (issue 15)
 mod discipline;
 pub mod errors;
+pub mod evaluation;
 pub mod limits;
 mod objects;
 mod root;
@@ -34,6 +35,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     RecordMutation,
     school_day::SchoolDayMutation,
+    evaluation::EvaluationMutation,
     discipline::DisciplineMutation,
 );
 

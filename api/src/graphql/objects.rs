@@ -24,15 +24,16 @@ use std::sync::{Arc, OnceLock};
 pub enum Src {
     /// The node's read model at the log head.
     Live,
-    /// A past state of the log, rebuilt for an auditor (`studentAsOf`).
-    AsOf(Arc<Model>),
+    /// A past state of the log, rebuilt for an auditor (`studentAsOf`), and
+    /// the instant asked for (the printed bulletin's link carries it).
+    AsOf(Arc<Model>, DateTime<Utc>),
 }
 
 impl Src {
     pub(crate) fn read<R>(&self, ctx: &Context<'_>, f: impl FnOnce(&Model) -> R) -> Result<R> {
         match self {
             Src::Live => Ok(app(ctx)?.read(f)),
-            Src::AsOf(m) => Ok(f(m)),
+            Src::AsOf(m, _) => Ok(f(m)),
         }
     }
 }
@@ -220,6 +221,10 @@ impl Establishment {
                 .collect()
         })
     }
+    /// The establishment's evaluation periods (trimestres or semestres), in order
+    async fn periods(&self, ctx: &Context<'_>) -> Result<Vec<super::evaluation::Period>> {
+        super::evaluation::periods_of(ctx, &self.src, self.id)
+    }
 }
 
 #[derive(Debug)]
@@ -276,7 +281,7 @@ impl SchoolClass {
     )]
     async fn students(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let class = self.get(ctx)?;
-        let all = matches!(self.src, Src::AsOf(_));
+        let all = matches!(self.src, Src::AsOf(..));
         let (_, v) = viewer(ctx).await?;
         let visible = self.src.read(ctx, |m| {
             class
@@ -316,6 +321,18 @@ impl SchoolClass {
         self.src
             .read(ctx, |m| school_day::homework_load(m, self.id, from, to))?
     }
+    /// TEACHER of that subject in the class, HEAD, EDUCATION_STAFF: assessments with their grades
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::GRADES, child_complexity)"
+    )]
+    async fn gradebook(
+        &self,
+        ctx: &Context<'_>,
+        subject: String,
+        period_id: Option<ID>,
+    ) -> Result<Vec<Assessment>> {
+        super::evaluation::gradebook(ctx, &self.src, self.id, subject.trim(), period_id).await
+    }
 }
 
 // ---- Student ---------------------------------------------------------------------
@@ -335,6 +352,10 @@ pub struct SubjectAverage {
     pub subject: String,
     pub average: Option<f64>,
     pub class_average: Option<f64>,
+    /// the lowest of the class's students' averages in this subject (evaluation, issue 14)
+    pub class_min: Option<f64>,
+    /// the highest of the class's students' averages in this subject
+    pub class_max: Option<f64>,
 }
 
 /// The averages rows the viewer may see (a teacher: the subjects they teach
@@ -342,6 +363,7 @@ pub struct SubjectAverage {
 fn averages_of(
     m: &Model,
     class_averages: Option<&registre_app::ClassAverages>,
+    figures: &model::ClassFigures,
     v: Option<&Viewer>,
     student: StudentId,
 ) -> Vec<SubjectAverage> {
@@ -354,10 +376,15 @@ fn averages_of(
     };
     rows.into_iter()
         .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
-        .map(|row| SubjectAverage {
-            subject: row.subject,
-            average: row.average,
-            class_average: row.class_average,
+        .map(|row| {
+            let spread = figures.subjects.get(&row.subject);
+            SubjectAverage {
+                class_min: spread.and_then(|f| f.min),
+                class_max: spread.and_then(|f| f.max),
+                subject: row.subject,
+                average: row.average,
+                class_average: row.class_average,
+            }
         })
         .collect()
 }
@@ -411,10 +438,15 @@ impl Student {
                 Ok(app.read(|m| {
                     let class = m.student(self.id).map(|s| s.class_id);
                     let cached = class.map(|c| app.class_averages(m, c));
-                    averages_of(m, cached.as_deref(), v, self.id)
+                    let figures = app.class_figures(m, class.unwrap_or_default(), None);
+                    averages_of(m, cached.as_deref(), &figures, v, self.id)
                 }))
             }
-            Src::AsOf(m) => Ok(averages_of(m, None, v, self.id)),
+            Src::AsOf(m, _) => {
+                let class = m.student(self.id).map(|s| s.class_id).unwrap_or_default();
+                let figures = m.class_figures(class, None);
+                Ok(averages_of(m, None, &figures, v, self.id))
+            }
         }
     }
 
@@ -474,20 +506,55 @@ impl Student {
             .map(|g| Grade::loaded(g, self.src.clone()))
             .collect())
     }
-    /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only
+    /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only. With periodId: over that period only (assessments dated in it)
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::SUBJECTS, child_complexity)"
     )]
-    async fn averages(&self, ctx: &Context<'_>) -> Result<Vec<SubjectAverage>> {
+    async fn averages(
+        &self,
+        ctx: &Context<'_>,
+        period_id: Option<ID>,
+    ) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        Ok(self.average_rows(ctx, v.as_ref())?.to_vec())
+        match period_id {
+            None => Ok(self.average_rows(ctx, v.as_ref())?.to_vec()),
+            Some(p) => {
+                let period = super::root::parse("periodId", &p)?;
+                super::evaluation::period_rows(ctx, &self.src, v.as_ref(), self.id, period)
+            }
+        }
     }
-    /// mean of the subject averages; null when the student has no GRADED grade
-    async fn overall_average(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
+    /// mean of the subject averages; null when the student has no GRADED grade. With periodId: over that period only
+    async fn overall_average(
+        &self,
+        ctx: &Context<'_>,
+        period_id: Option<ID>,
+    ) -> Result<Option<f64>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        let rows = self.average_rows(ctx, v.as_ref())?;
+        let period_rows;
+        let rows = match period_id {
+            None => self.average_rows(ctx, v.as_ref())?,
+            Some(p) => {
+                let period = super::root::parse("periodId", &p)?;
+                period_rows =
+                    super::evaluation::period_rows(ctx, &self.src, v.as_ref(), self.id, period)?;
+                &period_rows
+            }
+        };
         let known: Vec<f64> = rows.iter().filter_map(|r| r.average).collect();
         Ok((!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64))
+    }
+    /// The report card (bulletin) of a period of the student's establishment: the student, their guardians, the HEAD and EDUCATION_STAFF of the establishment, the teachers of the class
+    #[graphql(
+        complexity = "crate::graphql::limits::fixed(crate::graphql::limits::weight::STATS, child_complexity)"
+    )]
+    async fn report_card(
+        &self,
+        ctx: &Context<'_>,
+        period_id: ID,
+    ) -> Result<Option<super::evaluation::ReportCard>> {
+        self.record_viewer(ctx, "Notes").await?;
+        super::evaluation::report_card(ctx, &self.src, self.id, &period_id)
     }
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::ABSENCES, child_complexity)"
@@ -613,6 +680,20 @@ impl Assessment {
     }
     async fn out_of(&self, ctx: &Context<'_>) -> Result<f64> {
         Ok(self.get(ctx)?.out_of)
+    }
+    /// count, mean, min and max of the GRADED grades, on the assessment's own scale
+    async fn stats(&self, ctx: &Context<'_>) -> Result<super::evaluation::AssessmentStats> {
+        let a = self.get(ctx)?;
+        self.src
+            .read(ctx, |m| super::evaluation::assessment_stats(m, a))
+    }
+    /// TEACHER who owns it, HEAD, EDUCATION_STAFF; FORBIDDEN for students and guardians
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::STUDENTS, child_complexity)"
+    )]
+    async fn grades(&self, ctx: &Context<'_>) -> Result<Vec<Grade>> {
+        let a = self.get(ctx)?;
+        super::evaluation::assessment_grades(ctx, &self.src, a).await
     }
 }
 

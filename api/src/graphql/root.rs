@@ -60,11 +60,12 @@ pub(super) fn page_size(first: Option<i32>) -> Result<usize> {
 }
 
 /// What ADMIN sees of a grade event in the audit trail (see
-/// `policy::audit_shows_grades`): its ids, not its values nor the reason.
+/// `policy::audit_shows_grades`): its ids, not its values nor the reason. A
+/// report card's appreciation is an evaluation too (issue 14).
 fn redact_grades(mut event: registre_store::RecordedEvent) -> registre_store::RecordedEvent {
     if !matches!(
         event.event_type.as_str(),
-        "GradeRecorded" | "GradeCorrected"
+        "GradeRecorded" | "GradeCorrected" | "AppreciationWritten"
     ) {
         return event;
     }
@@ -357,7 +358,7 @@ impl RecordQuery {
         app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
             .await
             .gql()?;
-        Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past)))))
+        Ok(Some(Student::new(sid, Src::AsOf(Arc::new(past), at))))
     }
 
     /// HEAD, EDUCATION_STAFF, AUDITOR
