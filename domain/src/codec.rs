@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 22] = [
+pub const EVENT_TYPES: [&str; 27] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -30,6 +30,12 @@ pub const EVENT_TYPES: [&str; 22] = [
     "MessageRead",
     "PersonErased",
     "AccountClosed",
+    // communication (issue 16)
+    "AttachmentUploaded",
+    "AttachmentsLinked",
+    "NotificationPreferenceSet",
+    "WebPushRegistered",
+    "WebPushDropped",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -86,6 +92,12 @@ impl DomainEvent {
             MessageRead(_) => "MessageRead",
             PersonErased(_) => "PersonErased",
             AccountClosed(_) => "AccountClosed",
+            // communication (issue 16)
+            AttachmentUploaded(_) => "AttachmentUploaded",
+            AttachmentsLinked(_) => "AttachmentsLinked",
+            NotificationPreferenceSet(_) => "NotificationPreferenceSet",
+            WebPushRegistered(_) => "WebPushRegistered",
+            WebPushDropped(_) => "WebPushDropped",
         }
     }
 
@@ -198,6 +210,12 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         MessageRead,
         PersonErased,
         AccountClosed,
+        // communication (issue 16)
+        AttachmentUploaded,
+        AttachmentsLinked,
+        NotificationPreferenceSet,
+        WebPushRegistered,
+        WebPushDropped,
     )
 }
 

@@ -239,6 +239,12 @@ impl PersonErased {
     }
 }
 
+// communication (issue 16)
+pub use crate::communication::{
+    AttachmentUploaded, AttachmentsLinked, NotificationPreferenceSet, WebPushDropped,
+    WebPushRegistered,
+};
+
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -265,6 +271,12 @@ pub enum DomainEvent {
     MessageRead(MessageRead),
     PersonErased(PersonErased),
     AccountClosed(AccountClosed),
+    // communication (issue 16)
+    AttachmentUploaded(AttachmentUploaded),
+    AttachmentsLinked(AttachmentsLinked),
+    NotificationPreferenceSet(NotificationPreferenceSet),
+    WebPushRegistered(WebPushRegistered),
+    WebPushDropped(WebPushDropped),
 }
 
 impl DomainEvent {
@@ -301,6 +313,12 @@ impl DomainEvent {
             MessageRead(e) => (vec![e.reader], vec![]),
             PersonErased(e) => (vec![e.person_id], vec![]),
             AccountClosed(e) => (vec![e.person_id], vec![]),
+            // communication (issue 16)
+            AttachmentUploaded(e) => (vec![e.uploaded_by], vec![]),
+            AttachmentsLinked(e) => (vec![], e.student_id.into_iter().collect()),
+            NotificationPreferenceSet(e) => (vec![e.person_id], vec![]),
+            WebPushRegistered(e) => (vec![e.person_id], vec![]),
+            WebPushDropped(e) => (vec![e.person_id], vec![]),
         }
     }
 

@@ -20,6 +20,7 @@
 //! [`testing`] holds the given/when/then harness and one sample of every event.
 
 pub mod absences;
+pub mod communication;
 pub mod aggregate;
 pub mod codec;
 pub mod error;

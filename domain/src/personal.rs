@@ -95,6 +95,21 @@ declare! {
     // The legal basis of the erasure itself, which the audit must keep.
     PersonErased { subject: None, personal: [], clear: ["reason"] }
     AccountClosed { subject: Some("person_id"), personal: ["reason"], clear: [] }
+    // communication (issue 16): a file's name may name a child; an address,
+    // a push endpoint and its keys identify a person's mailbox and browser.
+    AttachmentUploaded {
+        subject: Some("uploaded_by"),
+        personal: ["name"],
+        clear: ["content_type", "sha256"],
+    }
+    AttachmentsLinked { subject: None, personal: [], clear: [] }
+    NotificationPreferenceSet { subject: Some("person_id"), personal: ["email"], clear: [] }
+    WebPushRegistered {
+        subject: Some("person_id"),
+        personal: ["endpoint", "p256dh", "auth"],
+        clear: [],
+    }
+    WebPushDropped { subject: None, personal: [], clear: [] }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does

@@ -42,6 +42,14 @@ impl StreamName {
     pub fn thread(id: ThreadId) -> Self {
         Self(format!("thread-{id}"))
     }
+    // communication (issue 16)
+    pub fn attachment(id: AttachmentId) -> Self {
+        Self(format!("attachment-{id}"))
+    }
+    /// A person's notification preferences and push subscriptions.
+    pub fn notifications(id: PersonId) -> Self {
+        Self(format!("notifications-{id}"))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -77,6 +85,18 @@ impl DomainEvent {
             MessageRead(e) => StreamName::thread(e.thread_id),
             PersonErased(e) => StreamName::person(e.person_id),
             AccountClosed(e) => StreamName::person(e.person_id),
+            // communication (issue 16): links go with what they attach to.
+            AttachmentUploaded(e) => StreamName::attachment(e.attachment_id),
+            AttachmentsLinked(e) => match e.to {
+                crate::communication::AttachedTo::Message { thread_id, .. } => {
+                    StreamName::thread(thread_id)
+                }
+                crate::communication::AttachedTo::Homework(h) => StreamName::homework(h),
+                crate::communication::AttachedTo::Justification(a) => StreamName::absence(a),
+            },
+            NotificationPreferenceSet(e) => StreamName::notifications(e.person_id),
+            WebPushRegistered(e) => StreamName::notifications(e.person_id),
+            WebPushDropped(e) => StreamName::notifications(e.person_id),
         }
     }
 }

@@ -52,6 +52,12 @@ pub const POSTGRES: &[Migration] = &[
         name: "usage_projection",
         sql: include_str!("../postgres/0006_usage_projection.sql"),
     },
+    // communication (issue 16)
+    Migration {
+        version: 7,
+        name: "communication",
+        sql: include_str!("../postgres/0007_communication.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -85,6 +91,12 @@ pub const SQLITE: &[Migration] = &[
         version: 6,
         name: "usage_projection",
         sql: include_str!("../sqlite/0006_usage_projection.sql"),
+    },
+    // communication (issue 16)
+    Migration {
+        version: 7,
+        name: "communication",
+        sql: include_str!("../sqlite/0007_communication.sql"),
     },
 ];
 
