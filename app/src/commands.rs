@@ -24,6 +24,9 @@
 //! Nothing else: no loop, no second authorization, no fingerprint by hand.
 
 use super::limits::Limited;
+
+// communication (issue 16)
+pub mod communication;
 use super::{new_event, wait_model, ApiError, App, Viewer};
 use crate::policy::{self, Issuer};
 use chrono::{DateTime, Utc};

@@ -31,6 +31,9 @@
 //! ```
 
 pub mod commands;
+// communication (issue 16)
+pub mod communication;
+pub mod notify;
 pub mod erasure;
 pub mod error;
 pub mod export;
@@ -90,6 +93,8 @@ pub struct AppConfig {
     pub live_capacity: usize,
     /// The read model's engine (batch size, snapshots, the usage pseudonym key).
     pub engine: EngineConfig,
+    /// Attachments and notifications (issue 16).
+    pub communication: communication::CommunicationConfig,
 }
 
 impl Default for AppConfig {
@@ -105,6 +110,7 @@ impl Default for AppConfig {
             access_flush_every: Duration::from_millis(200),
             live_capacity: 1024,
             engine: EngineConfig::default(),
+            communication: communication::CommunicationConfig::default(),
         }
     }
 }
@@ -173,6 +179,8 @@ pub struct App {
     /// all the class's grades, and they only change when the model moves.
     class_averages: Mutex<HashMap<ClassId, (Position, Arc<ClassAverages>)>>,
     config: AppConfig,
+    // communication (issue 16)
+    notify_stats: Arc<notify::NotifyStats>,
 }
 
 /// A class's average per subject (`None`: no GRADED grade yet).
@@ -256,8 +264,10 @@ impl App {
             limiter: limits::Limiter::new(config.limits.clone()),
             class_averages: Mutex::new(HashMap::new()),
             config,
+            notify_stats: Arc::default(),
         });
         usage::start(&app);
+        notify::start(&app).await?;
         Ok(app)
     }
 

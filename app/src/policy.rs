@@ -47,6 +47,10 @@ use registre_domain::{
 };
 use registre_projections::ReadModel as Model;
 
+// communication (issue 16)
+mod communication;
+pub use communication::*;
+
 /// Who runs a command: a person (a request's viewer, or an operator of the
 /// command line resolved in the roster), or Registre itself (a retention
 /// rule), which no person stands behind.

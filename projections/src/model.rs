@@ -223,6 +223,9 @@ pub struct ReadModel {
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
     /// Audit index: the log positions of the events about each person.
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
+    // communication (issue 16)
+    #[serde(default)]
+    pub(crate) communication: crate::communication::Communication,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -239,6 +242,9 @@ enum Kept {
     AbsenceReason,
     /// `Absence::review_comment` of the absences of the subject's student record.
     ReviewComment,
+    /// Attachment names, addresses, push subscriptions (issue 16): see
+    /// `Communication::erase`.
+    Communication,
     /// The model does not keep that text (grade corrections' and departures'
     /// reasons, cancelled absences), or the field is not one it knows: a
     /// test requires every declared personal field to be placed.
@@ -252,6 +258,10 @@ fn kept(event_type: &str, field: &str) -> Kept {
         ("MessageSent", "body") => Kept::SentBody,
         ("AbsenceDeclared" | "AbsenceJustified", "reason") => Kept::AbsenceReason,
         ("JustificationReviewed", "comment") => Kept::ReviewComment,
+        // communication (issue 16)
+        ("AttachmentUploaded", "name")
+        | ("NotificationPreferenceSet", "email")
+        | ("WebPushRegistered", "endpoint" | "p256dh" | "auth") => Kept::Communication,
         _ => Kept::Nowhere,
     }
 }
@@ -296,6 +306,11 @@ impl ReadModel {
     /// The snapshot bytes (serde JSON) of this model, position included.
     pub fn to_snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
+    }
+
+    /// Attachments, notification preferences, push subscriptions (issue 16).
+    pub fn communication(&self) -> &crate::communication::Communication {
+        &self.communication
     }
 
     /// The last log position applied (0 for an empty model).
@@ -696,6 +711,12 @@ impl ReadModel {
                     p.account_closed_on = Some(e.effective_on);
                 }
             }
+            // communication (issue 16)
+            AttachmentUploaded(e) => self.communication.uploaded(e, env.recorded_at),
+            AttachmentsLinked(e) => self.communication.linked(e),
+            NotificationPreferenceSet(e) => self.communication.preference_set(e),
+            WebPushRegistered(e) => self.communication.push_registered(e),
+            WebPushDropped(e) => self.communication.push_dropped(e),
         }
     }
 
@@ -722,6 +743,7 @@ impl ReadModel {
         let student = StudentId::for_person(person);
         match place {
             Kept::Nowhere => {}
+            Kept::Communication => self.communication.erase(person),
             Kept::PersonName => {
                 if let Some(p) = self.persons.get_mut(&person) {
                     p.display_name = erased();
