@@ -60,6 +60,7 @@ where
     let app_config = registre_app::AppConfig {
         engine: engine_config(config),
         limits: config.person_limits.clone(),
+        communication: communication_config(config)?,
         ..registre_app::AppConfig::default()
     };
     let app = registre_app::App::new(store, app_config)
@@ -85,6 +86,9 @@ where
             app: app.clone(),
             max_lag: config.ready_max_lag,
         }),
+        downloads: Some(Arc::new(
+            registre_api::graphql::communication::AppDownloads(app.clone()),
+        )),
     };
     let inner = serve_executor(transport, config.listen, shutdown)
         .await
@@ -96,6 +100,47 @@ where
         app.shutdown().await;
         tracing::info!("application stopped");
     }))
+}
+
+/// Attachments and notifications from the configuration: the VAPID key is
+/// read from its file here, so a bad file stops the start with its name.
+pub fn communication_config(
+    config: &Config,
+) -> anyhow::Result<registre_app::communication::CommunicationConfig> {
+    let c = &config.communication;
+    let smtp = match (&c.smtp_url, &c.mail_from) {
+        (Some(url), Some(from)) => Some(registre_app::communication::SmtpConfig {
+            url: url.clone(),
+            from: from.clone(),
+        }),
+        _ => None,
+    };
+    let vapid = match &c.vapid_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading REGISTRE_VAPID_KEY ({})", path.display()))?;
+            // RFC 8292's contact: the mail sender, else the project's.
+            let subject = match &c.mail_from {
+                Some(from) => format!(
+                    "mailto:{}",
+                    from.rsplit_once('<')
+                        .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
+                        .trim()
+                ),
+                None => "mailto:registre@localhost".to_owned(),
+            };
+            let key = registre_app::notify::VapidKey::from_pem(&pem, &subject)
+                .map_err(|e| anyhow::anyhow!("REGISTRE_VAPID_KEY ({}): {e}", path.display()))?;
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
+    Ok(registre_app::communication::CommunicationConfig {
+        attachment_max_bytes: c.max_attachment_bytes,
+        smtp,
+        vapid,
+        ..Default::default()
+    })
 }
 
 /// The projection engine's settings from the configuration.

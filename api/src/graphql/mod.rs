@@ -4,6 +4,8 @@
 //! in-memory model only; the store is touched once per request for
 //! read-your-writes, by commands, and by the audit queries.
 
+// communication (issue 16)
+pub mod communication;
 pub mod errors;
 pub mod limits;
 mod objects;
@@ -19,11 +21,11 @@ pub use root::{RecordMutation, RecordQuery, RecordSubscription};
 // comments: doc comments would be the types' descriptions in the SDL.)
 #[derive(async_graphql::MergedObject, Default, Debug)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(RecordQuery);
+pub struct QueryRoot(RecordQuery, communication::CommunicationQuery);
 
 #[derive(async_graphql::MergedObject, Default, Debug)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(RecordMutation);
+pub struct MutationRoot(RecordMutation, communication::CommunicationMutation);
 
 #[derive(async_graphql::MergedSubscription, Default, Debug)]
 #[graphql(name = "Subscription")]

@@ -16,6 +16,8 @@ use futures::{Stream, StreamExt};
 use registre_app::commands::{new_id, CommandContext};
 use registre_app::policy;
 use registre_app::{ApiError, Viewer};
+use registre_app::commands::communication::JustifyWithDocuments;
+use registre_domain::communication as comm;
 use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, DomainEvent};
 use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};
@@ -487,6 +489,7 @@ pub struct DeclareAbsenceInput {
 pub struct JustifyAbsenceInput {
     pub absence_id: ID,
     pub reason: String,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 #[derive(Debug, InputObject)]
@@ -530,6 +533,7 @@ pub struct AssignHomeworkInput {
     pub title: String,
     pub description: String,
     pub due: Date,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 #[derive(Debug, InputObject)]
@@ -540,6 +544,9 @@ pub struct SendMessageInput {
     /// reply in an existing thread
     pub thread_id: Option<ID>,
     pub idempotency_key: Option<String>,
+    /// every guardian (or student, or teacher) of a class, resolved when sent
+    pub to_groups: Option<Vec<super::communication::RecipientGroupInput>>,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 /// A referenced id the viewer must be allowed to act on: a malformed one is
@@ -650,10 +657,17 @@ impl DeclareAbsenceInput {
 }
 
 impl JustifyAbsenceInput {
-    fn command(self) -> absences::JustifyAbsence {
-        absences::JustifyAbsence {
-            absence_id: opaque(&self.absence_id),
-            reason: self.reason,
+    /// Justified by the viewer, with the documents they uploaded.
+    fn command(self, v: &Viewer) -> JustifyWithDocuments {
+        JustifyWithDocuments {
+            command: comm::JustifyAbsence {
+                attachments: super::communication::attachment_ids(&self.attachment_ids),
+                justification: absences::JustifyAbsence {
+                    absence_id: opaque(&self.absence_id),
+                    reason: self.reason,
+                },
+            },
+            by: v.person,
         }
     }
 }
@@ -708,32 +722,44 @@ impl CorrectGradeInput {
 
 impl AssignHomeworkInput {
     /// Assigned by the viewer.
-    fn command(self, v: &Viewer) -> homework::AssignHomework {
-        homework::AssignHomework {
-            homework_id: new_id(),
-            class_id: opaque(&self.class_id),
-            teacher_id: v.person,
-            subject: self.subject,
-            title: self.title,
-            description: self.description,
-            due: self.due.0,
+    fn command(self, v: &Viewer) -> comm::AssignHomework {
+        comm::AssignHomework {
+            attachments: super::communication::attachment_ids(&self.attachment_ids),
+            homework: homework::AssignHomework {
+                homework_id: new_id(),
+                class_id: opaque(&self.class_id),
+                teacher_id: v.person,
+                subject: self.subject,
+                title: self.title,
+                description: self.description,
+                due: self.due.0,
+            },
         }
     }
 }
 
 impl SendMessageInput {
     /// Sent by the viewer.
-    fn command(&self, v: &Viewer) -> messages::SendMessage {
-        messages::SendMessage {
-            message_id: new_id(),
-            thread: match &self.thread_id {
-                Some(t) => ThreadTarget::Reply(opaque(t)),
-                None => ThreadTarget::New { id: new_id() },
+    fn command(&self, v: &Viewer) -> comm::SendMessage {
+        comm::SendMessage {
+            message: messages::SendMessage {
+                message_id: new_id(),
+                thread: match &self.thread_id {
+                    Some(t) => ThreadTarget::Reply(opaque(t)),
+                    None => ThreadTarget::New { id: new_id() },
+                },
+                from: v.person,
+                to: self.to.iter().map(opaque).collect(),
+                subject: self.subject.clone(),
+                body: self.body.clone(),
             },
-            from: v.person,
-            to: self.to.iter().map(opaque).collect(),
-            subject: self.subject.clone(),
-            body: self.body.clone(),
+            to_groups: self
+                .to_groups
+                .iter()
+                .flatten()
+                .map(|g| g.group())
+                .collect(),
+            attachments: super::communication::attachment_ids(&self.attachment_ids),
         }
     }
 }
@@ -876,11 +902,16 @@ impl RecordMutation {
         input: JustifyAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cmd = input.command();
-        app.execute(&command_context(ctx, &v), &cmd, None)
+        let cmd = input.command(&v);
+        let absence = cmd.command.justification.absence_id;
+        let done = app
+            .execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Absence::new(cmd.absence_id, src)))
+        if !cmd.command.attachments.is_empty() && !done.events.is_empty() {
+            app.seal_justification_documents(absence).await.gql()?;
+        }
+        Ok(live(|src| Absence::new(absence, src)))
     }
 
     /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
@@ -946,7 +977,7 @@ impl RecordMutation {
         app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Homework::new(cmd.homework_id, src)))
+        Ok(live(|src| Homework::new(cmd.homework.homework_id, src)))
     }
 
     /// any authenticated person, to people they may write to (see `app::policy::may_write`)
@@ -963,7 +994,7 @@ impl RecordMutation {
             .gql()?;
         let id = match done.events.first() {
             Some(DomainEvent::MessageSent(e)) => e.message_id,
-            _ => cmd.message_id,
+            _ => cmd.message.message_id,
         };
         Ok(Message::new(id, v.person))
     }
