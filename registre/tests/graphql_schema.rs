@@ -81,3 +81,30 @@ fn exported_schema_keeps_the_usage_contract_part() {
         "the schema breaks the usage contract part:\n{report}"
     );
 }
+
+#[test]
+fn exported_schema_keeps_the_communication_contract_part() {
+    let tool = std::env::var_os("REGISTRE_CONTRACT_CHECK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/tools/contract-check"));
+    let part = repo().join("../shared/contracts/communication.graphql");
+    assert!(
+        part.exists(),
+        "contract part not found at {}",
+        part.display()
+    );
+    let out = Command::new(&tool)
+        .arg(repo().join("docs/schema.graphql"))
+        .arg(&part)
+        .output()
+        .expect("run contract-check");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("0 breaks"),
+        "the schema breaks the communication contract part:\n{report}"
+    );
+}

@@ -161,6 +161,7 @@ pub(super) fn attachment_ids(ids: &Option<Vec<ID>>) -> Vec<registre_domain::Atta
 #[derive(Debug, InputObject)]
 pub struct WebPushSubscriptionInput {
     pub endpoint: String,
+    #[graphql(name = "p256dh")]
     pub p256dh: String,
     pub auth: String,
 }
