@@ -230,30 +230,39 @@ fn routes<E: Executor>(
 
     // Uploads (issue 16): a multipart body goes to its own route, with a
     // larger bound than a JSON body's.
-    let graphql_multipart = warp::path("graphql")
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(warp::header::<String>("content-type").and_then(|ct: String| async move {
-            if ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data") {
-                Ok(ct)
-            } else {
-                Err(warp::reject::not_found())
-            }
-        }))
-        .and(warp::body::content_length_limit(
-            limits.max_body_bytes.saturating_add(limits.max_upload_bytes),
-        ))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::stream())
-        .and(with.clone())
-        .then(
-            |content_type: String,
-             authorization: Option<String>,
-             body,
-             shared: Arc<Shared<E>>| async move {
-                graphql_multipart(shared, content_type, authorization, body).await
-            },
-        );
+    let graphql_multipart =
+        warp::path("graphql")
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(
+                warp::header::<String>("content-type").and_then(|ct: String| async move {
+                    if ct
+                        .trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/form-data")
+                    {
+                        Ok(ct)
+                    } else {
+                        Err(warp::reject::not_found())
+                    }
+                }),
+            )
+            .and(warp::body::content_length_limit(
+                limits
+                    .max_body_bytes
+                    .saturating_add(limits.max_upload_bytes),
+            ))
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::stream())
+            .and(with.clone())
+            .then(
+                |content_type: String,
+                 authorization: Option<String>,
+                 body,
+                 shared: Arc<Shared<E>>| async move {
+                    graphql_multipart(shared, content_type, authorization, body).await
+                },
+            );
 
     let attachments = warp::path!("attachments" / String)
         .and(warp::get())
@@ -535,10 +544,19 @@ async fn graphql_multipart<E: Executor>(
             })
             .map_err(std::io::Error::other)
             .into_async_read();
-        let batch = match async_graphql::http::receive_batch_body(Some(content_type), reader, options).await {
+        let batch = match async_graphql::http::receive_batch_body(
+            Some(content_type),
+            reader,
+            options,
+        )
+        .await
+        {
             Ok(batch) => batch,
             Err(async_graphql::ParseRequestError::PayloadTooLarge) => {
-                t.metrics.refused.with_label_values(&["upload_too_large"]).inc();
+                t.metrics
+                    .refused
+                    .with_label_values(&["upload_too_large"])
+                    .inc();
                 return error_reply(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "INVALID_INPUT",
@@ -549,7 +567,10 @@ async fn graphql_multipart<E: Executor>(
                 );
             }
             Err(e) => {
-                t.metrics.refused.with_label_values(&["bad_multipart"]).inc();
+                t.metrics
+                    .refused
+                    .with_label_values(&["bad_multipart"])
+                    .inc();
                 return error_reply(
                     StatusCode::BAD_REQUEST,
                     "INVALID_INPUT",
@@ -711,7 +732,10 @@ async fn download<E: Executor>(
                 headers.insert(warp::http::header::CONTENT_DISPOSITION, v);
             }
             // The type was sniffed on upload; browsers must not guess another.
-            headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            headers.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
             headers.insert(
                 warp::http::header::CACHE_CONTROL,
                 HeaderValue::from_static("private, no-store"),

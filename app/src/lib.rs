@@ -33,13 +33,13 @@
 pub mod commands;
 // communication (issue 16)
 pub mod communication;
-pub mod notify;
 pub mod erasure;
 pub mod error;
 pub mod export;
 mod follower;
 pub mod limits;
 pub mod live;
+pub mod notify;
 pub mod policy;
 pub mod usage;
 

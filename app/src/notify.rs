@@ -84,7 +84,10 @@ fn channels(config: &CommunicationConfig) -> Vec<Channel> {
 }
 
 /// Who an event notifies, about what.
-fn audience(m: &ReadModel, event: &DomainEvent) -> Option<(NotificationKind, uuid::Uuid, Vec<PersonId>)> {
+fn audience(
+    m: &ReadModel,
+    event: &DomainEvent,
+) -> Option<(NotificationKind, uuid::Uuid, Vec<PersonId>)> {
     match event {
         // A roll call's or a staff's report; a guardian's own declaration
         // is news to no guardian.
@@ -106,7 +109,9 @@ fn audience(m: &ReadModel, event: &DomainEvent) -> Option<(NotificationKind, uui
                 })
                 .unwrap_or_default(),
         )),
-        DomainEvent::MessageSent(e) => Some((NotificationKind::Message, e.message_id.0, e.to.clone())),
+        DomainEvent::MessageSent(e) => {
+            Some((NotificationKind::Message, e.message_id.0, e.to.clone()))
+        }
         _ => None,
     }
 }
@@ -181,8 +186,11 @@ impl LogConsumer for Outbox {
             if expected >= last {
                 break;
             }
-            let events: Vec<&LoggedEvent> =
-                page.events.iter().filter(|e| e.position > expected).collect();
+            let events: Vec<&LoggedEvent> = page
+                .events
+                .iter()
+                .filter(|e| e.position > expected)
+                .collect();
             let rows = app.read(|m| items(m, &events, &self.channels));
             let n = rows.len() as u64;
             if self.store.enqueue(expected, last, rows, Utc::now()).await? {
@@ -430,8 +438,12 @@ impl Sender {
         match status {
             200..=299 => Ok(()),
             404 | 410 => Err(PushFailure::Gone(status)),
-            429 | 500..=599 => Err(PushFailure::Transient(format!("push service answered {status}"))),
-            _ => Err(PushFailure::Permanent(format!("push service answered {status}"))),
+            429 | 500..=599 => Err(PushFailure::Transient(format!(
+                "push service answered {status}"
+            ))),
+            _ => Err(PushFailure::Permanent(format!(
+                "push service answered {status}"
+            ))),
         }
     }
 
@@ -444,10 +456,14 @@ impl Sender {
         let cx = CommandContext::system(new_id());
         match app.executor().run(&cx, &cmd, None).await {
             Ok(_) => {
-                self.stats.subscriptions_dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .subscriptions_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(person = %person, subscription = %id, status, "push subscription dropped");
             }
-            Err(e) => tracing::warn!(person = %person, subscription = %id, error = %e, "push subscription not dropped"),
+            Err(e) => {
+                tracing::warn!(person = %person, subscription = %id, error = %e, "push subscription not dropped")
+            }
         }
     }
 }

@@ -271,7 +271,10 @@ pub fn upload_attachment(
 /// The attachments a command names, checked against the facts: at most
 /// [`ATTACHMENTS_MAX`], each uploaded by the one attaching it (NOT_FOUND
 /// otherwise: another person's upload is not theirs to know of).
-fn attachments(ids: &[AttachmentId], own: &BTreeSet<AttachmentId>) -> Result<Vec<AttachmentId>, DomainError> {
+fn attachments(
+    ids: &[AttachmentId],
+    own: &BTreeSet<AttachmentId>,
+) -> Result<Vec<AttachmentId>, DomainError> {
     let mut out: Vec<AttachmentId> = Vec::with_capacity(ids.len());
     for a in ids {
         if !out.contains(a) {
@@ -490,7 +493,9 @@ fn email(raw: &str) -> Result<String, DomainError> {
         || domain.starts_with('.')
         || domain.ends_with('.')
         || domain.contains('@')
-        || s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+        || s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
     {
         return bad("must be an address such as nom@exemple.fr");
     }
@@ -570,7 +575,9 @@ pub fn register_web_push(
     let endpoint = cmd.endpoint.trim();
     if endpoint.len() > ENDPOINT_MAX
         || !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-        || endpoint.chars().any(|c| c.is_whitespace() || c.is_control())
+        || endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(DomainError::invalid(
             "endpoint",

@@ -20,9 +20,9 @@
 //! [`testing`] holds the given/when/then harness and one sample of every event.
 
 pub mod absences;
-pub mod communication;
 pub mod aggregate;
 pub mod codec;
+pub mod communication;
 pub mod error;
 pub mod events;
 pub mod grades;

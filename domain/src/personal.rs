@@ -226,6 +226,14 @@ mod tests {
             ("AbsenceCancelled", "student_id", &["reason"]),
             ("MessageSent", "from", &["subject", "body"]),
             ("AccountClosed", "person_id", &["reason"]),
+            // communication (issue 16)
+            ("AttachmentUploaded", "uploaded_by", &["name"]),
+            ("NotificationPreferenceSet", "person_id", &["email"]),
+            (
+                "WebPushRegistered",
+                "person_id",
+                &["endpoint", "p256dh", "auth"],
+            ),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

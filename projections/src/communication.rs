@@ -8,7 +8,9 @@ use registre_domain::communication::{
     AttachedTo, AttachmentUploaded, AttachmentsLinked, Channel, NotificationPreferenceSet,
     Preferences, WebPushDropped, WebPushRegistered,
 };
-use registre_domain::{AbsenceId, AttachmentId, HomeworkId, MessageId, PersonId, StudentId, WebPushId};
+use registre_domain::{
+    AbsenceId, AttachmentId, HomeworkId, MessageId, PersonId, StudentId, WebPushId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -84,7 +86,9 @@ impl Communication {
 
     pub(crate) fn linked(&mut self, e: AttachmentsLinked) {
         let list = match e.to {
-            AttachedTo::Message { message_id, .. } => self.of_message.entry(message_id).or_default(),
+            AttachedTo::Message { message_id, .. } => {
+                self.of_message.entry(message_id).or_default()
+            }
             AttachedTo::Homework(h) => self.of_homework.entry(h).or_default(),
             AttachedTo::Justification(a) => self.of_absence.entry(a).or_default(),
         };

@@ -170,7 +170,12 @@ pub struct CommunicationSettings {
     #[arg(long, env = "REGISTRE_SMTP_URL", global = true, value_name = "URL")]
     pub smtp_url: Option<String>,
     /// The `From:` of notification mail, e.g. `Vie scolaire <vie-scolaire@college.fr>`.
-    #[arg(long, env = "REGISTRE_MAIL_FROM", global = true, value_name = "ADDRESS")]
+    #[arg(
+        long,
+        env = "REGISTRE_MAIL_FROM",
+        global = true,
+        value_name = "ADDRESS"
+    )]
     pub mail_from: Option<String>,
     /// A PEM file holding the VAPID private key (P-256, PKCS#8) of Web
     /// Push; `registre demo` creates one. Unset: no Web Push.

@@ -99,10 +99,16 @@ fn u64_of(v: i64) -> Result<u64> {
 }
 
 fn check_sha(sha256: &str) -> Result<()> {
-    if sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         Ok(())
     } else {
-        Err(StoreError::InvalidAppend("a blob key is 64 lowercase hex digits".into()))
+        Err(StoreError::InvalidAppend(
+            "a blob key is 64 lowercase hex digits".into(),
+        ))
     }
 }
 
@@ -181,7 +187,10 @@ impl CommunicationStore for PostgresCommunication {
     async fn outbox_checkpoint(&self) -> Result<Position> {
         let client = self.pool.get().await.map_err(pool_err)?;
         let row = client
-            .query_one("SELECT position FROM notification_checkpoint WHERE id = 1", &[])
+            .query_one(
+                "SELECT position FROM notification_checkpoint WHERE id = 1",
+                &[],
+            )
             .await
             .map_err(pg("checkpoint"))?;
         u64_of(row.get(0))
@@ -329,7 +338,9 @@ fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn lite_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Uuid, String, String, Uuid, String, i64, Option<i64>)> {
+fn lite_entry(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, Uuid, String, String, Uuid, String, i64, Option<i64>)> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -375,11 +386,17 @@ impl CommunicationStore for SqliteCommunication {
             return Ok(());
         }
         let dir = self.blobs.join(owner.to_string());
-        tokio::fs::create_dir_all(&dir).await.map_err(io("create dir"))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io("create dir"))?;
         // Written aside and renamed: a reader never sees half a file.
         let partial = dir.join(format!("{sha256}.{}.part", Uuid::now_v7()));
-        tokio::fs::write(&partial, &bytes).await.map_err(io("write"))?;
-        tokio::fs::rename(&partial, &path).await.map_err(io("rename"))?;
+        tokio::fs::write(&partial, &bytes)
+            .await
+            .map_err(io("write"))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(io("rename"))?;
         Ok(())
     }
 
@@ -429,7 +446,15 @@ impl CommunicationStore for SqliteCommunication {
         let (expected, checkpoint) = (i64_of(expected)?, i64_of(checkpoint)?);
         let rows = items
             .into_iter()
-            .map(|i| Ok((i64_of(i.position)?, i.person_id, i.channel, i.kind, i.about_id)))
+            .map(|i| {
+                Ok((
+                    i64_of(i.position)?,
+                    i.person_id,
+                    i.channel,
+                    i.kind,
+                    i.about_id,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.store
             .on_writer(move |conn| {
@@ -520,7 +545,14 @@ impl CommunicationStore for SqliteCommunication {
                     "UPDATE notification_outbox SET state = ?4, next_at = ?5, delivered_at = ?6, \
                      attempts = attempts + 1, lease_until = NULL \
                      WHERE position = ?1 AND person_id = ?2 AND channel = ?3 AND state = 'pending'",
-                    rusqlite::params![position, person, channel, state, millis(next_at), delivered_at],
+                    rusqlite::params![
+                        position,
+                        person,
+                        channel,
+                        state,
+                        millis(next_at),
+                        delivered_at
+                    ],
                 )
                 .map_err(lite("settle"))?;
                 Ok(())

@@ -195,7 +195,13 @@ impl Vault {
         let key = match cached {
             Some(k) => k,
             None => {
-                let found = self.keys.keys(vec![owner]).await?.get(&owner).copied().flatten();
+                let found = self
+                    .keys
+                    .keys(vec![owner])
+                    .await?
+                    .get(&owner)
+                    .copied()
+                    .flatten();
                 self.cache.lock().insert(owner, found);
                 found
             }

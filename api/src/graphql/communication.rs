@@ -204,7 +204,10 @@ impl CommunicationMutation {
         let max = app.config().communication.attachment_max_bytes;
         // The multipart parser already refused a file past the limit; this
         // holds for any transport that hands us a file.
-        let size = value.size().map_err(|e| ApiError::Internal(format!("upload: {e}"))).gql()?;
+        let size = value
+            .size()
+            .map_err(|e| ApiError::Internal(format!("upload: {e}")))
+            .gql()?;
         if size > max {
             return Err(ApiError::invalid(
                 "file",
@@ -307,10 +310,7 @@ impl crate::server::Downloads for AppDownloads {
         let viewer = app.viewer(caller).await.map_err(refuse)?;
         // A malformed id is refused like another family's document.
         let id = raw.parse().map_err(|_| refuse(ApiError::forbidden()))?;
-        let file = app
-            .download_attachment(&viewer, id)
-            .await
-            .map_err(refuse)?;
+        let file = app.download_attachment(&viewer, id).await.map_err(refuse)?;
         Ok(crate::server::DownloadReply {
             name: file.attachment.name,
             content_type: file.attachment.content_type,

@@ -881,10 +881,7 @@ impl Message {
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::RECIPIENTS, child_complexity)"
     )]
-    async fn receipts(
-        &self,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<super::communication::ReadReceipt>> {
+    async fn receipts(&self, ctx: &Context<'_>) -> Result<Vec<super::communication::ReadReceipt>> {
         let msg = self.get(ctx)?;
         if msg.from != self.reader {
             return Ok(Vec::new());

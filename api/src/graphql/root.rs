@@ -13,10 +13,10 @@ use crate::graphql::errors::GqlResult;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use registre_app::commands::communication::JustifyWithDocuments;
 use registre_app::commands::{new_id, CommandContext};
 use registre_app::policy;
 use registre_app::{ApiError, Viewer};
-use registre_app::commands::communication::JustifyWithDocuments;
 use registre_domain::communication as comm;
 use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, DomainEvent};
@@ -753,12 +753,7 @@ impl SendMessageInput {
                 subject: self.subject.clone(),
                 body: self.body.clone(),
             },
-            to_groups: self
-                .to_groups
-                .iter()
-                .flatten()
-                .map(|g| g.group())
-                .collect(),
+            to_groups: self.to_groups.iter().flatten().map(|g| g.group()).collect(),
             attachments: super::communication::attachment_ids(&self.attachment_ids),
         }
     }

@@ -137,8 +137,7 @@ pub struct JustifyWithDocuments {
 
 impl Command for JustifyWithDocuments {
     const NAME: &'static str = "justifyAbsence";
-    const RATE: Option<crate::limits::Limited> =
-        Some(crate::limits::Limited::AbsenceDeclaration);
+    const RATE: Option<crate::limits::Limited> = Some(crate::limits::Limited::AbsenceDeclaration);
     type State = absences::Absence;
     type Facts = BTreeSet<AttachmentId>;
 

@@ -116,7 +116,10 @@ mod tests {
             host_port("smtp://127.0.0.1:2525"),
             Ok(("127.0.0.1".into(), 2525))
         );
-        assert_eq!(host_port("smtp://relay.local"), Ok(("relay.local".into(), 25)));
+        assert_eq!(
+            host_port("smtp://relay.local"),
+            Ok(("relay.local".into(), 25))
+        );
         assert!(host_port("http://x").is_err());
         assert!(host_port("smtp://x:port").is_err());
     }

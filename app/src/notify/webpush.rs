@@ -196,7 +196,8 @@ mod tests {
             .unwrap();
         let (signed, signature) = t.rsplit_once('.').unwrap();
         let public = PublicKey::from_sec1_bytes(&B64.decode(k).unwrap()).unwrap();
-        let signature = p256::ecdsa::Signature::from_slice(&B64.decode(signature).unwrap()).unwrap();
+        let signature =
+            p256::ecdsa::Signature::from_slice(&B64.decode(signature).unwrap()).unwrap();
         p256::ecdsa::VerifyingKey::from(&public)
             .verify(signed.as_bytes(), &signature)
             .unwrap();

@@ -25,7 +25,8 @@ use registre_projections::ReadModel as Model;
 pub fn can_write_to_groups(m: &Model, v: &Viewer, groups: &[RecipientGroup]) -> bool {
     groups.iter().all(|g| {
         m.class(g.class_id).is_some()
-            && (super::teaches_class(m, v, g.class_id) || v.runs(m.establishment_of_class(g.class_id)))
+            && (super::teaches_class(m, v, g.class_id)
+                || v.runs(m.establishment_of_class(g.class_id)))
     })
 }
 

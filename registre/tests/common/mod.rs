@@ -178,9 +178,7 @@ impl EventStore for CountingStore {
         self.inner.subject_keys()
     }
 
-    fn communication(
-        &self,
-    ) -> Option<Arc<dyn registre_store::communication::CommunicationStore>> {
+    fn communication(&self) -> Option<Arc<dyn registre_store::communication::CommunicationStore>> {
         self.inner.communication()
     }
 
