@@ -106,7 +106,7 @@ impl Limits {
             max_sockets_per_person: 8,
             max_anonymous_sockets: 256,
             max_body_bytes: 1024 * 1024,
-            max_upload_bytes: 10 * 1024 * 1024,
+            max_upload_bytes: 10_000_000,
             max_upload_files: 10,
             max_batch_operations: 10,
             ws_max_message_bytes: 64 * 1024,

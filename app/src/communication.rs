@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Default largest attachment: 10 MB.
-pub const ATTACHMENT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default largest attachment: 10 MB (10,000,000 bytes: the issue's
+/// "10 MB", whichever way a client counts it, is never exceeded).
+pub const ATTACHMENT_MAX_BYTES: u64 = 10_000_000;
 
 /// Settings of communication.
 #[derive(Clone, Debug)]

@@ -180,6 +180,9 @@ impl Aggregate for Absence {
                 });
             }
             AbsenceCancelled(e) if me == Some(e.absence_id) => self.cancelled = true,
+            // communication (issue 16): documents joined the justification.
+            AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Justification(a) if me == Some(a)) =>
+                {}
             _ => return,
         }
         self.version += 1;

@@ -217,8 +217,8 @@ impl Aggregate for Attachment {
     fn apply(&mut self, event: &DomainEvent) {
         if let DomainEvent::AttachmentUploaded(_) = event {
             self.uploaded = true;
+            self.version += 1;
         }
-        self.version += 1;
     }
     fn version(&self) -> u64 {
         self.version
@@ -459,7 +459,7 @@ impl Aggregate for Notifications {
             DomainEvent::WebPushDropped(e) => {
                 self.push.remove(&e.subscription_id);
             }
-            _ => {}
+            _ => return,
         }
         self.version += 1;
     }
@@ -558,10 +558,11 @@ pub struct RegisterWebPush {
 
 fn base64url_len(field: &str, raw: &str) -> Result<usize, DomainError> {
     let s = raw.trim_end_matches('=');
+    // Browsers give base64url; some libraries the standard alphabet.
     if s.is_empty()
         || !s
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/'))
     {
         return Err(DomainError::invalid(field, "must be base64url"));
     }

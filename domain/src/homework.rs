@@ -50,6 +50,9 @@ impl Aggregate for Homework {
                 self.due = Some(e.due);
             }
             DomainEvent::HomeworkWithdrawn(e) if me == Some(e.homework_id) => self.withdrawn = true,
+            // communication (issue 16): files joined the entry.
+            DomainEvent::AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Homework(h) if me == Some(h)) =>
+                {}
             _ => return,
         }
         self.version += 1;

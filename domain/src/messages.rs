@@ -66,6 +66,11 @@ impl Aggregate for Thread {
                 );
                 self.version += 1;
             }
+            // communication (issue 16): files joined a message of the thread.
+            DomainEvent::AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Message { thread_id, .. } if self.id == Some(thread_id)) =>
+            {
+                self.version += 1;
+            }
             DomainEvent::MessageRead(e) if self.id == Some(e.thread_id) => {
                 if let Some(m) = self.messages.get_mut(&e.message_id) {
                     if !m.read_by.contains(&e.reader) {

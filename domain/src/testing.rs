@@ -342,7 +342,7 @@ pub fn samples() -> Vec<DomainEvent> {
         // communication (issue 16)
         E::AttachmentUploaded(crate::communication::AttachmentUploaded {
             attachment_id: AttachmentId(id(9)),
-            uploaded_by: parent,
+            uploaded_by: teacher,
             name: "certificat.pdf".into(),
             content_type: "application/pdf".into(),
             size: 1234,
@@ -354,20 +354,20 @@ pub fn samples() -> Vec<DomainEvent> {
             student_id: Some(student),
         }),
         E::NotificationPreferenceSet(crate::communication::NotificationPreferenceSet {
-            person_id: parent,
+            person_id: teacher,
             channel: crate::communication::Channel::Email,
             preferences: crate::communication::Preferences::default(),
-            email: Some("parent@example.org".into()),
+            email: Some("enseignant@example.org".into()),
         }),
         E::WebPushRegistered(crate::communication::WebPushRegistered {
-            person_id: parent,
+            person_id: teacher,
             subscription_id: WebPushId(id(10)),
             endpoint: "https://push.example.org/abc".into(),
             p256dh: "BA".repeat(43),
             auth: "QUFBQUFBQUFBQUFBQUFBQQ".into(),
         }),
         E::WebPushDropped(crate::communication::WebPushDropped {
-            person_id: parent,
+            person_id: teacher,
             subscription_id: WebPushId(id(10)),
             status: 410,
         }),

@@ -169,7 +169,8 @@ pub struct CommunicationSettings {
     /// Unset: no e-mail.
     #[arg(long, env = "REGISTRE_SMTP_URL", global = true, value_name = "URL")]
     pub smtp_url: Option<String>,
-    /// The `From:` of notification mail, e.g. `Vie scolaire <vie-scolaire@college.fr>`.
+    /// The `From:` of notification mail, e.g. `Vie scolaire
+    /// <vie-scolaire@college.fr>` (unset: `registre@localhost`).
     #[arg(
         long,
         env = "REGISTRE_MAIL_FROM",
@@ -603,12 +604,6 @@ impl Settings {
             records,
             communication,
         } = self;
-        if communication.smtp_url.is_some() && communication.mail_from.is_none() {
-            return Err(ConfigError::Missing {
-                var: "REGISTRE_MAIL_FROM",
-                because: "REGISTRE_SMTP_URL is set",
-            });
-        }
         let auth = match auth.jwks {
             None => None,
             Some(jwks) => Some(AuthConfig {

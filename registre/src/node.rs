@@ -108,15 +108,29 @@ pub fn communication_config(
     config: &Config,
 ) -> anyhow::Result<registre_app::communication::CommunicationConfig> {
     let c = &config.communication;
-    let smtp = match (&c.smtp_url, &c.mail_from) {
-        (Some(url), Some(from)) => Some(registre_app::communication::SmtpConfig {
+    let smtp = c.smtp_url.as_ref().map(|url| {
+        let from = c.mail_from.clone().unwrap_or_else(|| {
+            tracing::warn!(
+                "REGISTRE_MAIL_FROM is not set: notification mail is sent from registre@localhost"
+            );
+            "Registre <registre@localhost>".to_owned()
+        });
+        registre_app::communication::SmtpConfig {
             url: url.clone(),
-            from: from.clone(),
-        }),
-        _ => None,
-    };
+            from,
+        }
+    });
     let vapid = match &c.vapid_key {
         Some(path) => {
+            if !path.exists() {
+                // Like `registre demo`: a node told where its key is makes
+                // one there; every node must then be given that file.
+                let pem = registre_app::notify::VapidKey::generate_pem()
+                    .map_err(|e| anyhow::anyhow!("making the VAPID key: {e}"))?;
+                std::fs::write(path, pem)
+                    .with_context(|| format!("writing REGISTRE_VAPID_KEY ({})", path.display()))?;
+                tracing::warn!(path = %path.display(), "REGISTRE_VAPID_KEY did not exist: a new key was written there");
+            }
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading REGISTRE_VAPID_KEY ({})", path.display()))?;
             // RFC 8292's contact: the mail sender, else the project's.
@@ -179,6 +193,20 @@ async fn sample_app(app: Arc<registre_app::App>, metrics: Metrics) {
             .projection_lag
             .with_label_values(&[engine.name])
             .set(i64::try_from(engine.lag).unwrap_or(i64::MAX));
+        let notify = app.notify_stats();
+        for (outcome, counter) in [
+            ("enqueued", &notify.enqueued),
+            ("delivered", &notify.delivered),
+            ("retried", &notify.retried),
+            ("failed", &notify.failed),
+            ("subscription_dropped", &notify.subscriptions_dropped),
+        ] {
+            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .notifications
+                .with_label_values(&[outcome])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         for consumer in app.engine().follower().status() {
             metrics
                 .log_consumer_lag

@@ -338,6 +338,9 @@ fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// An outbox row as SQLite gives it.
+type LiteRow = (i64, Uuid, String, String, Uuid, String, i64, Option<i64>);
+
 fn lite_entry(
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(i64, Uuid, String, String, Uuid, String, i64, Option<i64>)> {
@@ -352,8 +355,6 @@ fn lite_entry(
         row.get(7)?,
     ))
 }
-
-type LiteRow = (i64, Uuid, String, String, Uuid, String, i64, Option<i64>);
 
 fn entry_of(r: LiteRow) -> Result<OutboxEntry> {
     let (position, person_id, channel, kind, about_id, state, attempts, delivered) = r;

@@ -190,6 +190,17 @@ impl CommunicationQuery {
         let (app, v) = viewer(ctx).await?;
         Ok(app.read(|m| preferences_of(m, v.person)))
     }
+
+    /// the applicationServerKey a browser subscribes with (the node's VAPID public key, base64url); null when this node sends no Web Push
+    async fn web_push_public_key(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let (app, _) = viewer(ctx).await?;
+        Ok(app
+            .config()
+            .communication
+            .vapid
+            .as_ref()
+            .map(|k| k.public_key.clone()))
+    }
 }
 
 #[derive(Debug, Default)]

@@ -108,8 +108,11 @@ fn origin(url: &str) -> Option<String> {
     (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
+/// base64url as browsers give it, or the standard alphabet some libraries use.
 fn decode(raw: &str, what: &'static str) -> Result<Vec<u8>, PushError> {
-    B64.decode(raw.trim_end_matches('='))
+    let raw = raw.trim_end_matches('=');
+    B64.decode(raw)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw))
         .map_err(|_| PushError::Subscription(what))
 }
 
