@@ -298,13 +298,14 @@ fn linked(
     ids: Vec<AttachmentId>,
     student_id: Option<StudentId>,
 ) -> Option<DomainEvent> {
-    (!ids.is_empty()).then(|| {
-        DomainEvent::AttachmentsLinked(AttachmentsLinked {
-            to,
-            attachments: ids,
-            student_id,
-        })
-    })
+    if ids.is_empty() {
+        return None;
+    }
+    Some(DomainEvent::AttachmentsLinked(AttachmentsLinked {
+        to,
+        attachments: ids,
+        student_id,
+    }))
 }
 
 // ---- Messages to groups, with attachments -----------------------------------------

@@ -528,7 +528,8 @@ fn subject_of(data: &str) -> String {
     let mut after_encoded = false;
     for word in raw.split_whitespace() {
         let encoded = word.strip_prefix("=?").and_then(|w| w.strip_suffix("?="));
-        if !out.is_empty() && !(after_encoded && encoded.is_some()) {
+        let joined_to_previous = after_encoded && encoded.is_some();
+        if !out.is_empty() && !joined_to_previous {
             out.push(' ');
         }
         match encoded {

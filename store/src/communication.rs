@@ -341,9 +341,7 @@ fn millis(t: DateTime<Utc>) -> i64 {
 /// An outbox row as SQLite gives it.
 type LiteRow = (i64, Uuid, String, String, Uuid, String, i64, Option<i64>);
 
-fn lite_entry(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, Uuid, String, String, Uuid, String, i64, Option<i64>)> {
+fn lite_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LiteRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
