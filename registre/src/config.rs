@@ -1124,7 +1124,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 37] = [
+    const VARIABLES: [&str; 41] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1162,6 +1162,11 @@ mod tests {
         "REGISTRE_PSEUDONYM_KEY",
         "REGISTRE_LOG",
         "REGISTRE_LOG_FORMAT",
+        // communication (issue 16)
+        "REGISTRE_MAX_ATTACHMENT_BYTES",
+        "REGISTRE_SMTP_URL",
+        "REGISTRE_MAIL_FROM",
+        "REGISTRE_VAPID_KEY",
     ];
 
     /// The rule docs/operations.md states: a variable's flag is its name

@@ -1219,6 +1219,10 @@ mod tests {
                 "absence" => absences::Absence::fold(&events).version(),
                 "homework" => homework::Homework::fold(&events).version(),
                 "thread" => messages::Thread::fold(&events).version(),
+                // communication (issue 16)
+                "notifications" => {
+                    registre_domain::communication::Notifications::fold(&events).version()
+                }
                 other => panic!("unexpected stream category {other}"),
             };
             assert_eq!(version, events.len() as u64, "{}", r.stream_id);

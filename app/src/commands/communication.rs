@@ -234,3 +234,58 @@ impl Command for comm::DropWebPush {
         Ok(comm::drop_web_push(state, self)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fingerprint;
+    use uuid::Uuid;
+
+    /// An idempotency key stored before issue 16 must keep matching: with no
+    /// group and no attachment, the wrapper is the plain command.
+    #[test]
+    fn without_groups_or_attachments_the_wrappers_fingerprint_as_before() {
+        let plain = messages::SendMessage {
+            message_id: Uuid::from_u128(1).into(),
+            thread: ThreadTarget::New {
+                id: Uuid::from_u128(2).into(),
+            },
+            from: Uuid::from_u128(3).into(),
+            to: vec![Uuid::from_u128(4).into()],
+            subject: "Sortie".into(),
+            body: "Bonjour".into(),
+        };
+        let wrapped = comm::SendMessage {
+            message: plain.clone(),
+            to_groups: Vec::new(),
+            attachments: Vec::new(),
+        };
+        assert_eq!(
+            fingerprint(&wrapped).expect("fingerprint"),
+            fingerprint(&plain).expect("fingerprint")
+        );
+        let with_file = comm::SendMessage {
+            attachments: vec![Uuid::from_u128(9).into()],
+            ..wrapped
+        };
+        assert_ne!(
+            fingerprint(&with_file).expect("fingerprint"),
+            fingerprint(&plain).expect("fingerprint")
+        );
+        let justify = absences::JustifyAbsence {
+            absence_id: Uuid::from_u128(5).into(),
+            reason: "Malade".into(),
+        };
+        let wrapped = JustifyWithDocuments {
+            command: comm::JustifyAbsence {
+                justification: justify.clone(),
+                attachments: Vec::new(),
+            },
+            by: Uuid::from_u128(6).into(),
+        };
+        assert_eq!(
+            fingerprint(&wrapped).expect("fingerprint"),
+            fingerprint(&justify).expect("fingerprint")
+        );
+    }
+}

@@ -57,11 +57,16 @@ pub(super) fn seed(b: &mut Builder, classes: &[(PersonInfo, Vec<PersonInfo>)], d
         }
         b.stream(events);
     }
+    // A guardian of children in two classes chooses once.
+    let mut seen = std::collections::BTreeSet::new();
     let mut chosen = 0;
     for (_, guardians) in classes {
         for g in guardians.iter().take(2) {
             if chosen >= 20 {
                 return;
+            }
+            if !seen.insert(g.id) {
+                continue;
             }
             chosen += 1;
             b.stream(vec![(
