@@ -925,10 +925,14 @@ async fn after_a_restart_and_with_two_nodes_no_notification_is_lost_or_repeated(
 // ---- The embedded store ------------------------------------------------------------
 
 #[tokio::test]
-async fn the_embedded_store_keeps_attachments_in_its_data_directory() {
+async fn the_embedded_store_keeps_attachments_in_its_data_directory_and_delivers_mail() {
+    let (smtp, mut mails) = smtp_server(0).await;
     let db = TestDb::create().await;
     let idp = Idp::new();
-    let config = idp.config(&db, &[("DATABASE_URL", "")]);
+    let config = idp.config(
+        &db,
+        &[("DATABASE_URL", ""), ("REGISTRE_SMTP_URL", smtp.as_str())],
+    );
     let store = registre::node::open_store(&config).await.unwrap();
     let roster = seed_roster(store.as_ref()).await;
     drop(store);
@@ -961,6 +965,27 @@ async fn the_embedded_store_keeps_attachments_in_its_data_directory() {
     assert_eq!(download(&node, &guardian, url).await, (200, PDF.to_vec()));
     let other = idp.token(roster.other_guardian);
     assert_eq!(download(&node, &other, url).await.0, 403);
+    // The outbox on SQLite: the message above was before any preference;
+    // this absence reaches the address chosen now, once.
+    let set = set_preference(&node, &guardian, json!({ "channel": "EMAIL", "absences": true, "grades": false, "messages": false, "sanctions": false, "email": "nadia.benali@example.org" })).await;
+    assert!(set["errors"].is_null(), "{set}");
+    let absence = report_absence(&node, &teacher, roster.student, 14, None).await;
+    let mail = recv(&mut mails, "the mail from the embedded store").await;
+    assert_eq!(mail.to, ["nadia.benali@example.org"]);
+    let node_ref = &node;
+    let rows = eventually("the row delivered", || async move {
+        let rows = node_ref
+            .store
+            .communication()
+            .unwrap()
+            .outbox()
+            .await
+            .unwrap();
+        rows.iter().all(|r| r.state == "delivered").then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].item.about_id.to_string(), absence);
     let set = set_preference(&node, &guardian, json!({ "channel": "WEB_PUSH", "absences": false, "grades": true, "messages": true, "sanctions": false })).await;
     assert_eq!(
         set["data"]["setNotificationPreference"][0],
