@@ -7,17 +7,17 @@
 //! - Read receipts: the sender of a message only.
 //! - Uploading a file: any authenticated person. Attaching it: only the one
 //!   who uploaded it (the domain checks, NOT_FOUND otherwise).
-//! - Downloading: whoever uploaded it, or may see what it is attached to:
-//!   a message's sender and recipients; a homework entry's class (its
-//!   teachers, students, their guardians, the establishment's staff); a
-//!   justification's documents, the student's family and the education staff
-//!   or head of their establishment (a doctor's note is not for every
-//!   teacher).
+//! - Downloading: whoever uploaded it, or may see what it is attached to,
+//!   exactly: a message's sender and recipients; a homework entry, the
+//!   class's students and their guardians, its teachers of that subject and
+//!   the establishment's staff (as `can_see_subject`); a justification's
+//!   documents, whoever may read the student's record (`can_read_record`:
+//!   the family, the class's teachers, the establishment's staff).
 //! - Preferences and push subscriptions: each person their own.
 
-use super::{can_see_class, Viewer};
+use super::Viewer;
 use registre_domain::communication::{AttachedTo, RecipientGroup};
-use registre_domain::{AttachmentId, PersonId, Role, StudentId};
+use registre_domain::{AttachmentId, ClassId, PersonId};
 use registre_projections::ReadModel as Model;
 
 /// sendMessage with `toGroups`: each group's class is one the viewer teaches
@@ -40,12 +40,14 @@ pub fn can_upload(_: &Viewer) -> bool {
     true
 }
 
-/// The student's family, or the staff running their establishment.
-fn sees_justification_of(m: &Model, v: &Viewer, student: StudentId) -> bool {
-    m.student(student).is_some_and(|s| {
-        (v.has(Role::Student) && s.person_id == v.person)
-            || (v.has(Role::Guardian) && s.guardians.contains(&v.person))
-    }) || v.runs(m.establishment_of_student(student))
+/// Whoever sees this homework entry: as `can_see_subject` for some student
+/// of the class, or a teacher of that subject there, or its staff.
+fn sees_homework(m: &Model, v: &Viewer, class: ClassId, subject: &str) -> bool {
+    super::teaches(m, v, class, subject)
+        || v.runs(m.establishment_of_class(class))
+        || m.students_of_class(class)
+            .iter()
+            .any(|s| super::can_see_subject(m, v, s.id, class, subject))
 }
 
 /// GET on an attachment's url.
@@ -60,10 +62,10 @@ pub fn can_download(m: &Model, v: &Viewer, attachment: AttachmentId) -> bool {
                 .is_some_and(|msg| msg.from == v.person || msg.to.contains(&v.person)),
             AttachedTo::Homework(h) => m
                 .homework_entry(h)
-                .is_some_and(|h| can_see_class(m, v, h.class_id)),
+                .is_some_and(|h| sees_homework(m, v, h.class_id, &h.subject)),
             AttachedTo::Justification(absence) => m
                 .absence(absence)
-                .is_some_and(|abs| sees_justification_of(m, v, abs.student_id)),
+                .is_some_and(|abs| super::can_read_record(m, v, abs.student_id)),
         })
 }
 
