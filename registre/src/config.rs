@@ -165,9 +165,16 @@ pub struct CommunicationSettings {
         value_parser = setting(positive::<u64>)
     )]
     pub max_attachment_bytes: u64,
-    /// The SMTP relay e-mail notifications go through, `smtp://host:port`.
-    /// Unset: no e-mail.
-    #[arg(long, env = "REGISTRE_SMTP_URL", global = true, value_name = "URL")]
+    /// The SMTP relay e-mail notifications go through: `smtp://host:port`,
+    /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`,
+    /// with `user:password@` if needed. Unset: no e-mail.
+    #[arg(
+        long,
+        env = "REGISTRE_SMTP_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub smtp_url: Option<String>,
     /// The `From:` of notification mail, e.g. `Vie scolaire
     /// <vie-scolaire@college.fr>` (unset: `registre@localhost`).

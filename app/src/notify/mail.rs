@@ -30,31 +30,18 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
-/// `smtp://host[:port]` (port 25 by default).
-fn host_port(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("smtp://")
-        .ok_or_else(|| format!("REGISTRE_SMTP_URL must start with smtp:// (got {url:?})"))?;
-    let authority = rest.trim_end_matches('/');
-    match authority.rsplit_once(':') {
-        Some((host, port)) => Ok((
-            host.to_owned(),
-            port.parse()
-                .map_err(|_| format!("REGISTRE_SMTP_URL: bad port {port:?}"))?,
-        )),
-        None => Ok((authority.to_owned(), 25)),
-    }
-}
-
 impl Mailer {
+    /// `REGISTRE_SMTP_URL` as lettre reads it: `smtp://host:port` (no
+    /// TLS: a relay on the host or the local network),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465`, with
+    /// `user:password@` when the relay asks for it.
     pub fn new(config: &SmtpConfig, timeout: Duration) -> Result<Self, String> {
-        let (host, port) = host_port(&config.url)?;
         let from: Mailbox = config
             .from
             .parse()
             .map_err(|e| format!("REGISTRE_MAIL_FROM: {e}"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(port)
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
+            .map_err(|e| format!("REGISTRE_SMTP_URL: {e}"))?
             .timeout(Some(timeout))
             .build();
         Ok(Self { transport, from })
@@ -110,17 +97,22 @@ fn html(notice: &Notice) -> String {
 mod tests {
     use super::*;
 
+    fn mailer(url: &str) -> Result<Mailer, String> {
+        Mailer::new(
+            &SmtpConfig {
+                url: url.into(),
+                from: "Vie scolaire <vie-scolaire@college.test>".into(),
+            },
+            Duration::from_secs(1),
+        )
+    }
+
     #[test]
-    fn the_relay_url_gives_host_and_port() {
-        assert_eq!(
-            host_port("smtp://127.0.0.1:2525"),
-            Ok(("127.0.0.1".into(), 2525))
-        );
-        assert_eq!(
-            host_port("smtp://relay.local"),
-            Ok(("relay.local".into(), 25))
-        );
-        assert!(host_port("http://x").is_err());
-        assert!(host_port("smtp://x:port").is_err());
+    fn the_relay_url_may_ask_for_tls_and_credentials() {
+        assert!(mailer("smtp://127.0.0.1:2525").is_ok());
+        assert!(mailer("smtp://relay.local:587?tls=required").is_ok());
+        assert!(mailer("smtps://user:secret@relay.local:465").is_ok());
+        assert!(mailer("http://relay.local").is_err());
+        assert!(mailer("smtp://relay.local:port").is_err());
     }
 }
