@@ -269,10 +269,24 @@ impl App {
             .ok_or_else(|| ApiError::Internal("this store keeps no subject keys".into()))?;
         match store.blob(&attachment.sha256, student.0).await? {
             Some(sealed) => Ok(vault.open_bytes(student.0, &sealed).await?),
-            // Not sealed yet (the node stopped in between): the copy as
-            // uploaded, unless the student was erased meanwhile.
+            // Not sealed yet (the node stopped in between, or sealing
+            // failed): unless the student was erased meanwhile, the copy as
+            // uploaded, sealed now so that it is not left as it was.
             None if vault.keys().is_destroyed(student.0).await? => Ok(None),
-            None => Ok(store.blob(&attachment.sha256, PLAIN).await?),
+            None => {
+                let plain = store.blob(&attachment.sha256, PLAIN).await?;
+                if let Some(bytes) = &plain {
+                    if let Some(sealed) = vault.seal_bytes(student.0, bytes).await? {
+                        store
+                            .put_blob(&attachment.sha256, student.0, sealed)
+                            .await?;
+                        if !self.read(|m| m.communication().plain_copy_needed(&attachment.sha256)) {
+                            store.delete_blob(&attachment.sha256, PLAIN).await?;
+                        }
+                    }
+                }
+                Ok(plain)
+            }
         }
     }
 }

@@ -408,6 +408,17 @@ async fn a_doctors_note_is_sealed_for_the_student_seen_by_family_and_staff_and_e
         "the guardian's, the CPE's and the teacher's; a refusal reads nothing"
     );
 
+    // A node that stopped between the justification and the sealing left
+    // the copy as uploaded: the next download seals it.
+    store.delete_blob(&sha, roster.student.0).await.unwrap();
+    store
+        .put_blob(&sha, uuid::Uuid::nil(), note.clone())
+        .await
+        .unwrap();
+    assert_eq!(download(&node, &cpe, &url).await, (200, note.clone()));
+    assert!(store.blob(&sha, roster.student.0).await.unwrap().is_some());
+    assert_eq!(store.blob(&sha, uuid::Uuid::nil()).await.unwrap(), None);
+
     // Erasing the student erases the document.
     let admin = idp.token(ADMIN);
     let erased = node

@@ -904,7 +904,12 @@ impl RecordMutation {
             .await
             .gql()?;
         if !cmd.command.attachments.is_empty() && !done.events.is_empty() {
-            app.seal_justification_documents(absence).await.gql()?;
+            // The justification is recorded: a failure to seal now leaves
+            // the copy as uploaded (still served only to those who may see
+            // the absence) rather than failing a request that was done.
+            if let Err(e) = app.seal_justification_documents(absence).await {
+                tracing::warn!(absence = %absence, error = %e, "justification documents not sealed yet");
+            }
         }
         Ok(live(|src| Absence::new(absence, src)))
     }
