@@ -71,7 +71,9 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            lease: Duration::from_secs(60),
+            // Twice a send's timeout (a batch is sent concurrently): a node
+            // killed mid-send has its notifications taken over within it.
+            lease: Duration::from_secs(30),
             batch: 64,
             max_attempts: 8,
             retry_base: Duration::from_secs(2),
