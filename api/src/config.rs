@@ -36,6 +36,10 @@ pub struct AuthConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: u64,
+    /// Largest file of a multipart upload (issue 16), refused as it streams in.
+    pub max_upload_bytes: u64,
+    /// Most files in one multipart request.
+    pub max_upload_files: usize,
     pub max_batch_operations: usize,
     pub ws_max_message_bytes: usize,
     pub ws_init_timeout: Duration,
@@ -102,6 +106,8 @@ impl Limits {
             max_sockets_per_person: 8,
             max_anonymous_sockets: 256,
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 10_000_000,
+            max_upload_files: 10,
             max_batch_operations: 10,
             ws_max_message_bytes: 64 * 1024,
             ws_init_timeout: Duration::from_secs(10),

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub admission_refused: IntCounterVec,
     /// Seconds a request waited in the admission queue (only those that had to).
     pub admission_queue_wait: Histogram,
+    /// Notifications since start by outcome (`enqueued`, `delivered`,
+    /// `retried`, `failed`, `subscription_dropped`), issue 16.
+    pub notifications: IntGaugeVec,
 }
 
 impl Metrics {
@@ -112,8 +115,16 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
             ]),
         );
+        let notifications = IntGaugeVec::new(
+            Opts::new(
+                "notifications_total",
+                "Notifications outside the app since start, by outcome",
+            ),
+            &["outcome"],
+        );
         let metrics = Metrics {
             registry,
+            notifications: notifications?,
             admission_in_flight: admission_in_flight?,
             admission_refused: admission_refused?,
             admission_queue_wait: admission_queue_wait?,
@@ -144,6 +155,7 @@ impl Metrics {
             Box::new(metrics.admission_in_flight.clone()),
             Box::new(metrics.admission_refused.clone()),
             Box::new(metrics.admission_queue_wait.clone()),
+            Box::new(metrics.notifications.clone()),
         ] {
             metrics.registry.register(collector)?;
         }

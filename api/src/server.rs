@@ -63,6 +63,8 @@ pub struct Transport<E: Executor> {
     pub limits: Limits,
     pub metrics: Metrics,
     pub readiness: Arc<dyn Readiness>,
+    /// `GET /attachments/<id>` (issue 16); `None`: no such route.
+    pub downloads: Option<Arc<dyn Downloads>>,
 }
 
 impl<E: Executor> std::fmt::Debug for Transport<E> {
@@ -226,6 +228,52 @@ fn routes<E: Executor>(
     };
     let limits = shared.transport.limits.clone();
 
+    // Uploads (issue 16): a multipart body goes to its own route, with a
+    // larger bound than a JSON body's.
+    let graphql_multipart =
+        warp::path("graphql")
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(
+                warp::header::<String>("content-type").and_then(|ct: String| async move {
+                    if ct
+                        .trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/form-data")
+                    {
+                        Ok(ct)
+                    } else {
+                        Err(warp::reject::not_found())
+                    }
+                }),
+            )
+            .and(warp::body::content_length_limit(
+                limits
+                    .max_body_bytes
+                    .saturating_add(limits.max_upload_bytes),
+            ))
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::stream())
+            .and(with.clone())
+            .then(
+                |content_type: String,
+                 authorization: Option<String>,
+                 body,
+                 shared: Arc<Shared<E>>| async move {
+                    graphql_multipart(shared, content_type, authorization, body).await
+                },
+            );
+
+    let attachments = warp::path!("attachments" / String)
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with.clone())
+        .then(
+            |id: String, authorization: Option<String>, shared: Arc<Shared<E>>| async move {
+                download(shared, id, authorization).await
+            },
+        );
+
     let graphql_post = warp::path("graphql")
         .and(warp::path::end())
         .and(warp::post())
@@ -356,7 +404,9 @@ fn routes<E: Executor>(
     let refused = shared.transport.metrics.refused.clone();
     // POST first: under a surge nearly every request is one, and each filter
     // it fails before its own costs a rejection.
-    graphql_post
+    graphql_multipart
+        .or(graphql_post)
+        .or(attachments)
         .or(graphql_ws)
         .or(graphiql)
         .or(graphiql_assets)
@@ -483,6 +533,93 @@ async fn graphql_http<E: Executor>(
                 );
             }
         };
+        run_batch(&shared, authorization, batch, started, request_id).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A GraphQL multipart request (an upload, issue 16): admitted as a write
+/// before anything is read, its body bounded by `Content-Length` (the
+/// route's limit) and each file by `max_upload_bytes` while it streams in,
+/// so a file past the limit is refused before it is buffered whole.
+async fn graphql_multipart<E: Executor>(
+    shared: Arc<Shared<E>>,
+    content_type: String,
+    authorization: Option<String>,
+    body: impl futures::Stream<Item = Result<impl warp::Buf, warp::Error>> + Send + 'static,
+) -> warp::reply::Response {
+    use futures::TryStreamExt;
+    let started = Instant::now();
+    let _permit = match shared.admission.admit(|| admission::Kind::Write).await {
+        Ok(permit) => permit,
+        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    };
+    let request_id = RequestId(Uuid::now_v7());
+    let span = tracing::info_span!("graphql", request_id = %request_id.0, transport = "multipart");
+    async move {
+        let t = &shared.transport;
+        let options = async_graphql::http::MultipartOptions::default()
+            .max_file_size(usize::try_from(t.limits.max_upload_bytes).unwrap_or(usize::MAX))
+            .max_num_files(t.limits.max_upload_files);
+        let reader = body
+            .map_ok(|mut buf| {
+                let remaining = warp::Buf::remaining(&buf);
+                warp::Buf::copy_to_bytes(&mut buf, remaining)
+            })
+            .map_err(std::io::Error::other)
+            .into_async_read();
+        let batch = match async_graphql::http::receive_batch_body(
+            Some(content_type),
+            reader,
+            options,
+        )
+        .await
+        {
+            Ok(batch) => batch,
+            Err(async_graphql::ParseRequestError::PayloadTooLarge) => {
+                t.metrics
+                    .refused
+                    .with_label_values(&["upload_too_large"])
+                    .inc();
+                return error_reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "INVALID_INPUT",
+                    &format!(
+                        "a file exceeds the {} bytes allowed",
+                        t.limits.max_upload_bytes
+                    ),
+                );
+            }
+            Err(e) => {
+                t.metrics
+                    .refused
+                    .with_label_values(&["bad_multipart"])
+                    .inc();
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    &format!("the body is not a GraphQL multipart request: {e}"),
+                );
+            }
+        };
+        run_batch(&shared, authorization, batch, started, request_id).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs a parsed batch for an HTTP request: checks its size, authenticates,
+/// executes, logs and answers.
+async fn run_batch<E: Executor>(
+    shared: &Arc<Shared<E>>,
+    authorization: Option<String>,
+    batch: BatchRequest,
+    started: Instant,
+    request_id: RequestId,
+) -> warp::reply::Response {
+    {
+        let t = &shared.transport;
         let operations = match &batch {
             BatchRequest::Single(_) => 1,
             BatchRequest::Batch(list) => list.len(),
@@ -545,8 +682,97 @@ async fn graphql_http<E: Executor>(
         }
         reply
     }
-    .instrument(span)
-    .await
+}
+
+/// What a download answers (issue 16).
+#[derive(Debug)]
+pub struct DownloadReply {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a download is refused: an HTTP status and a GraphQL-shaped code.
+#[derive(Debug)]
+pub struct DownloadRefusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Serves `GET /attachments/<id>` for an authenticated caller; the
+/// transport admits and authenticates, the application decides.
+#[async_trait]
+pub trait Downloads: Send + Sync + 'static {
+    async fn download(&self, caller: &Caller, id: &str) -> Result<DownloadReply, DownloadRefusal>;
+}
+
+/// `filename*` of RFC 6266/8187: UTF-8, percent-encoded.
+fn content_disposition(name: &str) -> String {
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename*=UTF-8''{encoded}")
+}
+
+async fn download<E: Executor>(
+    shared: Arc<Shared<E>>,
+    id: String,
+    authorization: Option<String>,
+) -> warp::reply::Response {
+    let _permit = match shared.admission.admit(|| admission::Kind::Read).await {
+        Ok(permit) => permit,
+        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    };
+    let t = &shared.transport;
+    let Some(downloads) = &t.downloads else {
+        return error_reply(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route");
+    };
+    let caller = match t.auth.authenticate(authorization.as_deref()).await {
+        Some(Ok(caller)) => caller,
+        Some(Err(rejection)) => {
+            return error_reply(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &rejection.0)
+        }
+        None => {
+            return error_reply(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "a bearer token is required",
+            )
+        }
+    };
+    match downloads.download(&caller, &id).await {
+        Ok(file) => {
+            let mut reply = warp::http::Response::new(warp::hyper::Body::from(file.bytes));
+            let headers = reply.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+                headers.insert(warp::http::header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&content_disposition(&file.name)) {
+                headers.insert(warp::http::header::CONTENT_DISPOSITION, v);
+            }
+            // The type was sniffed on upload; browsers must not guess another.
+            headers.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                warp::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+            reply
+        }
+        Err(refusal) => error_reply(
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            refusal.code,
+            &refusal.message,
+        ),
+    }
 }
 
 /// GET /bulletins/<student>/<period>.pdf[?at=<RFC 3339>]: the report card's

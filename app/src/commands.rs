@@ -34,6 +34,9 @@ pub mod school_day;
 mod evaluation;
 
 use super::limits::Limited;
+
+// communication (issue 16)
+pub mod communication;
 use super::{new_event, wait_model, ApiError, App, Viewer};
 use crate::policy::{self, Issuer};
 use chrono::{DateTime, Utc};

@@ -32,6 +32,8 @@
 
 pub mod commands;
 pub mod discipline;
+// communication (issue 16)
+pub mod communication;
 pub mod erasure;
 pub mod error;
 pub mod evaluation;
@@ -39,6 +41,7 @@ pub mod export;
 mod follower;
 pub mod limits;
 pub mod live;
+pub mod notify;
 pub mod policy;
 pub mod usage;
 
@@ -95,6 +98,8 @@ pub struct AppConfig {
     /// How many school years after the decision's each sanction kind stays
     /// in the record (discipline, issue 15; R511-13's delays by default).
     pub sanction_erasure: registre_domain::discipline::ErasureDelays,
+    /// Attachments and notifications (issue 16).
+    pub communication: communication::CommunicationConfig,
 }
 
 impl Default for AppConfig {
@@ -111,6 +116,7 @@ impl Default for AppConfig {
             live_capacity: 1024,
             engine: EngineConfig::default(),
             sanction_erasure: Default::default(),
+            communication: communication::CommunicationConfig::default(),
         }
     }
 }
@@ -181,6 +187,8 @@ pub struct App {
     /// Class figures per period (evaluation, issue 14).
     class_figures: evaluation::FiguresCache,
     config: AppConfig,
+    // communication (issue 16)
+    notify_stats: Arc<notify::NotifyStats>,
 }
 
 /// A class's average per subject (`None`: no GRADED grade yet).
@@ -280,8 +288,10 @@ impl App {
             class_averages: Mutex::new(HashMap::new()),
             class_figures: evaluation::FiguresCache::default(),
             config,
+            notify_stats: Arc::default(),
         });
         usage::start(&app);
+        notify::start(&app).await?;
         Ok(app)
     }
 

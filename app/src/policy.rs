@@ -53,6 +53,9 @@ use registre_projections::ReadModel as Model;
 
 // school day (issue 13)
 pub mod school_day;
+// communication (issue 16)
+mod communication;
+pub use communication::*;
 
 /// Who runs a command: a person (a request's viewer, or an operator of the
 /// command line resolved in the roster), or Registre itself (a retention

@@ -192,6 +192,9 @@ impl Aggregate for Absence {
             // school day (issue 13): the motive is the read model's; the
             // stream's version still counts it.
             AbsenceMotiveGiven(e) if me == Some(e.absence_id) => {}
+            // communication (issue 16): documents joined the justification.
+            AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Justification(a) if me == Some(a)) =>
+                {}
             _ => return,
         }
         self.version += 1;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 39] = [
+pub const EVENT_TYPES: [&str; 44] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -50,6 +50,12 @@ pub const EVENT_TYPES: [&str; 39] = [
     "PeriodClosed",
     "PeriodReopened",
     "AppreciationWritten",
+    // communication (issue 16)
+    "AttachmentUploaded",
+    "AttachmentsLinked",
+    "NotificationPreferenceSet",
+    "WebPushRegistered",
+    "WebPushDropped",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -126,6 +132,12 @@ impl DomainEvent {
             PeriodClosed(_) => "PeriodClosed",
             PeriodReopened(_) => "PeriodReopened",
             AppreciationWritten(_) => "AppreciationWritten",
+            // communication (issue 16)
+            AttachmentUploaded(_) => "AttachmentUploaded",
+            AttachmentsLinked(_) => "AttachmentsLinked",
+            NotificationPreferenceSet(_) => "NotificationPreferenceSet",
+            WebPushRegistered(_) => "WebPushRegistered",
+            WebPushDropped(_) => "WebPushDropped",
         }
     }
 
@@ -258,6 +270,12 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         PeriodClosed,
         PeriodReopened,
         AppreciationWritten,
+        // communication (issue 16)
+        AttachmentUploaded,
+        AttachmentsLinked,
+        NotificationPreferenceSet,
+        WebPushRegistered,
+        WebPushDropped,
     )
 }
 

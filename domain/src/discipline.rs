@@ -123,10 +123,10 @@ pub const PLACE_MAX: usize = 200;
 
 // ---- School years and erasure days ----------------------------------------------
 
-/// The school years of an establishment, as far as Registre knows them.
-/// Today every establishment's year ends on 31 August; the evaluation
-/// periods (issue on periods) will give the actual last day of each year,
-/// and [`SchoolYears::end_of_year_of`] is the one place that learns it.
+/// The school years of an establishment, as far as Registre knows them: a
+/// year ends with the last of its evaluation periods where the establishment
+/// defined them (`ReadModel::school_years`), on 31 August otherwise;
+/// [`SchoolYears::end_of_year_of`] is the one place that applies it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SchoolYears {
     /// Last days of school years the establishment declared, ascending. Empty:

@@ -402,6 +402,11 @@ pub struct AppreciationWritten {
     pub text: String,
     pub previous: Option<String>,
 }
+// communication (issue 16)
+pub use crate::communication::{
+    AttachmentUploaded, AttachmentsLinked, NotificationPreferenceSet, WebPushDropped,
+    WebPushRegistered,
+};
 
 /// Every fact of the log. Variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -449,6 +454,12 @@ pub enum DomainEvent {
     PeriodClosed(PeriodClosed),
     PeriodReopened(PeriodReopened),
     AppreciationWritten(AppreciationWritten),
+    // communication (issue 16)
+    AttachmentUploaded(AttachmentUploaded),
+    AttachmentsLinked(AttachmentsLinked),
+    NotificationPreferenceSet(NotificationPreferenceSet),
+    WebPushRegistered(WebPushRegistered),
+    WebPushDropped(WebPushDropped),
 }
 
 impl DomainEvent {
@@ -506,6 +517,12 @@ impl DomainEvent {
             // evaluation (issue 14)
             PeriodsDefined(_) | PeriodClosed(_) | PeriodReopened(_) => (vec![], vec![]),
             AppreciationWritten(e) => (vec![], vec![e.student_id]),
+            // communication (issue 16)
+            AttachmentUploaded(e) => (vec![e.uploaded_by], vec![]),
+            AttachmentsLinked(e) => (vec![], e.student_id.into_iter().collect()),
+            NotificationPreferenceSet(e) => (vec![e.person_id], vec![]),
+            WebPushRegistered(e) => (vec![e.person_id], vec![]),
+            WebPushDropped(e) => (vec![e.person_id], vec![]),
         }
     }
 

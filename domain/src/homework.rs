@@ -54,6 +54,9 @@ impl Aggregate for Homework {
             // the read model's; the stream's version still counts them.
             DomainEvent::HomeworkDetailed(e) if me == Some(e.homework_id) => {}
             DomainEvent::HomeworkMarkedDone(e) if me == Some(e.homework_id) => {}
+            // communication (issue 16): files joined the entry.
+            DomainEvent::AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Homework(h) if me == Some(h)) =>
+                {}
             _ => return,
         }
         self.version += 1;

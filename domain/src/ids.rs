@@ -136,3 +136,14 @@ impl ReportCardId {
         ))
     }
 }
+// communication (issue 16)
+typed_id!(
+    /// An uploaded file.
+    AttachmentId
+);
+typed_id!(
+    /// One Web Push subscription of a person: derived from the person and
+    /// the endpoint (`WebPushId::for_endpoint`), so that registering the
+    /// same browser twice is one subscription.
+    WebPushId
+);

@@ -22,6 +22,7 @@
 pub mod absences;
 pub mod aggregate;
 pub mod codec;
+pub mod communication;
 pub mod discipline;
 pub mod error;
 pub mod evaluation;

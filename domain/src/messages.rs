@@ -66,6 +66,11 @@ impl Aggregate for Thread {
                 );
                 self.version += 1;
             }
+            // communication (issue 16): files joined a message of the thread.
+            DomainEvent::AttachmentsLinked(e) if matches!(e.to, crate::communication::AttachedTo::Message { thread_id, .. } if self.id == Some(thread_id)) =>
+            {
+                self.version += 1;
+            }
             DomainEvent::MessageRead(e) if self.id == Some(e.thread_id) => {
                 if let Some(m) = self.messages.get_mut(&e.message_id) {
                     if !m.read_by.contains(&e.reader) {
@@ -130,7 +135,11 @@ pub struct SendFacts {
     pub registered_recipients: Vec<PersonId>,
 }
 
-fn message(cmd: &SendMessage, facts: &SendFacts) -> Result<Vec<DomainEvent>, DomainError> {
+fn message(
+    cmd: &SendMessage,
+    facts: &SendFacts,
+    max_recipients: usize,
+) -> Result<Vec<DomainEvent>, DomainError> {
     let subject = text::line("subject", &cmd.subject, text::MESSAGE_SUBJECT_MAX)?;
     let body = text::block("body", &cmd.body, text::MESSAGE_BODY_MAX)?;
     let mut to: Vec<PersonId> = Vec::with_capacity(cmd.to.len());
@@ -145,10 +154,10 @@ fn message(cmd: &SendMessage, facts: &SendFacts) -> Result<Vec<DomainEvent>, Dom
             "a message needs a recipient other than the sender",
         ));
     }
-    if to.len() > RECIPIENTS_MAX {
+    if to.len() > max_recipients {
         return Err(DomainError::invalid(
             "to",
-            format!("a message has at most {RECIPIENTS_MAX} distinct recipients"),
+            format!("a message has at most {max_recipients} distinct recipients"),
         ));
     }
     if let Some(unknown) = to.iter().find(|p| !facts.registered_recipients.contains(p)) {
@@ -171,6 +180,17 @@ pub fn send_message(
     cmd: &SendMessage,
     facts: &SendFacts,
 ) -> Result<Vec<DomainEvent>, DomainError> {
+    send_message_with_limit(state, cmd, facts, RECIPIENTS_MAX)
+}
+
+/// [`send_message`] with another bound on distinct recipients (a message to
+/// whole groups, `communication::GROUP_RECIPIENTS_MAX`).
+pub fn send_message_with_limit(
+    state: &Thread,
+    cmd: &SendMessage,
+    facts: &SendFacts,
+    max_recipients: usize,
+) -> Result<Vec<DomainEvent>, DomainError> {
     match cmd.thread {
         ThreadTarget::New { id } if state.exists() => {
             Err(DomainError::Conflict(format!("thread {id} already exists")))
@@ -182,7 +202,7 @@ pub fn send_message(
             "message {} already exists",
             cmd.message_id
         ))),
-        _ => message(cmd, facts),
+        _ => message(cmd, facts, max_recipients),
     }
 }
 

@@ -128,6 +128,21 @@ declare! {
         personal: ["text", "previous"],
         clear: ["subject"],
     }
+    // communication (issue 16): a file's name may name a child; an address,
+    // a push endpoint and its keys identify a person's mailbox and browser.
+    AttachmentUploaded {
+        subject: Some("uploaded_by"),
+        personal: ["name"],
+        clear: ["content_type", "sha256"],
+    }
+    AttachmentsLinked { subject: None, personal: [], clear: [] }
+    NotificationPreferenceSet { subject: Some("person_id"), personal: ["email"], clear: [] }
+    WebPushRegistered {
+        subject: Some("person_id"),
+        personal: ["endpoint", "p256dh", "auth"],
+        clear: [],
+    }
+    WebPushDropped { subject: None, personal: [], clear: [] }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does
@@ -249,6 +264,14 @@ mod tests {
             ("PunishmentGiven", "student_id", &["reason"]),
             ("SanctionImposed", "sanction_id", &["reason"]),
             ("AppreciationWritten", "student_id", &["text", "previous"]),
+            // communication (issue 16)
+            ("AttachmentUploaded", "uploaded_by", &["name"]),
+            ("NotificationPreferenceSet", "person_id", &["email"]),
+            (
+                "WebPushRegistered",
+                "person_id",
+                &["endpoint", "p256dh", "auth"],
+            ),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

@@ -68,6 +68,14 @@ impl StreamName {
             ReportCardId::for_pair(student, period)
         ))
     }
+    // communication (issue 16)
+    pub fn attachment(id: AttachmentId) -> Self {
+        Self(format!("attachment-{id}"))
+    }
+    /// A person's notification preferences and push subscriptions.
+    pub fn notifications(id: PersonId) -> Self {
+        Self(format!("notifications-{id}"))
+    }
 }
 
 impl fmt::Display for StreamName {
@@ -124,6 +132,18 @@ impl DomainEvent {
             PeriodClosed(e) => StreamName::periods(e.establishment_id),
             PeriodReopened(e) => StreamName::periods(e.establishment_id),
             AppreciationWritten(e) => StreamName::report_card(e.student_id, e.period_id),
+            // communication (issue 16): links go with what they attach to.
+            AttachmentUploaded(e) => StreamName::attachment(e.attachment_id),
+            AttachmentsLinked(e) => match e.to {
+                crate::communication::AttachedTo::Message { thread_id, .. } => {
+                    StreamName::thread(thread_id)
+                }
+                crate::communication::AttachedTo::Homework(h) => StreamName::homework(h),
+                crate::communication::AttachedTo::Justification(a) => StreamName::absence(a),
+            },
+            NotificationPreferenceSet(e) => StreamName::notifications(e.person_id),
+            WebPushRegistered(e) => StreamName::notifications(e.person_id),
+            WebPushDropped(e) => StreamName::notifications(e.person_id),
         }
     }
 }

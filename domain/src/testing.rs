@@ -471,5 +471,37 @@ pub fn samples() -> Vec<DomainEvent> {
             text: "Très bon trimestre, élève sérieux.".into(),
             previous: Some("Bon trimestre.".into()),
         }),
+        // communication (issue 16)
+        E::AttachmentUploaded(crate::communication::AttachmentUploaded {
+            attachment_id: AttachmentId(id(9)),
+            uploaded_by: teacher,
+            name: "certificat.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 1234,
+            sha256: "ab".repeat(32),
+        }),
+        E::AttachmentsLinked(crate::communication::AttachmentsLinked {
+            to: crate::communication::AttachedTo::Justification(absence),
+            attachments: vec![AttachmentId(id(9))],
+            student_id: Some(student),
+        }),
+        E::NotificationPreferenceSet(crate::communication::NotificationPreferenceSet {
+            person_id: teacher,
+            channel: crate::communication::Channel::Email,
+            preferences: crate::communication::Preferences::default(),
+            email: Some("enseignant@example.org".into()),
+        }),
+        E::WebPushRegistered(crate::communication::WebPushRegistered {
+            person_id: teacher,
+            subscription_id: WebPushId(id(10)),
+            endpoint: "https://push.example.org/abc".into(),
+            p256dh: "BA".repeat(43),
+            auth: "QUFBQUFBQUFBQUFBQUFBQQ".into(),
+        }),
+        E::WebPushDropped(crate::communication::WebPushDropped {
+            person_id: teacher,
+            subscription_id: WebPushId(id(10)),
+            status: 410,
+        }),
     ]
 }

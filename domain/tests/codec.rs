@@ -162,6 +162,12 @@ fn each_event_goes_to_its_aggregate_stream() {
             "periods",
             "periods",
             "reportcard",
+            // communication (issue 16)
+            "attachment",
+            "absence",
+            "notifications",
+            "notifications",
+            "notifications",
         ]
     );
 }
@@ -220,6 +226,12 @@ fn people_concerned_names_every_person_and_student_a_fact_is_about() {
         (vec![], vec![]),
         (vec![], vec![]),
         (vec![], vec![student]),
+        // communication (issue 16)
+        (vec![teacher], vec![]),
+        (vec![], vec![student]),
+        (vec![teacher], vec![]),
+        (vec![teacher], vec![]),
+        (vec![teacher], vec![]),
     ];
     assert_eq!(concerned, expected);
 }
@@ -300,4 +312,11 @@ fn every_aggregate_state_snapshots_and_restores() {
     // the establishment's stream: created, a motive, holidays.
     snapshot_round_trip::<registre_domain::school_day::Course>(4);
     snapshot_round_trip::<registre_domain::school_day::Calendar>(3);
+    // 5: the samples' justification documents join the first absence.
+    snapshot_round_trip::<absences::Absence>(5);
+    snapshot_round_trip::<homework::Homework>(3);
+    snapshot_round_trip::<messages::Thread>(2);
+    // communication (issue 16)
+    snapshot_round_trip::<registre_domain::communication::Attachment>(1);
+    snapshot_round_trip::<registre_domain::communication::Notifications>(3);
 }

@@ -57,6 +57,12 @@ pub const POSTGRES: &[Migration] = &[
         name: "partitions",
         sql: include_str!("../postgres/0007_partitions.sql"),
     },
+    // communication (issue 16)
+    Migration {
+        version: 8,
+        name: "communication",
+        sql: include_str!("../postgres/0008_communication.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -95,6 +101,12 @@ pub const SQLITE: &[Migration] = &[
         version: 7,
         name: "partitions",
         sql: include_str!("../sqlite/0007_partitions.sql"),
+    },
+    // communication (issue 16)
+    Migration {
+        version: 8,
+        name: "communication",
+        sql: include_str!("../sqlite/0008_communication.sql"),
     },
 ];
 

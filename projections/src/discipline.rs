@@ -367,8 +367,22 @@ impl crate::ReadModel {
     /// The school years of an establishment. The one place that will learn
     /// the evaluation periods' dates once they exist; until then the national
     /// rule (a year ends on 31 August) for every establishment.
-    pub fn school_years(&self, _establishment: EstablishmentId) -> SchoolYears {
-        SchoolYears::default()
+    pub fn school_years(&self, establishment: EstablishmentId) -> SchoolYears {
+        // Where the establishment defined its periods (evaluation, issue 14),
+        // a school year ends with its last period; elsewhere on 31 August.
+        let mut ends: BTreeMap<i32, NaiveDate> = BTreeMap::new();
+        for p in self.periods_of(establishment) {
+            let year = if p.start.month() >= 8 {
+                p.start.year()
+            } else {
+                p.start.year() - 1
+            };
+            let end = ends.entry(year).or_insert(p.end);
+            *end = (*end).max(p.end);
+        }
+        SchoolYears {
+            declared_ends: ends.into_values().collect(),
+        }
     }
 }
 
@@ -376,7 +390,9 @@ impl crate::ReadModel {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use crate::ReadModel;
+    use chrono::NaiveDate;
     use registre_domain::testing::samples;
+    use registre_domain::EstablishmentId;
     use registre_store::{EventMetadata, RecordedEvent};
 
     /// The discipline state survives a snapshot and a restore, and folds the
@@ -427,5 +443,30 @@ mod tests {
         let restored = ReadModel::from_snapshot(&model.to_snapshot().unwrap()).unwrap();
         assert_eq!(restored, model);
         assert_eq!(restored.discipline(), model.discipline());
+
+        // The sample establishment's one period (1 September to 30 November)
+        // ends its school year; another establishment keeps 31 August.
+        let est = model
+            .discipline()
+            .sanctions
+            .values()
+            .next()
+            .unwrap()
+            .establishment_id;
+        let years = model.school_years(est);
+        assert_eq!(
+            years.declared_ends,
+            [NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()]
+        );
+        let day = NaiveDate::from_ymd_opt(2026, 10, 5).unwrap();
+        assert_eq!(
+            years.end_of_year_of(day),
+            NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+        );
+        let elsewhere = model.school_years(EstablishmentId::default());
+        assert_eq!(
+            elsewhere.end_of_year_of(day),
+            NaiveDate::from_ymd_opt(2027, 8, 31).unwrap()
+        );
     }
 }

@@ -27,6 +27,7 @@
 //! - [`usage::fold_usage`] and [`UsageReport`] for the usage indicators;
 //! - [`fold_until`] and [`replay_to_dir`] for auditors.
 
+pub mod communication;
 pub mod discipline;
 pub mod engine;
 pub mod evaluation;

@@ -239,6 +239,9 @@ pub struct ReadModel {
         skip_serializing_if = "crate::evaluation::Evaluation::is_empty"
     )]
     pub(crate) evaluation: crate::evaluation::Evaluation,
+    // communication (issue 16)
+    #[serde(default)]
+    pub(crate) communication: crate::communication::Communication,
 }
 
 /// Where the model keeps the text of a personal field the domain declares,
@@ -264,6 +267,9 @@ enum Kept {
     /// The report cards' appreciations of the subject's student record
     /// (evaluation, issue 14).
     Appreciation,
+    /// Attachment names, addresses, push subscriptions (issue 16): see
+    /// `Communication::erase`.
+    Communication,
     /// The model does not keep that text (grade corrections' and departures'
     /// reasons, cancelled absences), or the field is not one it knows: a
     /// test requires every declared personal field to be placed.
@@ -283,6 +289,10 @@ fn kept(event_type: &str, field: &str) -> Kept {
             Kept::OwnKey
         }
         ("AppreciationWritten", "text") => Kept::Appreciation,
+        // communication (issue 16)
+        ("AttachmentUploaded", "name")
+        | ("NotificationPreferenceSet", "email")
+        | ("WebPushRegistered", "endpoint" | "p256dh" | "auth") => Kept::Communication,
         _ => Kept::Nowhere,
     }
 }
@@ -321,7 +331,8 @@ impl ReadModel {
     /// Bump whenever the fold or the state's shape changes: a snapshot of
     /// another version is discarded and the model is rebuilt from the log.
     /// 3: the usage indicators left the model (their own projection, decision 0010).
-    pub const VERSION: u32 = 3;
+    /// 4: the school day, evaluation, discipline and communication parts.
+    pub const VERSION: u32 = 4;
 
     /// An empty model (position 0).
     pub fn new() -> Self {
@@ -360,6 +371,11 @@ impl ReadModel {
     /// tools that look inside.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
+    }
+
+    /// Attachments, notification preferences, push subscriptions (issue 16).
+    pub fn communication(&self) -> &crate::communication::Communication {
+        &self.communication
     }
 
     /// The last log position applied (0 for an empty model).
@@ -797,6 +813,12 @@ impl ReadModel {
             PeriodClosed(e) => self.evaluation.set_closed(e.period_id, true),
             PeriodReopened(e) => self.evaluation.set_closed(e.period_id, false),
             AppreciationWritten(e) => self.evaluation.appreciation_written(e),
+            // communication (issue 16)
+            AttachmentUploaded(e) => self.communication.uploaded(e, env.recorded_at),
+            AttachmentsLinked(e) => self.communication.linked(e),
+            NotificationPreferenceSet(e) => self.communication.preference_set(e),
+            WebPushRegistered(e) => self.communication.push_registered(e),
+            WebPushDropped(e) => self.communication.push_dropped(e),
         }
     }
 
@@ -827,6 +849,7 @@ impl ReadModel {
             Kept::Appreciation => self
                 .evaluation
                 .erase_appreciations(student, registre_store::ERASED),
+            Kept::Communication => self.communication.erase(person),
             Kept::PersonName => {
                 if let Some(p) = self.persons.get_mut(&person) {
                     p.display_name = erased();

@@ -11,6 +11,7 @@
 //! demo and the benchmarks' generators, which write without a read model).
 
 use crate::model::{ApplyError, ReadModel};
+use registre_domain::communication::AttachedTo;
 use registre_domain::{
     AssessmentId, ClassId, DomainEvent, EstablishmentId, PersonId, StudentId, ThreadId,
 };
@@ -81,6 +82,17 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
         PeriodClosed(e) => establishment(e.establishment_id),
         PeriodReopened(e) => establishment(e.establishment_id),
         AppreciationWritten(e) => student(e.student_id),
+        // communication (issue 16): an upload with its uploader's school
+        // (a guardian's is the directory's); a person's notification
+        // settings with the person; files are linked inside the stream of
+        // what they are attached to, which already has its partition.
+        AttachmentUploaded(e) => person(e.uploaded_by),
+        AttachmentsLinked(e) => match &e.to {
+            AttachedTo::Message { thread_id, .. } => facts.thread_partition(*thread_id),
+            AttachedTo::Justification(_) => e.student_id.and_then(student),
+            AttachedTo::Homework(_) => None,
+        },
+        NotificationPreferenceSet(_) | WebPushRegistered(_) | WebPushDropped(_) => None,
         // discipline (issue 15)
         IncidentReported(e) => establishment(e.establishment_id),
         PunishmentGiven(e) => student(e.student_id),

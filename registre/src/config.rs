@@ -126,6 +126,8 @@ pub struct Config {
     /// Per-person mutation rates (REGISTRE_PERSON_LIMITS=off turns them off,
     /// REGISTRE_MESSAGES_PER_MINUTE / _PER_DAY tune the busiest one).
     pub person_limits: PersonLimits,
+    /// Attachments and notifications (issue 16).
+    pub communication: CommunicationSettings,
 }
 
 // ---- Reading the settings ----------------------------------------------------------
@@ -148,6 +150,49 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     #[command(flatten)]
     pub records: RecordSettings,
+    #[command(flatten)]
+    pub communication: CommunicationSettings,
+}
+
+/// Attachments, e-mail and Web Push (issue 16).
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Communication")]
+pub struct CommunicationSettings {
+    /// Largest attachment accepted (uploadAttachment); larger is refused
+    /// with INVALID_INPUT while it streams in.
+    #[arg(
+        long,
+        env = "REGISTRE_MAX_ATTACHMENT_BYTES",
+        global = true,
+        value_name = "BYTES",
+        default_value_t = registre_app::communication::ATTACHMENT_MAX_BYTES,
+        value_parser = setting(positive::<u64>)
+    )]
+    pub max_attachment_bytes: u64,
+    /// The SMTP relay e-mail notifications go through: `smtp://host:port`,
+    /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`,
+    /// with `user:password@` if needed. Unset: no e-mail.
+    #[arg(
+        long,
+        env = "REGISTRE_SMTP_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub smtp_url: Option<String>,
+    /// The `From:` of notification mail, e.g. `Vie scolaire
+    /// <vie-scolaire@college.fr>` (unset: `registre@localhost`).
+    #[arg(
+        long,
+        env = "REGISTRE_MAIL_FROM",
+        global = true,
+        value_name = "ADDRESS"
+    )]
+    pub mail_from: Option<String>,
+    /// A PEM file holding the VAPID private key (P-256, PKCS#8) of Web
+    /// Push; `registre demo` creates one. Unset: no Web Push.
+    #[arg(long, env = "REGISTRE_VAPID_KEY", global = true, value_name = "FILE")]
+    pub vapid_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -581,6 +626,7 @@ impl Settings {
             admission,
             graphql,
             records,
+            communication,
         } = self;
         let auth = match auth.jwks {
             None => None,
@@ -604,6 +650,8 @@ impl Settings {
         let scaled = Limits::with_places(admission.max_in_flight);
         let limits = Limits {
             max_body_bytes: requests.max_body_bytes,
+            max_upload_bytes: communication.max_attachment_bytes,
+            max_upload_files: registre_domain::communication::ATTACHMENTS_MAX,
             max_batch_operations: requests.max_batch,
             ws_max_message_bytes: requests.ws_max_message_bytes,
             ws_init_timeout: Duration::from_secs(requests.ws_init_timeout_secs),
@@ -668,6 +716,7 @@ impl Settings {
                 ..QueryLimits::default()
             },
             person_limits,
+            communication,
         })
     }
 }
@@ -1121,7 +1170,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 38] = [
+    const VARIABLES: [&str; 42] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1160,6 +1209,11 @@ mod tests {
         "REGISTRE_PSEUDONYM_KEY",
         "REGISTRE_LOG",
         "REGISTRE_LOG_FORMAT",
+        // communication (issue 16)
+        "REGISTRE_MAX_ATTACHMENT_BYTES",
+        "REGISTRE_SMTP_URL",
+        "REGISTRE_MAIL_FROM",
+        "REGISTRE_VAPID_KEY",
     ];
 
     /// The rule docs/operations.md states: a variable's flag is its name

@@ -34,6 +34,8 @@ use crate::config::{Config, Database};
 mod discipline;
 // school day (issue 13)
 mod school_day;
+// communication (issue 16)
+mod communication;
 use registre_api::{
     auth::{jwks_json, SigningKey, TokenClaims},
     config::{AuthConfig, JwksSource},
@@ -285,6 +287,17 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let jwks_path = config.data_dir.join("demo-jwks.json");
     std::fs::write(&jwks_path, jwks_json(&[&key]).to_string())
         .with_context(|| format!("writing {}", jwks_path.display()))?;
+    // Web Push needs a VAPID key (issue 16): the demo makes one once.
+    if config.communication.vapid_key.is_none() {
+        let vapid_path = config.data_dir.join("demo-vapid.pem");
+        if !vapid_path.exists() {
+            let pem = registre_app::notify::VapidKey::generate_pem()
+                .map_err(|e| anyhow::anyhow!("making the VAPID key: {e}"))?;
+            std::fs::write(&vapid_path, pem)
+                .with_context(|| format!("writing {}", vapid_path.display()))?;
+        }
+        config.communication.vapid_key = Some(vapid_path);
+    }
     config.auth = Some(AuthConfig {
         jwks: JwksSource::File(jwks_path),
         issuer: DEMO_ISSUER.into(),
@@ -1188,6 +1201,17 @@ impl Plan {
             },
         )?;
         evaluation::seed(&mut b, establishment, &class_teachers, &students)?;
+        // communication (issue 16)
+        let mut by_class: Vec<(PersonInfo, Vec<PersonInfo>)> = class_teachers
+            .iter()
+            .filter_map(|t| t.first().map(|(teacher, _)| (*teacher, Vec::new())))
+            .collect();
+        for ((_, _, class_index, _), guardians) in students.iter().zip(&student_guardians) {
+            if let Some((_, list)) = by_class.get_mut(*class_index) {
+                list.extend(guardians.iter().copied());
+            }
+        }
+        communication::seed(&mut b, &by_class, *days.last().context("a school day")?);
 
         Ok(Plan {
             establishment,
@@ -1276,6 +1300,10 @@ mod tests {
                 "periods" => registre_domain::evaluation::Periods::fold(&events).version(),
                 "reportcard" => {
                     registre_domain::evaluation::ReportCardSheet::fold(&events).version()
+                }
+                // communication (issue 16)
+                "notifications" => {
+                    registre_domain::communication::Notifications::fold(&events).version()
                 }
                 other => panic!("unexpected stream category {other}"),
             };

@@ -61,6 +61,7 @@ where
         engine: engine_config(config),
         limits: config.person_limits.clone(),
         sanction_erasure: config.sanction_erasure,
+        communication: communication_config(config)?,
         ..registre_app::AppConfig::default()
     };
     let app = registre_app::App::new(store, app_config)
@@ -86,6 +87,9 @@ where
             app: app.clone(),
             max_lag: config.ready_max_lag,
         }),
+        downloads: Some(Arc::new(
+            registre_api::graphql::communication::AppDownloads(app.clone()),
+        )),
     };
     let inner = serve_executor(transport, config.listen, shutdown)
         .await
@@ -97,6 +101,61 @@ where
         app.shutdown().await;
         tracing::info!("application stopped");
     }))
+}
+
+/// Attachments and notifications from the configuration: the VAPID key is
+/// read from its file here, so a bad file stops the start with its name.
+pub fn communication_config(
+    config: &Config,
+) -> anyhow::Result<registre_app::communication::CommunicationConfig> {
+    let c = &config.communication;
+    let smtp = c.smtp_url.as_ref().map(|url| {
+        let from = c.mail_from.clone().unwrap_or_else(|| {
+            tracing::warn!(
+                "REGISTRE_MAIL_FROM is not set: notification mail is sent from registre@localhost"
+            );
+            "Registre <registre@localhost>".to_owned()
+        });
+        registre_app::communication::SmtpConfig {
+            url: url.clone(),
+            from,
+        }
+    });
+    let vapid = match &c.vapid_key {
+        Some(path) => {
+            if !path.exists() {
+                // Like `registre demo`: a node told where its key is makes
+                // one there; every node must then be given that file.
+                let pem = registre_app::notify::VapidKey::generate_pem()
+                    .map_err(|e| anyhow::anyhow!("making the VAPID key: {e}"))?;
+                std::fs::write(path, pem)
+                    .with_context(|| format!("writing REGISTRE_VAPID_KEY ({})", path.display()))?;
+                tracing::warn!(path = %path.display(), "REGISTRE_VAPID_KEY did not exist: a new key was written there");
+            }
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading REGISTRE_VAPID_KEY ({})", path.display()))?;
+            // RFC 8292's contact: the mail sender, else the project's.
+            let subject = match &c.mail_from {
+                Some(from) => format!(
+                    "mailto:{}",
+                    from.rsplit_once('<')
+                        .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
+                        .trim()
+                ),
+                None => "mailto:registre@localhost".to_owned(),
+            };
+            let key = registre_app::notify::VapidKey::from_pem(&pem, &subject)
+                .map_err(|e| anyhow::anyhow!("REGISTRE_VAPID_KEY ({}): {e}", path.display()))?;
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
+    Ok(registre_app::communication::CommunicationConfig {
+        attachment_max_bytes: c.max_attachment_bytes,
+        smtp,
+        vapid,
+        ..Default::default()
+    })
 }
 
 /// The projection engine's settings from the configuration.
@@ -135,6 +194,20 @@ async fn sample_app(app: Arc<registre_app::App>, metrics: Metrics) {
             .projection_lag
             .with_label_values(&[engine.name])
             .set(i64::try_from(engine.lag).unwrap_or(i64::MAX));
+        let notify = app.notify_stats();
+        for (outcome, counter) in [
+            ("enqueued", &notify.enqueued),
+            ("delivered", &notify.delivered),
+            ("retried", &notify.retried),
+            ("failed", &notify.failed),
+            ("subscription_dropped", &notify.subscriptions_dropped),
+        ] {
+            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .notifications
+                .with_label_values(&[outcome])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         for consumer in app.engine().follower().status() {
             metrics
                 .log_consumer_lag

@@ -106,3 +106,9 @@ fn exported_schema_keeps_the_discipline_contract_part() {
 fn exported_schema_keeps_the_evaluation_contract_part() {
     assert_keeps_contract_part("evaluation");
 }
+
+/// Issue 16: group messages, receipts, attachments, notifications.
+#[test]
+fn exported_schema_keeps_the_communication_contract_part() {
+    assert_keeps_contract_part("communication");
+}

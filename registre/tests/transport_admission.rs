@@ -98,6 +98,7 @@ impl Node {
             limits,
             metrics: Metrics::new().unwrap(),
             readiness: Arc::new(Ready),
+            downloads: None,
         };
         let server = serve_executor(
             transport,

@@ -13,6 +13,7 @@
 //! Why the log is built this way: `docs/decisions/0001-event-store.md`.
 
 pub mod chain;
+pub mod communication;
 mod plan;
 pub mod postgres;
 pub mod reader;
@@ -309,6 +310,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The usage projection's tables, when the backend has them.
     fn usage(&self) -> Option<Arc<dyn usage::UsageStore>> {
+        None
+    }
+
+    /// Attachment bytes and the notification outbox (issue 16), when the
+    /// backend has them.
+    fn communication(&self) -> Option<Arc<dyn communication::CommunicationStore>> {
         None
     }
 }

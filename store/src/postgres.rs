@@ -755,6 +755,12 @@ impl EventStore for PostgresStore {
             pool: self.pool.clone(),
         }))
     }
+
+    fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
+        Some(Arc::new(crate::communication::PostgresCommunication {
+            pool: self.pool.clone(),
+        }))
+    }
 }
 
 /// The `subject_keys` table of a PostgreSQL store.

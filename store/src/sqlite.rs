@@ -844,6 +844,14 @@ impl EventStore for SqliteStore {
             store: Arc::new(self.clone()),
         }))
     }
+
+    fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
+        let dir = self.inner.path.parent()?.join("attachments");
+        Some(Arc::new(crate::communication::SqliteCommunication {
+            store: Arc::new(self.clone()),
+            blobs: dir,
+        }))
+    }
 }
 
 impl SqliteStore {

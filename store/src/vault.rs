@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -164,6 +164,68 @@ impl Vault {
             *reason = seal_one(reason)?;
         }
         Ok(())
+    }
+
+    /// Seals a file's bytes with `owner`'s key (a justification's documents
+    /// with the student's, issue 16): `nonce || AES-256-GCM(bytes)`, the
+    /// owner as associated data. `None` when the key was destroyed.
+    pub async fn seal_bytes(&self, owner: Uuid, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(key) = self.write_key(owner).await? else {
+            return Ok(None);
+        };
+        let nonce = Aes256Gcm::generate_nonce(OsRng);
+        let ct = cipher(&key)
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: bytes,
+                    aad: owner.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Backend("vault: encryption failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(Some(out))
+    }
+
+    /// Opens what [`Vault::seal_bytes`] sealed; `None` once the owner's key
+    /// is destroyed (or was never made).
+    pub async fn open_bytes(&self, owner: Uuid, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cached = self.cache.lock().get(&owner).copied();
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                let found = self
+                    .keys
+                    .keys(vec![owner])
+                    .await?
+                    .get(&owner)
+                    .copied()
+                    .flatten();
+                self.cache.lock().insert(owner, found);
+                found
+            }
+        };
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        if sealed.len() < 12 {
+            return Err(StoreError::Corrupt("sealed file: too short".into()));
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("sealed file: short nonce".into()))?;
+        let plain = cipher(&key)
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ct,
+                    aad: owner.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Corrupt("sealed file: does not open".into()))?;
+        Ok(Some(plain))
     }
 
     /// Opens the sealed fields of these events in place; text whose key was
@@ -441,5 +503,9 @@ impl EventStore for VaultStore {
 
     fn usage(&self) -> Option<Arc<dyn crate::usage::UsageStore>> {
         self.inner.usage()
+    }
+
+    fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
+        self.inner.communication()
     }
 }

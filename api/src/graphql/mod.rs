@@ -6,6 +6,8 @@
 
 // discipline (issue 15)
 mod discipline;
+// communication (issue 16)
+pub mod communication;
 pub mod errors;
 pub mod evaluation;
 pub mod limits;
@@ -28,6 +30,7 @@ pub struct QueryRoot(
     RecordQuery,
     school_day::SchoolDayQuery,
     discipline::DisciplineQuery,
+    communication::CommunicationQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default, Debug)]
@@ -37,6 +40,7 @@ pub struct MutationRoot(
     school_day::SchoolDayMutation,
     evaluation::EvaluationMutation,
     discipline::DisciplineMutation,
+    communication::CommunicationMutation,
 );
 
 #[derive(async_graphql::MergedSubscription, Default, Debug)]

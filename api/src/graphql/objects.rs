@@ -801,6 +801,13 @@ impl Absence {
     async fn id(&self) -> ID {
         id(self.id)
     }
+    /// documents a guardian gave with the justification
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::communication::Attachment>> {
+        visible_attachments(ctx, &self.src, |m| m.communication().of_absence(self.id)).await
+    }
     async fn student(&self, ctx: &Context<'_>) -> Result<Student> {
         Ok(Student::new(self.get(ctx)?.student_id, self.src.clone()))
     }
@@ -953,6 +960,12 @@ impl Homework {
     async fn id(&self) -> ID {
         id(self.id)
     }
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::communication::Attachment>> {
+        visible_attachments(ctx, &self.src, |m| m.communication().of_homework(self.id)).await
+    }
     async fn school_class(&self, ctx: &Context<'_>) -> Result<SchoolClass> {
         Ok(SchoolClass::new(self.get(ctx)?.class_id, self.src.clone()))
     }
@@ -1055,6 +1068,47 @@ impl Message {
     async fn read_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
         Ok(self.get(ctx)?.read_at.get(&self.reader).copied())
     }
+    /// the sender sees one receipt per recipient; any other viewer sees an empty list
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::size::RECIPIENTS, child_complexity)"
+    )]
+    async fn receipts(&self, ctx: &Context<'_>) -> Result<Vec<super::communication::ReadReceipt>> {
+        let msg = self.get(ctx)?;
+        if msg.from != self.reader {
+            return Ok(Vec::new());
+        }
+        Ok(msg
+            .to
+            .iter()
+            .map(|p| super::communication::ReadReceipt {
+                person: *p,
+                read_at: msg.read_at.get(p).copied(),
+            })
+            .collect())
+    }
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::communication::Attachment>> {
+        visible_attachments(ctx, &Src::Live, |m| m.communication().of_message(self.id)).await
+    }
+}
+
+/// The attachments of an entity that the viewer may download (a teacher who
+/// sees an absence does not see the doctor's note given with it).
+async fn visible_attachments(
+    ctx: &Context<'_>,
+    src: &Src,
+    list: impl FnOnce(&Model) -> Vec<model::communication::Attachment>,
+) -> Result<Vec<super::communication::Attachment>> {
+    let (_, v) = viewer(ctx).await?;
+    src.read(ctx, |m| {
+        list(m)
+            .into_iter()
+            .filter(|a| policy::can_download(m, &v, a.id))
+            .map(super::communication::Attachment::from)
+            .collect()
+    })
 }
 
 // ---- Audit -------------------------------------------------------------------------------

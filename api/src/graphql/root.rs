@@ -13,10 +13,12 @@ use crate::graphql::errors::GqlResult;
 use async_graphql::{Context, InputObject, Object, Result, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use registre_app::commands::communication::JustifyWithDocuments;
 use registre_app::commands::school_day::{InCourse, Motivated};
 use registre_app::commands::{new_id, CommandContext};
 use registre_app::policy;
 use registre_app::{ApiError, Viewer};
+use registre_domain::communication as comm;
 use registre_domain::messages::ThreadTarget;
 use registre_domain::{absences, grades, homework, messages, roster, DomainEvent};
 use registre_domain::{ClassId, EstablishmentId, PersonId, StudentId};
@@ -495,6 +497,7 @@ pub struct JustifyAbsenceInput {
     pub reason: String,
     /// one of the establishment's motives that guardians may choose
     pub motive_id: Option<ID>,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 #[derive(Debug, InputObject)]
@@ -542,6 +545,7 @@ pub struct AssignHomeworkInput {
     pub course_id: Option<ID>,
     /// how long it should take, 1 to 600 minutes
     pub estimated_minutes: Option<i32>,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 #[derive(Debug, InputObject)]
@@ -552,6 +556,9 @@ pub struct SendMessageInput {
     /// reply in an existing thread
     pub thread_id: Option<ID>,
     pub idempotency_key: Option<String>,
+    /// every guardian (or student, or teacher) of a class, resolved when sent
+    pub to_groups: Option<Vec<super::communication::RecipientGroupInput>>,
+    pub attachment_ids: Option<Vec<ID>>,
 }
 
 /// A referenced id the viewer must be allowed to act on: a malformed one is
@@ -673,12 +680,19 @@ impl DeclareAbsenceInput {
 }
 
 impl JustifyAbsenceInput {
-    fn command(self) -> Result<Motivated<absences::JustifyAbsence>> {
+    /// Justified by the viewer, with a motive and the documents they uploaded.
+    fn command(self, v: &Viewer) -> Result<Motivated<JustifyWithDocuments>> {
         Ok(Motivated {
             motive_id: motive(self.motive_id.as_ref())?,
-            command: absences::JustifyAbsence {
-                absence_id: opaque(&self.absence_id),
-                reason: self.reason,
+            command: JustifyWithDocuments {
+                command: comm::JustifyAbsence {
+                    attachments: super::communication::attachment_ids(&self.attachment_ids),
+                    justification: absences::JustifyAbsence {
+                        absence_id: opaque(&self.absence_id),
+                        reason: self.reason,
+                    },
+                },
+                by: v.person,
             },
         })
     }
@@ -742,14 +756,17 @@ impl AssignHomeworkInput {
                 .map(|c| parse("courseId", c))
                 .transpose()?,
             estimated_minutes: self.estimated_minutes.map(i64::from),
-            assign: homework::AssignHomework {
-                homework_id: new_id(),
-                class_id: opaque(&self.class_id),
-                teacher_id: v.person,
-                subject: self.subject,
-                title: self.title,
-                description: self.description,
-                due: self.due.0,
+            assign: comm::AssignHomework {
+                attachments: super::communication::attachment_ids(&self.attachment_ids),
+                homework: homework::AssignHomework {
+                    homework_id: new_id(),
+                    class_id: opaque(&self.class_id),
+                    teacher_id: v.person,
+                    subject: self.subject,
+                    title: self.title,
+                    description: self.description,
+                    due: self.due.0,
+                },
             },
         })
     }
@@ -757,17 +774,21 @@ impl AssignHomeworkInput {
 
 impl SendMessageInput {
     /// Sent by the viewer.
-    fn command(&self, v: &Viewer) -> messages::SendMessage {
-        messages::SendMessage {
-            message_id: new_id(),
-            thread: match &self.thread_id {
-                Some(t) => ThreadTarget::Reply(opaque(t)),
-                None => ThreadTarget::New { id: new_id() },
+    fn command(&self, v: &Viewer) -> comm::SendMessage {
+        comm::SendMessage {
+            message: messages::SendMessage {
+                message_id: new_id(),
+                thread: match &self.thread_id {
+                    Some(t) => ThreadTarget::Reply(opaque(t)),
+                    None => ThreadTarget::New { id: new_id() },
+                },
+                from: v.person,
+                to: self.to.iter().map(opaque).collect(),
+                subject: self.subject.clone(),
+                body: self.body.clone(),
             },
-            from: v.person,
-            to: self.to.iter().map(opaque).collect(),
-            subject: self.subject.clone(),
-            body: self.body.clone(),
+            to_groups: self.to_groups.iter().flatten().map(|g| g.group()).collect(),
+            attachments: super::communication::attachment_ids(&self.attachment_ids),
         }
     }
 }
@@ -910,11 +931,22 @@ impl RecordMutation {
         input: JustifyAbsenceInput,
     ) -> Result<Absence> {
         let (app, v) = viewer(ctx).await?;
-        let cmd = input.command()?;
-        app.execute(&command_context(ctx, &v), &cmd, None)
+        let cmd = input.command(&v)?;
+        let justify = &cmd.command.command;
+        let absence = justify.justification.absence_id;
+        let done = app
+            .execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Absence::new(cmd.command.absence_id, src)))
+        if !justify.attachments.is_empty() && !done.events.is_empty() {
+            // The justification is recorded: a failure to seal now leaves
+            // the copy as uploaded (still served only to those who may see
+            // the absence) rather than failing a request that was done.
+            if let Err(e) = app.seal_justification_documents(absence).await {
+                tracing::warn!(absence = %absence, error = %e, "justification documents not sealed yet");
+            }
+        }
+        Ok(live(|src| Absence::new(absence, src)))
     }
 
     /// EDUCATION_STAFF: PENDING becomes ACCEPTED or REJECTED
@@ -980,7 +1012,9 @@ impl RecordMutation {
         app.execute(&command_context(ctx, &v), &cmd, None)
             .await
             .gql()?;
-        Ok(live(|src| Homework::new(cmd.assign.homework_id, src)))
+        Ok(live(|src| {
+            Homework::new(cmd.assign.homework.homework_id, src)
+        }))
     }
 
     /// any authenticated person, to people they may write to (see `app::policy::may_write`)
@@ -997,7 +1031,7 @@ impl RecordMutation {
             .gql()?;
         let id = match done.events.first() {
             Some(DomainEvent::MessageSent(e)) => e.message_id,
-            _ => cmd.message_id,
+            _ => cmd.message.message_id,
         };
         Ok(Message::new(id, v.person))
     }

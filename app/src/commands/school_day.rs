@@ -453,6 +453,14 @@ impl WithMotive for absences::JustifyAbsence {
     }
 }
 
+/// A justification with documents (communication, issue 16) may carry a motive too.
+impl WithMotive for crate::commands::communication::JustifyWithDocuments {
+    const CHOSEN_BY: ChosenBy = ChosenBy::Guardian;
+    fn student(&self, m: &Model) -> Option<StudentId> {
+        self.command.justification.student(m)
+    }
+}
+
 impl<C: WithMotive> Command for Motivated<C> {
     const NAME: &'static str = C::NAME;
     const RATE: Option<Limited> = C::RATE;
@@ -516,8 +524,9 @@ impl<C: WithMotive> Command for Motivated<C> {
 /// and, without them, the same serde form as the plain command).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InCourse {
+    /// The entry, with the files joined to it (communication, issue 16).
     #[serde(flatten)]
-    pub assign: homework::AssignHomework,
+    pub assign: registre_domain::communication::AssignHomework,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub course_id: Option<CourseId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -527,7 +536,10 @@ pub struct InCourse {
 impl Command for InCourse {
     const NAME: &'static str = homework::AssignHomework::NAME;
     type State = homework::Homework;
-    type Facts = (homework::HomeworkFacts, Option<CourseSummary>);
+    type Facts = (
+        registre_domain::communication::HomeworkFacts,
+        Option<CourseSummary>,
+    );
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool {
         self.assign.authorize(m, by)
@@ -552,7 +564,7 @@ impl Command for InCourse {
         facts: &Self::Facts,
     ) -> Result<Vec<DomainEvent>, ApiError> {
         let detail = day::detail_new_homework(
-            &self.assign,
+            &self.assign.homework,
             self.course_id,
             self.estimated_minutes,
             facts.1.as_ref(),

@@ -201,6 +201,10 @@ impl EventStore for CountingStore {
         self.inner.subject_keys()
     }
 
+    fn communication(&self) -> Option<Arc<dyn registre_store::communication::CommunicationStore>> {
+        self.inner.communication()
+    }
+
     fn usage(&self) -> Option<Arc<dyn registre_store::usage::UsageStore>> {
         self.inner.usage()
     }
