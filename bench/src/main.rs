@@ -9,10 +9,13 @@ mod gen;
 mod growth;
 mod live;
 mod node;
+// communication (issue 16)
+mod notify;
 mod rebuild;
 // school day (issue 13)
 mod reportcards;
 mod rollcall;
+mod sinks;
 mod stats;
 mod surge;
 mod throughput;
@@ -115,6 +118,10 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         per_teacher: usize,
     },
+    /// Notifications at 8:05 (issue 16): a roll call per class of a
+    /// collège at once, its absences told to every guardian by Web Push
+    /// and e-mail through real local servers; latency and exactly once.
+    Notify(notify::NotifyArgs),
     /// The council week (issue 14): every report card of a 600-student
     /// collège through GraphQL, then every PDF bulletin.
     Reportcards {
@@ -177,6 +184,10 @@ async fn main() -> Result<()> {
         } => {
             let rows = rollcall::run(&cli.database_url, &teachers, per_teacher).await?;
             rollcall::print(&rows);
+        }
+        Command::Notify(args) => {
+            let report = notify::run(&cli.database_url, &args).await?;
+            notify::print(&report);
         }
         Command::Reportcards { concurrency } => {
             let report = reportcards::run(&cli.database_url, concurrency.max(1)).await?;
