@@ -35,6 +35,7 @@ pub mod erasure;
 pub mod error;
 pub mod export;
 mod follower;
+pub mod import;
 pub mod limits;
 pub mod live;
 pub mod policy;
