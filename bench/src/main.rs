@@ -7,6 +7,7 @@ mod api;
 mod db;
 mod gen;
 mod growth;
+mod import;
 mod live;
 mod node;
 mod rebuild;
@@ -102,6 +103,12 @@ enum Command {
     /// A node offered 1x, 3x and 10x its capacity (dashboards and roll calls
     /// from clients that retry after 429), and at 8 to 2,000 connections.
     Surge(surge::SurgeArgs),
+    /// A lycée's SIECLE and STS-Web exports: first import, then 5 % changed.
+    Import {
+        /// Students in the generated lycée.
+        #[arg(long, default_value_t = 2_000)]
+        students: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,6 +229,19 @@ async fn main() -> Result<()> {
                 rows.push(growth::run(&cli.database_url, size, &options).await?);
             }
             print_growth(&rows);
+        }
+        Command::Import { students } => {
+            let runs = import::run(&cli.database_url, students).await?;
+            println!();
+            println!("Roster import, a {students}-student lycée (PostgreSQL)");
+            println!("| run | changes | events written | seconds |");
+            println!("|---|---|---|---|");
+            for r in &runs {
+                println!(
+                    "| {} | {} | {} | {:.2} |",
+                    r.label, r.changes, r.events, r.seconds
+                );
+            }
         }
         Command::Api {
             concurrency,
