@@ -94,11 +94,13 @@ pub fn load(
         done += file.bytes.len() as u64;
         progress(done, total);
         let export = formats::read(&file.name, &root)?;
-        let accepted = match (&export, source) {
-            (Export::Students { .. } | Export::Guardians { .. }, Source::Siecle) => true,
-            (Export::Sts { .. }, Source::Sts) => true,
-            _ => false,
-        };
+        let accepted = matches!(
+            (&export, source),
+            (
+                Export::Students { .. } | Export::Guardians { .. },
+                Source::Siecle
+            ) | (Export::Sts { .. }, Source::Sts)
+        );
         if !accepted {
             return Err(ImportError::at(
                 &file.name,

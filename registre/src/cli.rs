@@ -737,6 +737,47 @@ mod tests {
     }
 
     #[test]
+    fn import_takes_files_a_dry_run_and_an_operator() {
+        let cli = Cli::try_parse_from([
+            "registre",
+            "import",
+            "siecle",
+            "--dry-run",
+            "eleves.zip",
+            "responsables.xml",
+            "--operator",
+            "proviseur",
+        ])
+        .expect("valid");
+        match cli.command {
+            Command::Import(ImportCommand::Siecle { files, run }) => {
+                assert_eq!(
+                    files,
+                    [
+                        PathBuf::from("eleves.zip"),
+                        PathBuf::from("responsables.xml")
+                    ]
+                );
+                assert!(run.dry_run);
+                assert_eq!(run.operator, "proviseur");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // At least one file; STS takes exactly one.
+        assert!(Cli::try_parse_from(["registre", "import", "siecle", "--operator", "p"]).is_err());
+        assert!(Cli::try_parse_from([
+            "registre",
+            "import",
+            "sts",
+            "a.xml",
+            "b.xml",
+            "--operator",
+            "p"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn settings_are_flags_of_every_command_in_any_position() {
         for argv in [
             ["registre", "serve", "--max-batch", "3"],

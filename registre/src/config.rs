@@ -1156,7 +1156,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 37] = [
+    const VARIABLES: [&str; 38] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1194,6 +1194,8 @@ mod tests {
         "REGISTRE_PSEUDONYM_KEY",
         "REGISTRE_LOG",
         "REGISTRE_LOG_FORMAT",
+        // interop (issue 17)
+        "REGISTRE_ROLES_CLAIM",
     ];
 
     /// The rule docs/operations.md states: a variable's flag is its name

@@ -197,6 +197,8 @@ pub fn parse(
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    // Progress is told every few thousand events, not at each one.
+    let mut next_report = 0u64;
     let mut events = 0u64;
     loop {
         let at = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
@@ -216,7 +218,8 @@ pub fn parse(
             }
         })?;
         events += 1;
-        if events % 4096 == 0 {
+        if events >= next_report {
+            next_report = events + 4096;
             progress(at as u64);
         }
         let error = |element: Option<String>, message: String| ImportError {
