@@ -382,9 +382,24 @@ pub fn diff(
     };
     // ELEVE_ID → the student's external id and name, for the guardians file.
     let mut eleves: HashMap<String, (String, String)> = HashMap::new();
-    let students_file = files
+    // Students who leave or left: their guardians are not linked anew.
+    let mut leaving: HashSet<String> = HashSet::new();
+    // Links and services already listed (a file may repeat one).
+    let mut seen: BTreeSet<Change> = BTreeSet::new();
+    let students_files: Vec<&String> = files
         .iter()
-        .any(|(_, e)| matches!(e, Export::Students { .. }));
+        .filter(|(_, e)| matches!(e, Export::Students { .. }))
+        .map(|(f, _)| f)
+        .collect();
+    if let [_, second, ..] = students_files.as_slice() {
+        // Each students export is the whole establishment: with two, each
+        // would make the other's students depart.
+        return Err(ImportError::file(
+            second,
+            "a second students export (BEE_ELEVES) in one run: give one".into(),
+        ));
+    }
+    let students_file = !students_files.is_empty();
     for (file, export) in files {
         if let Export::Students { students, .. } = export {
             let mut present = HashSet::new();
@@ -397,7 +412,11 @@ pub fn diff(
                 present.insert(ext.clone());
                 let person = m.person_by_external_id(&ext);
                 let closed = person.is_some_and(|p| p.account_closed_on.is_some() || p.erased);
+                if closed {
+                    leaving.insert(ext.clone());
+                }
                 if let Some(on) = s.left_on.filter(|on| *on <= today) {
+                    leaving.insert(ext.clone());
                     if person.is_some() && !closed {
                         departures.push(Change::Depart {
                             external_id: ext,
@@ -504,7 +523,7 @@ pub fn diff(
                     let name = display_name(&g.first_name, &g.last_name);
                     checked_name(file, g.line, "PERSONNE", &name)?;
                     let student = m.person_by_external_id(student_ext);
-                    if student.is_some_and(|p| p.account_closed_on.is_some() || p.erased) {
+                    if leaving.contains(student_ext) {
                         continue;
                     }
                     let guardian = m.person_by_external_id(&ext);
@@ -529,7 +548,7 @@ pub fn diff(
                         guardian: ext,
                         guardian_name: name,
                     };
-                    if !linked && !links.contains(&change) {
+                    if !linked && seen.insert(change.clone()) {
                         links.push(change);
                     }
                 }
@@ -585,7 +604,7 @@ pub fn diff(
                         teacher_name: display_name(&t.first_name, &t.last_name),
                         subject: s.subject.clone(),
                     };
-                    if !taught && !assignments.contains(&change) {
+                    if !taught && seen.insert(change.clone()) {
                         assignments.push(change);
                     }
                 }

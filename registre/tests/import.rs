@@ -194,6 +194,22 @@ async fn siecle_and_sts_imports_on_postgresql() {
         first_name: "Bérénice".into(),
         children: vec![(school.students[3].eleve_id.clone(), 1)],
     });
+    // A student who arrived and left between two exports: nothing of theirs
+    // (nor their guardian) is imported.
+    school.students.push(sample::Student {
+        eleve_id: "999001".into(),
+        ine: "999001999ZZ".into(),
+        last_name: "PASSAGÈRE".into(),
+        first_name: "Aude".into(),
+        division: Some("2NDE1".into()),
+        left_on: Some(today - chrono::Duration::days(1)),
+    });
+    school.guardians.push(sample::Guardian {
+        personne_id: "888888".into(),
+        last_name: "PASSAGÈRE".into(),
+        first_name: "Marc".into(),
+        children: vec![("999001".into(), 1)],
+    });
     let changed = siecle_zip(&dir.0, "export-siecle-2.zip", &school);
     let changed = changed.to_str().unwrap();
     let (text, _) = imported(&w, &["import", "siecle", "--dry-run", changed]).await;
@@ -207,6 +223,7 @@ async fn siecle_and_sts_imports_on_postgresql() {
     }
     let (text, written) = imported(&w, &["import", "siecle", changed]).await;
     assert_eq!(written, 1 + 2 + 1 + 1, "{text}");
+    assert!(!text.contains("PASSAGÈRE"), "{text}");
     w.node.app.read(|m| {
         let p = m.person_by_external_id(&student0.ine).unwrap();
         let s = m.student_of_person(p.id).unwrap();
@@ -334,6 +351,14 @@ async fn siecle_and_sts_imports_on_postgresql() {
         m.contains(&format!("line {line}")) && m.contains("has no class"),
         "{m}"
     );
+
+    // Two students exports in one run.
+    let m = refused(
+        &w,
+        &["import", "siecle", &good, &plain("again.xml", &eleves)],
+    )
+    .await;
+    assert!(m.contains("a second students export"), "{m}");
 
     // A HEAD of another establishment may not import here.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
