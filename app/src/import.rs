@@ -371,13 +371,27 @@ pub fn diff(
     let mut departures = Vec::new();
     let mut notes = Vec::new();
     let mut registering = HashSet::new();
-    let mut register = |persons: &mut Vec<Change>, ext: &str, name: &str, role: Role| {
-        if m.person_by_external_id(ext).is_none() && registering.insert(ext.to_owned()) {
-            persons.push(Change::RegisterPerson {
+    let mut register = |persons: &mut Vec<Change>,
+                        notes: &mut Vec<String>,
+                        ext: &str,
+                        name: &str,
+                        role: Role| {
+        match m.person_by_external_id(ext) {
+            None if registering.insert(ext.to_owned()) => persons.push(Change::RegisterPerson {
                 external_id: ext.to_owned(),
                 name: name.to_owned(),
                 role,
-            });
+            }),
+            // No command renames a person yet: said, not done.
+            Some(p)
+                if !p.erased && p.display_name != name && registering.insert(ext.to_owned()) =>
+            {
+                notes.push(format!(
+                    "{ext} is named {name:?} in the export and {:?} in Registre: name kept",
+                    p.display_name
+                ))
+            }
+            _ => {}
         }
     };
     // ELEVE_ID → the student's external id and name, for the guardians file.
@@ -446,7 +460,7 @@ pub fn diff(
                     }
                     _ => {}
                 }
-                register(&mut persons, &ext, &name, Role::Student);
+                register(&mut persons, &mut notes, &ext, &name, Role::Student);
                 let current = person
                     .and_then(|p| m.student_of_person(p.id))
                     .and_then(|st| m.class(st.class_id))
@@ -535,7 +549,7 @@ pub fn diff(
                             format!("{} is registered without the GUARDIAN role", p.external_id),
                         ));
                     }
-                    register(&mut persons, &ext, &name, Role::Guardian);
+                    register(&mut persons, &mut notes, &ext, &name, Role::Guardian);
                     let linked = match (student, guardian) {
                         (Some(s), Some(g)) => m
                             .student_of_person(s.id)
@@ -550,6 +564,38 @@ pub fn diff(
                     };
                     if !linked && seen.insert(change.clone()) {
                         links.push(change);
+                    }
+                }
+                // Links of SIECLE guardians the export no longer lists: no
+                // command unlinks a guardian yet, so they are only told.
+                let listed: HashSet<(&str, String)> = responsible
+                    .iter()
+                    .filter(|l| l.legal)
+                    .filter_map(|l| {
+                        let (student, _) = eleves.get(&l.eleve_id)?;
+                        Some((student.as_str(), guardian_external_id(&uai, &l.personne_id)))
+                    })
+                    .collect();
+                let imported = format!("siecle:{uai}:resp:");
+                for (student_ext, student_name) in eleves.values() {
+                    if leaving.contains(student_ext) {
+                        continue;
+                    }
+                    let Some(record) = m
+                        .person_by_external_id(student_ext)
+                        .and_then(|p| m.student_of_person(p.id))
+                    else {
+                        continue;
+                    };
+                    for g in m.guardians_of(record.id) {
+                        if g.external_id.starts_with(&imported)
+                            && !listed.contains(&(student_ext.as_str(), g.external_id.clone()))
+                        {
+                            notes.push(format!(
+                                "{} is no longer a legal representative of {student_name} in SIECLE: link kept",
+                                g.external_id
+                            ));
+                        }
                     }
                 }
                 if contacts > 0 {
@@ -576,7 +622,7 @@ pub fn diff(
                             format!("{} is registered without the TEACHER role", p.external_id),
                         ));
                     }
-                    register(&mut persons, &ext, &name, Role::Teacher);
+                    register(&mut persons, &mut notes, &ext, &name, Role::Teacher);
                 }
                 for s in services {
                     let t = people.get(s.teacher_id.as_str()).ok_or_else(|| {
@@ -610,6 +656,39 @@ pub fn diff(
                 }
             }
             Export::Students { .. } => {}
+        }
+        if let Export::Sts { services, .. } = export {
+            // Services of STS teachers the export no longer lists: no command
+            // ends an assignment yet, so they are only told.
+            let listed: HashSet<(String, String, String)> = services
+                .iter()
+                .map(|s| {
+                    (
+                        s.division.trim().to_lowercase(),
+                        teacher_external_id(&uai, &s.teacher_id),
+                        s.subject.trim().to_lowercase(),
+                    )
+                })
+                .collect();
+            let imported = format!("sts:{uai}:");
+            for class in classes.values() {
+                for t in m.teachings().filter(|t| t.class_id == class.id) {
+                    let Some(teacher) = m.person(t.teacher_id) else {
+                        continue;
+                    };
+                    let key = (
+                        class.name.trim().to_lowercase(),
+                        teacher.external_id.clone(),
+                        t.subject.trim().to_lowercase(),
+                    );
+                    if teacher.external_id.starts_with(&imported) && !listed.contains(&key) {
+                        notes.push(format!(
+                            "{} no longer teaches {} in {} in STS-Web: assignment kept",
+                            teacher.display_name, t.subject, class.name
+                        ));
+                    }
+                }
+            }
         }
     }
     departures.sort();

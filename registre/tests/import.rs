@@ -175,6 +175,16 @@ async fn siecle_and_sts_imports_on_postgresql() {
     });
     let (_, written) = imported(&w, &["import", "sts", sts]).await;
     assert_eq!(written, 0);
+    // A service gone from STS-Web is told, not undone (no command for it).
+    let mut fewer = school.clone();
+    fewer.teachers[0].services.pop();
+    let fewer = write(&dir.0, "sts_emp_fewer.xml", &fewer.sts_xml());
+    let (text, written) = imported(&w, &["import", "sts", fewer.to_str().unwrap()]).await;
+    assert_eq!(written, 0, "{text}");
+    assert!(
+        text.contains("no longer teaches Français in 2NDE2 in STS-Web: assignment kept"),
+        "{text}"
+    );
     // An STS file is not a SIECLE export.
     let message = refused(&w, &["import", "siecle", sts]).await;
     assert!(message.contains("STS_EDT"), "{message}");
@@ -194,6 +204,13 @@ async fn siecle_and_sts_imports_on_postgresql() {
         first_name: "Bérénice".into(),
         children: vec![(school.students[3].eleve_id.clone(), 1)],
     });
+    // Told, not changed: a legal representative no longer listed, a new name.
+    school.guardians.retain(|g| g.personne_id != "500016");
+    school
+        .students
+        .iter_mut()
+        .filter(|s| s.eleve_id == "100006")
+        .for_each(|s| s.first_name = "Zoë".into());
     // A student who arrived and left between two exports: nothing of theirs
     // (nor their guardian) is imported.
     school.students.push(sample::Student {
@@ -218,6 +235,8 @@ async fn siecle_and_sts_imports_on_postgresql() {
         "2 departures",
         "1 guardians registered",
         "+ guardian Bérénice DE LA FONTAINE of",
+        "note: siecle:0691234X:resp:500016 is no longer a legal representative of",
+        "is named \"Zoë RIVIÈRE\" in the export and \"Hélène RIVIÈRE\" in Registre: name kept",
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
