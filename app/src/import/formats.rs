@@ -319,3 +319,55 @@ pub fn read(file: &str, root: &Element) -> Result<Export, ImportError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::read::parse;
+
+    fn export(xml: &str) -> Result<Export, ImportError> {
+        read("f.xml", &parse("f.xml", xml, &mut |_| {})?)
+    }
+
+    #[test]
+    fn older_students_exports_and_groups_are_read_as_they_mean() {
+        let xml = r#"<BEE_ELEVES><PARAMETRES><UAJ>0691234x</UAJ></PARAMETRES><DONNEES>
+            <ELEVES><ELEVE ELEVE_ID="7"><NOM>MARTIN</NOM><PRENOM>Léa</PRENOM><DATE_SORTIE/></ELEVE></ELEVES>
+            <STRUCTURES><STRUCTURES_ELEVE ELEVE_ID="7">
+              <STRUCTURE><CODE_STRUCTURE>LATIN</CODE_STRUCTURE><TYPE_STRUCTURE>G</TYPE_STRUCTURE></STRUCTURE>
+              <STRUCTURE><CODE_STRUCTURE>3A</CODE_STRUCTURE><TYPE_STRUCTURE>D</TYPE_STRUCTURE></STRUCTURE>
+            </STRUCTURES_ELEVE></STRUCTURES></DONNEES></BEE_ELEVES>"#;
+        let Export::Students { uai, students } = export(xml).expect("reads") else {
+            panic!("a students export")
+        };
+        assert_eq!(uai.0, "0691234X");
+        let s = &students[0];
+        assert_eq!(
+            (
+                s.last_name.as_str(),
+                s.ine.as_deref(),
+                s.division.as_deref(),
+                s.left_on
+            ),
+            ("MARTIN", None, Some("3A"), None)
+        );
+    }
+
+    #[test]
+    fn a_bad_date_and_an_unknown_subject_name_their_line() {
+        let xml = "<BEE_ELEVES><PARAMETRES><UAJ>0691234X</UAJ></PARAMETRES><DONNEES><ELEVES>\n<ELEVE ELEVE_ID=\"7\"><NOM_DE_FAMILLE>A</NOM_DE_FAMILLE><PRENOM>B</PRENOM>\n<DATE_SORTIE>31/02/2026</DATE_SORTIE></ELEVE></ELEVES></DONNEES></BEE_ELEVES>";
+        let err = export(xml).expect_err("no such day");
+        assert_eq!(
+            (err.line, err.element.as_deref()),
+            (Some(3), Some("DATE_SORTIE"))
+        );
+        let sts = "<STS_EDT><PARAMETRES><UAJ CODE=\"0691234X\"/></PARAMETRES><DONNEES><STRUCTURE><DIVISIONS>\n<DIVISION CODE=\"3A\"><SERVICES>\n<SERVICE CODE_MATIERE=\"999\"/></SERVICES></DIVISION></DIVISIONS></STRUCTURE></DONNEES></STS_EDT>";
+        let err = export(sts).expect_err("unknown subject");
+        assert_eq!(
+            (err.line, err.element.as_deref()),
+            (Some(3), Some("SERVICE"))
+        );
+        let err = export("<ROOT/>").expect_err("not an export");
+        assert!(err.message.contains("not a SIECLE"), "{err}");
+    }
+}
