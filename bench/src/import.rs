@@ -127,6 +127,23 @@ async fn measure(app: &App, students: usize) -> Result<Vec<Run>> {
         )
         .await?,
     );
+    // One event per changed fact: a move, a departure, a new guardian
+    // registered and linked.
+    let expected = (0..changed)
+        .map(|k| match k % 4 {
+            3 => 2,
+            // With one division there is no other class to move to.
+            0 | 1 if divisions == 1 => 0,
+            _ => 1,
+        })
+        .sum::<usize>();
+    if runs[2].events != 0 || runs[3].events != expected {
+        return Err(anyhow!(
+            "the re-imports wrote {} and {} events; expected 0 and {expected}",
+            runs[2].events,
+            runs[3].events
+        ));
+    }
     Ok(runs)
 }
 

@@ -242,6 +242,14 @@ async fn main() -> Result<()> {
                     r.label, r.changes, r.events, r.seconds
                 );
             }
+            if let [first, _, _, changed] = runs.as_slice() {
+                let ratio = changed.seconds / first.seconds.max(f64::EPSILON);
+                println!(
+                    "5 % re-import / first import: {:.1} % (goal under 10 %: {})",
+                    ratio * 100.0,
+                    if ratio < 0.10 { "met" } else { "missed" }
+                );
+            }
         }
         Command::Api {
             concurrency,
