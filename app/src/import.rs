@@ -630,7 +630,7 @@ pub fn diff(
                             file,
                             s.line,
                             "ENSEIGNANT",
-                            format!("ID {} is not an INDIVIDU of FONCTION ENS", s.teacher_id),
+                            format!("ID {} is not an INDIVIDU of INDIVIDUS", s.teacher_id),
                         )
                     })?;
                     text::line("subject", &s.subject, text::SUBJECT_MAX)

@@ -241,29 +241,6 @@ pub fn read(file: &str, root: &Element) -> Result<Export, ImportError> {
                     .ok_or_else(|| missing(m, "LIBELLE_EDITION or LIBELLE_LONG"))?;
                 subjects.insert(code.to_owned(), label.to_owned());
             }
-            let mut teachers = Vec::new();
-            for i in data
-                .path(&["INDIVIDUS"])
-                .into_iter()
-                .flat_map(|s| s.children("INDIVIDU"))
-            {
-                if i.child_text("FONCTION") != Some("ENS") {
-                    continue;
-                }
-                teachers.push(StsTeacher {
-                    id: i
-                        .attribute("ID")
-                        .ok_or_else(|| missing(i, "ID attribute"))?
-                        .to_owned(),
-                    last_name: i
-                        .child_text("NOM_USAGE")
-                        .or_else(|| i.child_text("NOM_PATRONYMIQUE"))
-                        .ok_or_else(|| missing(i, "NOM_USAGE"))?
-                        .to_owned(),
-                    first_name: i.child_text("PRENOM").unwrap_or_default().to_owned(),
-                    line: i.line,
-                });
-            }
             let mut services = Vec::new();
             for d in data
                 .path(&["STRUCTURE", "DIVISIONS"])
@@ -303,6 +280,34 @@ pub fn read(file: &str, root: &Element) -> Result<Export, ImportError> {
                         });
                     }
                 }
+            }
+            let mut teachers = Vec::new();
+            for i in data
+                .path(&["INDIVIDUS"])
+                .into_iter()
+                .flat_map(|s| s.children("INDIVIDU"))
+            {
+                // Teachers (FONCTION ENS), and whoever else holds a service
+                // (a documentalist teaching a class, say).
+                let id = i.attribute("ID").unwrap_or_default();
+                if i.child_text("FONCTION") != Some("ENS")
+                    && !services.iter().any(|s: &StsService| s.teacher_id == id)
+                {
+                    continue;
+                }
+                teachers.push(StsTeacher {
+                    id: i
+                        .attribute("ID")
+                        .ok_or_else(|| missing(i, "ID attribute"))?
+                        .to_owned(),
+                    last_name: i
+                        .child_text("NOM_USAGE")
+                        .or_else(|| i.child_text("NOM_PATRONYMIQUE"))
+                        .ok_or_else(|| missing(i, "NOM_USAGE"))?
+                        .to_owned(),
+                    first_name: i.child_text("PRENOM").unwrap_or_default().to_owned(),
+                    line: i.line,
+                });
             }
             Ok(Export::Sts {
                 uai,
@@ -366,6 +371,30 @@ mod tests {
         assert_eq!(
             (err.line, err.element.as_deref()),
             (Some(3), Some("SERVICE"))
+        );
+        let err = export("<ROOT/>").expect_err("not an export");
+        assert!(err.message.contains("not a SIECLE"), "{err}");
+        // Who holds a service is a teacher, whatever their FONCTION.
+        let sts = r#"<STS_EDT><PARAMETRES><UAJ CODE="0691234X"/></PARAMETRES><DONNEES>
+            <NOMENCLATURES><MATIERES><MATIERE CODE="1"><LIBELLE_LONG>DOC</LIBELLE_LONG></MATIERE></MATIERES></NOMENCLATURES>
+            <INDIVIDUS><INDIVIDU ID="5"><NOM_USAGE>A</NOM_USAGE><FONCTION>DOC</FONCTION></INDIVIDU>
+              <INDIVIDU ID="6"><NOM_USAGE>B</NOM_USAGE><FONCTION>DIR</FONCTION></INDIVIDU></INDIVIDUS>
+            <STRUCTURE><DIVISIONS><DIVISION CODE="3A"><SERVICES><SERVICE CODE_MATIERE="1">
+              <ENSEIGNANTS><ENSEIGNANT ID="5"/></ENSEIGNANTS></SERVICE></SERVICES></DIVISION></DIVISIONS></STRUCTURE>
+            </DONNEES></STS_EDT>"#;
+        let Export::Sts {
+            teachers, services, ..
+        } = export(sts).expect("reads")
+        else {
+            panic!("an STS export")
+        };
+        assert_eq!(
+            teachers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["5"]
+        );
+        assert_eq!(
+            (services[0].subject.as_str(), services[0].division.as_str()),
+            ("DOC", "3A")
         );
         let err = export("<ROOT/>").expect_err("not an export");
         assert!(err.message.contains("not a SIECLE"), "{err}");
