@@ -160,6 +160,34 @@ struct Claims {
     sub: String,
     /// Required by the validation; a number of seconds (an integer or not).
     exp: f64,
+    /// The other claims, where a configured roles claim is looked for.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The roles a token's claim `path` (dotted: `realm_access.roles`) lists:
+/// an array of strings, or one string of roles separated by spaces or commas.
+fn claimed_roles(claims: &serde_json::Map<String, serde_json::Value>, path: &str) -> Vec<String> {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else {
+        return Vec::new();
+    };
+    let value = parts.try_fold(claims.get(first), |v, part| {
+        Ok::<_, ()>(v.and_then(|v| v.get(part)))
+    });
+    match value.ok().flatten() {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .map(str::to_owned)
+            .collect(),
+        Some(serde_json::Value::String(s)) => s
+            .split([' ', ','])
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Most tokens remembered as verified. A client sends the same token with
@@ -356,7 +384,12 @@ impl Verifier {
         if subject.trim().is_empty() {
             return Err(AuthError::MissingClaim("sub".into()));
         }
-        let admin = verifier.config.admin_subjects.contains(&subject);
+        let admin = verifier.config.admin_subjects.contains(&subject)
+            || verifier.config.roles_claim.as_deref().is_some_and(|path| {
+                claimed_roles(&data.claims.other, path)
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("ADMIN"))
+            });
         // `exp` verified, so finite and not far in the past; `as` saturates.
         let until = data.claims.exp as u64;
         Ok((Caller { subject, admin }, until))
@@ -473,25 +506,67 @@ async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<Vec<u8>, J
                     source,
                 })?
         }
-        JwksSource::Url(url) => {
-            let fail = |message: String| JwksError::Fetch {
+        JwksSource::Url(url) => get(http, url).await?,
+        JwksSource::Discovery { issuer } => {
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            let document = get(http, &url).await?;
+            let jwks_uri = jwks_uri(&document, issuer).map_err(|message| JwksError::Fetch {
                 url: url.clone(),
                 message,
-            };
-            let response = http
-                .get(url)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| fail(e.to_string()))?;
-            response
-                .bytes()
-                .await
-                .map_err(|e| fail(e.to_string()))?
-                .to_vec()
+            })?;
+            get(http, &jwks_uri).await?
         }
     };
     Ok(bytes)
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JwksError> {
+    let fail = |message: String| JwksError::Fetch {
+        url: url.to_owned(),
+        message,
+    };
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(response
+        .bytes()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_vec())
+}
+
+/// The `jwks_uri` of a discovery document, which must name `issuer` as its
+/// `issuer` (OpenID Connect Discovery 1.0, section 4.3: otherwise another
+/// provider's keys could be trusted) and serve its keys with the issuer's
+/// scheme (https in production; the configuration refuses another).
+fn jwks_uri(document: &[u8], issuer: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Discovery {
+        issuer: String,
+        jwks_uri: String,
+    }
+    let d: Discovery = serde_json::from_slice(document)
+        .map_err(|e| format!("not an OpenID provider configuration ({e})"))?;
+    if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(format!(
+            "the provider says its issuer is {:?}, not {issuer:?}",
+            d.issuer
+        ));
+    }
+    let scheme = |u: &str| u.split("://").next().map(str::to_ascii_lowercase);
+    if scheme(&d.jwks_uri) != scheme(issuer) {
+        return Err(format!(
+            "jwks_uri {:?} does not use the issuer's scheme",
+            d.jwks_uri
+        ));
+    }
+    Ok(d.jwks_uri)
 }
 
 /// The claims a Registre token carries.
@@ -663,6 +738,7 @@ mod tests {
             leeway: Duration::from_secs(60),
             refetch_min_interval: refetch,
             refresh_interval: refresh,
+            roles_claim: None,
         })
         .await
         .expect("JWKS loads")
@@ -905,6 +981,7 @@ mod tests {
             leeway: Duration::from_secs(60),
             refetch_min_interval: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(60),
+            roles_claim: None,
         })
         .await
         .expect_err("HMAC keys are not usable");

@@ -12,6 +12,10 @@ pub enum JwksSource {
     File(PathBuf),
     /// An https URL, fetched, cached and refetched on an unknown key.
     Url(String),
+    /// OpenID Connect discovery: the `jwks_uri` of the issuer's
+    /// `/.well-known/openid-configuration`, read again at every refetch so
+    /// that a provider moving its keys is followed.
+    Discovery { issuer: String },
 }
 
 /// How bearer tokens are verified.
@@ -30,6 +34,10 @@ pub struct AuthConfig {
     /// REGISTRE_JWKS_REFRESH_SECS: the JWKS is re-read this often whatever
     /// the tokens say, so that a key the provider withdrew stops verifying.
     pub refresh_interval: Duration,
+    /// REGISTRE_ROLES_CLAIM: a claim (a dotted path such as Keycloak's
+    /// `realm_access.roles`) holding the caller's roles; `ADMIN` among them
+    /// makes the caller an ADMIN. `None`: roles come from the roster only.
+    pub roles_claim: Option<String>,
 }
 
 /// Sizes and counts beyond which a request is refused with a clear error.

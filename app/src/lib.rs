@@ -39,6 +39,7 @@ pub mod error;
 pub mod evaluation;
 pub mod export;
 mod follower;
+pub mod import;
 pub mod limits;
 pub mod live;
 pub mod notify;

@@ -66,6 +66,40 @@ pub enum Command {
     Export(ExportCommand),
     /// Erase a person on request (GDPR art. 17), as the forgetPerson mutation does.
     Forget(ForgetArgs),
+    /// Bring the roster in line with SIECLE or STS-Web exports (docs/interop.md).
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Students, classes and legal guardians from SIECLE's ElevesSansAdresses.xml
+    /// and ResponsablesAvecAdresses.xml (zipped or not).
+    Siecle {
+        /// The export files (XML or zip), of one establishment.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        run: ImportRun,
+    },
+    /// Teachers and their services per class and subject from STS-Web's
+    /// sts_emp_<UAI>_<year>.xml (zipped or not).
+    Sts {
+        file: PathBuf,
+        #[command(flatten)]
+        run: ImportRun,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportRun {
+    /// Print the changes (counts and list) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The externalId of the registered ADMIN, or HEAD of the establishment,
+    /// running the import: the actor of the events it writes.
+    #[arg(long, env = "REGISTRE_OPERATOR")]
+    pub operator: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,7 +205,98 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             export_person(&config, id, out.as_deref(), &operator).await
         }
         Command::Forget(args) => forget(&config, args).await,
+        Command::Import(ImportCommand::Siecle { files, run }) => {
+            let summary =
+                import(&config, registre_app::import::Source::Siecle, &files, &run).await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Import(ImportCommand::Sts { file, run }) => {
+            let summary = import(
+                &config,
+                registre_app::import::Source::Sts,
+                std::slice::from_ref(&file),
+                &run,
+            )
+            .await?;
+            println!("{summary}");
+            Ok(())
+        }
     }
+}
+
+/// `import siecle|sts`: read and check every file, decide the whole diff on
+/// a caught-up read model, then (unless `--dry-run`) run it through the
+/// command pipeline. Returns what to print: the diff and what was written.
+pub async fn import(
+    config: &Config,
+    source: registre_app::import::Source,
+    files: &[PathBuf],
+    run: &ImportRun,
+) -> anyhow::Result<String> {
+    use registre_app::import;
+    let mut inputs = Vec::with_capacity(files.len());
+    for path in files {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        inputs.push(import::Input {
+            name: path.display().to_string(),
+            bytes,
+        });
+    }
+    let total: u64 = inputs.iter().map(|i| i.bytes.len() as u64).sum();
+    let bar = progress_bar(total, "reading");
+    let exports = import::load(source, inputs, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; nothing was written"))?;
+    bar.finish_and_clear();
+    let store = open_store(config).await?;
+    let app_config = registre_app::AppConfig {
+        engine: crate::node::engine_config(config),
+        ..registre_app::AppConfig::default()
+    };
+    let app = registre_app::App::new(store, app_config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
+    let outcome = import_into(&app, &exports, run).await;
+    app.shutdown().await;
+    outcome
+}
+
+async fn import_into(
+    app: &registre_app::App,
+    exports: &[(String, registre_app::import::Export)],
+    run: &ImportRun,
+) -> anyhow::Result<String> {
+    use registre_app::import;
+    app.consistent()
+        .await
+        .map_err(|e| anyhow::anyhow!("catching the read model up with the log: {e}"))?;
+    let operator = registre_app::erasure::operator(app.engine(), &run.operator)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let today = registre_app::commands::now()
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .date_naive();
+    let diff = app
+        .read(|m| import::diff(m, exports, today))
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was written"))?;
+    let mut text = diff.render();
+    if run.dry_run {
+        text.push_str("\n(dry run: nothing was written)");
+        return Ok(text);
+    }
+    let cx = registre_app::commands::CommandContext::person(&operator, uuid::Uuid::now_v7());
+    let bar = progress_bar(diff.changes.len() as u64, "importing");
+    let applied = import::apply(app, &cx, &diff, &mut |done| bar.set_position(done))
+        .await
+        .map_err(|e| anyhow::anyhow!("importing into {}: {e}", diff.uai))?;
+    bar.finish_and_clear();
+    text.push_str(&format!(
+        "\n{} event(s) written by {} command(s)",
+        applied.events, applied.commands
+    ));
+    Ok(text)
 }
 
 fn progress_bar(length: u64, message: &'static str) -> ProgressBar {
@@ -614,6 +739,47 @@ mod tests {
             "0190f0a0-0000-7000-8000-000000000001",
             "--operator",
             "admin"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn import_takes_files_a_dry_run_and_an_operator() {
+        let cli = Cli::try_parse_from([
+            "registre",
+            "import",
+            "siecle",
+            "--dry-run",
+            "eleves.zip",
+            "responsables.xml",
+            "--operator",
+            "proviseur",
+        ])
+        .expect("valid");
+        match cli.command {
+            Command::Import(ImportCommand::Siecle { files, run }) => {
+                assert_eq!(
+                    files,
+                    [
+                        PathBuf::from("eleves.zip"),
+                        PathBuf::from("responsables.xml")
+                    ]
+                );
+                assert!(run.dry_run);
+                assert_eq!(run.operator, "proviseur");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // At least one file; STS takes exactly one.
+        assert!(Cli::try_parse_from(["registre", "import", "siecle", "--operator", "p"]).is_err());
+        assert!(Cli::try_parse_from([
+            "registre",
+            "import",
+            "sts",
+            "a.xml",
+            "b.xml",
+            "--operator",
+            "p"
         ])
         .is_err());
     }

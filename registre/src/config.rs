@@ -275,9 +275,20 @@ pub struct AuthSettings {
         value_parser = setting(jwks_source)
     )]
     pub jwks: Option<JwksSource>,
-    /// Expected `iss` (required with --jwks).
+    /// Expected `iss` (required with --jwks). Alone, an https issuer whose
+    /// keys are found by OpenID Connect discovery (its
+    /// /.well-known/openid-configuration names the JWKS, re-read on refresh).
     #[arg(long, env = "REGISTRE_ISSUER", global = true, value_name = "ISS")]
     pub issuer: Option<String>,
+    /// A token claim listing the caller's roles (dotted path, e.g. Keycloak's
+    /// `realm_access.roles`); ADMIN among them makes the caller an ADMIN.
+    #[arg(
+        long,
+        env = "REGISTRE_ROLES_CLAIM",
+        global = true,
+        value_name = "CLAIM"
+    )]
+    pub roles_claim: Option<String>,
     /// Expected `aud` (required with --jwks).
     #[arg(long, env = "REGISTRE_AUDIENCE", global = true, value_name = "AUD")]
     pub audience: Option<String>,
@@ -628,18 +639,34 @@ impl Settings {
             records,
             communication,
         } = self;
-        let auth = match auth.jwks {
+        let jwks_given = auth.jwks.is_some();
+        // REGISTRE_ISSUER alone: the keys are found by OpenID Connect
+        // discovery (the provider's /.well-known/openid-configuration).
+        let jwks = match (auth.jwks, &auth.issuer) {
+            (Some(jwks), _) => Some(jwks),
+            (None, Some(issuer)) => Some(JwksSource::Discovery {
+                issuer: https_issuer(issuer)?,
+            }),
+            (None, None) => None,
+        };
+        let because = if jwks_given {
+            "REGISTRE_JWKS is set"
+        } else {
+            "REGISTRE_ISSUER is set"
+        };
+        let auth = match jwks {
             None => None,
             Some(jwks) => Some(AuthConfig {
                 jwks,
                 issuer: auth.issuer.ok_or(ConfigError::Missing {
                     var: "REGISTRE_ISSUER",
-                    because: "REGISTRE_JWKS is set",
+                    because,
                 })?,
                 audience: auth.audience.ok_or(ConfigError::Missing {
                     var: "REGISTRE_AUDIENCE",
-                    because: "REGISTRE_JWKS is set",
+                    because,
                 })?,
+                roles_claim: auth.roles_claim,
                 admin_subjects: auth.admin_subjects.unwrap_or_default(),
                 leeway: Duration::from_secs(auth.jwt_leeway_secs),
                 refetch_min_interval: Duration::from_secs(auth.jwks_refetch_secs),
@@ -884,6 +911,22 @@ fn postgres_url(value: &str) -> Result<Database, String> {
     Ok(Database::Postgres(value.to_string()))
 }
 
+/// An issuer whose discovery document is fetched: https only, like a JWKS URL.
+fn https_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let issuer = issuer.trim();
+    if issuer.starts_with("https://") {
+        Ok(issuer.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            var: "REGISTRE_ISSUER",
+            value: issuer.to_owned(),
+            message: "without REGISTRE_JWKS, the issuer's keys are found by OpenID Connect \
+                      discovery, which needs an https:// issuer"
+                .into(),
+        })
+    }
+}
+
 fn jwks_source(value: &str) -> Result<JwksSource, String> {
     let value = value.trim();
     if value.starts_with("https://") {
@@ -1035,6 +1078,37 @@ mod tests {
     }
 
     #[test]
+    fn the_issuer_alone_means_openid_connect_discovery() {
+        let c = config(&[
+            ("REGISTRE_ISSUER", "https://sso.ent.example/realms/lycees"),
+            ("REGISTRE_AUDIENCE", "registre"),
+            ("REGISTRE_ROLES_CLAIM", "realm_access.roles"),
+        ])
+        .expect("valid");
+        let auth = c.auth.expect("auth configured");
+        assert_eq!(
+            auth.jwks,
+            JwksSource::Discovery {
+                issuer: "https://sso.ent.example/realms/lycees".into()
+            }
+        );
+        assert_eq!(auth.roles_claim.as_deref(), Some("realm_access.roles"));
+        let err =
+            config(&[("REGISTRE_ISSUER", "https://sso.ent.example")]).expect_err("no audience");
+        assert!(
+            err.to_string()
+                .contains("REGISTRE_AUDIENCE must be set when REGISTRE_ISSUER is set"),
+            "{err}"
+        );
+        let err = config(&[
+            ("REGISTRE_ISSUER", "http://sso.ent.example"),
+            ("REGISTRE_AUDIENCE", "registre"),
+        ])
+        .expect_err("keys in clear");
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
     fn a_jwks_path_is_a_file_source() {
         let c = config(&[
             ("REGISTRE_JWKS", "./keys/jwks.json"),
@@ -1170,7 +1244,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 42] = [
+    const VARIABLES: [&str; 43] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1214,6 +1288,8 @@ mod tests {
         "REGISTRE_SMTP_URL",
         "REGISTRE_MAIL_FROM",
         "REGISTRE_VAPID_KEY",
+        // interop (issue 17)
+        "REGISTRE_ROLES_CLAIM",
     ];
 
     /// The rule docs/operations.md states: a variable's flag is its name

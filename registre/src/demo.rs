@@ -306,6 +306,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         leeway: Duration::from_secs(60),
         refetch_min_interval: Duration::from_secs(30),
         refresh_interval: Duration::from_secs(60),
+        roles_claim: None,
     });
 
     println!("\nBearer tokens (valid 30 days; paste `Authorization: Bearer <token>` in GraphiQL's headers):");

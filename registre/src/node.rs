@@ -69,11 +69,13 @@ where
         .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
     let schema = registre_api::graphql::build_schema_with(app.clone(), config.query_limits);
     let auth = match &config.auth {
-        Some(auth) => Authenticator::load(auth.clone())
-            .await
-            .context("loading REGISTRE_JWKS")?,
+        Some(auth) => Authenticator::load(auth.clone()).await.context(
+            "loading the token keys (REGISTRE_JWKS, or REGISTRE_ISSUER's OpenID discovery)",
+        )?,
         None => {
-            tracing::warn!("REGISTRE_JWKS is not set: every request will be unauthenticated");
+            tracing::warn!(
+                "neither REGISTRE_JWKS nor REGISTRE_ISSUER is set: every request will be unauthenticated"
+            );
             Authenticator::disabled()
         }
     };
