@@ -234,11 +234,10 @@ impl<'a> Executor<'a> {
             }
             destroy_erased_keys(self.store, &events, now).await?;
             let key = idempotency.as_ref().map(|i| i.key.clone());
-            // A stream stays in the partition of its first event.
-            let partition = match recorded.first().and_then(|e| e.partition.clone()) {
-                Some(p) => p,
-                None => self.read(|m| m.partition_of(&events[0])),
-            };
+            let partition = self.stream_partition(
+                recorded.first().and_then(|e| e.partition.as_ref()),
+                &events[0],
+            );
             let request = AppendRequest {
                 stream_id: stream.as_str().to_owned(),
                 partition,
@@ -272,6 +271,19 @@ impl<'a> Executor<'a> {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// A stream stays in the partition of its first event: the one the log
+    /// holds for it, or, for a new stream, the one `first` opens it in.
+    pub(crate) fn stream_partition(
+        &self,
+        stored: Option<&Partition>,
+        first: &DomainEvent,
+    ) -> Partition {
+        match stored {
+            Some(p) => p.clone(),
+            None => self.read(|m| m.partition_of(first)),
         }
     }
 

@@ -114,11 +114,7 @@ impl Executor<'_> {
                 match requests.iter_mut().find(|r| r.stream_id == stream) {
                     Some(r) => r.events.push(event),
                     None => requests.push(AppendRequest {
-                        // A stream stays in the partition of its first event.
-                        partition: match partitions.get(&stream) {
-                            Some(p) => p.clone(),
-                            None => self.read(|m| m.partition_of(e)),
-                        },
+                        partition: self.stream_partition(partitions.get(&stream), e),
                         expected: match versions.get(&stream) {
                             Some(v) if *v > 0 => ExpectedVersion::Exact(*v),
                             _ => ExpectedVersion::NoStream,
