@@ -62,7 +62,7 @@ impl LiveResult {
 
 /// Connects, authenticates and subscribes; then forwards (absence id, time
 /// received) for every notification until the channel closes.
-async fn subscriber(
+pub(crate) async fn subscriber(
     addr: SocketAddr,
     token: String,
     tx: mpsc::UnboundedSender<(String, Instant)>,
@@ -109,7 +109,7 @@ async fn subscriber(
     Ok(())
 }
 
-async fn report(
+pub(crate) async fn report(
     client: &reqwest::Client,
     url: &str,
     token: &str,

@@ -13,6 +13,8 @@ mod node;
 // communication (issue 16)
 mod notify;
 mod rebuild;
+// scale (issue 12)
+mod region;
 // school day (issue 13)
 mod reportcards;
 mod rollcall;
@@ -130,6 +132,9 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// A region of establishments on 1, 2 and 4 nodes sharing PostgreSQL
+    /// (issue 12): memory, starts, forwarded dashboards, live across nodes.
+    Region(region::RegionArgs),
     /// A lycée's SIECLE and STS-Web exports: first import, then 5 % changed.
     Import {
         /// Students in the generated lycée.
@@ -271,6 +276,10 @@ async fn main() -> Result<()> {
                 rows.push(growth::run(&cli.database_url, size, &options).await?);
             }
             print_growth(&rows);
+        }
+        Command::Region(args) => {
+            let report = region::run(&cli.database_url, &args).await?;
+            region::print(&report, &args);
         }
         Command::Import { students } => {
             let runs = import::run(&cli.database_url, students).await?;

@@ -11,6 +11,7 @@ use registre_api::auth::{jwks_json, SigningKey, TokenClaims};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ISSUER: &str = "https://idp.registre.bench";
@@ -36,6 +37,17 @@ pub fn registre_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The benchmark's identity provider key: one per process, so that every
+/// node of a region accepts the tokens any of them would mint.
+fn bench_key() -> Result<Arc<SigningKey>> {
+    static KEY: std::sync::OnceLock<Arc<SigningKey>> = std::sync::OnceLock::new();
+    if let Some(k) = KEY.get() {
+        return Ok(k.clone());
+    }
+    let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(KEY.get_or_init(|| Arc::new(key)).clone())
+}
+
 /// Resident set size of a process, from /proc/<pid>/status.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -55,7 +67,7 @@ pub struct ChildNode {
     child: tokio::process::Child,
     pub pid: u32,
     pub addr: SocketAddr,
-    key: SigningKey,
+    key: Arc<SigningKey>,
     dir: tempfile::TempDir,
 }
 
@@ -127,13 +139,26 @@ impl ChildNode {
         ready_within: Duration,
         extra_env: &[(String, String)],
     ) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let key = SigningKey::generate_es256("bench").map_err(|e| anyhow::anyhow!("{e}"))?;
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, jwks_json(&[&key]).to_string())?;
         // A port the kernel just handed out and released: another process
         // could take it in between, which a failed start would then say.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        Self::start_at(database_url, addr, ready_within, extra_env).await
+    }
+
+    /// Like [`ChildNode::start_with_env`], listening on `addr` (a node that
+    /// advertises its address to others must know it before it starts).
+    /// Every node of one benchmark shares the signing key: the identity
+    /// provider of a region is one.
+    pub async fn start_at(
+        database_url: &str,
+        addr: SocketAddr,
+        ready_within: Duration,
+        extra_env: &[(String, String)],
+    ) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let key = bench_key()?;
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, jwks_json(&[&*key]).to_string())?;
         let log = std::fs::File::create(dir.path().join("node.log"))?;
         let data_dir = dir.path().join("data");
         let child = tokio::process::Command::new(registre_binary()?)
@@ -210,6 +235,27 @@ impl ChildNode {
 
     pub fn rss_bytes(&self) -> Result<u64> {
         rss_bytes(self.pid)
+    }
+
+    /// Stops the node as an operator does (SIGTERM: it drains, saves its
+    /// snapshots and leaves the registry) and waits for it to exit.
+    pub async fn terminate(mut self, within: Duration) -> Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {} failed", self.pid);
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(exit) => {
+                exit?;
+                Ok(())
+            }
+            Err(_) => {
+                let tail = self.log_tail();
+                self.child.kill().await?;
+                bail!("registre serve did not stop within {within:?}: {tail}")
+            }
+        }
     }
 
     /// Kills the node and waits for it, so that its connections are gone
