@@ -63,6 +63,12 @@ pub const POSTGRES: &[Migration] = &[
         name: "communication",
         sql: include_str!("../postgres/0008_communication.sql"),
     },
+    // append units (issue 13): roll calls inside the group commit
+    Migration {
+        version: 11,
+        name: "append_units",
+        sql: include_str!("../postgres/0011_append_units.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -107,6 +113,12 @@ pub const SQLITE: &[Migration] = &[
         version: 8,
         name: "communication",
         sql: include_str!("../sqlite/0008_communication.sql"),
+    },
+    // append units (issue 13): roll calls inside the group commit
+    Migration {
+        version: 11,
+        name: "append_units",
+        sql: include_str!("../sqlite/0011_append_units.sql"),
     },
 ];
 

@@ -279,6 +279,7 @@ impl PostgresStore {
     async fn submit(&self, job: append::Job) -> Result<()> {
         let requests = match &job {
             append::Job::Single(..) => 1,
+            append::Job::Unit(requests, _) => requests.len() as u64,
             append::Job::Batch(requests, _) => requests.len() as u64,
         };
         self.counters
@@ -462,7 +463,13 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.submit(append::Job::Batch(requests, reply)).await?;
+        let events: usize = requests.iter().map(|r| r.events.len()).sum();
+        if events <= append::MAX_UNIT_EVENTS {
+            self.submit(append::Job::Unit(append::prepare(requests)?, reply))
+                .await?;
+        } else {
+            self.submit(append::Job::Batch(requests, reply)).await?;
+        }
         answer.await.map_err(|_| committer_gone())?
     }
 

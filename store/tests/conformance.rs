@@ -628,6 +628,116 @@ async fn log_is_immutable(db: &Subject) {
     assert!(store.find_idempotent("k").await.unwrap().is_some());
 }
 
+/// Roll calls (small batches) and single appends arriving together: each
+/// batch is all or nothing and fails alone, whatever it was committed with
+/// (PostgreSQL groups them into one call, migration 0011), and a large batch
+/// between them keeps its own transaction.
+async fn batches_and_singles_fail_alone(db: &Subject) {
+    let store = db.store();
+    store
+        .append(request("taken", ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    #[derive(Debug)]
+    enum Job {
+        Single(AppendRequest),
+        Batch(Vec<AppendRequest>, bool),
+    }
+    let mut jobs = Vec::new();
+    for i in 0..12 {
+        jobs.push(Job::Single(request(
+            &format!("single-{i}"),
+            ExpectedVersion::NoStream,
+            1,
+        )));
+        // A roll call: several new streams and one already written.
+        jobs.push(Job::Batch(
+            vec![
+                request(&format!("call-{i}-a"), ExpectedVersion::NoStream, 2),
+                request(&format!("call-{i}-b"), ExpectedVersion::NoStream, 1),
+            ],
+            true,
+        ));
+        jobs.push(Job::Batch(
+            vec![
+                request(&format!("doomed-{i}-a"), ExpectedVersion::NoStream, 2),
+                request("taken", ExpectedVersion::Exact(9), 1),
+                request(&format!("doomed-{i}-c"), ExpectedVersion::NoStream, 1),
+            ],
+            false,
+        ));
+    }
+    // Above any grouping threshold.
+    jobs.push(Job::Batch(
+        (0..3)
+            .map(|k| request(&format!("large-{k}"), ExpectedVersion::NoStream, 90))
+            .collect(),
+        true,
+    ));
+    let barrier = Arc::new(Barrier::new(jobs.len()));
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                match job {
+                    Job::Single(r) => (true, store.append(r).await.map(|o| vec![o])),
+                    Job::Batch(rs, ok) => (ok, store.append_batch(rs).await),
+                }
+            })
+        })
+        .collect();
+    let mut written = 1;
+    for t in tasks {
+        let (should_succeed, result) = tokio::time::timeout(HANG_GUARD, t).await.unwrap().unwrap();
+        if should_succeed {
+            let outcomes = result.unwrap();
+            let positions: Vec<u64> = outcomes
+                .iter()
+                .flat_map(|o| &o.events)
+                .map(|e| e.position)
+                .collect();
+            // One caller's events are contiguous: nothing of another caller
+            // is interleaved with them.
+            assert!(
+                positions.windows(2).all(|w| w[1] == w[0] + 1),
+                "{positions:?}"
+            );
+            written += positions.len() as u64;
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::Conflict { ref stream_id, actual: 1, .. }) if stream_id == "taken"),
+                "{result:?}"
+            );
+        }
+    }
+    assert_eq!(store.head().await.unwrap(), written);
+    for i in 0..12 {
+        assert!(store
+            .read_stream(&format!("doomed-{i}-a"), 0)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .read_stream(&format!("call-{i}-a"), 0)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+    let all = store.read_all(0, 10_000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=written).collect::<Vec<_>>(),
+        "positions are gap-free"
+    );
+    let report = chain::verify_chain(store.as_ref(), |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+}
+
 async fn failed_batch_writes_nothing(db: &Subject) {
     let store = db.store();
     let first = store
@@ -1188,6 +1298,7 @@ conformance!(
     ordering_under_concurrent_writers,
     log_is_immutable,
     failed_batch_writes_nothing,
+    batches_and_singles_fail_alone,
     chain_verifies,
     chain_detects_altered_row,
     chain_detects_deleted_row,

@@ -7,8 +7,11 @@
 //! never go faster than 1 / (lock hold time). Instead one committer task per
 //! node takes every single-request append waiting in its queue and sends them
 //! as one call: while a group is being flushed, the next one gathers. Each
-//! request is still checked on its own (a conflict fails only its caller);
-//! `append_batch` keeps all-or-nothing and is never mixed with others.
+//! caller's requests form a unit, checked on its own (a conflict fails only
+//! its caller): a single append is a unit of one, a small `append_batch` (a
+//! roll call: a few dozen streams) one unit, all or nothing inside the shared
+//! call (migration 0011). Large batches (imports, seeding) are committed alone,
+//! planned in the process (`batch.rs`).
 //!
 //! One call at a time, on purpose. A second call sent while the first flushes
 //! would wait on the lock and start the moment the first commits, saving the
@@ -40,6 +43,12 @@ use crate::{
 
 /// Events per group: bounds one call's arrays and the time the lock is held.
 const MAX_GROUP_EVENTS: usize = 1000;
+
+/// The largest `append_batch`, in events, that joins the group commit as one
+/// unit. A roll call is ~30; above this the in-process plan of `batch.rs` is
+/// cheaper than PL/pgSQL's per-event cost (measured there: 1,000 events in
+/// 45 ms through the function).
+pub(super) const MAX_UNIT_EVENTS: usize = 200;
 
 /// A request that passed every check needing no database.
 #[derive(Debug)]
@@ -75,8 +84,11 @@ pub(super) fn prepare(requests: Vec<AppendRequest>) -> Result<Vec<Prepared>> {
 pub(super) enum Job {
     /// One caller's append: grouped with other callers'.
     Single(Prepared, oneshot::Sender<Result<AppendOutcome>>),
-    /// `append_batch`: all or nothing, so committed alone, planned in the
-    /// process (`batch.rs`).
+    /// A small `append_batch`: one unit, all or nothing, grouped with other
+    /// callers' appends.
+    Unit(Vec<Prepared>, oneshot::Sender<Result<Vec<AppendOutcome>>>),
+    /// A large `append_batch`: committed alone, planned in the process
+    /// (`batch.rs`).
     Batch(
         Vec<AppendRequest>,
         oneshot::Sender<Result<Vec<AppendOutcome>>>,
@@ -118,6 +130,40 @@ pub(super) struct Committer {
     pub counters: Arc<AppendCounters>,
 }
 
+/// One caller's requests inside a group, and where its answer goes.
+#[derive(Debug)]
+struct Unit {
+    requests: Vec<Prepared>,
+    reply: Reply,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Single(oneshot::Sender<Result<AppendOutcome>>),
+    Unit(oneshot::Sender<Result<Vec<AppendOutcome>>>),
+}
+
+impl Unit {
+    fn events(&self) -> usize {
+        self.requests.iter().map(|r| r.events.len()).sum()
+    }
+
+    fn answer(self, result: Result<Vec<AppendOutcome>>) {
+        match self.reply {
+            Reply::Single(reply) => {
+                let _ = reply.send(result.and_then(|mut outcomes| {
+                    outcomes
+                        .pop()
+                        .ok_or_else(|| StoreError::Backend("append produced no outcome".into()))
+                }));
+            }
+            Reply::Unit(reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
 impl Committer {
     pub async fn run(self, mut jobs: mpsc::Receiver<Job>) {
         let mut held: Option<Job> = None;
@@ -129,33 +175,44 @@ impl Committer {
                     None => return,
                 },
             };
-            match job {
+            let first = match job {
                 Job::Batch(requests, reply) => {
                     let _ = reply.send(self.commit_batch(&requests).await);
+                    continue;
                 }
-                Job::Single(first, reply) => {
-                    let mut events = first.events.len();
-                    let mut group = vec![first];
-                    let mut replies = vec![reply];
-                    while events < MAX_GROUP_EVENTS {
-                        match jobs.try_recv() {
-                            Ok(Job::Single(request, reply)) => {
-                                events += request.events.len();
-                                group.push(request);
-                                replies.push(reply);
-                            }
-                            Ok(batch) => {
-                                held = Some(batch);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
+                Job::Single(request, reply) => Unit {
+                    requests: vec![request],
+                    reply: Reply::Single(reply),
+                },
+                Job::Unit(requests, reply) => Unit {
+                    requests,
+                    reply: Reply::Unit(reply),
+                },
+            };
+            let mut events = first.events();
+            let mut group = vec![first];
+            while events < MAX_GROUP_EVENTS {
+                let unit = match jobs.try_recv() {
+                    Ok(Job::Single(request, reply)) => Unit {
+                        requests: vec![request],
+                        reply: Reply::Single(reply),
+                    },
+                    Ok(Job::Unit(requests, reply)) => Unit {
+                        requests,
+                        reply: Reply::Unit(reply),
+                    },
+                    Ok(batch) => {
+                        held = Some(batch);
+                        break;
                     }
-                    let results = self.commit_group(&group).await;
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
-                    }
-                }
+                    Err(_) => break,
+                };
+                events += unit.events();
+                group.push(unit);
+            }
+            let results = self.commit_group(&group).await;
+            for (unit, result) in group.into_iter().zip(results) {
+                unit.answer(result);
             }
         }
     }
@@ -170,43 +227,67 @@ impl Committer {
         Ok(outcomes)
     }
 
-    async fn commit_atomic(&self, requests: &[Prepared]) -> Result<Vec<AppendOutcome>> {
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let slots = self.call(requests, true).await?;
-        if let Some(failure) = slots.iter().find_map(|s| s.failure(requests)) {
-            return Err(failure);
-        }
-        self.outcomes(requests, slots).await?.into_iter().collect()
-    }
-
-    async fn commit_group(&self, group: &[Prepared]) -> Vec<Result<AppendOutcome>> {
-        match self.call(group, false).await {
-            Ok(slots) => match self.outcomes(group, slots).await {
-                Ok(results) => results,
-                Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
-            },
+    /// Each unit's outcomes.
+    async fn commit_group(&self, group: &[Unit]) -> Vec<Result<Vec<AppendOutcome>>> {
+        match self.commit_units(group).await {
             // One request's event id is already in the log (or twice in the
             // group): the whole call was rolled back. Find whose, one by one.
             Err(StoreError::InvalidAppend(_)) if group.len() > 1 => {
                 let mut results = Vec::with_capacity(group.len());
-                for request in group {
-                    let one = std::slice::from_ref(request);
-                    results.push(self.commit_atomic(one).await.and_then(|mut outcomes| {
-                        outcomes
-                            .pop()
-                            .ok_or_else(|| StoreError::Backend("append produced no outcome".into()))
-                    }));
+                for unit in group {
+                    results.push(match self.commit_units(std::slice::from_ref(unit)).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| {
+                            Err(StoreError::Backend("append produced no outcome".into()))
+                        }),
+                        Err(e) => Err(e),
+                    });
                 }
                 results
             }
+            Ok(results) => results,
             Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
+    /// One call for `group`; each unit's outcomes, or the call's error.
+    async fn commit_units(&self, group: &[Unit]) -> Result<Vec<Result<Vec<AppendOutcome>>>> {
+        let requests: Vec<&Prepared> = group.iter().flat_map(|u| &u.requests).collect();
+        let units: Vec<i32> = group
+            .iter()
+            .zip(0i32..)
+            .flat_map(|(u, n)| u.requests.iter().map(move |_| n))
+            .collect();
+        let slots = self.call(&requests, &units).await?;
+        let failures: Vec<Option<StoreError>> = group
+            .iter()
+            .zip(0i32..)
+            .map(|(_, n)| {
+                units
+                    .iter()
+                    .zip(&slots)
+                    .filter(|(u, _)| **u == n)
+                    .find_map(|(_, slot)| slot.failure(&requests))
+            })
+            .collect();
+        let mut outcomes = self.outcomes(&requests, slots).await?.into_iter();
+        Ok(group
+            .iter()
+            .zip(failures)
+            .map(|(unit, failure)| {
+                let mine: Vec<Result<AppendOutcome>> =
+                    outcomes.by_ref().take(unit.requests.len()).collect();
+                match failure {
+                    Some(e) => Err(e),
+                    None => mine.into_iter().collect(),
+                }
+            })
+            .collect())
+    }
+
     /// One `registre_append` call, committed on return.
-    async fn call(&self, requests: &[Prepared], atomic: bool) -> Result<Vec<Slot>> {
+    /// Requests with the same number in `units` (consecutive) are all or
+    /// nothing.
+    async fn call(&self, requests: &[&Prepared], units: &[i32]) -> Result<Vec<Slot>> {
         let n = requests.len();
         let events: usize = requests.iter().map(|r| r.events.len()).sum();
         let mut req_stream = Vec::with_capacity(n);
@@ -263,7 +344,7 @@ impl Committer {
             .await
             .map_err(pg("prepare append"))?;
         let params: [&(dyn ToSql + Sync); 15] = [
-            &atomic,
+            &units,
             &req_stream,
             &req_expect,
             &req_version,
@@ -288,10 +369,21 @@ impl Committer {
                 StoreError::Backend(format!("postgres: append: {e}"))
             }
         })?;
-        let slots = rows
+        let mut slots = rows
             .iter()
             .map(Slot::from_row)
             .collect::<Result<Vec<_>>>()?;
+        // A failed unit wrote nothing: the positions its earlier requests were
+        // answered were taken back (and given to later units).
+        for (i, unit) in units.iter().enumerate() {
+            let failed = units
+                .iter()
+                .zip(&slots)
+                .any(|(u, slot)| u == unit && slot.is_failure());
+            if failed && matches!(slots.get(i), Some(Slot::Written { .. })) {
+                slots[i] = Slot::Aborted;
+            }
+        }
         if let Some(head) = slots
             .iter()
             .filter_map(|s| match s {
@@ -309,7 +401,7 @@ impl Committer {
     /// Each request's outcome, reading the events of deduplicated retries.
     async fn outcomes(
         &self,
-        requests: &[Prepared],
+        requests: &[&Prepared],
         slots: Vec<Slot>,
     ) -> Result<Vec<Result<AppendOutcome>>> {
         if slots.len() != requests.len() {
@@ -439,6 +531,8 @@ enum Slot {
     KeyReused {
         request: usize,
     },
+    /// Not written: another request of its unit failed.
+    Aborted,
 }
 
 impl Slot {
@@ -487,6 +581,7 @@ impl Slot {
             4 => Slot::KeyReused {
                 request: index("req")?,
             },
+            5 => Slot::Aborted,
             other => {
                 return Err(StoreError::Backend(format!(
                     "append answered unknown status {other}"
@@ -495,8 +590,16 @@ impl Slot {
         })
     }
 
-    /// The error of a refused request.
-    fn failure(&self, requests: &[Prepared]) -> Option<StoreError> {
+    fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Slot::Conflict { .. } | Slot::KeyReused { .. } | Slot::Aborted
+        )
+    }
+
+    /// The error of a refused request (`None` for one aborted with its unit:
+    /// the unit's failing request says why).
+    fn failure(&self, requests: &[&Prepared]) -> Option<StoreError> {
         match self {
             Slot::Conflict { request, actual } => {
                 let r = requests.get(*request)?;
