@@ -1414,4 +1414,13 @@ mod tests {
             .count();
         assert_eq!(children, 2);
     }
+
+    // pages (issue 18)
+    #[test]
+    fn the_page_url_opens_on_this_machine_with_the_token_in_the_fragment() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("an address");
+        assert_eq!(page_url(any, "abc"), "http://127.0.0.1:8080/#token=abc");
+        let v6: SocketAddr = "[::1]:9000".parse().expect("an address");
+        assert_eq!(page_url(v6, "t"), "http://[::1]:9000/#token=t");
+    }
 }

@@ -6,7 +6,7 @@
 
 import { gql, subscribe, upload, openAttachment } from './api.js';
 import {
-  h, uid, section, attempt, notice, today, addDays, day, dateTime, number, STATES, KINDS, explain, idempotencyKey,
+  h, uid, section, subsection, attempt, notice, today, addDays, day, dateTime, number, STATES, KINDS, explain, idempotencyKey,
 } from './ui.js';
 
 const ABSENCE = `id kind start end minutesLate state reason motive { label } student { id }
@@ -193,7 +193,7 @@ export function parentView(main) {
 function averages(child) {
   const rows = child.averages.map((a) => h('tr', {},
     h('th', { scope: 'row' }, a.subject), h('td', {}, number(a.average)), h('td', {}, number(a.classAverage))));
-  return section('Moyennes',
+  return subsection('Moyennes',
     h('p', {}, 'Moyenne générale : ', h('strong', {}, number(child.overallAverage)), ' / 20'),
     rows.length ? h('table', {},
       h('caption', { class: 'sr-only' }, 'Moyennes par matière, sur 20'),
@@ -222,7 +222,7 @@ function homework(list) {
     if (!byDay.has(work.due)) byDay.set(work.due, []);
     byDay.get(work.due).push(work);
   }
-  return section('Devoirs des prochains jours',
+  return subsection('Devoirs des prochains jours',
     byDay.size === 0 ? h('p', {}, 'Aucun devoir pour les deux semaines à venir.')
       : [...byDay].map(([due, works]) => h('div', {},
         h('h4', {}, `Pour ${day(due)}`),

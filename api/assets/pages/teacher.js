@@ -81,7 +81,7 @@ export function teacherView(main) {
     }, course.rollCall ? 'Corriger l’appel' : 'Faire l’appel');
     return h('li', { 'data-course-id': course.id },
       h('p', {}, h('strong', {}, `${time(course.start)}–${time(course.end)}`), ` ${course.subject} · ${course.schoolClass.name}`,
-        course.room ? h('span', { class: 'muted' }, ` · salle ${course.room}`) : null),
+        course.room ? h('span', { class: 'muted' }, ` · ${course.room}`) : null),
       course.cancelled ? h('p', { class: 'badge rejected' }, 'Cours annulé') : h('div', {}, summary, button, box));
   }
 
@@ -142,8 +142,11 @@ export function teacherView(main) {
 
   async function loadGradebooks() {
     await attempt(messages, async () => {
-      // A teacher's classes and subjects are those of their courses this term.
-      const data = await gql(COURSES, { from: addDays(today(), -120), to: addDays(today(), 30) });
+      // A teacher's classes and subjects are those of their weekly courses:
+      // three weeks back and one ahead see them all, holidays included.
+      const data = await gql(`query Classes($from: Date!, $to: Date!) {
+        myCourses(from: $from, to: $to) { subject schoolClass { id name } }
+      }`, { from: addDays(today(), -21), to: addDays(today(), 7) });
       const pairs = new Map();
       for (const c of data.myCourses) {
         pairs.set(`${c.schoolClass.id}|${c.subject}`, { classId: c.schoolClass.id, className: c.schoolClass.name, subject: c.subject });

@@ -126,6 +126,12 @@ export function section(title, ...children) {
   return h('section', { 'aria-labelledby': id, class: 'card' }, h('h2', { id }, title), ...children);
 }
 
+/** A section inside a section (a child's averages on the parent's page). */
+export function subsection(title, ...children) {
+  const id = uid('titre');
+  return h('section', { 'aria-labelledby': id, class: 'card' }, h('h3', { id }, title), ...children);
+}
+
 /** A key that makes a retried mutation count once. */
 export function idempotencyKey() {
   return crypto.randomUUID();

@@ -142,8 +142,8 @@ impl Person {
             .map(Role::from)
             .collect())
     }
-    /// pages (issue 18): the establishment a HEAD, EDUCATION_STAFF or TEACHER
-    /// works in; null for anyone else
+    // pages (issue 18)
+    /// The establishment a HEAD, EDUCATION_STAFF or TEACHER works in; null for anyone else
     async fn establishment(&self, ctx: &Context<'_>) -> Result<Option<Establishment>> {
         Ok(self
             .get(ctx)?

@@ -42,7 +42,7 @@ const profile = mkdtempSync(join(tmpdir(), 'registre-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: env.REGISTRE_CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  args: ['--headless', '--lang=fr-FR', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   viewport: { width: 390, height: 844 },
   deviceScaleFactor: 2,
@@ -60,22 +60,28 @@ async function open(name, token, viewLink) {
     else if (message.type() === 'error') report.failures.push(`${name}: console error: ${text}`);
   });
   page.on('pageerror', (error) => report.failures.push(`${name}: page error: ${error.message}`));
-  let bytes = 0;
-  let requests = 0;
+  // Bytes on the wire (compressed bodies and headers): the page's files,
+  // and its GraphQL answers apart.
+  const sizes = { assetBytes: 0, dataBytes: 0, requests: 0 };
   page.on('requestfinished', async (request) => {
     try {
-      const sizes = await request.sizes();
-      bytes += sizes.responseBodySize + sizes.responseHeadersSize;
-      requests += 1;
+      const { responseBodySize, responseHeadersSize } = await request.sizes();
+      const bytes = responseBodySize + responseHeadersSize;
+      if (new URL(request.url()).pathname === '/graphql') sizes.dataBytes += bytes;
+      else sizes.assetBytes += bytes;
+      sizes.requests += 1;
     } catch { /* the page went on */ }
   });
   const started = Date.now();
-  await page.goto(`${base}/#token=${token}`);
+  const response = await page.goto(`${base}/#token=${token}`);
+  const headers = await response.allHeaders();
+  check(headers['content-security-policy']?.startsWith("default-src 'none'"), `${name}: the page has no strict Content-Security-Policy`);
+  check(headers['content-encoding'] === 'gzip', `${name}: the page was not sent gzipped`);
   if (viewLink) {
     const link = page.getByRole('link', { name: viewLink });
     await link.click();
   }
-  return { page, started, measure: () => ({ bytes, requests }) };
+  return { page, started, measure: () => ({ ...sizes }) };
 }
 
 async function interactive(name, handle, selector) {
@@ -99,7 +105,11 @@ async function axe(name, page) {
 async function screenshot(name, page) {
   if (!shots) return;
   mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  // The first screens of a phone, at CSS pixels: what the README shows.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.setViewportSize({ width: 390, height: 1500 });
+  await page.screenshot({ path: join(shots, `${name}.png`), scale: 'css' });
+  await page.setViewportSize({ width: 390, height: 844 });
 }
 
 function minimalPdf() {
