@@ -10,7 +10,7 @@
 //! and connections from the node's own origin, no inline script or style.
 //!
 //! Each file is gzipped once, on its first request, and kept: a first visit
-//! then moves about a quarter of the bytes (the issue asks for under 100 KB
+//! then moves about a third of the bytes, 24 KB of 66 (the issue asks for under 100 KB
 //! compressed), and no build script or committed compressed copy can drift
 //! from the source.
 
@@ -80,11 +80,12 @@ fn index() -> &'static Asset {
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::best());
-    // Writing into a Vec cannot fail; should it ever, the plain bytes go out.
-    match encoder.write_all(bytes).and_then(|()| encoder.finish()) {
-        Ok(gz) => gz,
-        Err(_) => Vec::new(),
-    }
+    // Writing into a Vec cannot fail; should it ever, the empty result
+    // makes `reply` send the plain bytes.
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .unwrap_or_default()
 }
 
 fn accepts_gzip(accept_encoding: Option<&str>) -> bool {

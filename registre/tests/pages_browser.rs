@@ -217,6 +217,36 @@ async fn the_pages_work_in_a_real_browser() {
     );
     assert_eq!(roll["late"][0]["minutesLate"], 12, "{taken}");
 
+    // The grid recorded the grades entered, and those only.
+    let grades = &report["grades"];
+    let book = node
+        .graphql(
+            Some(&teacher),
+            "query ($id: ID!, $subject: String!) { schoolClass(id: $id) { gradebook(subject: $subject) { title grades { score status student { id } } } } }",
+            json!({ "id": grades["classId"], "subject": grades["subject"] }),
+        )
+        .await;
+    let assessment = book["data"]["schoolClass"]["gradebook"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{book}"))
+        .iter()
+        .find(|a| a["title"] == grades["title"])
+        .unwrap_or_else(|| panic!("the assessment made in the page: {book}"));
+    let recorded = assessment["grades"].as_array().unwrap();
+    assert_eq!(recorded.len(), 3, "{assessment}");
+    for grade in recorded {
+        let student = grade["student"]["id"].as_str().unwrap();
+        match grade["status"].as_str().unwrap() {
+            "GRADED" => assert_eq!(
+                grade["score"].as_f64(),
+                grades["scores"][student].as_f64(),
+                "{assessment}"
+            ),
+            "ABSENT" => assert_eq!(grades["absent"][0], student, "{assessment}"),
+            other => panic!("{other}: {assessment}"),
+        }
+    }
+
     // The justification sent from the parent's page, with its document, was
     // accepted from the vie scolaire's.
     let justified = report["justified"].as_str().expect("an absence justified");

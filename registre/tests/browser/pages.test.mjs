@@ -197,10 +197,25 @@ async function teacher() {
   check(saved, 'teacher: the roll call was not saved');
   report.rollCall = { courseId: env.ROLL_COURSE_ID, absent, late, lateMinutes: 12 };
 
-  // The grades grid of the first class and subject.
+  // The grades grid: a new assessment of the first class and subject,
+  // three rows entered, saved in one request.
   await page.getByLabel('Classe et matière').selectOption({ index: 1 });
+  const book = await page.inputValue('select[name="carnet"]');
   await page.waitForFunction(() => document.querySelector('table.grid') || document.body.innerText.includes('Aucune évaluation'), null, { timeout: 5_000 });
-  report.gradesGrid = await page.locator('table.grid tbody tr').count();
+  await page.locator('summary', { hasText: 'Nouvelle évaluation' }).click();
+  await page.getByLabel('Intitulé').fill('Contrôle du navigateur');
+  await page.getByRole('button', { name: 'Créer l’évaluation' }).click();
+  await page.waitForFunction(() => document.querySelector('select[name="evaluation"] option:checked')?.textContent.startsWith('Contrôle du navigateur'), null, { timeout: 5_000 });
+  const rows = await page.locator('table.grid tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.studentId));
+  const entered = { [rows[0]]: 14.5, [rows[1]]: 9 };
+  await page.locator(`input[data-score="${rows[0]}"]`).fill('14.5');
+  await page.locator(`input[data-score="${rows[1]}"]`).fill('9');
+  await page.locator(`select[data-status="${rows[2]}"]`).selectOption('ABSENT');
+  await page.getByRole('button', { name: 'Enregistrer les notes saisies' }).click();
+  await page.waitForFunction((id) => document.querySelector(`tr[data-student-id="${id}"]`)?.textContent.includes('enregistrée'), rows[0], { timeout: 5_000 });
+  report.grades = {
+    classId: book.split('|')[0], subject: book.split('|')[1], title: 'Contrôle du navigateur', scores: entered, absent: [rows[2]],
+  };
   await page.evaluate(() => window.scrollTo(0, 0));
   await axe('teacher', page);
   await screenshot('teacher', page);
