@@ -19,6 +19,9 @@ const env = process.env;
 const base = env.REGISTRE_URL;
 const shots = env.REGISTRE_SCREENSHOTS || null;
 const report = { failures: [], pages: {}, axe: {}, csp: [] };
+// While the test cuts the network on purpose, the browser's own log of the
+// failed request is expected.
+let offline = false;
 
 function check(condition, message) {
   if (!condition) report.failures.push(message);
@@ -56,6 +59,7 @@ async function open(name, token, viewLink) {
   const page = await context.newPage();
   page.on('console', (message) => {
     const text = message.text();
+    if (offline && /ERR_INTERNET_DISCONNECTED/.test(text)) return;
     if (/Content Security Policy|Refused to/i.test(text)) report.csp.push(`${name}: ${text}`);
     else if (message.type() === 'error') report.failures.push(`${name}: console error: ${text}`);
   });
@@ -119,9 +123,13 @@ function minimalPdf() {
 async function reportAbsence(minutesAgo) {
   const end = new Date(Date.now() - minutesAgo * 60_000);
   const start = new Date(end.getTime() - 55 * 60_000);
-  const data = await graphql(env.TOKEN_REPORTER, `mutation ($input: ReportAbsenceInput!) { reportAbsence(input: $input) { id } }`, {
+  const data = await graphql(env.TOKEN_REPORTER, `mutation ($input: ReportAbsenceInput!) { reportAbsence(input: $input) { id start } }`, {
     input: { studentId: env.CHILD_ID, kind: 'ABSENCE', start: start.toISOString(), end: end.toISOString(), idempotencyKey: crypto.randomUUID() },
   });
+  // A report overlapping a guardian's declaration confirms it instead of
+  // recording a new one: nothing new would then have to arrive live.
+  check(Date.parse(data.reportAbsence.start) === Math.floor(start.getTime() / 1000) * 1000 || Date.parse(data.reportAbsence.start) === start.getTime(),
+    `the reported absence is a new one (start ${data.reportAbsence.start}, sent ${start.toISOString()})`);
   return data.reportAbsence.id;
 }
 
@@ -286,6 +294,14 @@ async function head() {
   await page.waitForSelector('table.rates', { timeout: 15_000 });
   await axe('head', page);
   await screenshot('direction', page);
+  // The network goes down: the page says so in words.
+  offline = true;
+  await context.setOffline(true);
+  await page.getByRole('button', { name: 'Actualiser' }).click();
+  const said = await page.waitForSelector('text=Impossible de joindre le serveur', { timeout: 5_000 }).then(() => true, () => false);
+  await context.setOffline(false);
+  offline = false;
+  check(said, 'head: a request without network does not say the server cannot be reached');
   await page.close();
 }
 
