@@ -20,8 +20,10 @@ const main = document.getElementById('contenu');
 const nav = document.getElementById('navigation');
 const who = document.getElementById('qui');
 let current = null;
+let shown = null;
 
 function signIn(reason) {
+  shown = null;
   nav.replaceChildren();
   who.replaceChildren();
   const field = uid('jeton');
@@ -45,6 +47,10 @@ function signIn(reason) {
 
 function show(me, views) {
   const view = views.find((v) => v.hash === location.hash) ?? views[0];
+  // The link to the view already shown (the first one, before any choice)
+  // changes the address only: nothing to load again.
+  if (view === shown) return;
+  shown = view;
   for (const link of nav.querySelectorAll('a')) {
     if (link.getAttribute('href') === view.hash) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');

@@ -66,13 +66,22 @@ async function open(name, token, viewLink) {
   page.on('pageerror', (error) => report.failures.push(`${name}: page error: ${error.message}`));
   // Bytes on the wire (compressed bodies and headers): the page's files,
   // and its GraphQL answers apart.
-  const sizes = { assetBytes: 0, dataBytes: 0, requests: 0 };
+  const sizes = { assetBytes: 0, dataBytes: 0, requests: 0, largest: [] };
   page.on('requestfinished', async (request) => {
     try {
       const { responseBodySize, responseHeadersSize } = await request.sizes();
       const bytes = responseBodySize + responseHeadersSize;
-      if (new URL(request.url()).pathname === '/graphql') sizes.dataBytes += bytes;
-      else sizes.assetBytes += bytes;
+      if (new URL(request.url()).pathname === '/graphql') {
+        sizes.dataBytes += bytes;
+        let query = '';
+        try {
+          query = request.postDataJSON()?.query ?? '';
+        } catch { /* a multipart upload */ }
+        const operation = /^\s*(?:query|mutation)\s+(\w+)/.exec(query)?.[1] ?? 'anonymous';
+        if (bytes > 10_000) sizes.largest.push(`${operation}: ${bytes}`);
+      } else {
+        sizes.assetBytes += bytes;
+      }
       sizes.requests += 1;
     } catch { /* the page went on */ }
   });
