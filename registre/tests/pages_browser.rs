@@ -67,6 +67,62 @@ fn ids(list: &Value, path: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Without a browser: the routes answer, gzipped when asked, cached for
+/// good under their version, behind the strict policy.
+#[tokio::test]
+async fn the_pages_are_served_by_the_node() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let node = Node::start(&idp.config(&db, &[])).await;
+    let page = node
+        .http()
+        .get(node.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"));
+    assert!(!policy.contains("unsafe"), "{policy}");
+
+    let html = node
+        .http()
+        .get(node.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    let script = html
+        .split('"')
+        .find(|part| part.starts_with("/app/") && part.ends_with("/app.js"))
+        .unwrap_or_else(|| panic!("the page names its script: {html}"));
+    let asset = node.http().get(node.url(script)).send().await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(asset.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let stale = node
+        .http()
+        .get(node.url("/app/0/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_work_in_a_real_browser() {
     prerequisites();
