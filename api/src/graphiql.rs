@@ -65,11 +65,17 @@ const ASSETS: &[Asset] = &[
 
 const PAGE: &str = include_str!("../assets/graphiql/graphiql.html");
 
-fn secure(mut response: Response) -> Response {
+fn secure(response: Response) -> Response {
+    secure_with(response, CONTENT_SECURITY_POLICY)
+}
+
+/// The headers of every page the node serves to a browser: its policy, no
+/// content sniffing, no referrer (the pages' URLs may carry a token).
+pub(crate) fn secure_with(mut response: Response, policy: &'static str) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(policy),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -10,4 +10,6 @@ pub mod context;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
+// pages (issue 18)
+pub mod pages;
 pub mod server;

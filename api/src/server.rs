@@ -334,6 +334,21 @@ fn routes<E: Executor>(
             crate::graphiql::asset(&version, &name).ok_or_else(warp::reject::not_found)
         });
 
+    // pages (issue 18): the web client at `/`, its files beside.
+    let pages = warp::path::end()
+        .and(warp::get())
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .map(|encoding: Option<String>| crate::pages::page(encoding.as_deref()));
+    let pages_assets = warp::path!("app" / String / String)
+        .and(warp::get())
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and_then(
+            |version: String, name: String, encoding: Option<String>| async move {
+                crate::pages::asset(&version, &name, encoding.as_deref())
+                    .ok_or_else(warp::reject::not_found)
+            },
+        );
+
     // The printable bulletin (evaluation, issue 14): the report card's
     // GraphQL query, run for the caller, rendered as a PDF.
     let bulletin = warp::path!("bulletins" / String / String)
@@ -410,6 +425,8 @@ fn routes<E: Executor>(
         .or(graphql_ws)
         .or(graphiql)
         .or(graphiql_assets)
+        .or(pages)
+        .or(pages_assets)
         .or(bulletin)
         .or(healthz)
         .or(readyz)

@@ -15,7 +15,7 @@
 
 mod evaluation;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone as _, Utc, Weekday};
@@ -309,7 +309,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         roles_claim: None,
     });
 
-    println!("\nBearer tokens (valid 30 days; paste `Authorization: Bearer <token>` in GraphiQL's headers):");
+    let mut tokens = Vec::with_capacity(summary.accounts.len());
     for account in &summary.accounts {
         let claims = TokenClaims::new(
             &account.subject,
@@ -317,27 +317,56 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             DEMO_AUDIENCE,
             Duration::from_secs(30 * 86_400),
         );
-        println!(
-            "\n  {} — {} ({})\n  {}",
-            account.role,
-            account.display_name,
-            account.subject,
-            key.sign(&claims)?
-        );
+        tokens.push((account, key.sign(&claims)?));
     }
+    let print_tokens = |addr: SocketAddr| {
+        println!("\nBearer tokens (valid 30 days; paste `Authorization: Bearer <token>` in GraphiQL's headers),");
+        println!("each with the address of the pages signed in as that person:");
+        for (account, token) in &tokens {
+            println!(
+                "\n  {} — {} ({})\n  {}\n  {}",
+                account.role,
+                account.display_name,
+                account.subject,
+                token,
+                page_url(addr, token)
+            );
+        }
+    };
     if args.no_serve {
+        print_tokens(config.listen);
         return Ok(());
     }
     let server = crate::node::serve(&config, store, crate::node::shutdown_signal()).await?;
     if let Err(reason) = server.wait_ready(Duration::from_secs(60)).await {
         tracing::warn!(%reason, "serving before the read model caught up");
     }
+    // pages (issue 18): printed once the node listens, with its real address.
+    print_tokens(server.addr);
     println!(
-        "\nGraphiQL: http://{}/graphql   (Ctrl-C to stop)",
-        server.addr
+        "\nPages: http://{}/   GraphiQL: http://{}/graphql   (Ctrl-C to stop)",
+        browsable(server.addr),
+        browsable(server.addr)
     );
     server.stopped().await;
     Ok(())
+}
+
+// pages (issue 18)
+/// The address of the pages (`/`) signed in as the token's holder: the token
+/// rides in the fragment, which browsers never send to a server, and the
+/// page moves it into the tab's session storage at once.
+pub fn page_url(addr: SocketAddr, token: &str) -> String {
+    format!("http://{}/#token={token}", browsable(addr))
+}
+
+/// An address a browser on this machine can open (0.0.0.0 is not one).
+fn browsable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
 }
 
 /// Seeds the demo collège into `store` unless it is already there. Refuses
@@ -1384,5 +1413,14 @@ mod tests {
             .filter(|e| e.data["guardian_id"] == serde_json::json!(guardian_id.to_string()))
             .count();
         assert_eq!(children, 2);
+    }
+
+    // pages (issue 18)
+    #[test]
+    fn the_page_url_opens_on_this_machine_with_the_token_in_the_fragment() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("an address");
+        assert_eq!(page_url(any, "abc"), "http://127.0.0.1:8080/#token=abc");
+        let v6: SocketAddr = "[::1]:9000".parse().expect("an address");
+        assert_eq!(page_url(v6, "t"), "http://[::1]:9000/#token=t");
     }
 }

@@ -142,6 +142,14 @@ impl Person {
             .map(Role::from)
             .collect())
     }
+    // pages (issue 18)
+    /// The establishment a HEAD, EDUCATION_STAFF or TEACHER works in; null for anyone else
+    async fn establishment(&self, ctx: &Context<'_>) -> Result<Option<Establishment>> {
+        Ok(self
+            .get(ctx)?
+            .establishment_id
+            .map(|e| Establishment::new(e, self.src.clone())))
+    }
 }
 
 // ---- Establishment, SchoolClass ------------------------------------------------
