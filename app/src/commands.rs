@@ -60,6 +60,9 @@ use uuid::Uuid;
 // discipline (issue 15)
 pub mod discipline;
 
+// interop (issue 17)
+pub mod interop;
+
 /// A new identifier (UUIDv7, time-ordered) for an entity a command creates,
 /// an event or a correlation. The application's one source of them: the
 /// domain makes up none.
@@ -529,13 +532,9 @@ impl Command for roster::CreateClass {
             .is_some_and(|v| policy::can_manage_roster(v, Some(self.establishment_id)))
     }
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
-        let wanted = self.name.trim().to_lowercase();
         roster::ClassFacts {
             establishment_exists: m.establishment(self.establishment_id).is_some(),
-            name_taken: m
-                .classes_of(self.establishment_id)
-                .iter()
-                .any(|c| c.name.trim().to_lowercase() == wanted),
+            name_taken: interop::class_name_taken(m, self.establishment_id, &self.name, None),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -591,6 +590,9 @@ impl Command for roster::EnrollStudent {
         roster::EnrolmentFacts {
             person: summary(m, self.person_id),
             class_exists: m.class(self.class_id).is_some(),
+            class_closed: m
+                .class(self.class_id)
+                .and_then(|c| Some((c.name.clone(), c.closed.as_ref()?.year))),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
