@@ -755,6 +755,83 @@ pub fn diff(
     })
 }
 
+impl From<ImportError> for ApiError {
+    /// The file, line and element the refusal names, as the message of an
+    /// INVALID_INPUT on `files`.
+    fn from(e: ImportError) -> Self {
+        ApiError::invalid("files", e.to_string())
+    }
+}
+
+/// What an import through the API did: its diff, and what it wrote (none
+/// in a dry run).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub diff: Diff,
+    pub applied: Option<Applied>,
+}
+
+/// An import asked for through the API (`importSiecle`, `importSts`): who
+/// may import into `establishment` is checked before any file is read;
+/// then the files are read and checked (off the async runtime), the diff
+/// decided on a caught-up read model, refused unless it is about that
+/// establishment, and written in one transaction unless `dry_run`.
+pub async fn run(
+    app: &App,
+    cx: &CommandContext<'_>,
+    establishment: EstablishmentId,
+    source: Source,
+    inputs: Vec<Input>,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
+    let allowed = cx.issuer.viewer().is_some_and(|v| {
+        crate::policy::can_manage_roster(v, Some(establishment))
+            && crate::policy::can_register(
+                v,
+                &[Role::Student, Role::Guardian, Role::Teacher],
+                Some(establishment),
+            )
+    });
+    if !allowed {
+        return Err(ApiError::forbidden());
+    }
+    if inputs.is_empty() {
+        return Err(ApiError::invalid("files", "give at least one file"));
+    }
+    let files = tokio::task::spawn_blocking(move || load(source, inputs, &mut |_, _| {}))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the import: {e}")))??;
+    app.consistent().await?;
+    let today = crate::commands::now();
+    let diff = app.read(|m| {
+        let zone = m
+            .establishment(establishment)
+            .map(|e| e.time_zone)
+            .unwrap_or_default();
+        diff(m, &files, zone.today(today))
+    })?;
+    if diff.establishment != establishment {
+        return Err(ApiError::invalid(
+            "files",
+            format!(
+                "the export is about the establishment {}, not the one given as establishmentId",
+                diff.uai
+            ),
+        ));
+    }
+    if dry_run {
+        return Ok(Outcome {
+            diff,
+            applied: None,
+        });
+    }
+    let applied = apply(app, cx, &diff, &mut |_| {}).await?;
+    Ok(Outcome {
+        diff,
+        applied: Some(applied),
+    })
+}
+
 /// What [`apply`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -772,7 +849,7 @@ pub async fn apply(
     app: &App,
     cx: &CommandContext<'_>,
     diff: &Diff,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Applied, ApiError> {
     if diff.changes.is_empty() {
         return Ok(Applied::default());
