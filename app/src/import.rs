@@ -413,27 +413,22 @@ pub fn diff(
     let mut departures = Vec::new();
     let mut notes = Vec::new();
     let mut registering = HashSet::new();
-    let mut register = |persons: &mut Vec<Change>,
-                        ext: &str,
-                        name: &str,
-                        role: Role| {
-        match m.person_by_external_id(ext) {
-            None if registering.insert(ext.to_owned()) => persons.push(Change::RegisterPerson {
+    let mut register = |persons: &mut Vec<Change>, ext: &str, name: &str, role: Role| match m
+        .person_by_external_id(ext)
+    {
+        None if registering.insert(ext.to_owned()) => persons.push(Change::RegisterPerson {
+            external_id: ext.to_owned(),
+            name: name.to_owned(),
+            role,
+        }),
+        Some(p) if !p.erased && p.display_name != name && registering.insert(ext.to_owned()) => {
+            persons.push(Change::RenamePerson {
                 external_id: ext.to_owned(),
-                name: name.to_owned(),
-                role,
-            }),
-            Some(p)
-                if !p.erased && p.display_name != name && registering.insert(ext.to_owned()) =>
-            {
-                persons.push(Change::RenamePerson {
-                    external_id: ext.to_owned(),
-                    from: p.display_name.clone(),
-                    to: name.to_owned(),
-                })
-            }
-            _ => {}
+                from: p.display_name.clone(),
+                to: name.to_owned(),
+            })
         }
+        _ => {}
     };
     // ELEVE_ID → the student's external id and name, for the guardians file.
     let mut eleves: HashMap<String, (String, String)> = HashMap::new();
@@ -507,7 +502,8 @@ pub fn diff(
                     .and_then(|st| m.class(st.class_id));
                 // A student still in a past year's class moves, whatever its name.
                 let stays = current.is_some_and(|c| {
-                    c.closed.is_none() && c.name.trim().to_lowercase() == class.trim().to_lowercase()
+                    c.closed.is_none()
+                        && c.name.trim().to_lowercase() == class.trim().to_lowercase()
                 });
                 let current = current.map(|c| c.name.clone());
                 if !stays {
@@ -784,14 +780,10 @@ pub async fn run(
     inputs: Vec<Input>,
     dry_run: bool,
 ) -> Result<Outcome, ApiError> {
-    let allowed = cx.issuer.viewer().is_some_and(|v| {
-        crate::policy::can_manage_roster(v, Some(establishment))
-            && crate::policy::can_register(
-                v,
-                &[Role::Student, Role::Guardian, Role::Teacher],
-                Some(establishment),
-            )
-    });
+    let allowed = cx
+        .issuer
+        .viewer()
+        .is_some_and(|v| crate::policy::can_import_roster(v, establishment));
     if !allowed {
         return Err(ApiError::forbidden());
     }
@@ -851,6 +843,17 @@ pub async fn apply(
     diff: &Diff,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Applied, ApiError> {
+    // Said before anything is decided, and in words, for the command line.
+    let allowed = cx
+        .issuer
+        .viewer()
+        .is_none_or(|v| crate::policy::can_import_roster(v, diff.establishment));
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "importing into {} needs ADMIN, or HEAD of that establishment",
+            diff.uai
+        )));
+    }
     if diff.changes.is_empty() {
         return Ok(Applied::default());
     }
@@ -926,14 +929,8 @@ impl MultiCommand for ImportRoster<'_> {
     type Facts = ImportFacts;
 
     fn authorize(&self, _: &ReadModel, by: Issuer<'_>) -> bool {
-        by.viewer().is_some_and(|v| {
-            crate::policy::can_manage_roster(v, Some(self.establishment))
-                && crate::policy::can_register(
-                    v,
-                    &[Role::Student, Role::Guardian, Role::Teacher],
-                    Some(self.establishment),
-                )
-        })
+        by.viewer()
+            .is_some_and(|v| crate::policy::can_import_roster(v, self.establishment))
     }
 
     fn facts(&self, m: &ReadModel, _: DateTime<Utc>) -> ImportFacts {

@@ -665,7 +665,10 @@ pub struct UnlinkGuardian {
 /// Ends a guardianship (SIECLE no longer lists the person as a legal
 /// representative). Unlinking a guardian who is not linked is a conflict,
 /// like linking one twice: the caller's view of the record is stale.
-pub fn unlink_guardian(state: &Student, cmd: &UnlinkGuardian) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn unlink_guardian(
+    state: &Student,
+    cmd: &UnlinkGuardian,
+) -> Result<Vec<DomainEvent>, DomainError> {
     if !state.exists() {
         return Err(DomainError::NotFound(format!("student {}", cmd.student_id)));
     }
@@ -689,17 +692,22 @@ pub struct UnassignTeacher {
 
 /// Ends a teaching assignment (a service gone from STS-Web). The event names
 /// the subject as it was assigned, whatever the case the command used.
-pub fn unassign_teacher(state: &Class, cmd: &UnassignTeacher) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn unassign_teacher(
+    state: &Class,
+    cmd: &UnassignTeacher,
+) -> Result<Vec<DomainEvent>, DomainError> {
     if !state.exists() {
         return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
     }
     state.ensure_open()?;
-    let assignment = state.assignment(cmd.teacher_id, &cmd.subject).ok_or_else(|| {
-        DomainError::Conflict(format!(
-            "this teacher is not assigned to teach {} in this class",
-            cmd.subject.trim()
-        ))
-    })?;
+    let assignment = state
+        .assignment(cmd.teacher_id, &cmd.subject)
+        .ok_or_else(|| {
+            DomainError::Conflict(format!(
+                "this teacher is not assigned to teach {} in this class",
+                cmd.subject.trim()
+            ))
+        })?;
     Ok(vec![DomainEvent::TeacherUnassigned(TeacherUnassigned {
         class_id: cmd.class_id,
         teacher_id: cmd.teacher_id,

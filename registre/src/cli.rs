@@ -618,7 +618,12 @@ async fn export_lsu(config: &Config, args: &LsuArgs) -> anyhow::Result<()> {
             &exports,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("exporting LSU for {}: {e}; nothing was written", args.establishment))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "exporting LSU for {}: {e}; nothing was written",
+                args.establishment
+            )
+        })
     }
     .await;
     app.shutdown().await;

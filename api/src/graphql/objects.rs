@@ -294,7 +294,10 @@ impl SchoolClass {
         let class = self.get(ctx)?;
         let all = matches!(self.src, Src::AsOf(..));
         let (_, v) = viewer(ctx).await?;
-        let members = class.closed.as_ref().map_or(&class.students, |c| &c.students);
+        let members = class
+            .closed
+            .as_ref()
+            .map_or(&class.students, |c| &c.students);
         let visible = self.src.read(ctx, |m| {
             members
                 .iter()

@@ -125,7 +125,14 @@ impl Executor<'_> {
                     }),
                 }
             }
-            if let Some(last) = events.last().map(|e| e.stream().into_string()) {
+            // Otherwise the requests keep the order of the streams' first
+            // events: what one event refers to (an import's class, person)
+            // is appended before it, as the read model folds it (interop,
+            // issue 17).
+            let own = idempotency
+                .as_ref()
+                .and_then(|_| events.last().map(|e| e.stream().into_string()));
+            if let Some(last) = own {
                 if let Some(i) = requests.iter().position(|r| r.stream_id == last) {
                     let mut own = requests.remove(i);
                     own.idempotency = idempotency.clone();

@@ -53,7 +53,12 @@ fn esc(s: &str) -> String {
 
 /// At most `n` characters, trimmed: LSU bounds its texts (Chaine40, 600, 1000).
 fn bounded(s: &str, n: usize) -> String {
-    s.trim().chars().take(n).collect::<String>().trim().to_owned()
+    s.trim()
+        .chars()
+        .take(n)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 fn average(a: f64) -> String {
@@ -163,7 +168,11 @@ pub fn bilans(
                     person.display_name, person.external_id
                 )),
             }
-            if card.general_appreciation.as_deref().is_none_or(|a| a.trim().is_empty()) {
+            if card
+                .general_appreciation
+                .as_deref()
+                .is_none_or(|a| a.trim().is_empty())
+            {
                 problems.push(format!(
                     "{} has no general appreciation for {}: LSU requires one (acquis-conseils)",
                     person.display_name, p.name
@@ -220,7 +229,10 @@ pub fn bilans(
         }
     }
     if cards.is_empty() {
-        problems.push(format!("no student of {} has a report card for {}", est.uai, p.name));
+        problems.push(format!(
+            "no student of {} has a report card for {}",
+            est.uai, p.name
+        ));
     }
     if !problems.is_empty() {
         return Err(refuse(&problems));
@@ -231,7 +243,10 @@ pub fn bilans(
         .find(|x| {
             x.establishment_id == Some(establishment) && x.roles.contains(&Role::Head) && !x.erased
         })
-        .map_or_else(|| "Le chef d'établissement".to_owned(), |h| h.display_name.clone());
+        .map_or_else(
+            || "Le chef d'établissement".to_owned(),
+            |h| h.display_name.clone(),
+        );
     let ids: HashMap<StudentId, (String, String)> = students
         .iter()
         .map(|(s, be, d)| (*s, (be.clone(), d.clone())))
@@ -320,9 +335,18 @@ pub fn bilans(
                 }
                 None => x.push_str(" structure-non-notee=\"true\""),
             }
-            match row.appreciation.as_deref().map(|a| bounded(a, 600)).filter(|a| !a.is_empty()) {
+            match row
+                .appreciation
+                .as_deref()
+                .map(|a| bounded(a, 600))
+                .filter(|a| !a.is_empty())
+            {
                 Some(a) => {
-                    let _ = writeln!(x, ">\n            <appreciation>{}</appreciation>\n          </acquis>", esc(&a));
+                    let _ = writeln!(
+                        x,
+                        ">\n            <appreciation>{}</appreciation>\n          </acquis>",
+                        esc(&a)
+                    );
                 }
                 None => x.push_str("/>\n"),
             }
@@ -360,7 +384,7 @@ pub async fn for_operator(
             .establishment_by_uai(uai)
             .map(|e| e.id)
             .ok_or_else(|| ApiError::NotFound(format!("establishment {uai}")))?;
-        if !crate::policy::can_manage_roster(operator, Some(establishment)) {
+        if !crate::policy::can_import_roster(operator, establishment) {
             return Err(ApiError::forbidden());
         }
         bilans(m, establishment, period, exports, now)
