@@ -926,6 +926,8 @@ impl ImportRoster<'_> {
 
 impl MultiCommand for ImportRoster<'_> {
     const NAME: &'static str = "importRoster";
+    // Classes and persons first, as the diff orders them.
+    const OWN_RECORD_FIRST: bool = false;
     type Facts = ImportFacts;
 
     fn authorize(&self, _: &ReadModel, by: Issuer<'_>) -> bool {
