@@ -52,6 +52,9 @@ fn student_id(ine: &str) -> String {
 const IMPORT_SIECLE: &str = "mutation($e: ID!, $files: [Upload!]!, $dry: Boolean) { importSiecle(establishmentId: $e, files: $files, dryRun: $dry) { dryRun counts { kind count } changes notes eventsWritten } }";
 const IMPORT_STS: &str = "mutation($e: ID!, $file: Upload!, $dry: Boolean) { importSts(establishmentId: $e, file: $file, dryRun: $dry) { dryRun counts { kind count } changes notes eventsWritten } }";
 
+/// Uploaded files: name and bytes.
+type Files<'a> = Vec<(&'a str, Vec<u8>)>;
+
 /// POSTs an import as a GraphQL multipart request (the spec's `operations`,
 /// `map` and one part per file); answers the JSON body.
 async fn upload(
@@ -256,7 +259,7 @@ async fn imports_through_graphql_with_uploaded_files() {
     let before = written().await;
     let eleves = school.eleves_xml();
     let broken = String::from_utf8_lossy(&eleves).replacen("</PRENOM>", "</PRENON>", 1);
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(&str, Files, &str)> = vec![
         (
             lycee,
             vec![("ElevesSansAdresses.xml", sample::latin9(&broken))],
