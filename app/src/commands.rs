@@ -590,9 +590,7 @@ impl Command for roster::EnrollStudent {
         roster::EnrolmentFacts {
             person: summary(m, self.person_id),
             class_exists: m.class(self.class_id).is_some(),
-            class_closed: m
-                .class(self.class_id)
-                .and_then(|c| Some((c.name.clone(), c.closed.as_ref()?.year))),
+            class_closed: interop::closed_class(m, self.class_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -843,6 +841,7 @@ impl Command for grades::CreateAssessment {
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
         grades::AssessmentFacts {
             class_exists: m.class(self.class_id).is_some(),
+            class_closed: interop::closed_class(m, self.class_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -863,6 +862,9 @@ impl Command for grades::CreateAssessment {
 pub struct GradingFacts {
     pub grade: grades::GradeFacts,
     pub closed: Option<registre_domain::evaluation::ClosedPeriod>,
+    /// interop (issue 17): the assessment's class, when it belongs to a
+    /// past school year (read-only).
+    pub class_closed: Option<(String, i32)>,
 }
 
 impl Command for grades::RecordGrade {
@@ -881,6 +883,9 @@ impl Command for grades::RecordGrade {
                 student_class: m.student(self.student_id).map(|s| s.class_id),
             },
             closed: evaluation::closed_period_of(m, self.assessment_id),
+            class_closed: m
+                .assessment(self.assessment_id)
+                .and_then(|a| interop::closed_class(m, a.class_id)),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -892,6 +897,9 @@ impl Command for grades::RecordGrade {
         facts: &Self::Facts,
     ) -> Result<Vec<DomainEvent>, ApiError> {
         registre_domain::evaluation::ensure_open_for_grades(facts.closed.as_ref())?;
+        if let Some((name, year)) = &facts.class_closed {
+            return Err(roster::closed_class(name, *year).into());
+        }
         Ok(grades::record_grade(state, self, &facts.grade)?)
     }
 }

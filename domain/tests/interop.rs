@@ -334,4 +334,27 @@ fn a_closed_class_is_read_only() {
             )
         })
         .then_reject(Rejection::Conflict);
+    // No assessment in it either.
+    let cmd = registre_domain::grades::CreateAssessment {
+        assessment_id: fresh(),
+        class_id: class,
+        teacher_id: teacher,
+        subject: "Mathématiques".into(),
+        title: "contrôle".into(),
+        date: NaiveDate::from_ymd_opt(2027, 9, 20).unwrap(),
+        coefficient: 1.0,
+        out_of: 20.0,
+    };
+    nothing::<registre_domain::grades::Assessment>()
+        .when(|s| {
+            registre_domain::grades::create_assessment(
+                s,
+                &cmd,
+                &registre_domain::grades::AssessmentFacts {
+                    class_exists: true,
+                    class_closed: Some(("2NDE1".into(), 2026)),
+                },
+            )
+        })
+        .then_reject(Rejection::Conflict);
 }

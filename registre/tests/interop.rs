@@ -657,6 +657,17 @@ async fn a_school_year_turns_and_a_period_is_exported_to_lsu() {
             json!({"i": {"teacherId": PersonId::for_external_id(&maths).to_string(), "classId": class, "subject": "Physique"}}),
         ),
     ];
+    let assessment = json!({"i": {"classId": class, "subject": "Mathématiques", "title": "rentrée",
+        "date": day(y + 1, 9, 14).to_string(), "coefficient": 1.0, "outOf": 20.0}});
+    let r = n
+        .run(
+            &maths,
+            "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
+            assessment,
+        )
+        .await;
+    assert_eq!(codes(&r), ["CONFLICT"], "{:?}", r.errors);
+    assert!(r.errors[0].message.contains("read-only"), "{:?}", r.errors);
     for (query, vars) in refusals {
         let r = n.run("admin", query, vars).await;
         assert_eq!(codes(&r), ["CONFLICT"], "{query}");

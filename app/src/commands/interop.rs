@@ -83,6 +83,13 @@ pub(crate) fn class_name_taken(
     })
 }
 
+/// The name and past school year of `class` when it is closed: the fact
+/// every decision about a class of a past year refuses with.
+pub(crate) fn closed_class(m: &Model, class: ClassId) -> Option<(String, i32)> {
+    let c = m.class(class)?;
+    Some((c.name.clone(), c.closed.as_ref()?.year))
+}
+
 impl Command for roster::RenameClass {
     const NAME: &'static str = "renameClass";
     type State = roster::Class;
