@@ -875,6 +875,60 @@ mod tests {
         .is_err());
     }
 
+    // interop (issue 17)
+    #[test]
+    fn export_lsu_takes_a_period_the_national_exports_and_an_operator() {
+        let cli = Cli::try_parse_from([
+            "registre",
+            "export",
+            "lsu",
+            "--establishment",
+            "0691234X",
+            "--period",
+            "0190f0a0-0000-7000-8000-000000000009",
+            "--out",
+            "bilans.xml",
+            "--siecle",
+            "eleves.zip",
+            "--sts",
+            "sts.xml",
+            "--operator",
+            "proviseur",
+        ])
+        .expect("valid");
+        match cli.command {
+            Command::Export(ExportCommand::Lsu(args)) => {
+                assert_eq!(args.establishment, "0691234X");
+                assert_eq!(
+                    args.period.to_string(),
+                    "0190f0a0-0000-7000-8000-000000000009"
+                );
+                assert_eq!(args.out, PathBuf::from("bilans.xml"));
+                assert_eq!(args.siecle, PathBuf::from("eleves.zip"));
+                assert_eq!(args.sts, PathBuf::from("sts.xml"));
+                assert_eq!(args.operator, "proviseur");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // The SIECLE export is required: LSU names students by its keys.
+        assert!(Cli::try_parse_from([
+            "registre",
+            "export",
+            "lsu",
+            "--establishment",
+            "0691234X",
+            "--period",
+            "0190f0a0-0000-7000-8000-000000000009",
+            "--out",
+            "bilans.xml",
+            "--sts",
+            "sts.xml",
+            "--operator",
+            "p"
+        ])
+        .is_err());
+    }
+
     #[test]
     fn settings_are_flags_of_every_command_in_any_position() {
         for argv in [
