@@ -611,6 +611,20 @@ async fn a_school_year_turns_and_a_period_is_exported_to_lsu() {
         "{first}"
     );
 
+    // A class of the current year is renamed by its HEAD, not by a teacher.
+    let rename =
+        "mutation($c: ID!, $n: String!) { renameClass(classId: $c, name: $n) { id name } }";
+    let r = n
+        .run(&maths, rename, json!({"c": class, "n": "2NDE-A"}))
+        .await;
+    assert_eq!(codes(&r), ["FORBIDDEN"]);
+    for name in ["2NDE-A", "2NDE1"] {
+        let d = n
+            .ok("head-ampere", rename, json!({"c": class, "n": name}))
+            .await;
+        assert_eq!(d["renameClass"]["name"], name);
+    }
+
     // The new school year: refused to a teacher, to another establishment's
     // HEAD, for a year too far, then started once.
     let start = "mutation($e: ID!, $y: Int!) { startSchoolYear(establishmentId: $e, year: $y) {
