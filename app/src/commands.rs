@@ -60,6 +60,9 @@ use uuid::Uuid;
 // discipline (issue 15)
 pub mod discipline;
 
+// interop (issue 17)
+pub mod interop;
+
 /// A new identifier (UUIDv7, time-ordered) for an entity a command creates,
 /// an event or a correlation. The application's one source of them: the
 /// domain makes up none.
@@ -529,13 +532,9 @@ impl Command for roster::CreateClass {
             .is_some_and(|v| policy::can_manage_roster(v, Some(self.establishment_id)))
     }
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
-        let wanted = self.name.trim().to_lowercase();
         roster::ClassFacts {
             establishment_exists: m.establishment(self.establishment_id).is_some(),
-            name_taken: m
-                .classes_of(self.establishment_id)
-                .iter()
-                .any(|c| c.name.trim().to_lowercase() == wanted),
+            name_taken: interop::class_name_taken(m, self.establishment_id, &self.name, None),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -591,6 +590,7 @@ impl Command for roster::EnrollStudent {
         roster::EnrolmentFacts {
             person: summary(m, self.person_id),
             class_exists: m.class(self.class_id).is_some(),
+            class_closed: interop::closed_class(m, self.class_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -841,6 +841,7 @@ impl Command for grades::CreateAssessment {
     fn facts(&self, m: &Model, _: DateTime<Utc>) -> Self::Facts {
         grades::AssessmentFacts {
             class_exists: m.class(self.class_id).is_some(),
+            class_closed: interop::closed_class(m, self.class_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -861,6 +862,9 @@ impl Command for grades::CreateAssessment {
 pub struct GradingFacts {
     pub grade: grades::GradeFacts,
     pub closed: Option<registre_domain::evaluation::ClosedPeriod>,
+    /// interop (issue 17): the assessment's class, when it belongs to a
+    /// past school year (read-only).
+    pub class_closed: Option<(String, i32)>,
 }
 
 impl Command for grades::RecordGrade {
@@ -879,6 +883,9 @@ impl Command for grades::RecordGrade {
                 student_class: m.student(self.student_id).map(|s| s.class_id),
             },
             closed: evaluation::closed_period_of(m, self.assessment_id),
+            class_closed: m
+                .assessment(self.assessment_id)
+                .and_then(|a| interop::closed_class(m, a.class_id)),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {
@@ -890,6 +897,9 @@ impl Command for grades::RecordGrade {
         facts: &Self::Facts,
     ) -> Result<Vec<DomainEvent>, ApiError> {
         registre_domain::evaluation::ensure_open_for_grades(facts.closed.as_ref())?;
+        if let Some((name, year)) = &facts.class_closed {
+            return Err(roster::closed_class(name, *year).into());
+        }
         Ok(grades::record_grade(state, self, &facts.grade)?)
     }
 }

@@ -13,6 +13,9 @@
 //! The shape is versioned by its `format` field; adding a field is compatible,
 //! renaming or removing one bumps the version.
 
+// interop (issue 17)
+pub mod lsu;
+
 use crate::{ApiError, Viewer};
 use registre_domain::{DomainEvent, GradeId, PersonId};
 use registre_projections::{LoggedEvent, ProjectionEngine, ReadModel};

@@ -15,11 +15,17 @@ pub mod sample;
 pub use formats::Export;
 pub use read::Input;
 
+use crate::commands::school_day::{MultiCommand, Streams};
 use crate::commands::{new_id, CommandContext};
+use crate::policy::Issuer;
 use crate::{ApiError, App};
-use chrono::NaiveDate;
-use registre_domain::{roster, text, ClassId, EstablishmentId, PersonId, Role, StudentId, Uai};
+use chrono::{DateTime, NaiveDate, Utc};
+use registre_domain::{
+    roster, text, Aggregate, ClassId, DomainEvent, EstablishmentId, PersonId, Role, StreamName,
+    StudentId, Uai,
+};
 use registre_projections::ReadModel;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -137,7 +143,7 @@ fn teacher_external_id(uai: &str, id: &str) -> String {
 }
 
 /// One change an import makes to the roster.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Change {
     CreateClass {
         name: String,
@@ -169,6 +175,24 @@ pub enum Change {
         external_id: String,
         name: String,
         on: NaiveDate,
+    },
+    // interop (issue 17): what a later export no longer says.
+    RenamePerson {
+        external_id: String,
+        from: String,
+        to: String,
+    },
+    UnlinkGuardian {
+        student: String,
+        student_name: String,
+        guardian: String,
+        guardian_name: String,
+    },
+    UnassignTeacher {
+        class: String,
+        teacher: String,
+        teacher_name: String,
+        subject: String,
     },
 }
 
@@ -213,6 +237,18 @@ impl fmt::Display for Change {
                 write!(f, "+ {teacher_name} teaches {subject} in {class}")
             }
             Change::Depart { name, on, .. } => write!(f, "- {name} left on {on}"),
+            Change::RenamePerson { from, to, .. } => write!(f, "~ rename {from} to {to}"),
+            Change::UnlinkGuardian {
+                student_name,
+                guardian_name,
+                ..
+            } => write!(f, "- guardian {guardian_name} of {student_name}"),
+            Change::UnassignTeacher {
+                class,
+                teacher_name,
+                subject,
+                ..
+            } => write!(f, "- {teacher_name} no longer teaches {subject} in {class}"),
         }
     }
 }
@@ -250,6 +286,9 @@ impl Diff {
                 Change::LinkGuardian { .. } => "guardian links",
                 Change::AssignTeacher { .. } => "services assigned",
                 Change::Depart { .. } => "departures",
+                Change::RenamePerson { .. } => "renamings",
+                Change::UnlinkGuardian { .. } => "guardian links ended",
+                Change::UnassignTeacher { .. } => "services ended",
             };
             *counts.entry(kind).or_default() += 1;
         }
@@ -342,9 +381,12 @@ pub fn diff(
         )
     })?;
     let uai = uai.as_str().to_owned();
+    // The classes of the current school year: a past year's (closed) class
+    // is never imported into, and its name is free for the new year's.
     let classes: HashMap<String, &registre_projections::model::SchoolClass> = m
         .classes_of(establishment.id)
         .into_iter()
+        .filter(|c| c.closed.is_none())
         .map(|c| (c.name.trim().to_lowercase(), c))
         .collect();
     let mut new_classes = BTreeSet::new();
@@ -371,28 +413,22 @@ pub fn diff(
     let mut departures = Vec::new();
     let mut notes = Vec::new();
     let mut registering = HashSet::new();
-    let mut register = |persons: &mut Vec<Change>,
-                        notes: &mut Vec<String>,
-                        ext: &str,
-                        name: &str,
-                        role: Role| {
-        match m.person_by_external_id(ext) {
-            None if registering.insert(ext.to_owned()) => persons.push(Change::RegisterPerson {
+    let mut register = |persons: &mut Vec<Change>, ext: &str, name: &str, role: Role| match m
+        .person_by_external_id(ext)
+    {
+        None if registering.insert(ext.to_owned()) => persons.push(Change::RegisterPerson {
+            external_id: ext.to_owned(),
+            name: name.to_owned(),
+            role,
+        }),
+        Some(p) if !p.erased && p.display_name != name && registering.insert(ext.to_owned()) => {
+            persons.push(Change::RenamePerson {
                 external_id: ext.to_owned(),
-                name: name.to_owned(),
-                role,
-            }),
-            // No command renames a person yet: said, not done.
-            Some(p)
-                if !p.erased && p.display_name != name && registering.insert(ext.to_owned()) =>
-            {
-                notes.push(format!(
-                    "{ext} is named {name:?} in the export and {:?} in Registre: name kept",
-                    p.display_name
-                ))
-            }
-            _ => {}
+                from: p.display_name.clone(),
+                to: name.to_owned(),
+            })
         }
+        _ => {}
     };
     // ELEVE_ID → the student's external id and name, for the guardians file.
     let mut eleves: HashMap<String, (String, String)> = HashMap::new();
@@ -460,14 +496,17 @@ pub fn diff(
                     }
                     _ => {}
                 }
-                register(&mut persons, &mut notes, &ext, &name, Role::Student);
+                register(&mut persons, &ext, &name, Role::Student);
                 let current = person
                     .and_then(|p| m.student_of_person(p.id))
-                    .and_then(|st| m.class(st.class_id))
-                    .map(|c| c.name.clone());
-                if current.as_deref().map(|c| c.trim().to_lowercase())
-                    != Some(class.trim().to_lowercase())
-                {
+                    .and_then(|st| m.class(st.class_id));
+                // A student still in a past year's class moves, whatever its name.
+                let stays = current.is_some_and(|c| {
+                    c.closed.is_none()
+                        && c.name.trim().to_lowercase() == class.trim().to_lowercase()
+                });
+                let current = current.map(|c| c.name.clone());
+                if !stays {
                     enrolments.push(Change::Enroll {
                         external_id: ext,
                         name,
@@ -477,8 +516,8 @@ pub fn diff(
                 }
             }
             // A student of this establishment missing from its students
-            // export has left it.
-            for class in classes.values() {
+            // export has left it (in a class of this year or of the last).
+            for class in m.classes_of(establishment.id) {
                 for student in m.students_of_class(class.id) {
                     let Some(p) = m.person(student.person_id) else {
                         continue;
@@ -549,7 +588,7 @@ pub fn diff(
                             format!("{} is registered without the GUARDIAN role", p.external_id),
                         ));
                     }
-                    register(&mut persons, &mut notes, &ext, &name, Role::Guardian);
+                    register(&mut persons, &ext, &name, Role::Guardian);
                     let linked = match (student, guardian) {
                         (Some(s), Some(g)) => m
                             .student_of_person(s.id)
@@ -566,8 +605,7 @@ pub fn diff(
                         links.push(change);
                     }
                 }
-                // Links of SIECLE guardians the export no longer lists: no
-                // command unlinks a guardian yet, so they are only told.
+                // Links of SIECLE guardians the export no longer lists end.
                 let listed: HashSet<(&str, String)> = responsible
                     .iter()
                     .filter(|l| l.legal)
@@ -591,10 +629,12 @@ pub fn diff(
                         if g.external_id.starts_with(&imported)
                             && !listed.contains(&(student_ext.as_str(), g.external_id.clone()))
                         {
-                            notes.push(format!(
-                                "{} is no longer a legal representative of {student_name} in SIECLE: link kept",
-                                g.external_id
-                            ));
+                            links.push(Change::UnlinkGuardian {
+                                student: student_ext.clone(),
+                                student_name: student_name.clone(),
+                                guardian: g.external_id.clone(),
+                                guardian_name: g.display_name.clone(),
+                            });
                         }
                     }
                 }
@@ -622,7 +662,7 @@ pub fn diff(
                             format!("{} is registered without the TEACHER role", p.external_id),
                         ));
                     }
-                    register(&mut persons, &mut notes, &ext, &name, Role::Teacher);
+                    register(&mut persons, &ext, &name, Role::Teacher);
                 }
                 for s in services {
                     let t = people.get(s.teacher_id.as_str()).ok_or_else(|| {
@@ -658,8 +698,7 @@ pub fn diff(
             Export::Students { .. } => {}
         }
         if let Export::Sts { services, .. } = export {
-            // Services of STS teachers the export no longer lists: no command
-            // ends an assignment yet, so they are only told.
+            // Services of STS teachers the export no longer lists end.
             let listed: HashSet<(String, String, String)> = services
                 .iter()
                 .map(|s| {
@@ -682,10 +721,12 @@ pub fn diff(
                         t.subject.trim().to_lowercase(),
                     );
                     if teacher.external_id.starts_with(&imported) && !listed.contains(&key) {
-                        notes.push(format!(
-                            "{} no longer teaches {} in {} in STS-Web: assignment kept",
-                            teacher.display_name, t.subject, class.name
-                        ));
+                        assignments.push(Change::UnassignTeacher {
+                            class: class.name.clone(),
+                            teacher: teacher.external_id.clone(),
+                            teacher_name: teacher.display_name.clone(),
+                            subject: t.subject.clone(),
+                        });
                     }
                 }
             }
@@ -710,6 +751,79 @@ pub fn diff(
     })
 }
 
+impl From<ImportError> for ApiError {
+    /// The file, line and element the refusal names, as the message of an
+    /// INVALID_INPUT on `files`.
+    fn from(e: ImportError) -> Self {
+        ApiError::invalid("files", e.to_string())
+    }
+}
+
+/// What an import through the API did: its diff, and what it wrote (none
+/// in a dry run).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub diff: Diff,
+    pub applied: Option<Applied>,
+}
+
+/// An import asked for through the API (`importSiecle`, `importSts`): who
+/// may import into `establishment` is checked before any file is read;
+/// then the files are read and checked (off the async runtime), the diff
+/// decided on a caught-up read model, refused unless it is about that
+/// establishment, and written in one transaction unless `dry_run`.
+pub async fn run(
+    app: &App,
+    cx: &CommandContext<'_>,
+    establishment: EstablishmentId,
+    source: Source,
+    inputs: Vec<Input>,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
+    let allowed = cx
+        .issuer
+        .viewer()
+        .is_some_and(|v| crate::policy::can_import_roster(v, establishment));
+    if !allowed {
+        return Err(ApiError::forbidden());
+    }
+    if inputs.is_empty() {
+        return Err(ApiError::invalid("files", "give at least one file"));
+    }
+    let files = tokio::task::spawn_blocking(move || load(source, inputs, &mut |_, _| {}))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the import: {e}")))??;
+    app.consistent().await?;
+    let today = crate::commands::now();
+    let diff = app.read(|m| {
+        let zone = m
+            .establishment(establishment)
+            .map(|e| e.time_zone)
+            .unwrap_or_default();
+        diff(m, &files, zone.today(today))
+    })?;
+    if diff.establishment != establishment {
+        return Err(ApiError::invalid(
+            "files",
+            format!(
+                "the export is about the establishment {}, not the one given as establishmentId",
+                diff.uai
+            ),
+        ));
+    }
+    if dry_run {
+        return Ok(Outcome {
+            diff,
+            applied: None,
+        });
+    }
+    let applied = apply(app, cx, &diff, &mut |_| {}).await?;
+    Ok(Outcome {
+        diff,
+        applied: Some(applied),
+    })
+}
+
 /// What [`apply`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -717,122 +831,350 @@ pub struct Applied {
     pub events: usize,
 }
 
-/// Runs the diff's changes through the command pipeline, in order (classes
-/// and persons before what refers to them). Each is an ordinary command,
-/// authorized for the person running the import (ADMIN, or HEAD of the
-/// establishment). A failure part way (the store gone) leaves the changes
-/// made so far; running the import again finishes it, the diff being
-/// computed afresh.
+/// Writes the diff: every change decided by its roster command's own
+/// decision (the same rules as the mutations), over the streams it touches,
+/// and all of them appended in one transaction ([`ImportRoster`]): a
+/// refusal or a failure part way writes nothing, and the import can simply
+/// be run again. Authorized for the person running the import: ADMIN, or
+/// HEAD of the establishment.
 pub async fn apply(
     app: &App,
     cx: &CommandContext<'_>,
     diff: &Diff,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Applied, ApiError> {
-    // Refused whole rather than part way: every command below is one the
-    // importer may run in this establishment.
-    let allowed = cx.issuer.viewer().is_none_or(|v| {
-        crate::policy::can_manage_roster(v, Some(diff.establishment))
-            && crate::policy::can_register(
-                v,
-                &[Role::Student, Role::Guardian, Role::Teacher],
-                Some(diff.establishment),
-            )
-    });
+    // Said before anything is decided, and in words, for the command line.
+    let allowed = cx
+        .issuer
+        .viewer()
+        .is_none_or(|v| crate::policy::can_import_roster(v, diff.establishment));
     if !allowed {
         return Err(ApiError::Forbidden(format!(
             "importing into {} needs ADMIN, or HEAD of that establishment",
             diff.uai
         )));
     }
-    let mut applied = Applied::default();
-    let mut created: HashMap<String, ClassId> = HashMap::new();
-    let class_id = |created: &HashMap<String, ClassId>, name: &str| -> Result<ClassId, ApiError> {
-        let key = name.trim().to_lowercase();
-        created
-            .get(&key)
-            .copied()
-            .or_else(|| {
-                app.read(|m| {
-                    m.classes_of(diff.establishment)
-                        .into_iter()
-                        .find(|c| c.name.trim().to_lowercase() == key)
-                        .map(|c| c.id)
-                })
+    if diff.changes.is_empty() {
+        return Ok(Applied::default());
+    }
+    let cmd = ImportRoster::new(diff);
+    let executed = app.execute_many(cx, &cmd, None).await?;
+    progress(diff.changes.len() as u64);
+    Ok(Applied {
+        commands: diff.changes.len(),
+        events: executed.events.len(),
+    })
+}
+
+/// The whole diff of an import as one command over many streams.
+#[derive(Debug, Serialize)]
+pub struct ImportRoster<'a> {
+    establishment: EstablishmentId,
+    uai: &'a str,
+    changes: &'a [Change],
+    /// The ids of the classes the import creates, by lower-cased name.
+    #[serde(skip)]
+    new_classes: HashMap<String, ClassId>,
+}
+
+impl<'a> ImportRoster<'a> {
+    pub fn new(diff: &'a Diff) -> Self {
+        let new_classes = diff
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateClass { name } => Some((name.trim().to_lowercase(), new_id())),
+                _ => None,
             })
+            .collect();
+        Self {
+            establishment: diff.establishment,
+            uai: &diff.uai,
+            changes: &diff.changes,
+            new_classes,
+        }
+    }
+}
+
+/// What the import is decided with, from the read model: the persons and
+/// classes it refers to that exist already, and the existing streams it
+/// writes to (new ones are not read: they are appended as new streams).
+#[derive(Debug)]
+pub struct ImportFacts {
+    establishment_exists: bool,
+    persons: HashMap<PersonId, roster::PersonSummary>,
+    /// Open classes of the establishment by lower-cased name: id, and
+    /// whether another open class has the name (for createClass).
+    classes: HashMap<String, ClassId>,
+    read: Vec<StreamName>,
+}
+
+fn person(ext: &str) -> PersonId {
+    PersonId::for_external_id(ext)
+}
+
+impl ImportRoster<'_> {
+    fn class_id(&self, facts: &ImportFacts, name: &str) -> Result<ClassId, ApiError> {
+        let key = name.trim().to_lowercase();
+        self.new_classes
+            .get(&key)
+            .or_else(|| facts.classes.get(&key))
+            .copied()
             .ok_or_else(|| ApiError::NotFound(format!("class {name}")))
-    };
-    let person = |ext: &str| PersonId::for_external_id(ext);
-    for (done, change) in diff.changes.iter().enumerate() {
-        let events = match change {
-            Change::CreateClass { name } => {
-                let id: ClassId = new_id();
-                created.insert(name.trim().to_lowercase(), id);
-                let cmd = roster::CreateClass {
-                    class_id: id,
-                    establishment_id: diff.establishment,
-                    name: name.clone(),
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
-            }
-            Change::RegisterPerson {
-                external_id,
-                name,
-                role,
-            } => {
-                let cmd = roster::RegisterPerson {
-                    external_id: external_id.clone(),
-                    display_name: name.clone(),
-                    roles: vec![*role],
-                    establishment_id: Some(diff.establishment),
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
-            }
-            Change::Enroll {
-                external_id, class, ..
-            } => {
-                let cmd = roster::EnrollStudent {
-                    person_id: person(external_id),
-                    class_id: class_id(&created, class)?,
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
-            }
-            Change::LinkGuardian {
-                student, guardian, ..
-            } => {
-                let cmd = roster::LinkGuardian {
-                    student_id: StudentId::for_person(person(student)),
-                    guardian_id: person(guardian),
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
-            }
-            Change::AssignTeacher {
-                class,
-                teacher,
-                subject,
-                ..
-            } => {
-                let cmd = roster::AssignTeacher {
-                    class_id: class_id(&created, class)?,
-                    teacher_id: person(teacher),
-                    subject: subject.clone(),
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
-            }
-            Change::Depart {
-                external_id, on, ..
-            } => {
-                let cmd = roster::CloseAccount {
-                    person_id: person(external_id),
-                    effective_on: *on,
-                    reason: format!("départ de l'établissement {} (import SIECLE)", diff.uai),
-                };
-                app.execute(cx, &cmd, None).await?.events.len()
+    }
+}
+
+impl MultiCommand for ImportRoster<'_> {
+    const NAME: &'static str = "importRoster";
+    // Classes and persons first, as the diff orders them.
+    const OWN_RECORD_FIRST: bool = false;
+    type Facts = ImportFacts;
+
+    fn authorize(&self, _: &ReadModel, by: Issuer<'_>) -> bool {
+        by.viewer()
+            .is_some_and(|v| crate::policy::can_import_roster(v, self.establishment))
+    }
+
+    fn facts(&self, m: &ReadModel, _: DateTime<Utc>) -> ImportFacts {
+        let classes: HashMap<String, ClassId> = m
+            .classes_of(self.establishment)
+            .into_iter()
+            .filter(|c| c.closed.is_none())
+            .map(|c| (c.name.trim().to_lowercase(), c.id))
+            .collect();
+        let mut persons = HashMap::new();
+        let mut read = BTreeSet::new();
+        let known = |ext: &str, persons: &mut HashMap<PersonId, roster::PersonSummary>| {
+            let id = person(ext);
+            if let Some(p) = m.person(id) {
+                persons.insert(
+                    id,
+                    roster::PersonSummary {
+                        roles: p.roles.clone(),
+                        establishment_id: p.establishment_id,
+                    },
+                );
+                true
+            } else {
+                false
             }
         };
-        applied.commands += 1;
-        applied.events += events;
-        progress(done as u64 + 1);
+        let student_stream = |ext: &str| {
+            let record = StudentId::for_person(person(ext));
+            m.student(record)
+                .is_some()
+                .then(|| StreamName::student(record))
+        };
+        let class_stream = |name: &str| {
+            classes
+                .get(&name.trim().to_lowercase())
+                .map(|id| StreamName::class(*id))
+        };
+        for change in self.changes {
+            match change {
+                Change::CreateClass { .. } | Change::RegisterPerson { .. } => {}
+                Change::Enroll { external_id, .. } => {
+                    known(external_id, &mut persons);
+                    read.extend(student_stream(external_id));
+                }
+                Change::LinkGuardian {
+                    student, guardian, ..
+                }
+                | Change::UnlinkGuardian {
+                    student, guardian, ..
+                } => {
+                    known(guardian, &mut persons);
+                    read.extend(student_stream(student));
+                }
+                Change::AssignTeacher { class, teacher, .. }
+                | Change::UnassignTeacher { class, teacher, .. } => {
+                    known(teacher, &mut persons);
+                    read.extend(class_stream(class));
+                }
+                Change::Depart { external_id, .. } | Change::RenamePerson { external_id, .. } => {
+                    if known(external_id, &mut persons) {
+                        read.insert(StreamName::person(person(external_id)));
+                    }
+                }
+            }
+        }
+        ImportFacts {
+            establishment_exists: m.establishment(self.establishment).is_some(),
+            persons,
+            classes,
+            read: read.into_iter().collect(),
+        }
     }
-    Ok(applied)
+
+    fn streams(&self, facts: &ImportFacts) -> Vec<StreamName> {
+        facts.read.clone()
+    }
+
+    fn decide(&self, read: &Streams, facts: &ImportFacts) -> Result<Vec<DomainEvent>, ApiError> {
+        // The events decided so far, by stream: each change is decided on
+        // the state its stream has after the changes before it.
+        let mut decided: HashMap<StreamName, Vec<DomainEvent>> = HashMap::new();
+        fn state<A: Aggregate>(
+            read: &Streams,
+            decided: &HashMap<StreamName, Vec<DomainEvent>>,
+            stream: &StreamName,
+        ) -> A {
+            let mut a: A = read.fold(stream);
+            for e in decided.get(stream).into_iter().flatten() {
+                a.apply(e);
+            }
+            a
+        }
+        let summary = |decided: &HashMap<StreamName, Vec<DomainEvent>>, id: PersonId| {
+            let registered: roster::Person = state(read, decided, &StreamName::person(id));
+            registered
+                .summary()
+                .or_else(|| facts.persons.get(&id).cloned())
+        };
+        let mut out = Vec::new();
+        for change in self.changes {
+            let events = match change {
+                Change::CreateClass { name } => {
+                    let cmd = roster::CreateClass {
+                        class_id: self.class_id(facts, name)?,
+                        establishment_id: self.establishment,
+                        name: name.clone(),
+                    };
+                    let stream = StreamName::class(cmd.class_id);
+                    roster::create_class(
+                        &state(read, &decided, &stream),
+                        &cmd,
+                        &roster::ClassFacts {
+                            establishment_exists: facts.establishment_exists,
+                            name_taken: facts.classes.contains_key(&name.trim().to_lowercase()),
+                        },
+                    )?
+                }
+                Change::RegisterPerson {
+                    external_id,
+                    name,
+                    role,
+                } => {
+                    let cmd = roster::RegisterPerson {
+                        external_id: external_id.clone(),
+                        display_name: name.clone(),
+                        roles: vec![*role],
+                        establishment_id: Some(self.establishment),
+                    };
+                    let stream = StreamName::person(cmd.person_id());
+                    roster::register_person(
+                        &state(read, &decided, &stream),
+                        &cmd,
+                        &roster::PersonFacts {
+                            establishment_exists: facts.establishment_exists,
+                        },
+                    )?
+                }
+                Change::Enroll {
+                    external_id, class, ..
+                } => {
+                    let cmd = roster::EnrollStudent {
+                        person_id: person(external_id),
+                        class_id: self.class_id(facts, class)?,
+                    };
+                    let stream = StreamName::student(cmd.student_id());
+                    roster::enroll_student(
+                        &state(read, &decided, &stream),
+                        &cmd,
+                        &roster::EnrolmentFacts {
+                            person: summary(&decided, cmd.person_id),
+                            class_exists: true,
+                            class_closed: None,
+                        },
+                    )?
+                }
+                Change::LinkGuardian {
+                    student, guardian, ..
+                } => {
+                    let cmd = roster::LinkGuardian {
+                        student_id: StudentId::for_person(person(student)),
+                        guardian_id: person(guardian),
+                    };
+                    let stream = StreamName::student(cmd.student_id);
+                    roster::link_guardian(
+                        &state(read, &decided, &stream),
+                        &cmd,
+                        &roster::GuardianFacts {
+                            guardian: summary(&decided, cmd.guardian_id),
+                        },
+                    )?
+                }
+                Change::UnlinkGuardian {
+                    student, guardian, ..
+                } => {
+                    let cmd = roster::UnlinkGuardian {
+                        student_id: StudentId::for_person(person(student)),
+                        guardian_id: person(guardian),
+                    };
+                    let stream = StreamName::student(cmd.student_id);
+                    roster::unlink_guardian(&state(read, &decided, &stream), &cmd)?
+                }
+                Change::AssignTeacher {
+                    class,
+                    teacher,
+                    subject,
+                    ..
+                } => {
+                    let cmd = roster::AssignTeacher {
+                        class_id: self.class_id(facts, class)?,
+                        teacher_id: person(teacher),
+                        subject: subject.clone(),
+                    };
+                    let stream = StreamName::class(cmd.class_id);
+                    roster::assign_teacher(
+                        &state(read, &decided, &stream),
+                        &cmd,
+                        &roster::AssignmentFacts {
+                            teacher: summary(&decided, cmd.teacher_id),
+                        },
+                    )?
+                }
+                Change::UnassignTeacher {
+                    class,
+                    teacher,
+                    subject,
+                    ..
+                } => {
+                    let cmd = roster::UnassignTeacher {
+                        class_id: self.class_id(facts, class)?,
+                        teacher_id: person(teacher),
+                        subject: subject.clone(),
+                    };
+                    let stream = StreamName::class(cmd.class_id);
+                    roster::unassign_teacher(&state(read, &decided, &stream), &cmd)?
+                }
+                Change::Depart {
+                    external_id, on, ..
+                } => {
+                    let cmd = roster::CloseAccount {
+                        person_id: person(external_id),
+                        effective_on: *on,
+                        reason: format!("départ de l'établissement {} (import SIECLE)", self.uai),
+                    };
+                    let stream = StreamName::person(cmd.person_id);
+                    roster::close_account(&state(read, &decided, &stream), &cmd)?
+                }
+                Change::RenamePerson {
+                    external_id, to, ..
+                } => {
+                    let cmd = roster::RenamePerson {
+                        person_id: person(external_id),
+                        display_name: to.clone(),
+                    };
+                    let stream = StreamName::person(cmd.person_id);
+                    roster::rename_person(&state(read, &decided, &stream), &cmd)?
+                }
+            };
+            for e in events {
+                decided.entry(e.stream()).or_default().push(e.clone());
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
 }

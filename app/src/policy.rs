@@ -279,6 +279,19 @@ pub fn can_manage_roster(v: &Viewer, establishment: Option<EstablishmentId>) -> 
         || (v.has(Role::Head) && establishment.is_some() && v.establishment == establishment)
 }
 
+// interop (issue 17)
+/// importSiecle, importSts, `registre import`, `registre export lsu`: who may
+/// manage the establishment's roster and register its students, guardians
+/// and teachers (ADMIN, or HEAD of that establishment).
+pub fn can_import_roster(v: &Viewer, establishment: EstablishmentId) -> bool {
+    can_manage_roster(v, Some(establishment))
+        && can_register(
+            v,
+            &[Role::Student, Role::Guardian, Role::Teacher],
+            Some(establishment),
+        )
+}
+
 /// registerPerson: ADMIN anything; a HEAD registers teachers, staff, students
 /// and guardians, and only into their own establishment.
 pub fn can_register(v: &Viewer, roles: &[Role], establishment: Option<EstablishmentId>) -> bool {

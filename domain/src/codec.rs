@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// Every stored event type this build knows, in [`DomainEvent`] order.
-pub const EVENT_TYPES: [&str; 44] = [
+pub const EVENT_TYPES: [&str; 50] = [
     "EstablishmentCreated",
     "ClassCreated",
     "PersonRegistered",
@@ -56,6 +56,13 @@ pub const EVENT_TYPES: [&str; 44] = [
     "NotificationPreferenceSet",
     "WebPushRegistered",
     "WebPushDropped",
+    // interop (issue 17)
+    "GuardianUnlinked",
+    "TeacherUnassigned",
+    "PersonRenamed",
+    "ClassRenamed",
+    "SchoolYearStarted",
+    "ClassClosed",
 ];
 
 /// Schema version written for every event type today. Bump an event type's
@@ -138,6 +145,13 @@ impl DomainEvent {
             NotificationPreferenceSet(_) => "NotificationPreferenceSet",
             WebPushRegistered(_) => "WebPushRegistered",
             WebPushDropped(_) => "WebPushDropped",
+            // interop (issue 17)
+            GuardianUnlinked(_) => "GuardianUnlinked",
+            TeacherUnassigned(_) => "TeacherUnassigned",
+            PersonRenamed(_) => "PersonRenamed",
+            ClassRenamed(_) => "ClassRenamed",
+            SchoolYearStarted(_) => "SchoolYearStarted",
+            ClassClosed(_) => "ClassClosed",
         }
     }
 
@@ -276,6 +290,13 @@ fn decode_direct(event_type: &str, data: &Value) -> Option<Result<DomainEvent, s
         NotificationPreferenceSet,
         WebPushRegistered,
         WebPushDropped,
+        // interop (issue 17)
+        GuardianUnlinked,
+        TeacherUnassigned,
+        PersonRenamed,
+        ClassRenamed,
+        SchoolYearStarted,
+        ClassClosed,
     )
 }
 

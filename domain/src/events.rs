@@ -70,6 +70,58 @@ pub struct TeacherAssigned {
     pub subject: String,
 }
 
+// interop (issue 17): what a later SIECLE or STS-Web export no longer says,
+// and the turn of the school year.
+
+/// A guardian is no longer a legal representative of the student.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardianUnlinked {
+    pub student_id: StudentId,
+    pub guardian_id: PersonId,
+}
+
+/// A teacher no longer teaches `subject` in the class (a service gone from
+/// STS-Web). Grades and assessments already given stay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TeacherUnassigned {
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+}
+
+/// The person's name changed (SIECLE corrects a name, a marriage). Personal
+/// text, sealed with the person's key like the name it replaces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonRenamed {
+    pub person_id: PersonId,
+    pub display_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassRenamed {
+    pub class_id: ClassId,
+    pub name: String,
+}
+
+/// An establishment's school year `year` (named by the calendar year it
+/// starts in, as [`crate::evaluation::school_year`]) has started: the classes
+/// of the years before are closed ([`ClassClosed`]) and the next SIECLE
+/// import creates the new ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchoolYearStarted {
+    pub establishment_id: EstablishmentId,
+    pub year: i32,
+}
+
+/// A class of a past school year: kept and readable, and read-only (roster
+/// commands on it are refused). `year` is the school year it belonged to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassClosed {
+    pub class_id: ClassId,
+    pub establishment_id: EstablishmentId,
+    pub year: i32,
+}
+
 // ---- Grades -----------------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -460,6 +512,13 @@ pub enum DomainEvent {
     NotificationPreferenceSet(NotificationPreferenceSet),
     WebPushRegistered(WebPushRegistered),
     WebPushDropped(WebPushDropped),
+    // interop (issue 17)
+    GuardianUnlinked(GuardianUnlinked),
+    TeacherUnassigned(TeacherUnassigned),
+    PersonRenamed(PersonRenamed),
+    ClassRenamed(ClassRenamed),
+    SchoolYearStarted(SchoolYearStarted),
+    ClassClosed(ClassClosed),
 }
 
 impl DomainEvent {
@@ -523,6 +582,11 @@ impl DomainEvent {
             NotificationPreferenceSet(e) => (vec![e.person_id], vec![]),
             WebPushRegistered(e) => (vec![e.person_id], vec![]),
             WebPushDropped(e) => (vec![e.person_id], vec![]),
+            // interop (issue 17)
+            GuardianUnlinked(e) => (vec![e.guardian_id], vec![e.student_id]),
+            TeacherUnassigned(e) => (vec![e.teacher_id], vec![]),
+            PersonRenamed(e) => (vec![e.person_id], vec![]),
+            ClassRenamed(_) | SchoolYearStarted(_) | ClassClosed(_) => (vec![], vec![]),
         }
     }
 

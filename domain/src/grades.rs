@@ -140,6 +140,9 @@ pub struct CreateAssessment {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AssessmentFacts {
     pub class_exists: bool,
+    /// interop (issue 17): the class's name and past school year, when it
+    /// is closed: a class of a past year is read-only.
+    pub class_closed: Option<(String, i32)>,
 }
 
 pub fn create_assessment(
@@ -159,6 +162,9 @@ pub fn create_assessment(
     let out_of = positive_bounded("outOf", cmd.out_of, OUT_OF_MAX)?;
     if !facts.class_exists {
         return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
+    }
+    if let Some((name, year)) = &facts.class_closed {
+        return Err(crate::roster::closed_class(name, *year));
     }
     Ok(vec![DomainEvent::AssessmentCreated(AssessmentCreated {
         assessment_id: cmd.assessment_id,

@@ -143,6 +143,13 @@ declare! {
         clear: [],
     }
     WebPushDropped { subject: None, personal: [], clear: [] }
+    // interop (issue 17): a new name is as personal as the first.
+    GuardianUnlinked { subject: None, personal: [], clear: [] }
+    TeacherUnassigned { subject: None, personal: [], clear: ["subject"] }
+    PersonRenamed { subject: Some("person_id"), personal: ["display_name"], clear: [] }
+    ClassRenamed { subject: None, personal: [], clear: ["name"] }
+    SchoolYearStarted { subject: None, personal: [], clear: [] }
+    ClassClosed { subject: None, personal: [], clear: [] }
 }
 
 /// The declaration of a stored event type; `None` for a type this build does
@@ -272,6 +279,8 @@ mod tests {
                 "person_id",
                 &["endpoint", "p256dh", "auth"],
             ),
+            // interop (issue 17)
+            ("PersonRenamed", "person_id", &["display_name"]),
         ];
         assert_eq!(sealed, format_v1);
         assert_eq!(

@@ -23,17 +23,25 @@ use serde::{Deserialize, Serialize};
 pub struct Establishment {
     pub id: Option<EstablishmentId>,
     pub time_zone: Option<TimeZone>,
+    /// interop (issue 17): the school year last started.
+    #[serde(default)]
+    pub school_year: Option<i32>,
     pub version: u64,
 }
 
 impl Aggregate for Establishment {
     fn apply(&mut self, event: &DomainEvent) {
-        if let DomainEvent::EstablishmentCreated(e) = event {
-            if self.id.is_none() {
+        match event {
+            DomainEvent::EstablishmentCreated(e) if self.id.is_none() => {
                 self.id = Some(e.establishment_id);
                 self.time_zone = Some(e.time_zone);
                 self.version += 1;
             }
+            DomainEvent::SchoolYearStarted(e) if self.id == Some(e.establishment_id) => {
+                self.school_year = Some(e.year);
+                self.version += 1;
+            }
+            _ => {}
         }
     }
     fn version(&self) -> u64 {
@@ -106,6 +114,12 @@ pub struct Class {
     pub id: Option<ClassId>,
     pub establishment_id: Option<EstablishmentId>,
     pub assignments: Vec<TeachingAssignment>,
+    // interop (issue 17)
+    #[serde(default)]
+    pub name: String,
+    /// The past school year the class belonged to, once closed.
+    #[serde(default)]
+    pub closed_year: Option<i32>,
     pub version: u64,
 }
 
@@ -115,11 +129,29 @@ impl Class {
     }
     /// Whether `teacher` teaches `subject` here (subjects compare case-insensitively).
     pub fn teaches(&self, teacher: PersonId, subject: &str) -> bool {
-        let subject = subject.trim();
+        self.assignment(teacher, subject).is_some()
+    }
+    fn assignment(&self, teacher: PersonId, subject: &str) -> Option<&TeachingAssignment> {
+        let subject = subject.trim().to_lowercase();
         self.assignments
             .iter()
-            .any(|a| a.teacher_id == teacher && a.subject.to_lowercase() == subject.to_lowercase())
+            .find(|a| a.teacher_id == teacher && a.subject.to_lowercase() == subject)
     }
+    /// Refuses a change to a class of a past school year (interop, issue 17).
+    pub fn ensure_open(&self) -> Result<(), DomainError> {
+        match self.closed_year {
+            Some(year) => Err(closed_class(&self.name, year)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The refusal of every change to a class of a past school year.
+pub fn closed_class(name: &str, year: i32) -> DomainError {
+    DomainError::Conflict(format!(
+        "the class {name} belongs to the school year {year}-{}, which is closed: it is read-only",
+        year + 1
+    ))
 }
 
 impl Aggregate for Class {
@@ -128,6 +160,7 @@ impl Aggregate for Class {
             DomainEvent::ClassCreated(e) if self.id.is_none() => {
                 self.id = Some(e.class_id);
                 self.establishment_id = Some(e.establishment_id);
+                self.name = e.name.clone();
                 self.version += 1;
             }
             DomainEvent::TeacherAssigned(e) if self.id == Some(e.class_id) => {
@@ -135,6 +168,20 @@ impl Aggregate for Class {
                     teacher_id: e.teacher_id,
                     subject: e.subject.clone(),
                 });
+                self.version += 1;
+            }
+            // interop (issue 17)
+            DomainEvent::TeacherUnassigned(e) if self.id == Some(e.class_id) => {
+                self.assignments
+                    .retain(|a| !(a.teacher_id == e.teacher_id && a.subject == e.subject));
+                self.version += 1;
+            }
+            DomainEvent::ClassRenamed(e) if self.id == Some(e.class_id) => {
+                self.name = e.name.clone();
+                self.version += 1;
+            }
+            DomainEvent::ClassClosed(e) if self.id == Some(e.class_id) => {
+                self.closed_year = Some(e.year);
                 self.version += 1;
             }
             _ => {}
@@ -227,6 +274,7 @@ pub fn assign_teacher(
     if !state.exists() {
         return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
     }
+    state.ensure_open()?;
     let subject = text::line("subject", &cmd.subject, text::SUBJECT_MAX)?;
     let teacher = facts
         .teacher
@@ -268,6 +316,9 @@ pub struct Person {
     pub closed_on: Option<NaiveDate>,
     /// Their keys were destroyed (`PersonErased`).
     pub erased: bool,
+    /// interop (issue 17): the name now, so that a rename to it is a no-op.
+    #[serde(default)]
+    pub display_name: String,
     pub version: u64,
 }
 
@@ -287,6 +338,11 @@ impl Aggregate for Person {
                 self.id = Some(e.person_id);
                 self.roles = e.roles.clone();
                 self.establishment_id = e.establishment_id;
+                self.display_name = e.display_name.clone();
+                self.version += 1;
+            }
+            DomainEvent::PersonRenamed(e) if self.id == Some(e.person_id) => {
+                self.display_name = e.display_name.clone();
                 self.version += 1;
             }
             DomainEvent::AccountClosed(e) if self.id == Some(e.person_id) => {
@@ -481,6 +537,10 @@ impl Aggregate for Student {
                 self.guardians.push(e.guardian_id);
                 self.version += 1;
             }
+            DomainEvent::GuardianUnlinked(e) if self.id == Some(e.student_id) => {
+                self.guardians.retain(|g| *g != e.guardian_id);
+                self.version += 1;
+            }
             _ => {}
         }
     }
@@ -507,6 +567,9 @@ pub struct EnrolmentFacts {
     /// The person to enrol; `None` when no such person is registered.
     pub person: Option<PersonSummary>,
     pub class_exists: bool,
+    /// interop (issue 17): the class's name and past school year, when it
+    /// is closed: nobody is enrolled in a class of a past year.
+    pub class_closed: Option<(String, i32)>,
 }
 
 /// Enrols a person in a class, creating their student record, or moves an
@@ -530,6 +593,9 @@ pub fn enroll_student(
     }
     if !facts.class_exists {
         return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
+    }
+    if let Some((name, year)) = &facts.class_closed {
+        return Err(closed_class(name, *year));
     }
     if state.class_id == Some(cmd.class_id) {
         return Ok(Vec::new());
@@ -586,4 +652,207 @@ pub fn link_guardian(
         student_id: cmd.student_id,
         guardian_id: cmd.guardian_id,
     })])
+}
+
+// ---- interop (issue 17): what a later export no longer says -------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UnlinkGuardian {
+    pub student_id: StudentId,
+    pub guardian_id: PersonId,
+}
+
+/// Ends a guardianship (SIECLE no longer lists the person as a legal
+/// representative). Unlinking a guardian who is not linked is a conflict,
+/// like linking one twice: the caller's view of the record is stale.
+pub fn unlink_guardian(
+    state: &Student,
+    cmd: &UnlinkGuardian,
+) -> Result<Vec<DomainEvent>, DomainError> {
+    if !state.exists() {
+        return Err(DomainError::NotFound(format!("student {}", cmd.student_id)));
+    }
+    if !state.guardians.contains(&cmd.guardian_id) {
+        return Err(DomainError::Conflict(
+            "this person is not a guardian of the student".into(),
+        ));
+    }
+    Ok(vec![DomainEvent::GuardianUnlinked(GuardianUnlinked {
+        student_id: cmd.student_id,
+        guardian_id: cmd.guardian_id,
+    })])
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UnassignTeacher {
+    pub class_id: ClassId,
+    pub teacher_id: PersonId,
+    pub subject: String,
+}
+
+/// Ends a teaching assignment (a service gone from STS-Web). The event names
+/// the subject as it was assigned, whatever the case the command used.
+pub fn unassign_teacher(
+    state: &Class,
+    cmd: &UnassignTeacher,
+) -> Result<Vec<DomainEvent>, DomainError> {
+    if !state.exists() {
+        return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
+    }
+    state.ensure_open()?;
+    let assignment = state
+        .assignment(cmd.teacher_id, &cmd.subject)
+        .ok_or_else(|| {
+            DomainError::Conflict(format!(
+                "this teacher is not assigned to teach {} in this class",
+                cmd.subject.trim()
+            ))
+        })?;
+    Ok(vec![DomainEvent::TeacherUnassigned(TeacherUnassigned {
+        class_id: cmd.class_id,
+        teacher_id: cmd.teacher_id,
+        subject: assignment.subject.clone(),
+    })])
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RenamePerson {
+    pub person_id: PersonId,
+    pub display_name: String,
+}
+
+/// Gives a person the name the authoritative source now has. The same name
+/// again is a no-op (an import run twice appends nothing); an erased person
+/// has no name left to change.
+pub fn rename_person(state: &Person, cmd: &RenamePerson) -> Result<Vec<DomainEvent>, DomainError> {
+    if state.id.is_none() {
+        return Err(DomainError::NotFound(format!("person {}", cmd.person_id)));
+    }
+    let display_name = text::line("displayName", &cmd.display_name, text::NAME_MAX)?;
+    if state.erased {
+        return Err(DomainError::Conflict(format!(
+            "person {} was erased; there is no name left to change",
+            cmd.person_id
+        )));
+    }
+    if state.display_name == display_name {
+        return Ok(Vec::new());
+    }
+    Ok(vec![DomainEvent::PersonRenamed(PersonRenamed {
+        person_id: cmd.person_id,
+        display_name,
+    })])
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RenameClass {
+    pub class_id: ClassId,
+    pub name: String,
+}
+
+/// Renames a class of the current year. `facts.name_taken` as for
+/// [`create_class`], the class itself excluded.
+pub fn rename_class(
+    state: &Class,
+    cmd: &RenameClass,
+    facts: &ClassFacts,
+) -> Result<Vec<DomainEvent>, DomainError> {
+    if !state.exists() {
+        return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
+    }
+    state.ensure_open()?;
+    let name = text::line("name", &cmd.name, text::NAME_MAX)?;
+    if state.name == name {
+        return Ok(Vec::new());
+    }
+    if facts.name_taken {
+        return Err(DomainError::Conflict(format!(
+            "the establishment already has a class named {name}"
+        )));
+    }
+    Ok(vec![DomainEvent::ClassRenamed(ClassRenamed {
+        class_id: cmd.class_id,
+        name,
+    })])
+}
+
+// ---- interop (issue 17): the new school year ----------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StartSchoolYear {
+    pub establishment_id: EstablishmentId,
+    /// Named by the calendar year it starts in (2026 for 2026-2027).
+    pub year: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchoolYearFacts {
+    /// The school year today falls in ([`crate::evaluation::school_year`]).
+    pub current_year: i32,
+}
+
+/// Starts an establishment's school year `year`: every class not yet closed
+/// is closed as a class of the year before (`classes`: the establishment's
+/// classes, folded from their streams), every period of an earlier year
+/// still open is closed, and the year is recorded. The new classes come
+/// from the next SIECLE import. A year is started once, in order, and at
+/// most one year ahead of today's (the summer before it).
+pub fn start_school_year(
+    state: &Establishment,
+    classes: &[Class],
+    periods: &crate::evaluation::Periods,
+    cmd: &StartSchoolYear,
+    facts: &SchoolYearFacts,
+) -> Result<Vec<DomainEvent>, DomainError> {
+    let Some(establishment_id) = state.id else {
+        return Err(DomainError::NotFound(format!(
+            "establishment {}",
+            cmd.establishment_id
+        )));
+    };
+    if let Some(started) = state.school_year.filter(|y| *y >= cmd.year) {
+        return Err(DomainError::Conflict(format!(
+            "the school year {started}-{} is already started",
+            started + 1
+        )));
+    }
+    if cmd.year > facts.current_year + 1 || cmd.year < facts.current_year {
+        return Err(DomainError::invalid(
+            "year",
+            format!(
+                "must be the current school year ({}) or the next one",
+                facts.current_year
+            ),
+        ));
+    }
+    let past = cmd.year - 1;
+    let mut events: Vec<DomainEvent> = classes
+        .iter()
+        .filter(|c| c.closed_year.is_none())
+        .filter_map(|c| c.id)
+        .map(|class_id| {
+            DomainEvent::ClassClosed(ClassClosed {
+                class_id,
+                establishment_id,
+                year: past,
+            })
+        })
+        .collect();
+    events.extend(
+        periods
+            .periods
+            .iter()
+            .filter(|p| !p.closed && crate::evaluation::school_year(p.start) < cmd.year)
+            .map(|p| {
+                DomainEvent::PeriodClosed(PeriodClosed {
+                    establishment_id,
+                    period_id: p.id,
+                })
+            }),
+    );
+    events.push(DomainEvent::SchoolYearStarted(SchoolYearStarted {
+        establishment_id,
+        year: cmd.year,
+    }));
+    Ok(events)
 }

@@ -144,6 +144,14 @@ impl DomainEvent {
             NotificationPreferenceSet(e) => StreamName::notifications(e.person_id),
             WebPushRegistered(e) => StreamName::notifications(e.person_id),
             WebPushDropped(e) => StreamName::notifications(e.person_id),
+            // interop (issue 17): each on the stream of what it changes; the
+            // year's turn on the establishment's.
+            GuardianUnlinked(e) => StreamName::student(e.student_id),
+            TeacherUnassigned(e) => StreamName::class(e.class_id),
+            PersonRenamed(e) => StreamName::person(e.person_id),
+            ClassRenamed(e) => StreamName::class(e.class_id),
+            SchoolYearStarted(e) => StreamName::establishment(e.establishment_id),
+            ClassClosed(e) => StreamName::class(e.class_id),
         }
     }
 }

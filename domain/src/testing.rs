@@ -503,5 +503,32 @@ pub fn samples() -> Vec<DomainEvent> {
             subscription_id: WebPushId(id(10)),
             status: 410,
         }),
+        // interop (issue 17)
+        E::GuardianUnlinked(GuardianUnlinked {
+            student_id: student,
+            guardian_id: parent,
+        }),
+        E::TeacherUnassigned(TeacherUnassigned {
+            class_id: class,
+            teacher_id: teacher,
+            subject: "Mathématiques".into(),
+        }),
+        E::PersonRenamed(PersonRenamed {
+            person_id: teacher,
+            display_name: "Mme Durand-Martin".into(),
+        }),
+        E::ClassRenamed(ClassRenamed {
+            class_id: class,
+            name: "4e B bis".into(),
+        }),
+        E::SchoolYearStarted(SchoolYearStarted {
+            establishment_id: est,
+            year: 2027,
+        }),
+        E::ClassClosed(ClassClosed {
+            class_id: class,
+            establishment_id: est,
+            year: 2026,
+        }),
     ]
 }

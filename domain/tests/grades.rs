@@ -27,7 +27,10 @@ fn created(class: ClassId) -> (AssessmentId, Vec<DomainEvent>) {
     let events = create_assessment(
         &Assessment::default(),
         &cmd,
-        &AssessmentFacts { class_exists: true },
+        &AssessmentFacts {
+            class_exists: true,
+            class_closed: None,
+        },
     )
     .unwrap();
     (cmd.assessment_id, events)
@@ -37,7 +40,16 @@ fn created(class: ClassId) -> (AssessmentId, Vec<DomainEvent>) {
 fn assessment_is_created() {
     let cmd = create(fresh::<ClassId>());
     nothing::<Assessment>()
-        .when(|s| create_assessment(s, &cmd, &AssessmentFacts { class_exists: true }))
+        .when(|s| {
+            create_assessment(
+                s,
+                &cmd,
+                &AssessmentFacts {
+                    class_exists: true,
+                    class_closed: None,
+                },
+            )
+        })
         .then_expect([DomainEvent::AssessmentCreated(AssessmentCreated {
             assessment_id: cmd.assessment_id,
             class_id: cmd.class_id,
@@ -52,7 +64,10 @@ fn assessment_is_created() {
 
 #[test]
 fn assessment_rejections() {
-    let ok = AssessmentFacts { class_exists: true };
+    let ok = AssessmentFacts {
+        class_exists: true,
+        class_closed: None,
+    };
     let base = create(fresh::<ClassId>());
     let cases: Vec<(CreateAssessment, Rejection)> = vec![
         (
@@ -138,6 +153,7 @@ fn assessment_rejections() {
                 &base,
                 &AssessmentFacts {
                     class_exists: false,
+                    class_closed: None,
                 },
             )
         })
@@ -327,7 +343,7 @@ proptest! {
     fn any_score_within_zero_and_out_of_is_accepted(out_of in 0.5f64..=1000.0, fraction in 0.0f64..=1.0) {
         let class = fresh::<ClassId>();
         let cmd = CreateAssessment { out_of, ..create(class) };
-        let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true }).unwrap();
+        let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true, class_closed: None }).unwrap();
         let state: Assessment = registre_domain::Aggregate::fold(&history);
         let score = (out_of * fraction).min(out_of);
         let grade = record(cmd.assessment_id, fresh::<StudentId>(), Some(score), GradeStatus::Graded);
@@ -342,7 +358,7 @@ proptest! {
     ) {
         let class = fresh::<ClassId>();
         let cmd = CreateAssessment { out_of, ..create(class) };
-        let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true }).unwrap();
+        let history = create_assessment(&Assessment::default(), &cmd, &AssessmentFacts { class_exists: true, class_closed: None }).unwrap();
         let state: Assessment = registre_domain::Aggregate::fold(&history);
         let score = if beyond < 0.0 { beyond } else { out_of + beyond };
         let grade = record(cmd.assessment_id, fresh::<StudentId>(), Some(score), GradeStatus::Graded);

@@ -242,6 +242,7 @@ fn enrolment_creates_then_moves_and_is_idempotent_in_the_same_class() {
     let facts = EnrolmentFacts {
         person: summary(&[Role::Student], None),
         class_exists: true,
+        class_closed: None,
     };
     let into_a = EnrollStudent {
         person_id: person,
@@ -292,6 +293,7 @@ fn enrolment_rejections() {
                 &EnrolmentFacts {
                     person: None,
                     class_exists: true,
+                    class_closed: None,
                 },
             )
         })
@@ -304,6 +306,7 @@ fn enrolment_rejections() {
                 &EnrolmentFacts {
                     person: summary(&[Role::Guardian, Role::Teacher], None),
                     class_exists: true,
+                    class_closed: None,
                 },
             )
         })
@@ -316,6 +319,7 @@ fn enrolment_rejections() {
                 &EnrolmentFacts {
                     person: summary(&[Role::Student], None),
                     class_exists: false,
+                    class_closed: None,
                 },
             )
         })
@@ -470,6 +474,7 @@ fn states_snapshot_and_restore() {
     let facts = EnrolmentFacts {
         person: summary(&[Role::Student], None),
         class_exists: true,
+        class_closed: None,
     };
     let (_, state) = nothing::<Student>()
         .when(|s| enroll_student(s, &cmd, &facts))

@@ -14,6 +14,8 @@
 //!   average (ties share a rank); none without an overall average;
 //! - half-days missed and unjustified are those of `stats` whose local date is
 //!   in the period; lateness counts LATENESS entries starting in it (local);
+//! - hours missed are the lessons of the class's timetable in the period
+//!   that the student's absences overlap (interop, issue 17: LSU);
 //! - a report card is final once its period is closed.
 
 use crate::model::ReadModel;
@@ -206,6 +208,9 @@ pub struct ReportCard {
     pub half_days_missed: u32,
     pub unjustified_half_days: u32,
     pub lateness_count: u32,
+    // interop (issue 17)
+    /// Hours of lessons missed ([`ReadModel::missed_hours_in`]).
+    pub missed_hours: u32,
     pub r#final: bool,
 }
 
@@ -425,6 +430,38 @@ impl ReadModel {
         (all, unjustified, count(lateness))
     }
 
+    // interop (issue 17)
+    /// Hours of lessons a student missed over `range`: the time each
+    /// course of their class (not cancelled, local date in the range)
+    /// overlaps their absences (not lateness), summed and rounded to the
+    /// nearest hour, as LSU's `nb-heures-manquees` counts them.
+    pub fn missed_hours_in(&self, student: StudentId, range: DateRange) -> u32 {
+        let Some(s) = self.students.get(&student) else {
+            return 0;
+        };
+        let absences: Vec<_> = self
+            .absences_of(student)
+            .into_iter()
+            .filter(|a| a.kind != AbsenceKind::Lateness)
+            .collect();
+        let minutes: i64 = self
+            .class_timetable(s.class_id, range.0, range.1)
+            .into_iter()
+            .filter(|c| !c.cancelled())
+            .map(|c| {
+                absences
+                    .iter()
+                    .map(|a| {
+                        let (from, to) = (a.start.max(c.start), a.end.min(c.end));
+                        (to - from).num_minutes().max(0)
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        u32::try_from((minutes + 30) / 60).unwrap_or(u32::MAX)
+    }
+
     /// The student's report card for a period of their establishment
     /// (`class`: [`Self::class_figures`] of their class over the period).
     pub fn report_card(
@@ -467,6 +504,7 @@ impl ReadModel {
             .collect();
         let (half_days_missed, unjustified_half_days, lateness_count) =
             self.attendance_in(student, period.range());
+        let missed_hours = self.missed_hours_in(student, period.range());
         Some(ReportCard {
             student_id: student,
             class_id: s.class_id,
@@ -479,6 +517,7 @@ impl ReadModel {
             half_days_missed,
             unjustified_half_days,
             lateness_count,
+            missed_hours,
             r#final: period.closed,
             period,
         })

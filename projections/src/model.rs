@@ -47,6 +47,10 @@ pub struct Establishment {
     pub time_zone: TimeZone,
     /// In creation order.
     pub classes: Vec<ClassId>,
+    // interop (issue 17)
+    /// The school year the establishment last started (`startSchoolYear`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub school_year: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +60,19 @@ pub struct SchoolClass {
     pub establishment_id: EstablishmentId,
     pub name: String,
     /// Students currently enrolled in this class.
+    pub students: BTreeSet<StudentId>,
+    // interop (issue 17)
+    /// Set when the class belongs to a past school year: read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedClass>,
+}
+
+/// A class of a past school year (interop, issue 17): its year and who was
+/// in it when it closed, kept after they move to the next year's classes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClosedClass {
+    pub year: i32,
     pub students: BTreeSet<StudentId>,
 }
 
@@ -278,7 +295,9 @@ enum Kept {
 
 fn kept(event_type: &str, field: &str) -> Kept {
     match (event_type, field) {
-        ("PersonRegistered", "display_name") => Kept::PersonName,
+        ("PersonRegistered", "display_name") | ("PersonRenamed", "display_name") => {
+            Kept::PersonName
+        }
         ("MessageSent", "subject") => Kept::SentSubject,
         ("MessageSent", "body") => Kept::SentBody,
         ("AbsenceDeclared" | "AbsenceJustified", "reason") => Kept::AbsenceReason,
@@ -497,6 +516,7 @@ impl ReadModel {
                         name: e.name,
                         time_zone: e.time_zone,
                         classes,
+                        school_year: None,
                     },
                 );
             }
@@ -518,6 +538,7 @@ impl ReadModel {
                         establishment_id: e.establishment_id,
                         name: e.name,
                         students,
+                        closed: None,
                     },
                 );
             }
@@ -819,6 +840,49 @@ impl ReadModel {
             NotificationPreferenceSet(e) => self.communication.preference_set(e),
             WebPushRegistered(e) => self.communication.push_registered(e),
             WebPushDropped(e) => self.communication.push_dropped(e),
+            // interop (issue 17)
+            GuardianUnlinked(e) => {
+                if let Some(s) = self.students.get_mut(&e.student_id) {
+                    s.guardians.remove(&e.guardian_id);
+                }
+                if let Some(children) = self.children.get_mut(&e.guardian_id) {
+                    children.remove(&e.student_id);
+                    if children.is_empty() {
+                        self.children.remove(&e.guardian_id);
+                    }
+                }
+            }
+            TeacherUnassigned(e) => {
+                self.teachings.remove(&Teaching {
+                    class_id: e.class_id,
+                    subject: e.subject,
+                    teacher_id: e.teacher_id,
+                });
+            }
+            PersonRenamed(e) => {
+                // An erased person's name stays erased, whatever came after.
+                if let Some(p) = self.persons.get_mut(&e.person_id).filter(|p| !p.erased) {
+                    p.display_name = e.display_name;
+                }
+            }
+            ClassRenamed(e) => {
+                if let Some(c) = self.classes.get_mut(&e.class_id) {
+                    c.name = e.name;
+                }
+            }
+            SchoolYearStarted(e) => {
+                if let Some(est) = self.establishments.get_mut(&e.establishment_id) {
+                    est.school_year = Some(e.year);
+                }
+            }
+            ClassClosed(e) => {
+                if let Some(c) = self.classes.get_mut(&e.class_id) {
+                    c.closed = Some(ClosedClass {
+                        year: e.year,
+                        students: c.students.clone(),
+                    });
+                }
+            }
         }
     }
 

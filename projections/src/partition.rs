@@ -93,6 +93,9 @@ pub fn partition_of(facts: &impl PartitionFacts, event: &DomainEvent) -> Partiti
             AttachedTo::Homework(_) => None,
         },
         NotificationPreferenceSet(_) | WebPushRegistered(_) | WebPushDropped(_) => None,
+        // interop (issue 17): roster events are directory events.
+        GuardianUnlinked(_) | TeacherUnassigned(_) | PersonRenamed(_) | ClassRenamed(_) => None,
+        SchoolYearStarted(_) | ClassClosed(_) => None,
         // discipline (issue 15)
         IncidentReported(e) => establishment(e.establishment_id),
         PunishmentGiven(e) => student(e.student_id),

@@ -129,6 +129,34 @@ pub enum ExportCommand {
         #[arg(long, env = "REGISTRE_OPERATOR")]
         operator: String,
     },
+    // interop (issue 17)
+    /// Write a period's periodic assessments as the XML the Livret scolaire
+    /// unique (LSU) imports (docs/interop.md).
+    Lsu(LsuArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsuArgs {
+    /// The establishment's UAI.
+    #[arg(long)]
+    pub establishment: String,
+    /// The period's id (`establishment { periods { id } }`).
+    #[arg(long)]
+    pub period: uuid::Uuid,
+    /// Where to write the XML.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// SIECLE's students export (ElevesSansAdresses, XML or zip): LSU names
+    /// students by their ELEVE_ID, which Registre does not keep.
+    #[arg(long)]
+    pub siecle: PathBuf,
+    /// STS-Web's export (sts_emp_<UAI>_<year>.xml): the subjects' national codes.
+    #[arg(long)]
+    pub sts: PathBuf,
+    /// The externalId of the registered ADMIN, or HEAD of the establishment,
+    /// running the export: the reader recorded in each student's access log.
+    #[arg(long, env = "REGISTRE_OPERATOR")]
+    pub operator: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(ExportCommand::Person { id, out, operator }) => {
             export_person(&config, id, out.as_deref(), &operator).await
         }
+        Command::Export(ExportCommand::Lsu(args)) => export_lsu(&config, &args).await,
         Command::Forget(args) => forget(&config, args).await,
         Command::Import(ImportCommand::Siecle { files, run }) => {
             let summary =
@@ -548,6 +577,68 @@ async fn export_person(
     Ok(())
 }
 
+/// `export lsu`: the national exports read first (a bad file refuses the
+/// run before the store is opened), then the bilans of the period.
+async fn export_lsu(config: &Config, args: &LsuArgs) -> anyhow::Result<()> {
+    use registre_app::import;
+    let read = |path: &std::path::Path, source| -> anyhow::Result<Vec<(String, import::Export)>> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        import::load(
+            source,
+            vec![import::Input {
+                name: path.display().to_string(),
+                bytes,
+            }],
+            &mut |_, _| {},
+        )
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was written"))
+    };
+    let mut exports = read(&args.siecle, import::Source::Siecle)?;
+    exports.extend(read(&args.sts, import::Source::Sts)?);
+    let store = open_store(config).await?;
+    let app_config = registre_app::AppConfig {
+        engine: crate::node::engine_config(config),
+        ..registre_app::AppConfig::default()
+    };
+    let app = registre_app::App::new(store, app_config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the application: {e}"))?;
+    let outcome = async {
+        app.consistent()
+            .await
+            .map_err(|e| anyhow::anyhow!("catching the read model up with the log: {e}"))?;
+        let operator = registre_app::erasure::operator(app.engine(), &args.operator)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let period = registre_domain::PeriodId(args.period);
+        registre_app::export::lsu::for_operator(
+            &app,
+            &operator,
+            args.establishment.trim(),
+            period,
+            &exports,
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "exporting LSU for {}: {e}; nothing was written",
+                args.establishment
+            )
+        })
+    }
+    .await;
+    app.shutdown().await;
+    let lsu = outcome?;
+    std::fs::write(&args.out, &lsu.xml)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{} bilan(s) of period {} written to {}",
+        lsu.cards.len(),
+        args.period,
+        args.out.display()
+    );
+    Ok(())
+}
+
 async fn forget(config: &Config, args: ForgetArgs) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let (engine, _) = caught_up_engine(config, &store).await?;
@@ -778,6 +869,60 @@ mod tests {
             "sts",
             "a.xml",
             "b.xml",
+            "--operator",
+            "p"
+        ])
+        .is_err());
+    }
+
+    // interop (issue 17)
+    #[test]
+    fn export_lsu_takes_a_period_the_national_exports_and_an_operator() {
+        let cli = Cli::try_parse_from([
+            "registre",
+            "export",
+            "lsu",
+            "--establishment",
+            "0691234X",
+            "--period",
+            "0190f0a0-0000-7000-8000-000000000009",
+            "--out",
+            "bilans.xml",
+            "--siecle",
+            "eleves.zip",
+            "--sts",
+            "sts.xml",
+            "--operator",
+            "proviseur",
+        ])
+        .expect("valid");
+        match cli.command {
+            Command::Export(ExportCommand::Lsu(args)) => {
+                assert_eq!(args.establishment, "0691234X");
+                assert_eq!(
+                    args.period.to_string(),
+                    "0190f0a0-0000-7000-8000-000000000009"
+                );
+                assert_eq!(args.out, PathBuf::from("bilans.xml"));
+                assert_eq!(args.siecle, PathBuf::from("eleves.zip"));
+                assert_eq!(args.sts, PathBuf::from("sts.xml"));
+                assert_eq!(args.operator, "proviseur");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // The SIECLE export is required: LSU names students by its keys.
+        assert!(Cli::try_parse_from([
+            "registre",
+            "export",
+            "lsu",
+            "--establishment",
+            "0691234X",
+            "--period",
+            "0190f0a0-0000-7000-8000-000000000009",
+            "--out",
+            "bilans.xml",
+            "--sts",
+            "sts.xml",
             "--operator",
             "p"
         ])

@@ -858,7 +858,10 @@ impl Plan {
                     let decision = grades::create_assessment(
                         &state,
                         &create,
-                        &grades::AssessmentFacts { class_exists: true },
+                        &grades::AssessmentFacts {
+                            class_exists: true,
+                            class_closed: None,
+                        },
                     );
                     decided(
                         &mut state,

@@ -175,16 +175,25 @@ async fn siecle_and_sts_imports_on_postgresql() {
     });
     let (_, written) = imported(&w, &["import", "sts", sts]).await;
     assert_eq!(written, 0);
-    // A service gone from STS-Web is told, not undone (no command for it).
+    // A service gone from STS-Web ends: one TeacherUnassigned.
     let mut fewer = school.clone();
     fewer.teachers[0].services.pop();
     let fewer = write(&dir.0, "sts_emp_fewer.xml", &fewer.sts_xml());
     let (text, written) = imported(&w, &["import", "sts", fewer.to_str().unwrap()]).await;
-    assert_eq!(written, 0, "{text}");
+    assert_eq!(written, 1, "{text}");
     assert!(
-        text.contains("no longer teaches Français in 2NDE2 in STS-Web: assignment kept"),
+        text.contains("no longer teaches Français in 2NDE2") && text.contains("1 services ended"),
         "{text}"
     );
+    w.node.app.read(|m| {
+        let p = m
+            .person_by_external_id(&format!("sts:{UAI}:{}", school.teachers[0].id))
+            .unwrap();
+        let class = m.classes().find(|c| c.name == "2NDE2").unwrap();
+        assert!(!m.teaches(p.id, class.id, "Français"));
+    });
+    let (_, written) = imported(&w, &["import", "sts", fewer.to_str().unwrap()]).await;
+    assert_eq!(written, 0, "an ended service is not ended twice");
     // An STS file is not a SIECLE export.
     let message = refused(&w, &["import", "siecle", sts]).await;
     assert!(message.contains("STS_EDT"), "{message}");
@@ -204,7 +213,7 @@ async fn siecle_and_sts_imports_on_postgresql() {
         first_name: "Bérénice".into(),
         children: vec![(school.students[3].eleve_id.clone(), 1)],
     });
-    // Told, not changed: a legal representative no longer listed, a new name.
+    // A legal representative no longer listed, a new first name.
     school.guardians.retain(|g| g.personne_id != "500016");
     school
         .students
@@ -235,13 +244,17 @@ async fn siecle_and_sts_imports_on_postgresql() {
         "2 departures",
         "1 guardians registered",
         "+ guardian Bérénice DE LA FONTAINE of",
-        "note: siecle:0691234X:resp:500016 is no longer a legal representative of",
-        "is named \"Zoë RIVIÈRE\" in the export and \"Hélène RIVIÈRE\" in Registre: name kept",
+        "- guardian ",
+        "1 guardian links ended",
+        "~ rename Hélène RIVIÈRE to Zoë RIVIÈRE",
+        "1 renamings",
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
     let (text, written) = imported(&w, &["import", "siecle", changed]).await;
-    assert_eq!(written, 1 + 2 + 1 + 1, "{text}");
+    // A move, two departures, a guardian registered and linked, a link
+    // ended, a renaming: one event each.
+    assert_eq!(written, 1 + 2 + 1 + 1 + 1 + 1, "{text}");
     assert!(!text.contains("PASSAGÈRE"), "{text}");
     w.node.app.read(|m| {
         let p = m.person_by_external_id(&student0.ine).unwrap();
@@ -254,6 +267,22 @@ async fn siecle_and_sts_imports_on_postgresql() {
             .unwrap()
             .account_closed_on
             .is_some());
+        let zoe = school
+            .students
+            .iter()
+            .find(|s| s.eleve_id == "100006")
+            .unwrap();
+        assert_eq!(
+            m.person_by_external_id(&zoe.ine).unwrap().display_name,
+            "Zoë RIVIÈRE"
+        );
+        let unlinked = m
+            .person_by_external_id("siecle:0691234X:resp:500016")
+            .unwrap();
+        assert!(
+            m.children_of(unlinked.id).is_empty(),
+            "the guardian no longer listed has no child left"
+        );
     });
     let (_, written) = imported(&w, &["import", "siecle", changed]).await;
     assert_eq!(written, 0, "a departure is not repeated");
@@ -429,4 +458,57 @@ async fn import_smoke_on_the_embedded_store() {
         written.push(applied.events);
     }
     assert_eq!(written, [1 + 8 + 16 + 8 + 16, 0]);
+}
+
+/// All or nothing: the diff decided, then the roster changed under it (one
+/// of the students it registers is registered meanwhile): the import's
+/// decision refuses, and none of its other changes (the classes, the
+/// students before that one) is written. Decided again, it goes through.
+#[tokio::test]
+async fn an_import_refused_part_way_writes_nothing() {
+    let w = World::postgres().await;
+    lycee(&w).await;
+    let school = School::generated(UAI, YEAR, 12);
+    let inputs = || {
+        vec![Input {
+            name: "ElevesSansAdresses.xml".into(),
+            bytes: school.eleves_xml(),
+        }]
+    };
+    let app = &w.node.app;
+    let operator = registre_app::erasure::operator(app.engine(), "admin").unwrap();
+    let cx = registre_app::commands::CommandContext::person(&operator, uuid::Uuid::now_v7());
+    let today = chrono::Utc::now().date_naive();
+    let files = import::load(Source::Siecle, inputs(), &mut |_, _| {}).unwrap();
+    app.consistent().await.unwrap();
+    let diff = app.read(|m| import::diff(m, &files, today)).unwrap();
+    // The last student of the diff, registered by someone else meanwhile.
+    let last = school.students.last().unwrap();
+    w.node
+        .ok(
+            "admin",
+            "mutation($i: RegisterPersonInput!) { registerPerson(input: $i) { id } }",
+            json!({"i": {"externalId": last.ine, "displayName": "Déjà Là", "roles": ["STUDENT"]}}),
+        )
+        .await;
+    let before = w.node.head().await;
+    let refused = import::apply(app, &cx, &diff, &mut |_| {}).await;
+    assert!(
+        matches!(refused, Err(registre_app::ApiError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(w.node.head().await, before, "a refused import wrote events");
+    app.read(|m| {
+        assert!(
+            m.classes().all(|c| c.name != "2NDE1"),
+            "the class was written"
+        );
+        assert!(m.person_by_external_id(&school.students[0].ine).is_none());
+    });
+    // Decided afresh: everything but the person already there.
+    app.consistent().await.unwrap();
+    let diff = app.read(|m| import::diff(m, &files, today)).unwrap();
+    let applied = import::apply(app, &cx, &diff, &mut |_| {}).await.unwrap();
+    // And the name SIECLE gives to the one registered meanwhile.
+    assert_eq!(applied.events, 1 + 11 + 12 + 1);
 }

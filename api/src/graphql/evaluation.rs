@@ -338,6 +338,11 @@ impl ReportCard {
     async fn lateness_count(&self) -> i32 {
         i32::try_from(self.card.lateness_count).unwrap_or(i32::MAX)
     }
+    // interop (issue 17)
+    /// hours of the class's lessons in the period that the student's absences overlap (LSU's nb-heures-manquees)
+    async fn missed_hours(&self) -> i32 {
+        i32::try_from(self.card.missed_hours).unwrap_or(i32::MAX)
+    }
     async fn r#final(&self) -> bool {
         self.card.r#final
     }

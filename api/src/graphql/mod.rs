@@ -10,6 +10,8 @@ mod discipline;
 pub mod communication;
 pub mod errors;
 pub mod evaluation;
+// interop (issue 17)
+pub mod interop;
 pub mod limits;
 mod objects;
 mod root;
@@ -41,6 +43,7 @@ pub struct MutationRoot(
     evaluation::EvaluationMutation,
     discipline::DisciplineMutation,
     communication::CommunicationMutation,
+    interop::InteropMutation,
 );
 
 #[derive(async_graphql::MergedSubscription, Default, Debug)]

@@ -233,6 +233,11 @@ impl Establishment {
     async fn periods(&self, ctx: &Context<'_>) -> Result<Vec<super::evaluation::Period>> {
         super::evaluation::periods_of(ctx, &self.src, self.id)
     }
+    // interop (issue 17)
+    /// the school year last started (startSchoolYear), named by the year it starts in
+    async fn school_year(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        Ok(self.get(ctx)?.school_year)
+    }
 }
 
 #[derive(Debug)]
@@ -283,7 +288,13 @@ impl SchoolClass {
             self.src.clone(),
         ))
     }
-    /// The students of the class the viewer may see.
+    // interop (issue 17)
+    /// the school year of a closed class (read-only since startSchoolYear); null for a class of the current year
+    async fn closed_year(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        Ok(self.get(ctx)?.closed.as_ref().map(|c| c.year))
+    }
+    /// The students of the class the viewer may see; for a class of a past
+    /// school year, those who were in it when the year closed.
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::STUDENTS, child_complexity)"
     )]
@@ -291,9 +302,12 @@ impl SchoolClass {
         let class = self.get(ctx)?;
         let all = matches!(self.src, Src::AsOf(..));
         let (_, v) = viewer(ctx).await?;
+        let members = class
+            .closed
+            .as_ref()
+            .map_or(&class.students, |c| &c.students);
         let visible = self.src.read(ctx, |m| {
-            class
-                .students
+            members
                 .iter()
                 .filter(|s| all || policy::can_see_student(m, &v, **s))
                 .filter_map(|s| m.student(*s).cloned())

@@ -45,6 +45,12 @@ pub trait MultiCommand: Serialize + Send + Sync {
     /// Never rename one (see [`Command::NAME`]).
     const NAME: &'static str;
     const RATE: Option<Limited> = None;
+    /// Whether the stream of the last event (the command's own record, which
+    /// carries the idempotency key) is appended first. Otherwise the streams
+    /// keep the order of their first events, so that what an event refers
+    /// to (an import's new class or person) is appended before it, as the
+    /// read model folds the log (interop, issue 17).
+    const OWN_RECORD_FIRST: bool = true;
     type Facts: Send + Sync;
 
     fn authorize(&self, m: &Model, by: Issuer<'_>) -> bool;
@@ -125,7 +131,12 @@ impl Executor<'_> {
                     }),
                 }
             }
-            if let Some(last) = events.last().map(|e| e.stream().into_string()) {
+            let own = if C::OWN_RECORD_FIRST {
+                events.last().map(|e| e.stream().into_string())
+            } else {
+                None
+            };
+            if let Some(last) = own {
                 if let Some(i) = requests.iter().position(|r| r.stream_id == last) {
                     let mut own = requests.remove(i);
                     own.idempotency = idempotency.clone();

@@ -54,6 +54,9 @@ pub struct StsTeacher {
 pub struct StsService {
     pub division: String,
     pub subject: String,
+    /// The `CODE_MATIERE`: the national subject code (six digits), which
+    /// LSU names a discipline by (interop, issue 17).
+    pub subject_code: String,
     pub teacher_id: String,
     pub line: usize,
 }
@@ -272,6 +275,7 @@ pub fn read(file: &str, root: &Element) -> Result<Export, ImportError> {
                         services.push(StsService {
                             division: division.to_owned(),
                             subject: subject.clone(),
+                            subject_code: code.to_owned(),
                             teacher_id: t
                                 .attribute("ID")
                                 .ok_or_else(|| missing(t, "ID attribute"))?
