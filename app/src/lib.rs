@@ -240,10 +240,11 @@ impl App {
 
         // One follower of the log for the node; its consumers in the order
         // they must see each page (see `follower`).
-        let log = LogFollower::new(
+        let log = LogFollower::of_partitions(
             store.clone(),
             config.engine.batch_size,
             config.engine.idle_recheck,
+            config.engine.read_set(),
         );
         let vault_keys = store.vault().map(|vault| {
             Arc::new(follower::VaultKeys {

@@ -63,6 +63,12 @@ pub const POSTGRES: &[Migration] = &[
         name: "communication",
         sql: include_str!("../postgres/0008_communication.sql"),
     },
+    // cluster (issue 12)
+    Migration {
+        version: 9,
+        name: "nodes",
+        sql: include_str!("../postgres/0009_nodes.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -107,6 +113,12 @@ pub const SQLITE: &[Migration] = &[
         version: 8,
         name: "communication",
         sql: include_str!("../sqlite/0008_communication.sql"),
+    },
+    // cluster (issue 12)
+    Migration {
+        version: 9,
+        name: "nodes",
+        sql: include_str!("../sqlite/0009_nodes.sql"),
     },
 ];
 

@@ -24,7 +24,9 @@ use crate::model::{ApplyError, ReadModel};
 use crate::usage::PseudonymKey;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use registre_store::{EventStore, LogReader, Position, RecordedEvent, Snapshot, StoreError};
+use registre_store::{
+    EventStore, LogReader, Partition, Position, RecordedEvent, Snapshot, StoreError,
+};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +81,39 @@ pub struct EngineConfig {
     /// Safety net when a wake-up is lost (wake-ups are best effort): the
     /// follower re-reads the log after this much idle time.
     pub idle_recheck: Duration,
+    /// cluster (issue 12): the establishments this node folds, besides the
+    /// directory every node folds; `None`: all of them
+    /// (`REGISTRE_ESTABLISHMENTS`, decision 0021).
+    pub partitions: Option<Vec<Partition>>,
+}
+
+impl EngineConfig {
+    /// What the node reads of the log: `None` for all of it, else its
+    /// establishments and the directory.
+    pub fn read_set(&self) -> Option<Arc<[Partition]>> {
+        self.partitions.as_ref().map(|set| {
+            let mut read: Vec<Partition> = set.clone();
+            read.push(Partition::directory());
+            read.sort();
+            read.dedup();
+            Arc::from(read)
+        })
+    }
+
+    /// The key of this node's snapshot: one per served set, so that a node
+    /// serving some establishments never overwrites the snapshot of a node
+    /// serving others (or all). The one place that names it.
+    pub fn snapshot_key(&self) -> String {
+        match &self.partitions {
+            None => ReadModel::NAME.to_owned(),
+            Some(set) => {
+                let mut uais: Vec<&str> = set.iter().map(Partition::as_str).collect();
+                uais.sort_unstable();
+                uais.dedup();
+                format!("{}@{}", ReadModel::NAME, uais.join(","))
+            }
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -91,6 +126,7 @@ impl Default for EngineConfig {
             // pseudonyms under a public key could be reversed by a dictionary.
             pseudonym_key: PseudonymKey::random(),
             idle_recheck: registre_store::reader::FALLBACK_POLL,
+            partitions: None,
         }
     }
 }
@@ -211,7 +247,12 @@ impl ProjectionEngine {
         store: Arc<dyn EventStore>,
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
-        let follower = LogFollower::new(store, config.batch_size, config.idle_recheck);
+        let follower = LogFollower::of_partitions(
+            store,
+            config.batch_size,
+            config.idle_recheck,
+            config.read_set(),
+        );
         Self::open_on(follower, config).await
     }
 
@@ -223,7 +264,7 @@ impl ProjectionEngine {
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
         let store = Arc::clone(follower.store());
-        let model = match store.load_snapshot(ReadModel::NAME).await? {
+        let model = match store.load_snapshot(&config.snapshot_key()).await? {
             Some(s) if s.version == ReadModel::VERSION => {
                 match ReadModel::from_snapshot(&s.state) {
                     Ok(model) => model,
@@ -365,6 +406,7 @@ impl ProjectionEngine {
         // so a rebuild runs at the slower of the two rather than their sum.
         let mut log = LogReader::new(Arc::clone(&shared.store), 0)
             .page_size(shared.config.rebuild_page)
+            .partitions(shared.config.read_set())
             .reading_ahead();
         let result = async {
             while fresh.position() < head {
@@ -395,7 +437,8 @@ impl ProjectionEngine {
                     .reached_before(ReadModel::NAME)
                     .unwrap_or(Position::MAX);
                 let mut tail = LogReader::new(Arc::clone(&shared.store), fresh.position())
-                    .page_size(shared.config.batch_size);
+                    .page_size(shared.config.batch_size)
+                    .partitions(shared.config.read_set());
                 while fresh.position() < target {
                     let page = tail.next_page().await?;
                     if page.is_empty() {
@@ -550,6 +593,22 @@ impl LogConsumer for Shared {
         Ok(())
     }
 
+    /// The log holds nothing more for this node up to `position`: queries
+    /// waiting for the head need not wait for events of other partitions.
+    fn passed(&self, position: Position) {
+        {
+            let mut m = self.metrics.lock();
+            m.head = m.head.max(position);
+        }
+        self.applied.send_if_modified(|p| {
+            let changed = *p < position;
+            if changed {
+                *p = position;
+            }
+            changed
+        });
+    }
+
     async fn settle(&self, more: bool) {
         if !more {
             self.caught_up.store(true, Ordering::Relaxed);
@@ -584,7 +643,7 @@ impl Shared {
         };
         self.store
             .save_snapshot(Snapshot {
-                key: ReadModel::NAME.to_owned(),
+                key: self.config.snapshot_key(),
                 version: ReadModel::VERSION,
                 position,
                 state,

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use registre_domain::{DomainEvent, PersonId};
-use registre_store::{EventStore, LogReader, Position, RecordedEvent};
+use registre_store::{EventStore, LogReader, Partition, Position, RecordedEvent};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -129,6 +129,15 @@ pub trait LogConsumer: Send + Sync + 'static {
         let _ = more;
     }
 
+    /// The follower reads some partitions only (a node serving a set) and
+    /// the log holds none of their events between this consumer's position
+    /// and `position` (cluster, issue 12). Its position need not move: a
+    /// consumer that answers "have you reached P" (the read model's
+    /// read-your-writes) answers yes from here.
+    fn passed(&self, position: Position) {
+        let _ = position;
+    }
+
     /// Told why it cannot advance (an event that does not decode, its own
     /// failure), then `None` once it has consumed again.
     fn stalled(&self, why: Option<&str>) {
@@ -168,6 +177,8 @@ impl Registered {
 /// The node's log follower. See the module documentation.
 pub struct LogFollower {
     store: Arc<dyn EventStore>,
+    /// The partitions read (`None`: the whole log).
+    partitions: Option<Arc<[Partition]>>,
     page: usize,
     poll: Duration,
     consumers: Mutex<Vec<Arc<Registered>>>,
@@ -196,9 +207,21 @@ impl LogFollower {
     /// after `poll` without a wake-up. Register consumers, then
     /// [`LogFollower::start`] it, or drive it with [`LogFollower::catch_up`].
     pub fn new(store: Arc<dyn EventStore>, page: usize, poll: Duration) -> Arc<Self> {
+        Self::of_partitions(store, page, poll, None)
+    }
+
+    /// Like [`Self::new`], reading only `partitions` (`None`: the whole log;
+    /// a node serving a set reads its establishments and the directory).
+    pub fn of_partitions(
+        store: Arc<dyn EventStore>,
+        page: usize,
+        poll: Duration,
+        partitions: Option<Arc<[Partition]>>,
+    ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
             store,
+            partitions,
             page: page.max(1),
             poll,
             consumers: Mutex::new(Vec::new()),
@@ -213,6 +236,11 @@ impl LogFollower {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// The partitions it reads (`None`: the whole log).
+    pub fn partitions(&self) -> Option<&Arc<[Partition]>> {
+        self.partitions.as_ref()
     }
 
     /// Adds a consumer after those already registered. It is handed the
@@ -303,6 +331,7 @@ impl LogFollower {
     async fn catch_up_locked(&self) -> Result<(), ProjectionError> {
         let mut log = LogReader::new(Arc::clone(&self.store), 0)
             .page_size(self.page)
+            .partitions(self.partitions.clone())
             .reading_ahead();
         while self.round_locked(&mut log).await? > 0 {}
         Ok(())
@@ -321,6 +350,15 @@ impl LogFollower {
         log.seek(from);
         let records = log.next_page().await?;
         let Some(last) = records.last() else {
+            // Nothing of this node's partitions up to the scan: every
+            // consumer, at or above `from`, has all of them.
+            let scanned = log.scanned_to();
+            if scanned > from {
+                self.read_to.fetch_max(scanned, Ordering::Relaxed);
+                for c in &consumers {
+                    c.consumer.passed(scanned);
+                }
+            }
             // At the head: work put off while catching up is due now.
             for c in &consumers {
                 c.consumer.settle(false).await;
@@ -384,6 +422,7 @@ impl LogFollower {
         let mut stop = self.shutdown.subscribe();
         let mut log = LogReader::new(Arc::clone(&self.store), 0)
             .page_size(self.page)
+            .partitions(self.partitions.clone())
             .reading_ahead();
         let mut backoff = MIN_BACKOFF;
         loop {

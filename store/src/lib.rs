@@ -14,6 +14,8 @@
 
 pub mod chain;
 pub mod communication;
+// cluster (issue 12)
+pub mod nodes;
 mod plan;
 pub mod postgres;
 pub mod reader;
@@ -316,6 +318,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Attachment bytes and the notification outbox (issue 16), when the
     /// backend has them.
     fn communication(&self) -> Option<Arc<dyn communication::CommunicationStore>> {
+        None
+    }
+
+    /// The node registry (issue 12, decision 0021), when the backend has it.
+    fn nodes(&self) -> Option<Arc<dyn nodes::NodeRegistry>> {
         None
     }
 }

@@ -761,6 +761,12 @@ impl EventStore for PostgresStore {
             pool: self.pool.clone(),
         }))
     }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        Some(Arc::new(crate::nodes::PostgresNodes {
+            pool: self.pool.clone(),
+        }))
+    }
 }
 
 /// The `subject_keys` table of a PostgreSQL store.

@@ -852,6 +852,12 @@ impl EventStore for SqliteStore {
             blobs: dir,
         }))
     }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        Some(Arc::new(crate::nodes::SqliteNodes {
+            store: Arc::new(self.clone()),
+        }))
+    }
 }
 
 impl SqliteStore {

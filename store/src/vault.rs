@@ -508,4 +508,8 @@ impl EventStore for VaultStore {
     fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
         self.inner.communication()
     }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        self.inner.nodes()
+    }
 }
