@@ -191,6 +191,23 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// cluster (issue 12): refuses, before anything is decided, a write to
+    /// a partition this node does not fold (its model lacks the facts the
+    /// decision needs); the transport sends the request to a holder.
+    fn check_held(&self, partition: &Partition) -> Result<(), ApiError> {
+        let held = match self.model {
+            ReadSide::Follows { engine, .. } => {
+                partition.served_by(engine.config().partitions.as_deref())
+            }
+            ReadSide::Nothing => true,
+        };
+        if held {
+            Ok(())
+        } else {
+            Err(ApiError::Elsewhere(partition.clone()))
+        }
+    }
+
     async fn reach_head(&self) -> Result<(), ApiError> {
         match self.model {
             ReadSide::Follows { .. } => self.reach(self.store.head().await?).await,
@@ -226,6 +243,9 @@ impl<'a> Executor<'a> {
             }
             let stream = cmd.stream(&facts);
             let recorded = self.store.read_stream(stream.as_str(), 0).await?;
+            if let Some(p) = recorded.first().and_then(|e| e.partition.as_ref()) {
+                self.check_held(p)?;
+            }
             let version = recorded.last().map_or(0, |e| e.stream_version);
             let state = <C::State as Aggregate>::fold(&decode_stream(&recorded)?);
             let events = cmd.decide(&state, &facts)?;
@@ -238,6 +258,7 @@ impl<'a> Executor<'a> {
                 recorded.first().and_then(|e| e.partition.as_ref()),
                 &events[0],
             );
+            self.check_held(&partition)?;
             let request = AppendRequest {
                 stream_id: stream.as_str().to_owned(),
                 partition,

@@ -127,6 +127,12 @@ impl Partition {
         self.0 == Self::DIRECTORY
     }
 
+    /// Whether a node folding the establishments `served` (`None`: all of
+    /// them) folds this partition: the directory, every node does.
+    pub fn served_by(&self, served: Option<&[Partition]>) -> bool {
+        self.is_directory() || served.is_none_or(|set| set.contains(self))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

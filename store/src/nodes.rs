@@ -33,11 +33,7 @@ pub struct NodeRecord {
 impl NodeRecord {
     /// Whether it folds `partition` (every node folds the directory).
     pub fn serves(&self, partition: &Partition) -> bool {
-        partition.is_directory()
-            || self
-                .served
-                .as_ref()
-                .is_none_or(|set| set.contains(partition))
+        partition.served_by(self.served.as_deref())
     }
 }
 

@@ -91,6 +91,7 @@ impl Executor<'_> {
                     recorded.last().map_or(0, |e| e.stream_version),
                 );
                 if let Some(p) = recorded.first().and_then(|e| e.partition.clone()) {
+                    self.check_held(&p)?;
                     partitions.insert(stream.as_str().to_owned(), p);
                 }
                 read.0
@@ -114,7 +115,11 @@ impl Executor<'_> {
                 match requests.iter_mut().find(|r| r.stream_id == stream) {
                     Some(r) => r.events.push(event),
                     None => requests.push(AppendRequest {
-                        partition: self.stream_partition(partitions.get(&stream), e),
+                        partition: {
+                            let p = self.stream_partition(partitions.get(&stream), e);
+                            self.check_held(&p)?;
+                            p
+                        },
                         expected: match versions.get(&stream) {
                             Some(v) if *v > 0 => ExpectedVersion::Exact(*v),
                             _ => ExpectedVersion::NoStream,
