@@ -59,7 +59,10 @@ use async_graphql::{
 };
 use futures::stream::{BoxStream, StreamExt};
 use registre_app::{ApiError, App, Viewer};
+use registre_domain::ClassId;
+use registre_projections::ReadModel;
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -112,6 +115,41 @@ pub fn sdl() -> String {
 #[derive(Default)]
 struct Session {
     viewer: tokio::sync::OnceCell<Viewer>,
+    /// cluster (issue 12): the slices of classes held elsewhere, fetched
+    /// once per request whatever the number of fields reading them.
+    slices: parking_lot::Mutex<HashMap<ClassId, Arc<tokio::sync::OnceCell<Arc<ReadModel>>>>>,
+}
+
+// cluster (issue 12)
+/// Where a class's record is read: the node's model when it folds the
+/// class's establishment, else the class's slice fetched from a live node
+/// that does, at this node's position (which covers what the caller wrote
+/// before: read-your-writes). No live holder: UNAVAILABLE naming the
+/// establishment, never an empty record.
+pub(crate) async fn class_src(ctx: &Context<'_>, class: ClassId) -> async_graphql::Result<Src> {
+    let app = app(ctx)?;
+    let partition = app.read(|m| registre_app::cluster::class_partition(m, class));
+    let Some(partition) = partition.filter(|p| !app.cluster().holds(p)) else {
+        return Ok(Src::Live);
+    };
+    let fetch = || async {
+        let request = registre_app::cluster::SliceRequest {
+            scope: registre_app::cluster::SliceScope::Class(class),
+            at: app.read_model_position(),
+        };
+        app.cluster()
+            .fetch_slice(&partition, &request)
+            .await
+            .map(Arc::new)
+    };
+    let slice = match ctx.data_opt::<Session>() {
+        Some(session) => {
+            let cell = session.slices.lock().entry(class).or_default().clone();
+            cell.get_or_try_init(fetch).await.cloned().gql()?
+        }
+        None => fetch().await.gql()?,
+    };
+    Ok(Src::Remote(slice))
 }
 
 /// The schema's one extension: error codes on every response (outermost),
