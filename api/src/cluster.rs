@@ -24,7 +24,10 @@ impl Peers for AppPeers {
             )));
         }
         let request: SliceRequest = serde_json::from_slice(body).map_err(|e| {
-            DownloadRefusal::from(&ApiError::invalid("body", format!("not a slice request: {e}")))
+            DownloadRefusal::from(&ApiError::invalid(
+                "body",
+                format!("not a slice request: {e}"),
+            ))
         })?;
         app.slice_bytes(&request)
             .await
@@ -38,8 +41,8 @@ impl Peers for AppPeers {
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), DownloadRefusal> {
         let refuse = |e: ApiError| DownloadRefusal::from(&e);
-        let partition = Partition::from_stored(partition.to_owned())
-            .map_err(|e| refuse(ApiError::from(e)))?;
+        let partition =
+            Partition::from_stored(partition.to_owned()).map_err(|e| refuse(ApiError::from(e)))?;
         self.0
             .cluster()
             .forward_graphql(&partition, authorization, body)

@@ -636,7 +636,10 @@ fn forward_target(response: &BatchResponse) -> Option<String> {
     }
     r.errors.iter().find_map(|e| {
         let ext = e.extensions.as_ref()?;
-        if !matches!(ext.get(FORWARD_EXTENSION), Some(async_graphql::Value::Boolean(true))) {
+        if !matches!(
+            ext.get(FORWARD_EXTENSION),
+            Some(async_graphql::Value::Boolean(true))
+        ) {
             return None;
         }
         match ext.get("partition")? {

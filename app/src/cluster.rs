@@ -289,7 +289,9 @@ impl Cluster {
 pub fn class_partition(m: &ReadModel, class: ClassId) -> Option<Partition> {
     use registre_projections::partition::PartitionFacts as _;
     let establishment = m.class_establishment(class)?;
-    Some(Partition::establishment(m.establishment_uai(establishment)?))
+    Some(Partition::establishment(
+        m.establishment_uai(establishment)?,
+    ))
 }
 
 fn join(base: &str, path: &str) -> String {

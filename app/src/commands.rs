@@ -208,6 +208,31 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Why a command was refused: FORBIDDEN, or, on a node folding some
+    /// establishments only, [`ApiError::Elsewhere`] when one of its streams
+    /// already lives in another one: the rule was asked on a model that
+    /// lacks the stream's facts (the assessment of a grade, the absence a
+    /// guardian justifies), so the node that folds it must decide. The
+    /// facts looked up for this are only used to name the streams.
+    async fn refusal(&self, streams: impl IntoIterator<Item = StreamName>) -> ApiError {
+        let partial = match self.model {
+            ReadSide::Follows { engine, .. } => engine.config().partitions.is_some(),
+            ReadSide::Nothing => false,
+        };
+        if partial {
+            for stream in streams {
+                let first = match self.store.read_stream(stream.as_str(), 0).await {
+                    Ok(recorded) => recorded.into_iter().next(),
+                    Err(e) => return e.into(),
+                };
+                if let Some(Err(e)) = first.and_then(|e| e.partition).map(|p| self.check_held(&p)) {
+                    return e;
+                }
+            }
+        }
+        ApiError::forbidden()
+    }
+
     async fn reach_head(&self) -> Result<(), ApiError> {
         match self.model {
             ReadSide::Follows { .. } => self.reach(self.store.head().await?).await,
@@ -232,9 +257,11 @@ impl<'a> Executor<'a> {
         loop {
             self.reach_head().await?;
             let now = now();
-            let facts = self
-                .read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
-                .ok_or_else(ApiError::forbidden)?;
+            let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
+            else {
+                let stream = cmd.stream(&self.read(|m| cmd.facts(m, now)));
+                return Err(self.refusal([stream]).await);
+            };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
                     let events = self.replay(original, idem).await?;

@@ -1155,7 +1155,10 @@ mod tests {
             ("REGISTRE_ADVERTISE_URL", "http://a:1"),
         ])
         .expect_err("a set without a key");
-        assert!(err.to_string().contains("REGISTRE_NODE_KEY must be set"), "{err}");
+        assert!(
+            err.to_string().contains("REGISTRE_NODE_KEY must be set"),
+            "{err}"
+        );
         let err = config(&[
             ("REGISTRE_ESTABLISHMENTS", "0750001A"),
             ("REGISTRE_NODE_KEY", &key),
@@ -1171,7 +1174,10 @@ mod tests {
         ] {
             let err = config(&[(var, value)]).expect_err(value);
             assert!(err.to_string().contains(var), "{var}={value}: {err}");
-            assert!(!err.to_string().contains("short\""), "the key is never echoed");
+            assert!(
+                !err.to_string().contains("short\""),
+                "the key is never echoed"
+            );
         }
     }
 

@@ -165,8 +165,13 @@ where
                 if let Some((_, read)) = other {
                     read.abort();
                 }
-                read_page(&*self.store, self.after, self.page, self.partitions.as_deref())
-                    .await?
+                read_page(
+                    &*self.store,
+                    self.after,
+                    self.page,
+                    self.partitions.as_deref(),
+                )
+                .await?
             }
         };
         let (page, scanned) = page;
@@ -175,7 +180,10 @@ where
             self.after = last.position;
             if page.len() >= self.page {
                 if let Some(spawn) = &self.spawn {
-                    self.ahead = Some((self.after, spawn(self.after, self.page, self.partitions.clone())));
+                    self.ahead = Some((
+                        self.after,
+                        spawn(self.after, self.page, self.partitions.clone()),
+                    ));
                 }
             }
         }
@@ -221,7 +229,9 @@ impl LogReader<Arc<dyn EventStore>> {
         let store = Arc::clone(&self.store);
         self.spawn = Some(Box::new(move |after, page, partitions| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { read_page(&*store, after, page, partitions.as_deref()).await })
+            tokio::spawn(
+                async move { read_page(&*store, after, page, partitions.as_deref()).await },
+            )
         }));
         self
     }

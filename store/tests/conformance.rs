@@ -1411,7 +1411,10 @@ async fn the_node_registry(db: &Subject) {
     };
     nodes.register_node(&a).await.unwrap();
     nodes.register_node(&all).await.unwrap();
-    assert_eq!(nodes.live_nodes(t0).await.unwrap(), vec![a.clone(), all.clone()]);
+    assert_eq!(
+        nodes.live_nodes(t0).await.unwrap(),
+        vec![a.clone(), all.clone()]
+    );
     assert!(a.serves(&Partition::establishment("0750001A")));
     assert!(a.serves(&Partition::directory()));
     assert!(!a.serves(&Partition::establishment("0690002B")));
@@ -1436,7 +1439,10 @@ async fn the_node_registry(db: &Subject) {
         ..a.clone()
     };
     nodes.register_node(&moved).await.unwrap();
-    assert_eq!(nodes.live_nodes(t0 + s(35)).await.unwrap(), vec![moved.clone()]);
+    assert_eq!(
+        nodes.live_nodes(t0 + s(35)).await.unwrap(),
+        vec![moved.clone()]
+    );
 
     // A clean stop removes it; a heartbeat then says so (register again).
     nodes.deregister_node(a.node_id).await.unwrap();

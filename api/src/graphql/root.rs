@@ -142,7 +142,10 @@ impl RecordQuery {
             return forbidden();
         }
         // cluster (issue 12): a class held elsewhere is read from its slice.
-        Ok(Some(SchoolClass::new(cid, super::class_src(ctx, cid).await?)))
+        Ok(Some(SchoolClass::new(
+            cid,
+            super::class_src(ctx, cid).await?,
+        )))
     }
 
     /// An establishment (its roster is public within Registre: names and classes).

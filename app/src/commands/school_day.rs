@@ -72,9 +72,11 @@ impl Executor<'_> {
         loop {
             self.reach_head().await?;
             let now = now();
-            let facts = self
-                .read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
-                .ok_or_else(ApiError::forbidden)?;
+            let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
+            else {
+                let streams = cmd.streams(&self.read(|m| cmd.facts(m, now)));
+                return Err(self.refusal(streams).await);
+            };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
                     let events = self.replay(original, idem).await?;

@@ -1,0 +1,503 @@
+//! A region on several nodes (issue 12, decision 0021): nodes over one
+//! PostgreSQL, each folding some establishments and the directory, started
+//! in this process on ports of their own. A family with a child in each of
+//! two schools held by two nodes is answered the same from either; a
+//! mutation sent to the node that does not hold its school lands once, on
+//! the one that does; a stopped node's school answers UNAVAILABLE, naming
+//! it, until a node serving it starts, and nothing acknowledged is lost.
+
+mod support;
+
+use std::time::Duration;
+
+use registre_domain::{events::*, *};
+use registre_store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Partition,
+};
+use serde_json::{json, Value};
+use support::{error_codes, Idp, Node, TestDb, WAIT};
+use uuid::Uuid;
+
+const SCHOOL_A: &str = "0750001A";
+const SCHOOL_B: &str = "0690002B";
+const NODE_KEY: &str = "region-test-node-key-0123456789abcdef";
+
+/// The directory of the region, written straight into the log: two
+/// collèges, a class and a teacher in each, a guardian with a child in
+/// each.
+struct Region {
+    class_a: ClassId,
+    class_b: ClassId,
+    establishment_b: EstablishmentId,
+    child_a: StudentId,
+    child_b: StudentId,
+}
+
+async fn seed_region(store: &dyn EventStore) -> Region {
+    let (est_a, est_b) = (
+        EstablishmentId(Uuid::new_v4()),
+        EstablishmentId(Uuid::new_v4()),
+    );
+    let (class_a, class_b) = (ClassId(Uuid::new_v4()), ClassId(Uuid::new_v4()));
+    let person = |external: &str, roles: Vec<Role>, establishment: Option<EstablishmentId>| {
+        DomainEvent::PersonRegistered(PersonRegistered {
+            person_id: PersonId::for_external_id(external),
+            external_id: external.into(),
+            display_name: external.into(),
+            roles,
+            establishment_id: establishment,
+        })
+    };
+    let establishment = |id, uai: &str| {
+        DomainEvent::EstablishmentCreated(EstablishmentCreated {
+            establishment_id: id,
+            uai: Uai::parse(uai).expect("UAI"),
+            name: format!("Collège {uai}"),
+            time_zone: TimeZone::DEFAULT,
+        })
+    };
+    let child = |external: &str, class: ClassId| {
+        let person = PersonId::for_external_id(external);
+        let student = StudentId::for_person(person);
+        vec![
+            DomainEvent::StudentEnrolled(StudentEnrolled {
+                student_id: student,
+                person_id: person,
+                class_id: class,
+            }),
+            DomainEvent::GuardianLinked(GuardianLinked {
+                student_id: student,
+                guardian_id: PersonId::for_external_id("guardian"),
+            }),
+        ]
+    };
+    let class = |id, establishment_id, teacher: &str, subject: &str| {
+        vec![
+            DomainEvent::ClassCreated(ClassCreated {
+                class_id: id,
+                establishment_id,
+                name: "4eB".into(),
+            }),
+            DomainEvent::TeacherAssigned(TeacherAssigned {
+                class_id: id,
+                teacher_id: PersonId::for_external_id(teacher),
+                subject: subject.into(),
+            }),
+        ]
+    };
+    let streams = vec![
+        vec![establishment(est_a, SCHOOL_A)],
+        vec![establishment(est_b, SCHOOL_B)],
+        vec![person("teacher-a", vec![Role::Teacher], Some(est_a))],
+        vec![person("teacher-b", vec![Role::Teacher], Some(est_b))],
+        vec![person("guardian", vec![Role::Guardian], None)],
+        vec![person("child-a", vec![Role::Student], Some(est_a))],
+        vec![person("child-b", vec![Role::Student], Some(est_b))],
+        class(class_a, est_a, "teacher-a", "Mathématiques"),
+        class(class_b, est_b, "teacher-b", "Français"),
+        child("child-a", class_a),
+        child("child-b", class_b),
+    ];
+    for events in streams {
+        let stream_id = events[0].stream().into_string();
+        let events = events
+            .into_iter()
+            .map(|event| {
+                let encoded = event.encode();
+                NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: encoded.event_type.into(),
+                    schema_version: encoded.schema_version,
+                    data: encoded.data,
+                    metadata: EventMetadata {
+                        actor: None,
+                        correlation_id: Uuid::now_v7(),
+                        causation_id: None,
+                        idempotency_key: None,
+                        occurred_at: chrono::Utc::now(),
+                        reason: None,
+                    },
+                }
+            })
+            .collect();
+        store
+            .append(AppendRequest {
+                partition: Partition::directory(),
+                stream_id,
+                expected: ExpectedVersion::NoStream,
+                events,
+                idempotency: None,
+            })
+            .await
+            .expect("seed the directory");
+    }
+    let student = |external: &str| StudentId::for_person(PersonId::for_external_id(external));
+    Region {
+        class_a,
+        class_b,
+        establishment_b: est_b,
+        child_a: student("child-a"),
+        child_b: student("child-b"),
+    }
+}
+
+/// A free port on the loopback: a node must know the URL it advertises
+/// before it listens.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn start_node(idp: &Idp, db: &TestDb, schools: &str) -> Node {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://127.0.0.1:{port}");
+    let config = idp.config(
+        db,
+        &[
+            ("REGISTRE_LISTEN", &listen),
+            ("REGISTRE_ESTABLISHMENTS", schools),
+            ("REGISTRE_ADVERTISE_URL", &url),
+            ("REGISTRE_NODE_KEY", NODE_KEY),
+            ("REGISTRE_HEARTBEAT_SECS", "1"),
+            ("REGISTRE_NODE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    Node::start(&config).await
+}
+
+/// Waits until the registry lists a live node at each of `nodes`' URLs.
+async fn wait_registered(store: &dyn EventStore, nodes: &[&Node]) {
+    let registry = store.nodes().expect("PostgreSQL keeps a registry");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let since = chrono::Utc::now() - chrono::Duration::seconds(3);
+        let live = registry.live_nodes(since).await.expect("the registry");
+        let all = nodes.iter().all(|n| {
+            live.iter()
+                .any(|r| r.advertise_url == n.url("").trim_end_matches('/'))
+        });
+        if all {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes not registered: {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Answers `data`, failing the test on any error.
+async fn ok(node: &Node, token: &str, query: &str, variables: Value) -> Value {
+    let response = node.graphql(Some(token), query, variables).await;
+    assert!(
+        response["errors"].is_null(),
+        "{query} on {}: {response}",
+        node.addr
+    );
+    response["data"].clone()
+}
+
+const DASHBOARD: &str = r#"{
+  myChildren {
+    id
+    schoolClass { name }
+    grades { score status assessment { subject outOf } recordedBy { id } }
+    averages { subject average classAverage }
+    overallAverage
+    absences { id kind }
+    homework { title subject }
+  }
+}"#;
+
+/// The guardian's dashboard, children in id order.
+async fn dashboard(node: &Node, token: &str) -> Vec<Value> {
+    let data = ok(node, token, DASHBOARD, json!({})).await;
+    let mut children = data["myChildren"].as_array().expect("children").clone();
+    children.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    children
+}
+
+async fn create_assessment(node: &Node, token: &str, class: ClassId, subject: &str) -> String {
+    let data = ok(
+        node,
+        token,
+        "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
+        json!({"i": {"classId": class.to_string(), "subject": subject, "title": "contrôle",
+                     "date": "2026-11-16", "coefficient": 1.0, "outOf": 20.0}}),
+    )
+    .await;
+    data["createAssessment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+const GRADE: &str = "mutation($i: RecordGradeInput!) { recordGrade(input: $i) { id score } }";
+
+fn grade_input(assessment: &str, student: StudentId, score: f64, key: &str) -> Value {
+    json!({"i": {"assessmentId": assessment, "studentId": student.to_string(),
+                 "score": score, "status": "GRADED", "idempotencyKey": key}})
+}
+
+async fn report_absence(node: &Node, token: &str, student: StudentId) -> String {
+    let data = ok(
+        node,
+        token,
+        "mutation($i: ReportAbsenceInput!) { reportAbsence(input: $i) { id } }",
+        json!({"i": {"studentId": student.to_string(), "kind": "ABSENCE",
+                     "start": "2026-11-16T09:00:00+01:00", "end": "2026-11-16T10:00:00+01:00"}}),
+    )
+    .await;
+    data["reportAbsence"]["id"].as_str().expect("id").to_owned()
+}
+
+async fn assign_homework(node: &Node, token: &str, class: ClassId, subject: &str) {
+    ok(
+        node,
+        token,
+        "mutation($i: AssignHomeworkInput!) { assignHomework(input: $i) { id } }",
+        json!({"i": {"classId": class.to_string(), "subject": subject,
+                     "title": format!("exercices de {subject}"), "description": "p. 12",
+                     "due": (chrono::Utc::now().date_naive() + chrono::Days::new(7)).to_string()}}),
+    )
+    .await;
+}
+
+/// Events of `event_type` in the whole log.
+async fn count_events(store: &dyn EventStore, event_type: &str) -> usize {
+    let mut n = 0;
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1000).await.expect("read the log");
+        let Some(last) = page.last() else {
+            return n;
+        };
+        after = last.position;
+        n += page.iter().filter(|e| e.event_type == event_type).count();
+    }
+}
+
+/// The `extensions.partition` of each error of a response.
+fn error_partitions(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["extensions"]["partition"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_family_across_two_nodes_is_served_whole_from_either() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    let region = seed_region(store.as_ref()).await;
+    let node_a = start_node(&idp, &db, SCHOOL_A).await;
+    let node_b = start_node(&idp, &db, SCHOOL_B).await;
+    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let (teacher_a, teacher_b, guardian) = (
+        idp.token("teacher-a"),
+        idp.token("teacher-b"),
+        idp.token("guardian"),
+    );
+
+    // School A's teacher on school A's node.
+    let maths = create_assessment(&node_a, &teacher_a, region.class_a, "Mathématiques").await;
+    ok(
+        &node_a,
+        &teacher_a,
+        GRADE,
+        grade_input(&maths, region.child_a, 15.0, "a-1"),
+    )
+    .await;
+    report_absence(&node_a, &teacher_a, region.child_a).await;
+    assign_homework(&node_a, &teacher_a, region.class_a, "Mathématiques").await;
+
+    // School B's teacher on school A's node: every write is forwarded to B.
+    let french = create_assessment(&node_a, &teacher_b, region.class_b, "Français").await;
+    let graded = ok(
+        &node_a,
+        &teacher_b,
+        GRADE,
+        grade_input(&french, region.child_b, 12.0, "b-1"),
+    )
+    .await;
+    assert_eq!(graded["recordGrade"]["score"], json!(12.0));
+    report_absence(&node_a, &teacher_b, region.child_b).await;
+    assign_homework(&node_b, &teacher_b, region.class_b, "Français").await;
+    // The same request again (a client retrying): the same grade, once.
+    let again = ok(
+        &node_a,
+        &teacher_b,
+        GRADE,
+        grade_input(&french, region.child_b, 12.0, "b-1"),
+    )
+    .await;
+    assert_eq!(again["recordGrade"]["id"], graded["recordGrade"]["id"]);
+    assert_eq!(count_events(store.as_ref(), "AssessmentCreated").await, 2);
+    assert_eq!(count_events(store.as_ref(), "GradeRecorded").await, 2);
+    assert_eq!(count_events(store.as_ref(), "AbsenceReported").await, 2);
+    // Each school's events are in its partition, whichever node took them.
+    let in_b = store
+        .read_partitions(0, &[Partition::establishment(SCHOOL_B)], 100)
+        .await
+        .expect("read B");
+    assert_eq!(in_b.len(), 4, "assessment, grade, absence, homework");
+
+    // The guardian's dashboard, from either node: both children, whole.
+    let from_a = dashboard(&node_a, &guardian).await;
+    let from_b = dashboard(&node_b, &guardian).await;
+    assert_eq!(from_a, from_b);
+    assert_eq!(from_a.len(), 2);
+    let of = |student: StudentId| {
+        from_a
+            .iter()
+            .find(|c| c["id"] == json!(student.to_string()))
+            .expect("the child")
+            .clone()
+    };
+    let (a, b) = (of(region.child_a), of(region.child_b));
+    assert_eq!(a["grades"][0]["score"], json!(15.0));
+    assert_eq!(b["grades"][0]["score"], json!(12.0));
+    assert_eq!(
+        b["grades"][0]["recordedBy"]["id"],
+        json!(PersonId::for_external_id("teacher-b").to_string())
+    );
+    assert_eq!(b["averages"][0]["subject"], json!("Français"));
+    assert_eq!(b["overallAverage"], json!(12.0));
+    for child in [&a, &b] {
+        assert_eq!(
+            child["absences"].as_array().map(Vec::len),
+            Some(1),
+            "{child}"
+        );
+        assert_eq!(
+            child["homework"].as_array().map(Vec::len),
+            Some(1),
+            "{child}"
+        );
+    }
+    // Each node logged the reads it served: the access log is shared.
+    let about_b = store
+        .access_about(PersonId::for_external_id("child-b").0)
+        .await
+        .expect("access log");
+    assert!(
+        about_b
+            .iter()
+            .any(|r| r.access.operation.contains("grades")),
+        "{about_b:?}"
+    );
+
+    // An establishment-wide query of school B through A: answered by B.
+    let query = "query($id: ID!) { establishment(id: $id) { uai classes { name } } }";
+    let vars = json!({"id": region.establishment_b.to_string()});
+    assert_eq!(
+        ok(&node_a, &teacher_b, query, vars.clone()).await,
+        ok(&node_b, &teacher_b, query, vars.clone()).await
+    );
+
+    // School B's node stops: B's records answer UNAVAILABLE naming it, on
+    // the dashboard and for a write; school A's still answer.
+    node_b.stop().await;
+    let response = node_a.graphql(Some(&guardian), DASHBOARD, json!({})).await;
+    assert!(
+        error_codes(&response).contains(&"UNAVAILABLE".to_string()),
+        "{response}"
+    );
+    assert!(
+        error_partitions(&response).contains(&SCHOOL_B.to_string()),
+        "{response}"
+    );
+    let response = node_a
+        .graphql(
+            Some(&teacher_b),
+            GRADE,
+            grade_input(&french, region.child_b, 18.0, "b-2"),
+        )
+        .await;
+    assert_eq!(error_codes(&response), ["UNAVAILABLE"], "{response}");
+    assert_eq!(error_partitions(&response), [SCHOOL_B], "{response}");
+    assert_eq!(count_events(store.as_ref(), "GradeRecorded").await, 2);
+    let child_a_only = ok(
+        &node_a,
+        &guardian,
+        "query($id: ID!) { student(id: $id) { grades { score } } }",
+        json!({"id": region.child_a.to_string()}),
+    )
+    .await;
+    assert_eq!(child_a_only["student"]["grades"][0]["score"], json!(15.0));
+
+    // Another node takes school B over: the same dashboard, nothing lost.
+    let node_c = start_node(&idp, &db, SCHOOL_B).await;
+    wait_registered(store.as_ref(), &[&node_c]).await;
+    assert_eq!(dashboard(&node_a, &guardian).await, from_a);
+    assert_eq!(dashboard(&node_c, &guardian).await, from_a);
+
+    node_a.stop().await;
+    node_c.stop().await;
+}
+
+/// A node serving a set reads only its partitions and the directory, yet
+/// reaches the log head when the others write (read-your-writes waits for
+/// it), and its snapshot does not overwrite another set's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_folds_only_its_schools_and_keeps_its_own_snapshot() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    let region = seed_region(store.as_ref()).await;
+    let node_a = start_node(&idp, &db, SCHOOL_A).await;
+    let node_b = start_node(&idp, &db, SCHOOL_B).await;
+    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let teacher_b = idp.token("teacher-b");
+    create_assessment(&node_b, &teacher_b, region.class_b, "Français").await;
+    // Node A is ready (at the head) although the last event is B's.
+    node_a.wait_ready().await;
+    let (teacher_a, guardian) = (idp.token("teacher-a"), idp.token("guardian"));
+    let maths = create_assessment(&node_a, &teacher_a, region.class_a, "Mathématiques").await;
+    ok(
+        &node_a,
+        &teacher_a,
+        GRADE,
+        grade_input(&maths, region.child_a, 9.5, "a"),
+    )
+    .await;
+    node_a.stop().await;
+    node_b.stop().await;
+    let keys = [
+        format!("read_model@{SCHOOL_A}"),
+        format!("read_model@{SCHOOL_B}"),
+    ];
+    for key in &keys {
+        assert!(
+            store.load_snapshot(key).await.expect("snapshot").is_some(),
+            "{key} saved at shutdown"
+        );
+    }
+    assert!(store
+        .load_snapshot("read_model")
+        .await
+        .expect("snapshot")
+        .is_none());
+    // A restarted node A starts from its own snapshot and answers.
+    let node_a = start_node(&idp, &db, SCHOOL_A).await;
+    let data = ok(
+        &node_a,
+        &guardian,
+        "query($id: ID!) { student(id: $id) { grades { score } } }",
+        json!({"id": region.child_a.to_string()}),
+    )
+    .await;
+    assert_eq!(data["student"]["grades"][0]["score"], json!(9.5));
+    node_a.stop().await;
+}
