@@ -128,20 +128,11 @@ struct Session {
 /// establishment, never an empty record.
 pub(crate) async fn class_src(ctx: &Context<'_>, class: ClassId) -> async_graphql::Result<Src> {
     let app = app(ctx)?;
-    let partition = app.read(|m| registre_app::cluster::class_partition(m, class));
-    let Some(partition) = partition.filter(|p| !app.cluster().holds(p)) else {
+    let Some(partition) = held_elsewhere(app, class) else {
         return Ok(Src::Live);
     };
-    let fetch = || async {
-        let request = registre_app::cluster::SliceRequest {
-            scope: registre_app::cluster::SliceScope::Class(class),
-            at: app.read_model_position(),
-        };
-        app.cluster()
-            .fetch_slice(&partition, &request)
-            .await
-            .map(Arc::new)
-    };
+    let at = app.read_model_position();
+    let fetch = || fetch_slice(app, partition, class, at);
     let slice = match ctx.data_opt::<Session>() {
         Some(session) => {
             let cell = session.slices.lock().entry(class).or_default().clone();
@@ -150,6 +141,44 @@ pub(crate) async fn class_src(ctx: &Context<'_>, class: ClassId) -> async_graphq
         None => fetch().await.gql()?,
     };
     Ok(Src::Remote(slice))
+}
+
+/// Like [`class_src`], at least at `at` and never from the request's cache:
+/// a subscription lives across events, each one newer than the last slice.
+pub(crate) async fn class_src_at(
+    ctx: &Context<'_>,
+    class: ClassId,
+    at: registre_store::Position,
+) -> async_graphql::Result<Src> {
+    let app = app(ctx)?;
+    let Some(partition) = held_elsewhere(app, class) else {
+        return Ok(Src::Live);
+    };
+    let at = at.max(app.read_model_position());
+    let slice = fetch_slice(app, partition, class, at).await.gql()?;
+    Ok(Src::Remote(slice))
+}
+
+/// The partition of `class` when another node folds it.
+fn held_elsewhere(app: &App, class: ClassId) -> Option<registre_store::Partition> {
+    app.read(|m| registre_app::cluster::class_partition(m, class))
+        .filter(|p| !app.cluster().holds(p))
+}
+
+async fn fetch_slice(
+    app: &App,
+    partition: registre_store::Partition,
+    class: ClassId,
+    at: registre_store::Position,
+) -> Result<Arc<ReadModel>, ApiError> {
+    let request = registre_app::cluster::SliceRequest {
+        scope: registre_app::cluster::SliceScope::Class(class),
+        at,
+    };
+    app.cluster()
+        .fetch_slice(&partition, &request)
+        .await
+        .map(Arc::new)
 }
 
 /// The schema's one extension: error codes on every response (outermost),

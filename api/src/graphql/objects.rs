@@ -912,6 +912,7 @@ impl Absence {
 pub struct AbsenceNotification {
     pub position: u64,
     pub absence: AbsenceId,
+    pub student: StudentId,
 }
 
 #[Object]
@@ -920,8 +921,15 @@ impl AbsenceNotification {
     async fn position(&self) -> String {
         self.position.to_string()
     }
-    async fn absence(&self) -> Absence {
-        Absence::new(self.absence, Src::Live)
+    async fn absence(&self, ctx: &Context<'_>) -> Result<Absence> {
+        // cluster (issue 12): an absence of a school folded elsewhere is
+        // read from its class's slice, taken at the absence's position.
+        let class = app(ctx)?.read(|m| m.student(self.student).map(|s| s.class_id));
+        let src = match class {
+            Some(class) => super::class_src_at(ctx, class, self.position).await?,
+            None => Src::Live,
+        };
+        Ok(Absence::new(self.absence, src))
     }
 }
 

@@ -1131,6 +1131,7 @@ impl RecordSubscription {
             item.map(|a| AbsenceNotification {
                 position: a.position,
                 absence: a.absence,
+                student: a.student,
             })
             .gql()
         }))
