@@ -291,6 +291,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn load_snapshot(&self, key: &str) -> Result<Option<Snapshot>>;
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+    /// Saves several snapshots in one transaction: all of them or none (a
+    /// read model's partitions and the manifest that names them, decision
+    /// 0022). The same key twice: the last one stays.
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()>;
 
     /// Appends read-access records (the CNIL access log and the usage
     /// indicators' input). Not events: they are purged after their retention

@@ -444,6 +444,16 @@ async fn listen_once(
     }
 }
 
+const SAVE_SNAPSHOT: &str = "INSERT INTO snapshots (key, version, position, state, saved_at) \
+     VALUES ($1, $2, $3, $4, now()) \
+     ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
+     position = EXCLUDED.position, state = EXCLUDED.state, saved_at = now()";
+
+fn snapshot_version(s: &Snapshot) -> Result<i32> {
+    i32::try_from(s.version)
+        .map_err(|_| StoreError::InvalidAppend("snapshot version out of range".into()))
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
@@ -647,14 +657,10 @@ impl EventStore for PostgresStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        let version = i32::try_from(snapshot.version)
-            .map_err(|_| StoreError::InvalidAppend("snapshot version out of range".into()))?;
+        let version = snapshot_version(&snapshot)?;
         client
             .execute(
-                "INSERT INTO snapshots (key, version, position, state, saved_at) \
-                 VALUES ($1, $2, $3, $4, now()) \
-                 ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
-                 position = EXCLUDED.position, state = EXCLUDED.state, saved_at = now()",
+                SAVE_SNAPSHOT,
                 &[
                     &snapshot.key,
                     &version,
@@ -664,6 +670,24 @@ impl EventStore for PostgresStore {
             )
             .await
             .map_err(pg("save_snapshot"))?;
+        Ok(())
+    }
+
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg("begin snapshots"))?;
+        let stmt = tx
+            .prepare_cached(SAVE_SNAPSHOT)
+            .await
+            .map_err(pg("prepare snapshots"))?;
+        for s in &snapshots {
+            // A refusal here drops the transaction: nothing of the batch stays.
+            let version = snapshot_version(s)?;
+            tx.execute(&stmt, &[&s.key, &version, &to_i64(s.position)?, &s.state])
+                .await
+                .map_err(pg("save_snapshots"))?;
+        }
+        tx.commit().await.map_err(pg("commit snapshots"))?;
         Ok(())
     }
 

@@ -789,6 +789,57 @@ async fn snapshots_round_trip(db: &Subject) {
     assert!(store.load_snapshot("other").await.unwrap().is_none());
 }
 
+/// Several snapshots in one transaction: all of them, or none when one is
+/// refused (here the last, after the others were written in it).
+async fn snapshots_saved_together(db: &Subject) {
+    let store = db.store();
+    let snapshot = |key: &str, position: u64, byte: u8| Snapshot {
+        key: key.into(),
+        version: 5,
+        position,
+        state: vec![byte; 1000],
+    };
+    store.save_snapshot(snapshot("p:a", 1, 1)).await.unwrap();
+    let refused = store
+        .save_snapshots(vec![
+            snapshot("p:a", 2, 2),
+            snapshot("p:b", 2, 2),
+            // Positions are stored as bigint: this one cannot be.
+            snapshot("p:manifest", u64::MAX, 2),
+        ])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        store.load_snapshot("p:a").await.unwrap(),
+        Some(snapshot("p:a", 1, 1)),
+        "the refused batch left the old row"
+    );
+    assert!(store.load_snapshot("p:b").await.unwrap().is_none());
+    assert!(store.load_snapshot("p:manifest").await.unwrap().is_none());
+
+    let batch = vec![
+        snapshot("p:a", 3, 3),
+        snapshot("p:b", 3, 4),
+        snapshot("p:b", 3, 5),
+        snapshot("p:manifest", 3, 6),
+    ];
+    store.save_snapshots(batch).await.unwrap();
+    assert_eq!(
+        store.load_snapshot("p:a").await.unwrap(),
+        Some(snapshot("p:a", 3, 3))
+    );
+    assert_eq!(
+        store.load_snapshot("p:b").await.unwrap(),
+        Some(snapshot("p:b", 3, 5)),
+        "the last of a key stays"
+    );
+    assert_eq!(
+        store.load_snapshot("p:manifest").await.unwrap(),
+        Some(snapshot("p:manifest", 3, 6))
+    );
+    store.save_snapshots(Vec::new()).await.unwrap();
+}
+
 async fn access_log(db: &Subject) {
     let store = db.store();
     let subject = Uuid::now_v7();
@@ -1120,6 +1171,9 @@ impl EventStore for Unkeyed {
     async fn save_snapshot(&self, s: Snapshot) -> registre_store::Result<()> {
         self.0.save_snapshot(s).await
     }
+    async fn save_snapshots(&self, s: Vec<Snapshot>) -> registre_store::Result<()> {
+        self.0.save_snapshots(s).await
+    }
     async fn record_access(&self, e: Vec<NewAccess>) -> registre_store::Result<()> {
         self.0.record_access(e).await
     }
@@ -1193,6 +1247,7 @@ conformance!(
     chain_detects_deleted_row,
     chain_detects_reordered_rows,
     snapshots_round_trip,
+    snapshots_saved_together,
     access_log,
     reader_pages_history_then_live,
     read_stream_reads_only_after_version,

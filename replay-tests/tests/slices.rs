@@ -1,0 +1,262 @@
+//! Slices of the read model by partition (decision 0022), on random valid
+//! multi-establishment logs (students changing class and school, persons
+//! erased between partitions' events): the slices' union is the whole model,
+//! a class's slice answers its students' records as the whole model does,
+//! and the partitions folded in parallel give the model folded in order.
+
+use proptest::prelude::*;
+use registre_domain::communication::{AttachedTo, AttachmentsLinked};
+use registre_domain::events::PersonErased;
+use registre_domain::testing::samples;
+use registre_domain::{DomainEvent, PersonId};
+use registre_projections::{fold_in_parallel, Partitioner, ReadModel, Scope};
+use registre_replay_tests::random::{events_from_ops, ops, Op};
+use registre_replay_tests::{line_of, to_recorded, GoldenLine};
+use registre_store::{Partition, RecordedEvent};
+use serde_json::Value;
+
+fn decode(line: &GoldenLine) -> DomainEvent {
+    DomainEvent::decode(&line.event_type, line.schema_version, &line.data)
+        .unwrap_or_else(|e| panic!("generated line {} does not decode: {e}", line.position))
+}
+
+/// The log `ops` describe, with persons erased at the points `erasures`
+/// name (which registered person, and where among the lines after them),
+/// each event with the partition the executor gives it.
+fn log(ops: &[Op], erasures: &[(u16, u16)]) -> Vec<RecordedEvent> {
+    let mut lines = events_from_ops(ops);
+    for (who, when) in erasures {
+        let registered: Vec<(usize, PersonId)> = lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match decode(l) {
+                DomainEvent::PersonRegistered(e) => Some((i, e.person_id)),
+                _ => None,
+            })
+            .collect();
+        let (i, person) = registered[usize::from(*who) % registered.len()];
+        let at = i + 1 + usize::from(*when) % (lines.len() - i);
+        let time = lines[at - 1].recorded_at;
+        let erased = DomainEvent::PersonErased(PersonErased {
+            person_id: person,
+            reason: "droit à l'effacement".into(),
+        });
+        lines.insert(at, line_of(0, time, None, None, &erased));
+    }
+    for (i, line) in lines.iter_mut().enumerate() {
+        line.position = i as u64 + 1;
+    }
+    let mut partitioner = Partitioner::new();
+    let mut events = to_recorded(&lines);
+    for (e, line) in events.iter_mut().zip(&lines) {
+        e.partition = Some(partitioner.assign(&e.stream_id, &decode(line)));
+    }
+    events
+}
+
+fn fold(events: &[RecordedEvent]) -> ReadModel {
+    let mut model = ReadModel::new();
+    model.apply_all(events).expect("generated events decode");
+    model
+}
+
+fn json(model: &ReadModel) -> Value {
+    serde_json::from_slice(&model.to_json().expect("model serializes")).expect("JSON")
+}
+
+fn union(parts: impl IntoIterator<Item = ReadModel>) -> ReadModel {
+    let mut whole = ReadModel::new();
+    for p in parts {
+        whole.absorb(p);
+    }
+    whole
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_slices_union_is_the_whole_model(
+        ops in ops(250),
+        erasures in proptest::collection::vec(any::<(u16, u16)>(), 0..4),
+    ) {
+        let whole = fold(&log(&ops, &erasures));
+        let slices = whole.slices();
+        prop_assert!(slices.contains_key(&Partition::directory()));
+        for (partition, slice) in &slices {
+            prop_assert_eq!(json(slice), json(&whole.slice(&Scope::Partition(partition.clone()))));
+        }
+        prop_assert_eq!(
+            json(&whole.slice(&Scope::Directory)),
+            json(&slices[&Partition::directory()])
+        );
+        prop_assert_eq!(json(&union(slices.values().cloned())), json(&whole));
+        // In any order: the partitions' slices first, the directory last.
+        prop_assert_eq!(json(&union(slices.into_values().rev())), json(&whole));
+    }
+
+    #[test]
+    fn partitions_folded_in_parallel_equal_the_fold_in_order(
+        ops in ops(250),
+        erasures in proptest::collection::vec(any::<(u16, u16)>(), 0..4),
+        threads in 1usize..4,
+    ) {
+        let events = log(&ops, &erasures);
+        let parallel = fold_in_parallel(&events, threads).expect("generated events decode");
+        prop_assert_eq!(json(&parallel), json(&fold(&events)));
+    }
+
+    /// The model places each event where the executor put its stream: the
+    /// slices and the audit index agree with the log's partitions.
+    #[test]
+    fn the_model_places_each_event_in_its_stored_partition(
+        ops in ops(250),
+        erasures in proptest::collection::vec(any::<(u16, u16)>(), 0..4),
+    ) {
+        let events = log(&ops, &erasures);
+        let mut model = ReadModel::new();
+        for e in &events {
+            let event = DomainEvent::decode(&e.event_type, e.schema_version, &e.data)
+                .expect("decodes");
+            prop_assert_eq!(
+                Some(model.partition_of_logged(&event)),
+                e.partition.clone(),
+                "event {} {}", e.position, e.event_type
+            );
+            model.apply(e).expect("applies");
+        }
+    }
+
+    #[test]
+    fn a_class_slice_answers_its_students_records(ops in ops(250)) {
+        let whole = fold(&log(&ops, &[]));
+        for class in whole.classes() {
+            let slice = whole.slice(&Scope::Class(class.id));
+            prop_assert!(slice.class(class.id).is_some());
+            for s in &class.students {
+                let views = |m: &ReadModel| -> Vec<Value> {
+                    let guardians: Vec<_> = whole.guardians_of(*s).iter().map(|g| g.id).collect();
+                    [
+                        serde_json::to_value(m.student_record(*s)),
+                        serde_json::to_value(m.grades_of(*s, None)),
+                        serde_json::to_value(m.averages(*s)),
+                        serde_json::to_value(m.overall_average(*s)),
+                        serde_json::to_value(m.absences_of(*s)),
+                        serde_json::to_value(
+                            guardians.iter().map(|g| m.is_guardian_of(*g, *s)).collect::<Vec<_>>(),
+                        ),
+                    ]
+                    .into_iter()
+                    .map(|v| v.expect("serializes"))
+                    .collect()
+                };
+                prop_assert_eq!(views(&slice), views(&whole));
+            }
+            prop_assert!(
+                slice.persons().count() <= whole.persons().count()
+                    && slice.classes().count() == 1,
+                "a class slice holds that class only"
+            );
+        }
+    }
+}
+
+/// Every list and map of the model, at any depth of its parts, is non-empty
+/// after folding the domain's samples (one event of every type): so a field
+/// added to the model is filled here, and the union of the slices, compared
+/// whole, must carry it.
+#[test]
+fn every_field_of_the_model_is_placed_in_a_slice() {
+    // The samples withdraw their homework and link files to a justification
+    // only: a live entry and the other links too.
+    let mut all = samples();
+    let homework = all.iter().find_map(|e| match e {
+        DomainEvent::HomeworkAssigned(h) => Some(h.clone()),
+        _ => None,
+    });
+    let message = all.iter().find_map(|e| match e {
+        DomainEvent::MessageSent(m) => Some((m.message_id, m.thread_id)),
+        _ => None,
+    });
+    let link = all.iter().find_map(|e| match e {
+        DomainEvent::AttachmentsLinked(l) => Some(l.clone()),
+        _ => None,
+    });
+    let (Some(mut homework), Some((message_id, thread_id)), Some(link)) = (homework, message, link)
+    else {
+        panic!("the samples have homework, a message and a link");
+    };
+    homework.homework_id = registre_domain::HomeworkId(uuid::Uuid::from_u128(0x5eed));
+    all.push(DomainEvent::HomeworkAssigned(homework.clone()));
+    for to in [
+        AttachedTo::Homework(homework.homework_id),
+        AttachedTo::Message {
+            message_id,
+            thread_id,
+        },
+    ] {
+        all.push(DomainEvent::AttachmentsLinked(AttachmentsLinked {
+            to,
+            student_id: None,
+            ..link.clone()
+        }));
+    }
+    let events: Vec<GoldenLine> = all
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T08:00:00Z")
+                .expect("date")
+                .with_timezone(&chrono::Utc)
+                + chrono::Duration::minutes(i as i64);
+            line_of(i as u64 + 1, at, None, None, e)
+        })
+        .collect();
+    let mut recorded = to_recorded(&events);
+    let mut partitioner = Partitioner::new();
+    for (e, line) in recorded.iter_mut().zip(&events) {
+        e.partition = Some(partitioner.assign(&e.stream_id, &decode(line)));
+    }
+    let whole = fold(&recorded);
+    let value = json(&whole);
+    let parallel = fold_in_parallel(&recorded, 2).expect("samples decode");
+    assert_eq!(json(&parallel), value, "folded in parallel");
+    let parts = ["schoolDay", "evaluation", "discipline", "communication"];
+    let mut empty = Vec::new();
+    for (name, field) in value.as_object().expect("an object") {
+        let fields = if parts.contains(&name.as_str()) {
+            field
+                .as_object()
+                .expect("a part")
+                .iter()
+                .map(|(n, f)| (format!("{name}.{n}"), f))
+                .collect()
+        } else {
+            vec![(name.clone(), field)]
+        };
+        for (name, f) in fields {
+            let is_empty = match f {
+                Value::Object(m) => m.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            };
+            if is_empty {
+                empty.push(name);
+            }
+        }
+    }
+    for part in parts {
+        assert!(value.get(part).is_some(), "{part} serialized");
+    }
+    assert!(
+        empty.is_empty(),
+        "fields the samples leave empty (fill them so that the slices are checked on them): {empty:?}"
+    );
+    let slices = whole.slices();
+    assert!(
+        slices.len() >= 2,
+        "the directory and a school: {:?}",
+        slices.keys()
+    );
+    assert_eq!(json(&union(slices.into_values())), value);
+}
