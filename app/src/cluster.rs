@@ -28,6 +28,7 @@ use crate::{ApiError, App};
 use chrono::Utc;
 use registre_domain::ClassId;
 use registre_projections::ReadModel;
+use registre_projections::Scope;
 use registre_store::nodes::{NodeRecord, NodeRegistry};
 use registre_store::{Partition, Position};
 use serde::{Deserialize, Serialize};
@@ -104,9 +105,9 @@ impl Default for ClusterConfig {
     }
 }
 
-/// What a slice covers: one class's record (its students' grades,
-/// absences, homework, timetable, the class figures), with the directory
-/// entries it refers to.
+/// What a slice covers, on the wire: one class's record (its students'
+/// grades, absences, homework, timetable, the class figures), with the
+/// directory entries it refers to (`Scope::Class` of the read model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SliceScope {
@@ -315,10 +316,10 @@ impl App {
         if !self.cluster.holds(&partition) {
             return Err(ApiError::Elsewhere(partition));
         }
-        // The whole model this node folds (its establishments and the
-        // directory) until the read model can cut a class's slice out of
-        // itself (`ReadModel::slice`, decision 0022): then only the class.
-        self.read(|m| m.to_snapshot())
+        // Cut under the read lock, serialised outside it.
+        let slice = self.read(|m| m.slice(&Scope::Class(class)));
+        slice
+            .to_snapshot()
             .map_err(|e| ApiError::Internal(format!("slice: {e}")))
     }
 }

@@ -487,7 +487,9 @@ impl ProjectionEngine {
     }
 
     pub fn metrics(&self) -> ProjectionMetrics {
-        let position = self.read(|m| m.position());
+        // The applied position: past the model's last event on a node whose
+        // partitions were quiet while the others wrote (`passed`).
+        let position = self.position().max(self.read(|m| m.position()));
         let heard = *self.shared.store.wakeups().borrow();
         let mut m = self.shared.metrics.lock();
         m.head = m.head.max(heard).max(position);

@@ -187,6 +187,9 @@ pub struct LogFollower {
     registered: Notify,
     /// The last position read from the log.
     read_to: AtomicU64,
+    /// Every consumer has every event of the partitions read up to here
+    /// (the last [`LogConsumer::passed`]).
+    passed: AtomicU64,
     /// Events decoded since start: once per event read, whatever the number
     /// of consumers.
     decoded: AtomicU64,
@@ -228,6 +231,7 @@ impl LogFollower {
             round: tokio::sync::Mutex::new(()),
             registered: Notify::new(),
             read_to: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
             decoded: AtomicU64::new(0),
             shutdown,
             task: Mutex::new(None),
@@ -261,6 +265,7 @@ impl LogFollower {
     /// Where each consumer stands, in registration order.
     pub fn status(&self) -> Vec<ConsumerStatus> {
         let read_to = self.read_to.load(Ordering::Relaxed);
+        let passed = self.passed.load(Ordering::Relaxed);
         let heard = *self.store.wakeups().borrow();
         let head = read_to.max(heard);
         self.consumers
@@ -271,7 +276,7 @@ impl LogFollower {
                 ConsumerStatus {
                     name: c.consumer.name(),
                     position,
-                    lag: head.saturating_sub(position),
+                    lag: head.saturating_sub(position.max(passed)),
                     stalled: c.stalled.lock().clone(),
                 }
             })
@@ -355,6 +360,7 @@ impl LogFollower {
             let scanned = log.scanned_to();
             if scanned > from {
                 self.read_to.fetch_max(scanned, Ordering::Relaxed);
+                self.passed.fetch_max(scanned, Ordering::Relaxed);
                 for c in &consumers {
                     c.consumer.passed(scanned);
                 }
