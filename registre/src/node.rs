@@ -182,14 +182,16 @@ pub fn cluster_config(config: &Config) -> registre_app::cluster::ClusterConfig {
 
 /// The projection engine's settings from the configuration.
 pub fn engine_config(config: &Config) -> registre_projections::EngineConfig {
-    let mut engine = registre_projections::EngineConfig::default();
-    // cluster (issue 12)
-    engine.partitions = config.cluster.establishments.as_ref().map(|set| {
-        set.0
-            .iter()
-            .map(|uai| registre_store::Partition::establishment(uai.as_str()))
-            .collect()
-    });
+    let mut engine = registre_projections::EngineConfig {
+        // cluster (issue 12)
+        partitions: config.cluster.establishments.as_ref().map(|set| {
+            set.0
+                .iter()
+                .map(|uai| registre_store::Partition::establishment(uai.as_str()))
+                .collect()
+        }),
+        ..Default::default()
+    };
     match &config.pseudonym_key {
         Some(key) => {
             engine.pseudonym_key = registre_projections::PseudonymKey::new(key.0.as_bytes())
