@@ -4,6 +4,8 @@
 //! a class's slice answers its students' records as the whole model does,
 //! and the partitions folded in parallel give the model folded in order.
 
+mod common;
+
 use proptest::prelude::*;
 use registre_domain::communication::{AttachedTo, AttachmentsLinked};
 use registre_domain::events::PersonErased;
@@ -259,4 +261,109 @@ fn every_field_of_the_model_is_placed_in_a_slice() {
         slices.keys()
     );
     assert_eq!(json(&union(slices.into_values())), value);
+}
+
+/// The committed golden logs, as the executor partitions them.
+fn golden_logs() -> Vec<(String, Vec<RecordedEvent>)> {
+    let mut logs = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(registre_replay_tests::golden_dir())
+        .expect("golden dir")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let lines = registre_replay_tests::read_golden(&path).expect("golden log");
+        if lines
+            .iter()
+            .any(|l| DomainEvent::decode(&l.event_type, l.schema_version, &l.data).is_err())
+        {
+            continue;
+        }
+        let mut partitioner = Partitioner::new();
+        let mut events = to_recorded(&lines);
+        for (e, line) in events.iter_mut().zip(&lines) {
+            e.partition = Some(partitioner.assign(&e.stream_id, &decode(line)));
+        }
+        logs.push((path.display().to_string(), events));
+    }
+    logs
+}
+
+/// The paths where two JSON values differ (a test's message).
+fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                let (l, r) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                if l != r {
+                    differences(l, r, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn golden_logs_slice_and_fold_in_parallel_as_in_order() {
+    let logs = golden_logs();
+    assert!(logs.len() >= 3, "{} golden logs", logs.len());
+    for (name, events) in logs {
+        let whole = fold(&events);
+        let value = json(&whole);
+        let mut diff = Vec::new();
+        differences(
+            &json(&union(whole.slices().into_values())),
+            &value,
+            "",
+            &mut diff,
+        );
+        assert!(diff.is_empty(), "{name}: slices' union: {diff:#?}");
+        let mut diff = Vec::new();
+        let parallel = fold_in_parallel(&events, 2).expect("decodes");
+        differences(&json(&parallel), &value, "", &mut diff);
+        assert!(diff.is_empty(), "{name}: folded in parallel: {diff:#?}");
+    }
+}
+
+/// The parallel fold reading a real store (the directory, then each
+/// partition with `read_partitions`) gives the fold in order, in small pages.
+async fn parallel_fold_from(test: common::TestStore) {
+    let store = test.store;
+    for (name, events) in golden_logs() {
+        let lines = registre_replay_tests::read_golden(std::path::Path::new(&name)).expect("log");
+        common::append_lines(store.as_ref(), &lines).await;
+        let all = store.read_all(0, 1_000_000).await.expect("reads");
+        assert!(all.len() >= events.len());
+        let whole = fold(&all);
+        for (page, threads) in [(3, 1), (7, 2), (1000, 3)] {
+            let parallel = registre_projections::parallel::ParallelFold {
+                head: whole.position(),
+                partitions: None,
+                page,
+                threads,
+            }
+            .run(&store, |_| {})
+            .await
+            .expect("folds");
+            let mut diff = Vec::new();
+            differences(&json(&parallel), &json(&whole), "", &mut diff);
+            assert!(diff.is_empty(), "{name}, pages of {page}: {diff:#?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_fold_from_sqlite() {
+    parallel_fold_from(common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_fold_from_postgres() {
+    parallel_fold_from(common::postgres().await).await;
 }
