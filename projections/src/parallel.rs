@@ -63,9 +63,12 @@ impl ParallelFold {
                 "a partition fold outlived the rebuild",
             ))
         })?;
-        let joined = tokio::task::spawn_blocking(move || directory.join(parts))
+        let mut joined = tokio::task::spawn_blocking(move || directory.join(parts))
             .await
             .map_err(join_error)?;
+        // Every event up to the head is folded or another node's: a node
+        // serving a set is at the head even if its last event is older.
+        joined.position = self.head;
         Ok(joined)
     }
 

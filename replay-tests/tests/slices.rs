@@ -16,6 +16,7 @@ use registre_replay_tests::random::{events_from_ops, ops, Op};
 use registre_replay_tests::{line_of, to_recorded, GoldenLine};
 use registre_store::{Partition, RecordedEvent};
 use serde_json::Value;
+use std::sync::Arc;
 
 fn decode(line: &GoldenLine) -> DomainEvent {
     DomainEvent::decode(&line.event_type, line.schema_version, &line.data)
@@ -366,4 +367,141 @@ async fn parallel_fold_from_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_fold_from_postgres() {
     parallel_fold_from(common::postgres().await).await;
+}
+
+fn engine_config(partitions: Option<Vec<Partition>>) -> registre_projections::EngineConfig {
+    registre_projections::EngineConfig {
+        batch_size: 7,
+        rebuild_page: 7,
+        // Saved when the test says.
+        snapshot_every: 1_000_000,
+        pseudonym_key: registre_projections::PseudonymKey::new(b"slices".to_vec()),
+        partitions,
+        ..registre_projections::EngineConfig::default()
+    }
+}
+
+async fn manifest(
+    store: &dyn registre_store::EventStore,
+    keys: &registre_projections::snapshots::Keys,
+) -> registre_projections::snapshots::Manifest {
+    let row = store
+        .load_snapshot(&keys.manifest())
+        .await
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&row.state).unwrap()
+}
+
+/// A node saves one row per partition and, later, only the rows of the
+/// partitions that moved; a restart from the rows is the live model; a node
+/// serving one establishment folds and saves the directory and that one.
+async fn snapshots_by_partition(test: common::TestStore) {
+    use registre_projections::snapshots::Keys;
+    use registre_projections::ProjectionEngine;
+    let store = test.store;
+    let lines = registre_replay_tests::read_golden(
+        &registre_replay_tests::golden_dir().join("school.jsonl"),
+    )
+    .unwrap();
+    common::append_lines(store.as_ref(), &lines).await;
+    let head = store.head().await.unwrap();
+    let engine = ProjectionEngine::open(Arc::clone(&store), engine_config(None))
+        .await
+        .unwrap();
+    assert_eq!(engine.position(), head, "folded at the start");
+    assert_eq!(engine.snapshot().await.unwrap(), head);
+    let all = Keys::new(None);
+    let (paris, reunion) = (
+        Partition::establishment("0750001A"),
+        Partition::establishment("9740001A"),
+    );
+    let first = manifest(store.as_ref(), &all).await;
+    assert_eq!(first.position, head);
+    assert_eq!(
+        first.partitions.keys().cloned().collect::<Vec<_>>(),
+        vec![paris.clone(), reunion.clone(), Partition::directory()]
+    );
+
+    // One more grade in an establishment: its row alone is written again.
+    let mut grade = lines
+        .iter()
+        .rev()
+        .find(|l| l.event_type == "GradeRecorded")
+        .unwrap()
+        .clone();
+    grade.data["grade_id"] = serde_json::json!(uuid::Uuid::now_v7());
+    common::append_lines(store.as_ref(), &[grade]).await;
+    let grade_partition = store.read_all(head, 1).await.unwrap()[0]
+        .partition
+        .clone()
+        .unwrap();
+    assert!(!grade_partition.is_directory());
+    engine.catch_up().await.unwrap();
+    assert_eq!(engine.snapshot().await.unwrap(), head + 1);
+    let second = manifest(store.as_ref(), &all).await;
+    assert_eq!(second.position, head + 1);
+    for (p, at) in &second.partitions {
+        let expected = if *p == grade_partition {
+            head + 1
+        } else {
+            head
+        };
+        assert_eq!(*at, expected, "{p}");
+        let row = store.load_snapshot(&all.row(p)).await.unwrap().unwrap();
+        assert_eq!(row.position, expected, "{p}'s row");
+    }
+    let live = engine.read(ReadModel::clone);
+    drop(engine);
+    let restarted = ProjectionEngine::open(Arc::clone(&store), engine_config(None))
+        .await
+        .unwrap();
+    assert_eq!(restarted.position(), head + 1);
+    assert_eq!(json(&restarted.read(ReadModel::clone)), json(&live));
+    drop(restarted);
+
+    // A node serving La Réunion only: the directory and its partition.
+    let one = Some(vec![reunion.clone()]);
+    let node = ProjectionEngine::open(Arc::clone(&store), engine_config(one.clone()))
+        .await
+        .unwrap();
+    let expected = union([
+        live.slice(&Scope::Directory),
+        live.slice(&Scope::Partition(reunion.clone())),
+    ]);
+    let mut diff = Vec::new();
+    differences(
+        &json(&node.read(ReadModel::clone)),
+        &json(&expected),
+        "",
+        &mut diff,
+    );
+    assert!(diff.is_empty(), "{diff:#?}");
+    node.snapshot().await.unwrap();
+    let keys = Keys::new(one.as_deref());
+    assert_ne!(
+        keys.row(&Partition::directory()),
+        all.row(&Partition::directory())
+    );
+    assert_eq!(keys.row(&reunion), all.row(&reunion));
+    let saved = manifest(store.as_ref(), &keys).await;
+    assert_eq!(
+        saved.partitions.keys().cloned().collect::<Vec<_>>(),
+        vec![reunion.clone(), Partition::directory()]
+    );
+    drop(node);
+    let node = ProjectionEngine::open(Arc::clone(&store), engine_config(one))
+        .await
+        .unwrap();
+    assert_eq!(json(&node.read(ReadModel::clone)), json(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_partition_on_sqlite() {
+    snapshots_by_partition(common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_partition_on_postgres() {
+    snapshots_by_partition(common::postgres().await).await;
 }
