@@ -21,13 +21,14 @@
 
 use crate::follower::{LogConsumer, LogFollower, LoggedEvent, Page};
 use crate::model::{ApplyError, ReadModel};
+use crate::parallel::ParallelFold;
+use crate::snapshots::{self, Keys, Manifest};
 use crate::usage::PseudonymKey;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use registre_store::{
-    EventStore, LogReader, Partition, Position, RecordedEvent, Snapshot, StoreError,
-};
+use registre_store::{EventStore, LogReader, Partition, Position, RecordedEvent, StoreError};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,15 +82,18 @@ pub struct EngineConfig {
     /// Safety net when a wake-up is lost (wake-ups are best effort): the
     /// follower re-reads the log after this much idle time.
     pub idle_recheck: Duration,
-    /// cluster (issue 12): the establishments this node folds, besides the
-    /// directory every node folds; `None`: all of them
-    /// (`REGISTRE_ESTABLISHMENTS`, decision 0021).
+    /// The establishments' partitions this node holds (by UAI), besides the
+    /// directory; `None`: all of them (`REGISTRE_ESTABLISHMENTS`, decisions
+    /// 0021 and 0022).
     pub partitions: Option<Vec<Partition>>,
+    /// Threads of a parallel fold, snapshot encoding and loading (decision
+    /// 0022); by default one per core.
+    pub threads: usize,
 }
 
 impl EngineConfig {
-    /// What the node reads of the log: `None` for all of it, else its
-    /// establishments and the directory.
+    /// cluster (issue 12): what the node reads of the log: `None` for all
+    /// of it, else its establishments and the directory.
     pub fn read_set(&self) -> Option<Arc<[Partition]>> {
         self.partitions.as_ref().map(|set| {
             let mut read: Vec<Partition> = set.clone();
@@ -98,21 +102,6 @@ impl EngineConfig {
             read.dedup();
             Arc::from(read)
         })
-    }
-
-    /// The key of this node's snapshot: one per served set, so that a node
-    /// serving some establishments never overwrites the snapshot of a node
-    /// serving others (or all). The one place that names it.
-    pub fn snapshot_key(&self) -> String {
-        match &self.partitions {
-            None => ReadModel::NAME.to_owned(),
-            Some(set) => {
-                let mut uais: Vec<&str> = set.iter().map(Partition::as_str).collect();
-                uais.sort_unstable();
-                uais.dedup();
-                format!("{}@{}", ReadModel::NAME, uais.join(","))
-            }
-        }
     }
 }
 
@@ -127,6 +116,7 @@ impl Default for EngineConfig {
             pseudonym_key: PseudonymKey::random(),
             idle_recheck: registre_store::reader::FALLBACK_POLL,
             partitions: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -219,6 +209,12 @@ struct Shared {
     /// `snapshot_every` events were applied since the last attempt; taken
     /// in [`LogConsumer::settle`], after the consumers behind the model.
     snapshot_due: AtomicBool,
+    /// This node's snapshot rows.
+    keys: Keys,
+    /// What the last save wrote.
+    manifest: Mutex<Manifest>,
+    /// The partitions whose slices changed since the last save; `None`: all.
+    moved: Mutex<Option<BTreeSet<Partition>>>,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
@@ -264,25 +260,27 @@ impl ProjectionEngine {
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
         let store = Arc::clone(follower.store());
-        let model = match store.load_snapshot(&config.snapshot_key()).await? {
-            Some(s) if s.version == ReadModel::VERSION => {
-                match ReadModel::from_snapshot(&s.state) {
-                    Ok(model) => model,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "read model snapshot unreadable; rebuilding from the log");
-                        ReadModel::new()
-                    }
-                }
+        let keys = Keys::new(config.partitions.as_deref());
+        // The snapshot's partitions, or the log folded in parallel. (The
+        // single `read_model` row of version 4 and before is not read: the
+        // version changed with the slices, a fold replaces it.)
+        let (model, manifest, moved) = match snapshots::load(&store, &keys).await? {
+            Ok((model, manifest)) => (model, manifest, Some(BTreeSet::new())),
+            Err(why) => {
+                let head = store.head().await?;
+                tracing::info!(?why, head, "no usable read model snapshot; folding the log");
+                let folded = match head {
+                    0 => Ok(ReadModel::new()),
+                    _ => Self::parallel_fold(&config, head).run(&store, |_| {}).await,
+                };
+                // An event this build cannot decode (a newer build wrote it):
+                // the follower folds up to it and stalls there, in order.
+                let model = folded.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the parallel fold failed; folding in order");
+                    ReadModel::new()
+                });
+                (model, Manifest::default(), None)
             }
-            Some(s) => {
-                tracing::info!(
-                    snapshot_version = s.version,
-                    version = ReadModel::VERSION,
-                    "read model version changed; rebuilding from the log"
-                );
-                ReadModel::new()
-            }
-            None => ReadModel::new(),
         };
         let position = model.position();
         let (applied, _) = watch::channel(position);
@@ -305,10 +303,23 @@ impl ProjectionEngine {
                 stalled: None,
             }),
             caught_up: AtomicBool::new(false),
-            snapshot_due: AtomicBool::new(false),
+            // A model folded from the log is saved as soon as it caught up.
+            snapshot_due: AtomicBool::new(moved.is_none() && position > 0),
+            keys,
+            manifest: Mutex::new(manifest),
+            moved: Mutex::new(moved),
         });
         follower.register(Arc::clone(&shared) as Arc<dyn LogConsumer>);
         Ok(Self { shared, follower })
+    }
+
+    fn parallel_fold(config: &EngineConfig, head: Position) -> ParallelFold {
+        ParallelFold {
+            head,
+            partitions: config.partitions.clone(),
+            page: config.rebuild_page,
+            threads: config.threads,
+        }
     }
 
     /// The follower that feeds the model (its consumers' status for /metrics).
@@ -383,13 +394,12 @@ impl ProjectionEngine {
         let shared = &self.shared;
         let started = Instant::now();
         let head = shared.store.head().await?;
-        let mut fresh = ReadModel::new();
         let mut applied = 0u64;
-        let mut report = |fresh: &ReadModel, applied: u64| {
+        let mut report = |position: Position, applied: u64| {
             let elapsed = started.elapsed().as_secs_f64();
             let p = RebuildProgress {
                 applied,
-                position: fresh.position(),
+                position,
                 head,
                 elapsed_secs: elapsed,
                 events_per_second: if elapsed > 0.0 {
@@ -401,30 +411,23 @@ impl ProjectionEngine {
             shared.metrics.lock().rebuilding = Some(p.clone());
             progress(&p);
         };
-        // Most of the log without pausing the follower. The next page is read
-        // (rows fetched and parsed, in another task) while this one is folded,
-        // so a rebuild runs at the slower of the two rather than their sum.
-        let mut log = LogReader::new(Arc::clone(&shared.store), 0)
-            .page_size(shared.config.rebuild_page)
-            .partitions(shared.config.read_set())
-            .reading_ahead();
-        let result = async {
-            while fresh.position() < head {
-                let page = log.next_page().await?;
-                if page.is_empty() {
-                    break;
-                }
-                applied += fold_records(&mut fresh, &page, Position::MAX)?;
-                report(&fresh, applied);
+        // Most of the log without pausing the follower, the partitions
+        // folded in parallel against the directory (decision 0022).
+        let result = Self::parallel_fold(&shared.config, head)
+            .run(&shared.store, |n| {
+                applied = n;
+                // The partitions end at various positions: the bar's is the
+                // share of the events folded.
+                report(0, n);
+            })
+            .await;
+        let mut fresh = match result {
+            Ok(model) => model,
+            Err(e) => {
+                shared.metrics.lock().rebuilding = None;
+                return Err(e);
             }
-            Ok::<_, ProjectionError>(())
-        }
-        .await;
-        drop(log);
-        if let Err(e) = result {
-            shared.metrics.lock().rebuilding = None;
-            return Err(e);
-        }
+        };
         // ...then the tail with the follower paused, and the swap. The fresh
         // model goes no further than the consumers registered before the
         // model (the vault's key cache): the follower hands it the rest.
@@ -444,11 +447,12 @@ impl ProjectionEngine {
                     if page.is_empty() {
                         break;
                     }
-                    applied += fold_records(&mut fresh, &page, target)?;
-                    report(&fresh, applied);
+                    applied += fold_records(&mut fresh, &page, target, &shared.keys)?;
+                    report(fresh.position(), applied);
                 }
                 let position = fresh.position();
                 *shared.model.write() = std::mem::take(&mut fresh);
+                *shared.moved.lock() = None;
                 shared.applied.send_if_modified(|p| {
                     let changed = *p != position;
                     *p = position;
@@ -528,12 +532,20 @@ fn fold_records(
     model: &mut ReadModel,
     page: &[RecordedEvent],
     until: Position,
+    keys: &Keys,
 ) -> Result<u64, ApplyError> {
     let mut applied = 0;
     for r in page.iter().take_while(|r| r.position <= until) {
-        if r.position > model.position() {
-            model.apply_logged(LoggedEvent::decode(r)?);
-            applied += 1;
+        if r.position <= model.position() {
+            continue;
+        }
+        match &r.partition {
+            // Another node's partition: passed over.
+            Some(p) if !keys.holds(p) => model.position = r.position,
+            _ => {
+                model.apply_logged(LoggedEvent::decode(r)?);
+                applied += 1;
+            }
         }
     }
     Ok(applied)
@@ -564,8 +576,17 @@ impl LogConsumer for Shared {
         let _guard = self.apply_lock.lock().await;
         let (from, position) = {
             let mut model = self.model.write();
+            let mut moved = self.moved.lock();
             let from = model.position();
-            model.apply_page(page.events);
+            for e in page.events.iter().filter(|e| e.position > from) {
+                if let Some(set) = moved.as_mut() {
+                    match model.partitions_touched(&e.event) {
+                        Some(touched) => set.extend(touched),
+                        None => *moved = None,
+                    }
+                }
+                model.apply_logged(e.clone());
+            }
             (from, model.position())
         };
         // Metrics first: whoever wakes up on the new position sees them current.
@@ -637,20 +658,23 @@ impl Shared {
         }
     }
 
+    /// Saves the partitions that moved and the manifest (decision 0022).
     /// Callers hold `apply_lock`, so the snapshot is of a settled model.
     async fn save_snapshot(&self) -> Result<Position, ProjectionError> {
-        let (state, position) = {
-            let model = self.model.read();
-            (model.to_snapshot()?, model.position())
-        };
-        self.store
-            .save_snapshot(Snapshot {
-                key: self.config.snapshot_key(),
-                version: ReadModel::VERSION,
-                position,
-                state,
-            })
-            .await?;
+        let moved = self.moved.lock().clone();
+        let previous = self.manifest.lock().clone();
+        let manifest = snapshots::save(
+            &self.store,
+            &self.keys,
+            &self.model,
+            moved.as_ref(),
+            &previous,
+            self.config.threads,
+        )
+        .await?;
+        let position = manifest.position;
+        *self.manifest.lock() = manifest;
+        *self.moved.lock() = Some(BTreeSet::new());
         self.metrics.lock().last_snapshot = position;
         Ok(position)
     }

@@ -328,10 +328,22 @@ impl ReadModel {
                     .map(|e| (Some(e.id), Partition::establishment(&e.uai))),
             )
             .collect();
-        self.split(|p| names.get(&p).is_some_and(&keep))
-            .into_iter()
-            .filter_map(|(place, model)| Some((names.get(&place)?.clone(), model)))
-            .collect()
+        let mut slices: BTreeMap<Partition, ReadModel> = BTreeMap::new();
+        for (place, model) in self.split(|p| names.get(&p).is_some_and(&keep)) {
+            let Some(name) = names.get(&place) else {
+                continue;
+            };
+            // Two establishments with one UAI (never given twice) share it.
+            match slices.entry(name.clone()) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(model);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    slot.get_mut().absorb(model)
+                }
+            }
+        }
+        slices
     }
 
     /// The partition of a place (an unknown establishment reads as the directory).
@@ -1026,6 +1038,39 @@ impl ReadModel {
                 None => self.student_place(e.student_id),
             },
         }
+    }
+
+    /// The partitions whose slices folding `event` changes; `None`: any of
+    /// them (an erasure, a person, class or establishment defined again,
+    /// which may move entries between partitions).
+    pub fn partitions_touched(&self, event: &DomainEvent) -> Option<Vec<Partition>> {
+        use DomainEvent::*;
+        let mut places = vec![self.place_of_event(event)];
+        match event {
+            PersonErased(_) => return None,
+            PersonRegistered(e) if self.persons.contains_key(&e.person_id) => return None,
+            ClassCreated(e) if self.classes.contains_key(&e.class_id) => return None,
+            EstablishmentCreated(e) if self.establishments.contains_key(&e.establishment_id) => {
+                return None
+            }
+            // An index emptied keeps its key in the directory's slice.
+            AbsenceCancelled(_)
+            | HomeworkWithdrawn(_)
+            | HomeworkDetailed(_)
+            | HomeworkMarkedDone(_) => places.push(None),
+            AttachmentsLinked(e) => {
+                places.extend(e.attachments.iter().map(|a| self.attachment_place(*a)));
+            }
+            _ => {}
+        }
+        places.sort();
+        places.dedup();
+        Some(
+            places
+                .into_iter()
+                .map(|p| self.partition_of_place(p))
+                .collect(),
+        )
     }
 
     /// The partition of the event about to be folded (see `place_of_event`).

@@ -4,6 +4,8 @@
 //! a class's slice answers its students' records as the whole model does,
 //! and the partitions folded in parallel give the model folded in order.
 
+mod common;
+
 use proptest::prelude::*;
 use registre_domain::communication::{AttachedTo, AttachmentsLinked};
 use registre_domain::events::PersonErased;
@@ -14,6 +16,7 @@ use registre_replay_tests::random::{events_from_ops, ops, Op};
 use registre_replay_tests::{line_of, to_recorded, GoldenLine};
 use registre_store::{Partition, RecordedEvent};
 use serde_json::Value;
+use std::sync::Arc;
 
 fn decode(line: &GoldenLine) -> DomainEvent {
     DomainEvent::decode(&line.event_type, line.schema_version, &line.data)
@@ -259,4 +262,246 @@ fn every_field_of_the_model_is_placed_in_a_slice() {
         slices.keys()
     );
     assert_eq!(json(&union(slices.into_values())), value);
+}
+
+/// The committed golden logs, as the executor partitions them.
+fn golden_logs() -> Vec<(String, Vec<RecordedEvent>)> {
+    let mut logs = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(registre_replay_tests::golden_dir())
+        .expect("golden dir")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let lines = registre_replay_tests::read_golden(&path).expect("golden log");
+        if lines
+            .iter()
+            .any(|l| DomainEvent::decode(&l.event_type, l.schema_version, &l.data).is_err())
+        {
+            continue;
+        }
+        let mut partitioner = Partitioner::new();
+        let mut events = to_recorded(&lines);
+        for (e, line) in events.iter_mut().zip(&lines) {
+            e.partition = Some(partitioner.assign(&e.stream_id, &decode(line)));
+        }
+        logs.push((path.display().to_string(), events));
+    }
+    logs
+}
+
+/// The paths where two JSON values differ (a test's message).
+fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                let (l, r) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                if l != r {
+                    differences(l, r, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn golden_logs_slice_and_fold_in_parallel_as_in_order() {
+    let logs = golden_logs();
+    assert!(logs.len() >= 3, "{} golden logs", logs.len());
+    for (name, events) in logs {
+        let whole = fold(&events);
+        let value = json(&whole);
+        let mut diff = Vec::new();
+        differences(
+            &json(&union(whole.slices().into_values())),
+            &value,
+            "",
+            &mut diff,
+        );
+        assert!(diff.is_empty(), "{name}: slices' union: {diff:#?}");
+        let mut diff = Vec::new();
+        let parallel = fold_in_parallel(&events, 2).expect("decodes");
+        differences(&json(&parallel), &value, "", &mut diff);
+        assert!(diff.is_empty(), "{name}: folded in parallel: {diff:#?}");
+    }
+}
+
+/// The parallel fold reading a real store (the directory, then each
+/// partition with `read_partitions`) gives the fold in order, in small pages.
+async fn parallel_fold_from(test: common::TestStore) {
+    let store = test.store;
+    for (name, events) in golden_logs() {
+        let lines = registre_replay_tests::read_golden(std::path::Path::new(&name)).expect("log");
+        common::append_lines(store.as_ref(), &lines).await;
+        let all = store.read_all(0, 1_000_000).await.expect("reads");
+        assert!(all.len() >= events.len());
+        let whole = fold(&all);
+        for (page, threads) in [(3, 1), (7, 2), (1000, 3)] {
+            let parallel = registre_projections::parallel::ParallelFold {
+                head: whole.position(),
+                partitions: None,
+                page,
+                threads,
+            }
+            .run(&store, |_| {})
+            .await
+            .expect("folds");
+            let mut diff = Vec::new();
+            differences(&json(&parallel), &json(&whole), "", &mut diff);
+            assert!(diff.is_empty(), "{name}, pages of {page}: {diff:#?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_fold_from_sqlite() {
+    parallel_fold_from(common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_fold_from_postgres() {
+    parallel_fold_from(common::postgres().await).await;
+}
+
+fn engine_config(partitions: Option<Vec<Partition>>) -> registre_projections::EngineConfig {
+    registre_projections::EngineConfig {
+        batch_size: 7,
+        rebuild_page: 7,
+        // Saved when the test says.
+        snapshot_every: 1_000_000,
+        pseudonym_key: registre_projections::PseudonymKey::new(b"slices".to_vec()),
+        partitions,
+        ..registre_projections::EngineConfig::default()
+    }
+}
+
+async fn manifest(
+    store: &dyn registre_store::EventStore,
+    keys: &registre_projections::snapshots::Keys,
+) -> registre_projections::snapshots::Manifest {
+    let row = store
+        .load_snapshot(&keys.manifest())
+        .await
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&row.state).unwrap()
+}
+
+/// A node saves one row per partition and, later, only the rows of the
+/// partitions that moved; a restart from the rows is the live model; a node
+/// serving one establishment folds and saves the directory and that one.
+async fn snapshots_by_partition(test: common::TestStore) {
+    use registre_projections::snapshots::Keys;
+    use registre_projections::ProjectionEngine;
+    let store = test.store;
+    let lines = registre_replay_tests::read_golden(
+        &registre_replay_tests::golden_dir().join("school.jsonl"),
+    )
+    .unwrap();
+    common::append_lines(store.as_ref(), &lines).await;
+    let head = store.head().await.unwrap();
+    let engine = ProjectionEngine::open(Arc::clone(&store), engine_config(None))
+        .await
+        .unwrap();
+    assert_eq!(engine.position(), head, "folded at the start");
+    assert_eq!(engine.snapshot().await.unwrap(), head);
+    let all = Keys::new(None);
+    let (paris, reunion) = (
+        Partition::establishment("0750001A"),
+        Partition::establishment("9740001A"),
+    );
+    let first = manifest(store.as_ref(), &all).await;
+    assert_eq!(first.position, head);
+    assert_eq!(
+        first.partitions.keys().cloned().collect::<Vec<_>>(),
+        vec![paris.clone(), reunion.clone(), Partition::directory()]
+    );
+
+    // One more grade in an establishment: its row alone is written again.
+    let mut grade = lines
+        .iter()
+        .rev()
+        .find(|l| l.event_type == "GradeRecorded")
+        .unwrap()
+        .clone();
+    grade.data["grade_id"] = serde_json::json!(uuid::Uuid::now_v7());
+    common::append_lines(store.as_ref(), &[grade]).await;
+    let grade_partition = store.read_all(head, 1).await.unwrap()[0]
+        .partition
+        .clone()
+        .unwrap();
+    assert!(!grade_partition.is_directory());
+    engine.catch_up().await.unwrap();
+    assert_eq!(engine.snapshot().await.unwrap(), head + 1);
+    let second = manifest(store.as_ref(), &all).await;
+    assert_eq!(second.position, head + 1);
+    for (p, at) in &second.partitions {
+        let expected = if *p == grade_partition {
+            head + 1
+        } else {
+            head
+        };
+        assert_eq!(*at, expected, "{p}");
+        let row = store.load_snapshot(&all.row(p)).await.unwrap().unwrap();
+        assert_eq!(row.position, expected, "{p}'s row");
+    }
+    let live = engine.read(ReadModel::clone);
+    drop(engine);
+    let restarted = ProjectionEngine::open(Arc::clone(&store), engine_config(None))
+        .await
+        .unwrap();
+    assert_eq!(restarted.position(), head + 1);
+    assert_eq!(json(&restarted.read(ReadModel::clone)), json(&live));
+    drop(restarted);
+
+    // A node serving La Réunion only: the directory and its partition.
+    let one = Some(vec![reunion.clone()]);
+    let node = ProjectionEngine::open(Arc::clone(&store), engine_config(one.clone()))
+        .await
+        .unwrap();
+    let expected = union([
+        live.slice(&Scope::Directory),
+        live.slice(&Scope::Partition(reunion.clone())),
+    ]);
+    let mut diff = Vec::new();
+    differences(
+        &json(&node.read(ReadModel::clone)),
+        &json(&expected),
+        "",
+        &mut diff,
+    );
+    assert!(diff.is_empty(), "{diff:#?}");
+    node.snapshot().await.unwrap();
+    let keys = Keys::new(one.as_deref());
+    assert_ne!(
+        keys.row(&Partition::directory()),
+        all.row(&Partition::directory())
+    );
+    assert_eq!(keys.row(&reunion), all.row(&reunion));
+    let saved = manifest(store.as_ref(), &keys).await;
+    assert_eq!(
+        saved.partitions.keys().cloned().collect::<Vec<_>>(),
+        vec![reunion.clone(), Partition::directory()]
+    );
+    drop(node);
+    let node = ProjectionEngine::open(Arc::clone(&store), engine_config(one))
+        .await
+        .unwrap();
+    assert_eq!(json(&node.read(ReadModel::clone)), json(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_partition_on_sqlite() {
+    snapshots_by_partition(common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_partition_on_postgres() {
+    snapshots_by_partition(common::postgres().await).await;
 }
