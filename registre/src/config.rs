@@ -191,7 +191,7 @@ pub struct ClusterSettings {
         value_parser = setting(advertise_url)
     )]
     pub advertise_url: Option<String>,
-    /// The secret (32+ characters) nodes of a region authenticate each
+    /// Shared key (32+ characters) the nodes of a region authenticate each
     /// other with; the same on every node. Required with
     /// REGISTRE_ESTABLISHMENTS.
     #[arg(

@@ -592,3 +592,85 @@ async fn a_live_absence_crosses_nodes() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+/// School B's node is a process of its own, killed (SIGKILL: no clean stop,
+/// its registry row left behind): B answers UNAVAILABLE through A at once
+/// (the dead URL refuses, and the row ages out), and every grade B had
+/// acknowledged is there when another node takes school B over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_nodes_school_is_unavailable_until_taken_over_and_nothing_is_lost() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    let region = seed_region(store.as_ref()).await;
+    let node_a = start_node(&idp, &db, SCHOOL_A).await;
+    let port = free_port();
+    let mut env = idp.env(&db);
+    for (k, v) in [
+        ("REGISTRE_LISTEN", format!("127.0.0.1:{port}")),
+        ("REGISTRE_ESTABLISHMENTS", SCHOOL_B.to_owned()),
+        ("REGISTRE_ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
+        ("REGISTRE_NODE_KEY", NODE_KEY.to_owned()),
+        ("REGISTRE_HEARTBEAT_SECS", "1".to_owned()),
+        ("REGISTRE_NODE_TIMEOUT_SECS", "3".to_owned()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
+        .arg("serve")
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the registre binary");
+    let registry = store.nodes().expect("a registry");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let since = chrono::Utc::now() - chrono::Duration::seconds(3);
+        let live = registry.live_nodes(since).await.expect("the registry");
+        if live.iter().any(|n| n.advertise_url == url) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_registered(store.as_ref(), &[&node_a]).await;
+
+    // Grades acknowledged by B (sent through A, forwarded).
+    let teacher_b = idp.token("teacher-b");
+    let french = create_assessment(&node_a, &teacher_b, region.class_b, "Français").await;
+    let graded = ok(
+        &node_a,
+        &teacher_b,
+        GRADE,
+        grade_input(&french, region.child_b, 14.0, "k-1"),
+    )
+    .await;
+    let grade_id = graded["recordGrade"]["id"].clone();
+
+    child.kill().expect("kill B");
+    child.wait().expect("B is gone");
+    let guardian = idp.token("guardian");
+    let query = "query($id: ID!) { student(id: $id) { grades { id score } } }";
+    let vars = json!({"id": region.child_b.to_string()});
+    let response = node_a.graphql(Some(&guardian), query, vars.clone()).await;
+    assert_eq!(error_codes(&response), ["UNAVAILABLE"], "{response}");
+    assert_eq!(error_partitions(&response), [SCHOOL_B], "{response}");
+    assert!(
+        response["data"]["student"].is_null(),
+        "no record presented as whole: {response}"
+    );
+
+    // A node takes school B over: what B acknowledged is there.
+    let node_c = start_node(&idp, &db, SCHOOL_B).await;
+    wait_registered(store.as_ref(), &[&node_c]).await;
+    let data = ok(&node_a, &guardian, query, vars).await;
+    assert_eq!(data["student"]["grades"][0]["id"], grade_id);
+    assert_eq!(data["student"]["grades"][0]["score"], json!(14.0));
+    node_a.stop().await;
+    node_c.stop().await;
+}
