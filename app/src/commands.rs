@@ -264,6 +264,11 @@ impl<'a> Executor<'a> {
             };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
+                    // The answer is read from the model: the node folding
+                    // the original's partition gives it (cluster, issue 12).
+                    if let Some(p) = original.events.first().and_then(|e| e.partition.as_ref()) {
+                        self.check_held(p)?;
+                    }
                     let events = self.replay(original, idem).await?;
                     return Ok(Executed { events, facts });
                 }
