@@ -151,21 +151,24 @@ fn free_port() -> u16 {
 }
 
 async fn start_node(idp: &Idp, db: &TestDb, schools: &str) -> Node {
+    start_node_with(idp, db, schools, &[]).await
+}
+
+/// A node folding `schools` (empty: all of them) on a port of its own.
+async fn start_node_with(idp: &Idp, db: &TestDb, schools: &str, more: &[(&str, &str)]) -> Node {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://127.0.0.1:{port}");
-    let config = idp.config(
-        db,
-        &[
-            ("REGISTRE_LISTEN", &listen),
-            ("REGISTRE_ESTABLISHMENTS", schools),
-            ("REGISTRE_ADVERTISE_URL", &url),
-            ("REGISTRE_NODE_KEY", NODE_KEY),
-            ("REGISTRE_HEARTBEAT_SECS", "1"),
-            ("REGISTRE_NODE_TIMEOUT_SECS", "3"),
-        ],
-    );
-    Node::start(&config).await
+    let mut settings = vec![
+        ("REGISTRE_LISTEN", listen.as_str()),
+        ("REGISTRE_ESTABLISHMENTS", schools),
+        ("REGISTRE_ADVERTISE_URL", url.as_str()),
+        ("REGISTRE_NODE_KEY", NODE_KEY),
+        ("REGISTRE_HEARTBEAT_SECS", "1"),
+        ("REGISTRE_NODE_TIMEOUT_SECS", "3"),
+    ];
+    settings.extend_from_slice(more);
+    Node::start(&idp.config(db, &settings)).await
 }
 
 /// Waits until the registry lists a live node at each of `nodes`' URLs.
@@ -681,4 +684,50 @@ async fn a_killed_nodes_school_is_unavailable_until_taken_over_and_nothing_is_lo
     assert_eq!(data["student"]["grades"][0]["score"], json!(14.0));
     node_a.stop().await;
     node_c.stop().await;
+}
+
+/// The notification outbox has one checkpoint for the whole log: a node
+/// folding some schools only would move it over the others' events, so
+/// only a node folding them all fills it (decision 0021).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_a_node_folding_every_school_fills_the_notification_outbox() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    seed_region(store.as_ref()).await;
+    let vapid = idp.dir.0.join("vapid.pem");
+    let push = [("REGISTRE_VAPID_KEY", vapid.to_str().expect("utf-8 path"))];
+    let partial = start_node_with(&idp, &db, SCHOOL_A, &push).await;
+    let whole = start_node_with(&idp, &db, "", &push).await;
+    let consumers = |metrics: String| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("registre_log_consumer_lag_events{"))
+            .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+            .collect()
+    };
+    for (node, fills) in [(&partial, false), (&whole, true)] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let names = loop {
+            let names = consumers(node.metrics().await);
+            if names.iter().any(|n| n == "read_model") {
+                break names;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no consumers in /metrics"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            names.iter().any(|n| n == "notification_outbox"),
+            fills,
+            "{}: {names:?}",
+            node.addr
+        );
+    }
+    partial.stop().await;
+    whole.stop().await;
 }
