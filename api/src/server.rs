@@ -795,6 +795,20 @@ async fn run_batch<E: Executor>(
             }
             return reply;
         }
+        // Not forwarded (already forwarded once, or a field answered): the
+        // client sees UNAVAILABLE and the partition, not the internal mark.
+        let mut response = response;
+        let answers: Vec<&mut async_graphql::Response> = match &mut response {
+            BatchResponse::Single(r) => vec![r],
+            BatchResponse::Batch(list) => list.iter_mut().collect(),
+        };
+        for r in answers {
+            for e in &mut r.errors {
+                if let Some(ext) = e.extensions.as_mut() {
+                    ext.unset(FORWARD_EXTENSION);
+                }
+            }
+        }
         let errors = match &response {
             BatchResponse::Single(r) => {
                 t.metrics.observe_response("http", r);

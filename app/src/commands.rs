@@ -214,13 +214,16 @@ impl<'a> Executor<'a> {
     /// lacks the stream's facts (the assessment of a grade, the absence a
     /// guardian justifies), so the node that folds it must decide. The
     /// facts looked up for this are only used to name the streams.
-    async fn refusal(&self, streams: impl IntoIterator<Item = StreamName>) -> ApiError {
+    async fn refusal<S: IntoIterator<Item = StreamName>>(
+        &self,
+        streams: impl FnOnce() -> S,
+    ) -> ApiError {
         let partial = match self.model {
             ReadSide::Follows { engine, .. } => engine.config().partitions.is_some(),
             ReadSide::Nothing => false,
         };
         if partial {
-            for stream in streams {
+            for stream in streams() {
                 let first = match self.store.read_stream(stream.as_str(), 0).await {
                     Ok(recorded) => recorded.into_iter().next(),
                     Err(e) => return e.into(),
@@ -259,8 +262,9 @@ impl<'a> Executor<'a> {
             let now = now();
             let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
             else {
-                let stream = cmd.stream(&self.read(|m| cmd.facts(m, now)));
-                return Err(self.refusal([stream]).await);
+                return Err(self
+                    .refusal(|| [cmd.stream(&self.read(|m| cmd.facts(m, now)))])
+                    .await);
             };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {

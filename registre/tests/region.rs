@@ -421,6 +421,28 @@ async fn a_family_across_two_nodes_is_served_whole_from_either() {
         ok(&node_b, &teacher_b, query, vars.clone()).await
     );
 
+    // A request already forwarded once is not forwarded again: refused,
+    // nothing written, the school named.
+    let response: Value = node_a
+        .http()
+        .post(node_a.url("/graphql"))
+        .bearer_auth(&teacher_b)
+        .header("x-registre-forwarded", "a-node")
+        .json(&json!({"query": GRADE, "variables": grade_input(&french, region.child_b, 19.0, "b-3")}))
+        .send()
+        .await
+        .expect("POST /graphql")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(error_codes(&response), ["UNAVAILABLE"], "{response}");
+    assert_eq!(error_partitions(&response), [SCHOOL_B], "{response}");
+    assert!(
+        response["errors"][0]["extensions"]["forward"].is_null(),
+        "{response}"
+    );
+    assert_eq!(count_events(store.as_ref(), "GradeRecorded").await, 2);
+
     // School B's node stops: B's records answer UNAVAILABLE naming it, on
     // the dashboard and for a write; school A's still answer.
     node_b.stop().await;

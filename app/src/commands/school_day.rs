@@ -74,8 +74,9 @@ impl Executor<'_> {
             let now = now();
             let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
             else {
-                let streams = cmd.streams(&self.read(|m| cmd.facts(m, now)));
-                return Err(self.refusal(streams).await);
+                return Err(self
+                    .refusal(|| cmd.streams(&self.read(|m| cmd.facts(m, now))))
+                    .await);
             };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
