@@ -453,7 +453,7 @@ impl ReadModel {
     /// Applies one decoded event, in the whole model's fold (`aside` is
     /// `None`) or in one partition's fold of a parallel rebuild
     /// (`crate::slice`), which reads the directory as it was at the event.
-    pub(crate) fn apply_in(&mut self, logged: LoggedEvent, mut aside: Option<&mut Aside<'_>>) {
+    pub(crate) fn apply_in(&mut self, logged: LoggedEvent, aside: Option<&mut Aside<'_>>) {
         if logged.position <= self.position {
             return;
         }
@@ -496,7 +496,7 @@ impl ReadModel {
         for person in concerned {
             audit.entry(person).or_default().push(position);
         }
-        self.fold(event, envelope, place, aside.as_deref_mut());
+        self.fold(event, envelope, place, aside);
         self.position = position;
     }
 

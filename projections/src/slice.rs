@@ -839,7 +839,7 @@ impl ReadModel {
         let e = &mut self.evaluation;
         join(&mut e.periods, periods);
         join(&mut e.by_establishment, by_establishment);
-        join_with(&mut e.appreciations, appreciations, |a, b| join(a, b));
+        join_with(&mut e.appreciations, appreciations, join);
         let Communication {
             attachments,
             uploaded_by,

@@ -4,6 +4,8 @@
 //! a class's slice answers its students' records as the whole model does,
 //! and the partitions folded in parallel give the model folded in order.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use proptest::prelude::*;
