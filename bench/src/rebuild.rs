@@ -184,10 +184,7 @@ pub fn slice_snapshots(log: &[GenEvent], seed: u64) -> Result<SliceFigures> {
     }
     let decode = started.elapsed();
     let started = Instant::now();
-    let mut joined = ReadModel::new();
-    for p in parts {
-        joined.absorb(p);
-    }
+    let joined = registre_projections::union_of(parts, 1);
     let join = started.elapsed();
     anyhow::ensure!(joined == model, "the slices' union is not the model");
     Ok(SliceFigures {

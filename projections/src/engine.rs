@@ -264,7 +264,7 @@ impl ProjectionEngine {
         // The snapshot's partitions, or the log folded in parallel. (The
         // single `read_model` row of version 4 and before is not read: the
         // version changed with the slices, a fold replaces it.)
-        let (model, manifest, moved) = match snapshots::load(&store, &keys).await? {
+        let (model, manifest, moved) = match snapshots::load(&store, &keys, config.threads).await? {
             Ok((model, manifest)) => (model, manifest, Some(BTreeSet::new())),
             Err(why) => {
                 let head = store.head().await?;

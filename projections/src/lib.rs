@@ -62,7 +62,7 @@ pub use partition::{
     PartitionFacts, PartitionReport, Partitioner,
 };
 pub use replay::{fold_until, replay_to_dir, write_views, ReplayManifest, ReplayProgress};
-pub use slice::{fold_in_parallel, DirectoryFold, PartitionFold, Scope};
+pub use slice::{fold_in_parallel, union_of, DirectoryFold, PartitionFold, Scope};
 pub use stats::{
     AbsenceStats, GradeDistribution, HalfDay, StudentMonth, WeeklyAbsenceRate,
     ABSENTEEISM_THRESHOLD,

@@ -63,7 +63,8 @@ impl ParallelFold {
                 "a partition fold outlived the rebuild",
             ))
         })?;
-        let mut joined = tokio::task::spawn_blocking(move || directory.join(parts))
+        let threads = self.threads;
+        let mut joined = tokio::task::spawn_blocking(move || directory.join(parts, threads))
             .await
             .map_err(join_error)?;
         // Every event up to the head is folded or another node's: a node

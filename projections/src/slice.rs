@@ -1140,17 +1140,19 @@ impl DirectoryFold {
     /// The union of the directory and the partitions folded against it, the
     /// attachments' link sides applied in log order: the model a fold of the
     /// whole log in order gives.
-    pub fn join(self, parts: impl IntoIterator<Item = PartitionFold>) -> ReadModel {
+    pub fn join(self, parts: impl IntoIterator<Item = PartitionFold>, threads: usize) -> ReadModel {
         let DirectoryFold {
-            mut model,
+            model,
             mut links,
             erasures,
         } = self;
+        let mut models = vec![model];
         for mut part in parts {
             part.erase_until(&erasures, Position::MAX);
-            model.absorb(part.model);
+            models.push(part.model);
             links.append(&mut part.links);
         }
+        let mut model = union_of(models, threads);
         links.sort_by_key(|(p, _)| *p);
         for (_, link) in links {
             model.communication.link_attachments(link);
@@ -1251,7 +1253,28 @@ pub fn fold_in_parallel(events: &[RecordedEvent], threads: usize) -> Result<Read
             })
             .collect::<Result<Vec<_>, _>>()
     })?;
-    Ok(directory.join(parts.into_iter().flatten()))
+    Ok(directory.join(parts.into_iter().flatten(), threads))
+}
+
+/// The union of `parts` ([`ReadModel::absorb`]), merged pairwise on up to
+/// `threads` threads: a merge is linear in both sides, so pairs keep the
+/// whole at the model's size times the log of the count, where absorbing
+/// one part after another would grow with the count's square.
+pub fn union_of(mut parts: Vec<ReadModel>, threads: usize) -> ReadModel {
+    while parts.len() > 1 {
+        let mut pairs = Vec::with_capacity(parts.len() / 2 + 1);
+        let mut rest = parts.into_iter();
+        while let Some(a) = rest.next() {
+            pairs.push((a, rest.next()));
+        }
+        parts = crate::parallel::in_parallel(pairs, threads, |(mut a, b)| {
+            if let Some(b) = b {
+                a.absorb(b);
+            }
+            a
+        });
+    }
+    parts.pop().unwrap_or_default()
 }
 
 /// Moves `from`'s entries into `into`; the same key in both keeps `from`'s.

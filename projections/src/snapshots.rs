@@ -164,6 +164,7 @@ pub enum Unusable {
 pub async fn load(
     store: &Arc<dyn EventStore>,
     keys: &Keys,
+    threads: usize,
 ) -> Result<Result<(ReadModel, Manifest), Unusable>, ProjectionError> {
     let Some(row) = store.load_snapshot(&keys.manifest()).await? else {
         return Ok(Err(Unusable::None));
@@ -181,9 +182,12 @@ pub async fn load(
         .filter(|(p, _)| keys.holds(p))
         .map(|(p, at)| (p.clone(), *at))
         .collect();
-    // The rows are read concurrently; each is decoded as it arrives.
+    // The rows are read concurrently; each is decoded as it arrives, on at
+    // most `threads` threads (a row's JSON is whole in memory while it is).
+    let gate = Arc::new(tokio::sync::Semaphore::new(threads.max(1)));
     let reads = wanted.iter().map(|(p, at)| {
         let store = Arc::clone(store);
+        let gate = Arc::clone(&gate);
         let key = keys.row(p);
         let at = *at;
         tokio::spawn(async move {
@@ -199,9 +203,17 @@ pub async fn load(
             let Ok(state) = checked else {
                 return Ok::<_, ProjectionError>(checked.map(|_| ReadModel::default()));
             };
-            let decoded = tokio::task::spawn_blocking(move || ReadModel::from_snapshot(&state))
+            let permit = gate
+                .acquire_owned()
                 .await
                 .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
+            let decoded = tokio::task::spawn_blocking(move || {
+                let decoded = ReadModel::from_snapshot(&state);
+                drop(permit);
+                decoded
+            })
+            .await
+            .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
             Ok(decoded.map_err(|e| format!("{key}: {e}")))
         })
     });
@@ -216,15 +228,9 @@ pub async fn load(
             Err(why) => return Ok(Err(Unusable::Row(why))),
         }
     }
-    let mut model = tokio::task::spawn_blocking(move || {
-        let mut whole = ReadModel::new();
-        for part in parts {
-            whole.absorb(part);
-        }
-        whole
-    })
-    .await
-    .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
+    let mut model = tokio::task::spawn_blocking(move || crate::slice::union_of(parts, threads))
+        .await
+        .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
     model.position = manifest.position;
     Ok(Ok((model, manifest)))
 }

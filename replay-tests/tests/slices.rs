@@ -4,6 +4,8 @@
 //! a class's slice answers its students' records as the whole model does,
 //! and the partitions folded in parallel give the model folded in order.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use proptest::prelude::*;
@@ -94,8 +96,13 @@ proptest! {
             json(&slices[&Partition::directory()])
         );
         prop_assert_eq!(json(&union(slices.values().cloned())), json(&whole));
-        // In any order: the partitions' slices first, the directory last.
-        prop_assert_eq!(json(&union(slices.into_values().rev())), json(&whole));
+        // In any order: the partitions' slices first, the directory last;
+        // merged pairwise on threads.
+        prop_assert_eq!(json(&union(slices.values().rev().cloned())), json(&whole));
+        prop_assert_eq!(
+            json(&registre_projections::union_of(slices.into_values().collect(), 3)),
+            json(&whole)
+        );
     }
 
     #[test]

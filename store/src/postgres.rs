@@ -544,8 +544,25 @@ impl EventStore for PostgresStore {
         if partitions.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
         let client = self.pool.get().await.map_err(pool_err)?;
+        if let [one] = partitions {
+            // One partition (a parallel rebuild reads each on its own): one
+            // range scan of (partition, position), no merge.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE partition = $1 AND position > $2 \
+                     ORDER BY partition, position LIMIT $3"
+                ))
+                .await
+                .map_err(pg("prepare read_partition"))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&one.as_str(), &to_i64(after)?, &limit])
+                .await
+                .map_err(pg("read_partition"))?;
+            return rows.iter().map(event_from_row).collect();
+        }
+        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
         // One index-only range scan per partition on (partition, position),
         // merged, then the rows: a node serving few partitions never walks
         // the other establishments' events.
