@@ -5,6 +5,8 @@
 
 pub mod admission;
 pub mod auth;
+// cluster (issue 12)
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod graphiql;

@@ -65,6 +65,30 @@ pub struct Transport<E: Executor> {
     pub readiness: Arc<dyn Readiness>,
     /// `GET /attachments/<id>` (issue 16); `None`: no such route.
     pub downloads: Option<Arc<dyn Downloads>>,
+    /// cluster (issue 12): the other nodes of a region (`POST
+    /// /internal/slice`, whole requests forwarded); `None`: a lone node.
+    pub peers: Option<Arc<dyn Peers>>,
+}
+
+// cluster (issue 12)
+/// The error extension marking a request decided nowhere because another
+/// node holds what it needs: the transport forwards the whole request.
+pub const FORWARD_EXTENSION: &str = "forward";
+
+/// The other nodes of a region, seen from the transport.
+#[async_trait]
+pub trait Peers: Send + Sync + 'static {
+    /// Answers `POST /internal/slice` from another node, authenticated by
+    /// the node key it presents.
+    async fn slice(&self, node_key: Option<&str>, body: &[u8]) -> Result<Vec<u8>, DownloadRefusal>;
+    /// Sends a GraphQL request as it came to a live node holding
+    /// `partition`; its status and body.
+    async fn forward(
+        &self,
+        partition: &str,
+        authorization: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), DownloadRefusal>;
 }
 
 impl<E: Executor> std::fmt::Debug for Transport<E> {
@@ -279,13 +303,32 @@ fn routes<E: Executor>(
         .and(warp::post())
         .and(warp::body::content_length_limit(limits.max_body_bytes))
         .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>(
+            registre_app::cluster::FORWARDED_HEADER,
+        ))
         .and(warp::body::bytes())
         .and(with.clone())
         .then(
             |authorization: Option<String>,
+             forwarded: Option<String>,
              body: warp::hyper::body::Bytes,
              shared: Arc<Shared<E>>| async move {
-                graphql_http(shared, authorization, body).await
+                graphql_http(shared, authorization, forwarded.is_some(), body).await
+            },
+        );
+
+    // cluster (issue 12): another node asks for a slice of the model.
+    let internal_slice = warp::path!("internal" / "slice")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::header::optional::<String>(
+            registre_app::cluster::NODE_KEY_HEADER,
+        ))
+        .and(warp::body::bytes())
+        .and(with.clone())
+        .then(
+            |key: Option<String>, body: warp::hyper::body::Bytes, shared: Arc<Shared<E>>| async move {
+                internal_slice(shared, key, body).await
             },
         );
 
@@ -422,6 +465,7 @@ fn routes<E: Executor>(
     graphql_multipart
         .or(graphql_post)
         .or(attachments)
+        .or(internal_slice)
         .or(graphql_ws)
         .or(graphiql)
         .or(graphiql_assets)
@@ -523,6 +567,7 @@ fn auth_data(auth: Option<Result<Caller, AuthRejection>>, request_id: RequestId)
 async fn graphql_http<E: Executor>(
     shared: Arc<Shared<E>>,
     authorization: Option<String>,
+    forwarded: bool,
     body: warp::hyper::body::Bytes,
 ) -> warp::reply::Response {
     let started = Instant::now();
@@ -550,10 +595,75 @@ async fn graphql_http<E: Executor>(
                 );
             }
         };
-        run_batch(&shared, authorization, batch, started, request_id).await
+        let forward = (!forwarded).then_some(&body);
+        run_batch(&shared, authorization, batch, started, request_id, forward).await
     }
     .instrument(span)
     .await
+}
+
+// cluster (issue 12)
+/// `POST /internal/slice`: admitted as a read, answered to a node that
+/// presents the node key.
+async fn internal_slice<E: Executor>(
+    shared: Arc<Shared<E>>,
+    key: Option<String>,
+    body: warp::hyper::body::Bytes,
+) -> warp::reply::Response {
+    let _permit = match shared.admission.admit(|| admission::Kind::Read).await {
+        Ok(permit) => permit,
+        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    };
+    let Some(peers) = &shared.transport.peers else {
+        return error_reply(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route");
+    };
+    match peers.slice(key.as_deref(), &body).await {
+        Ok(bytes) => {
+            let mut reply = warp::http::Response::new(warp::hyper::Body::from(bytes));
+            reply.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zstd"),
+            );
+            reply
+        }
+        Err(refusal) => error_reply(
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            refusal.code,
+            &refusal.message,
+        ),
+    }
+}
+
+/// The partition a response asks to be forwarded for: a single operation
+/// decided nowhere ([`FORWARD_EXTENSION`]) of which no field answered, so
+/// that running it again elsewhere repeats nothing.
+fn forward_target(response: &BatchResponse) -> Option<String> {
+    let BatchResponse::Single(r) = response else {
+        return None;
+    };
+    let answered_nothing = match &r.data {
+        async_graphql::Value::Null => true,
+        async_graphql::Value::Object(fields) => fields
+            .values()
+            .all(|v| matches!(v, async_graphql::Value::Null)),
+        _ => false,
+    };
+    if !answered_nothing {
+        return None;
+    }
+    r.errors.iter().find_map(|e| {
+        let ext = e.extensions.as_ref()?;
+        if !matches!(
+            ext.get(FORWARD_EXTENSION),
+            Some(async_graphql::Value::Boolean(true))
+        ) {
+            return None;
+        }
+        match ext.get("partition")? {
+            async_graphql::Value::String(p) => Some(p.clone()),
+            _ => None,
+        }
+    })
 }
 
 /// A GraphQL multipart request (an upload, issue 16): admitted as a write
@@ -620,20 +730,22 @@ async fn graphql_multipart<E: Executor>(
                 );
             }
         };
-        run_batch(&shared, authorization, batch, started, request_id).await
+        run_batch(&shared, authorization, batch, started, request_id, None).await
     }
     .instrument(span)
     .await
 }
 
 /// Runs a parsed batch for an HTTP request: checks its size, authenticates,
-/// executes, logs and answers.
+/// executes, logs and answers. `forward`: the body as it came, when the
+/// request may be forwarded whole to another node (cluster, issue 12).
 async fn run_batch<E: Executor>(
     shared: &Arc<Shared<E>>,
     authorization: Option<String>,
     batch: BatchRequest,
     started: Instant,
     request_id: RequestId,
+    forward: Option<&warp::hyper::body::Bytes>,
 ) -> warp::reply::Response {
     {
         let t = &shared.transport;
@@ -668,6 +780,52 @@ async fn run_batch<E: Executor>(
             ),
         };
         let response = t.executor.execute_batch(batch).await;
+        // cluster (issue 12): decided nowhere here; the node holding it answers.
+        if let (Some(body), Some(peers), Some(partition)) =
+            (forward, &t.peers, forward_target(&response))
+        {
+            let answer = peers
+                .forward(&partition, authorization.as_deref(), body.to_vec())
+                .await;
+            tracing::info!(%partition, forwarded = answer.is_ok(), "graphql request forwarded");
+            let mut reply = match answer {
+                Ok((status, bytes)) => {
+                    let mut reply = warp::http::Response::new(warp::hyper::Body::from(bytes));
+                    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                    reply.headers_mut().insert(
+                        warp::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    reply
+                }
+                Err(refusal) => warp::reply::json(&json!({
+                    "data": null,
+                    "errors": [{
+                        "message": refusal.message,
+                        "extensions": { "code": refusal.code, "partition": partition },
+                    }],
+                }))
+                .into_response(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
+                reply.headers_mut().insert("x-request-id", value);
+            }
+            return reply;
+        }
+        // Not forwarded (already forwarded once, or a field answered): the
+        // client sees UNAVAILABLE and the partition, not the internal mark.
+        let mut response = response;
+        let answers: Vec<&mut async_graphql::Response> = match &mut response {
+            BatchResponse::Single(r) => vec![r],
+            BatchResponse::Batch(list) => list.iter_mut().collect(),
+        };
+        for r in answers {
+            for e in &mut r.errors {
+                if let Some(ext) = e.extensions.as_mut() {
+                    ext.unset(FORWARD_EXTENSION);
+                }
+            }
+        }
         let errors = match &response {
             BatchResponse::Single(r) => {
                 t.metrics.observe_response("http", r);
@@ -715,6 +873,29 @@ pub struct DownloadRefusal {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+}
+
+impl From<&registre_app::ApiError> for DownloadRefusal {
+    fn from(e: &registre_app::ApiError) -> Self {
+        use registre_app::ApiError;
+        let status = match e {
+            ApiError::Unauthenticated(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::InvalidInput { .. } => 400,
+            ApiError::RateLimited(_) | ApiError::RetryLater { .. } => 429,
+            ApiError::Unavailable(_)
+            | ApiError::Elsewhere(_)
+            | ApiError::PartitionUnavailable(_) => 503,
+            ApiError::Conflict(_) => 409,
+            ApiError::Internal(_) => 500,
+        };
+        DownloadRefusal {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Serves `GET /attachments/<id>` for an authenticated caller; the

@@ -194,6 +194,51 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// cluster (issue 12): refuses, before anything is decided, a write to
+    /// a partition this node does not fold (its model lacks the facts the
+    /// decision needs); the transport sends the request to a holder.
+    fn check_held(&self, partition: &Partition) -> Result<(), ApiError> {
+        let held = match self.model {
+            ReadSide::Follows { engine, .. } => {
+                partition.served_by(engine.config().partitions.as_deref())
+            }
+            ReadSide::Nothing => true,
+        };
+        if held {
+            Ok(())
+        } else {
+            Err(ApiError::Elsewhere(partition.clone()))
+        }
+    }
+
+    /// Why a command was refused: FORBIDDEN, or, on a node folding some
+    /// establishments only, [`ApiError::Elsewhere`] when one of its streams
+    /// already lives in another one: the rule was asked on a model that
+    /// lacks the stream's facts (the assessment of a grade, the absence a
+    /// guardian justifies), so the node that folds it must decide. The
+    /// facts looked up for this are only used to name the streams.
+    async fn refusal<S: IntoIterator<Item = StreamName>>(
+        &self,
+        streams: impl FnOnce() -> S,
+    ) -> ApiError {
+        let partial = match self.model {
+            ReadSide::Follows { engine, .. } => engine.config().partitions.is_some(),
+            ReadSide::Nothing => false,
+        };
+        if partial {
+            for stream in streams() {
+                let first = match self.store.read_stream(stream.as_str(), 0).await {
+                    Ok(recorded) => recorded.into_iter().next(),
+                    Err(e) => return e.into(),
+                };
+                if let Some(Err(e)) = first.and_then(|e| e.partition).map(|p| self.check_held(&p)) {
+                    return e;
+                }
+            }
+        }
+        ApiError::forbidden()
+    }
+
     async fn reach_head(&self) -> Result<(), ApiError> {
         match self.model {
             ReadSide::Follows { .. } => self.reach(self.store.head().await?).await,
@@ -218,17 +263,28 @@ impl<'a> Executor<'a> {
         loop {
             self.reach_head().await?;
             let now = now();
-            let facts = self
-                .read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
-                .ok_or_else(ApiError::forbidden)?;
+            let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
+            else {
+                return Err(self
+                    .refusal(|| [cmd.stream(&self.read(|m| cmd.facts(m, now)))])
+                    .await);
+            };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
+                    // The answer is read from the model: the node folding
+                    // the original's partition gives it (cluster, issue 12).
+                    if let Some(p) = original.events.first().and_then(|e| e.partition.as_ref()) {
+                        self.check_held(p)?;
+                    }
                     let events = self.replay(original, idem).await?;
                     return Ok(Executed { events, facts });
                 }
             }
             let stream = cmd.stream(&facts);
             let recorded = self.store.read_stream(stream.as_str(), 0).await?;
+            if let Some(p) = recorded.first().and_then(|e| e.partition.as_ref()) {
+                self.check_held(p)?;
+            }
             let version = recorded.last().map_or(0, |e| e.stream_version);
             let state = <C::State as Aggregate>::fold(&decode_stream(&recorded)?);
             let events = cmd.decide(&state, &facts)?;
@@ -241,6 +297,7 @@ impl<'a> Executor<'a> {
                 recorded.first().and_then(|e| e.partition.as_ref()),
                 &events[0],
             );
+            self.check_held(&partition)?;
             let request = AppendRequest {
                 stream_id: stream.as_str().to_owned(),
                 partition,

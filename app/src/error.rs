@@ -3,7 +3,7 @@
 //! is logged, never returned.
 
 use registre_domain::DomainError;
-use registre_store::StoreError;
+use registre_store::{Partition, StoreError};
 use thiserror::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -40,6 +40,17 @@ pub enum ApiError {
     /// A failure of ours; details are in the logs under the request id.
     #[error("{0}")]
     Internal(String),
+    // cluster (issue 12)
+    /// The request needs an establishment this node does not fold: nothing
+    /// was decided or written here. The transport forwards the whole
+    /// request to a live node that holds it; a client only sees it (as
+    /// UNAVAILABLE, the partition named) where that is not possible.
+    #[error("establishment {0} is served by another node; send the request there")]
+    Elsewhere(Partition),
+    /// No live node folds this establishment now (its nodes are down):
+    /// never a partial answer presented as whole. Retrying later may work.
+    #[error("no live node serves establishment {0} now; retry later")]
+    PartitionUnavailable(Partition),
 }
 
 impl ApiError {
@@ -53,6 +64,15 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::RetryLater { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Elsewhere(_) | ApiError::PartitionUnavailable(_) => "UNAVAILABLE",
+        }
+    }
+
+    /// The partition a cluster refusal names (`extensions.partition`).
+    pub fn partition(&self) -> Option<&Partition> {
+        match self {
+            ApiError::Elsewhere(p) | ApiError::PartitionUnavailable(p) => Some(p),
+            _ => None,
         }
     }
 

@@ -30,6 +30,8 @@
 //!                         // follower and the engine (final read-model snapshot)
 //! ```
 
+// cluster (issue 12)
+pub mod cluster;
 pub mod commands;
 pub mod discipline;
 // communication (issue 16)
@@ -101,6 +103,9 @@ pub struct AppConfig {
     pub sanction_erasure: registre_domain::discipline::ErasureDelays,
     /// Attachments and notifications (issue 16).
     pub communication: communication::CommunicationConfig,
+    /// cluster (issue 12): the node's id, URL, key and registry timing
+    /// (what it folds is `engine.partitions`).
+    pub cluster: cluster::ClusterConfig,
 }
 
 impl Default for AppConfig {
@@ -118,6 +123,7 @@ impl Default for AppConfig {
             engine: EngineConfig::default(),
             sanction_erasure: Default::default(),
             communication: communication::CommunicationConfig::default(),
+            cluster: cluster::ClusterConfig::default(),
         }
     }
 }
@@ -190,6 +196,8 @@ pub struct App {
     config: AppConfig,
     // communication (issue 16)
     notify_stats: Arc<notify::NotifyStats>,
+    // cluster (issue 12)
+    cluster: cluster::Cluster,
 }
 
 /// A class's average per subject (`None`: no GRADED grade yet).
@@ -240,10 +248,11 @@ impl App {
 
         // One follower of the log for the node; its consumers in the order
         // they must see each page (see `follower`).
-        let log = LogFollower::new(
+        let log = LogFollower::of_partitions(
             store.clone(),
             config.engine.batch_size,
             config.engine.idle_recheck,
+            config.engine.read_set(),
         );
         let vault_keys = store.vault().map(|vault| {
             Arc::new(follower::VaultKeys {
@@ -276,7 +285,13 @@ impl App {
             config.access_flush_every,
             counters.clone(),
         ));
+        let cluster = cluster::Cluster::new(
+            config.cluster.clone(),
+            config.engine.partitions.clone(),
+            store.nodes(),
+        )?;
         let app = Arc::new(App {
+            cluster,
             store,
             engine,
             live: live_tx,
@@ -293,6 +308,11 @@ impl App {
         });
         usage::start(&app);
         notify::start(&app).await?;
+        let registry = tokio::spawn(cluster::run_registry(
+            Arc::downgrade(&app),
+            app.shutdown_signal(),
+        ));
+        app.tasks.lock().push(registry);
         Ok(app)
     }
 

@@ -4,12 +4,19 @@
 //! twice. A subscriber that falls behind the bounded broadcast resumes from the
 //! log instead of buffering without bound. Each feed is one task feeding a
 //! small channel; it ends when the client goes away or the App shuts down.
+//!
+//! cluster (issue 12): on a node that does not fold a school the subscriber
+//! hears of (a child's, a staff member's own), the feed reads those
+//! schools' partitions of the shared log itself ([`LogReader::partitions`],
+//! woken by the store's wake-ups) instead of the node's broadcast: every
+//! absence reaches them, in log order, resumable with `after` (positions
+//! are global), even while the node holding the school is down.
 
 use super::follower::{announced_absence, stopped, LiveAbsence};
 use super::{ApiError, App, Viewer};
 use registre_domain::StudentId;
 use registre_projections::{LoggedEvent, ReadModel as Model};
-use registre_store::{LogReader, Position};
+use registre_store::{LogReader, Partition, Position};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,11 +38,25 @@ pub fn feed(
     let start = after.unwrap_or_else(|| app.live_position());
     let replay = after.is_some();
     let guard = app.subscriber_guard();
+    let watched = app.read(|m| watched_partitions(m, &viewer));
+    let tail = watched
+        .iter()
+        .any(|p| !app.cluster().holds(p))
+        .then_some(watched);
     tokio::spawn(async move {
         let _guard = guard;
         let mut shutdown = app.shutdown_signal();
+        let feed = async {
+            match tail {
+                Some(partitions) => {
+                    drop(live);
+                    tail_partitions(&app, &viewer, after, partitions, filter.as_ref(), &tx).await
+                }
+                None => run(&app, &viewer, start, replay, live, filter.as_ref(), &tx).await,
+            }
+        };
         tokio::select! {
-            _ = run(&app, &viewer, start, replay, live, filter.as_ref(), &tx) => {}
+            () = feed => {}
             _ = stopped(&mut shutdown) => {}
             _ = tx.closed() => {}
         }
@@ -106,6 +127,82 @@ async fn replay_log(
             }
         }
         *last = end;
+    }
+}
+
+// cluster (issue 12)
+/// The partitions a viewer's absences come from: their children's schools
+/// and their own.
+fn watched_partitions(m: &Model, viewer: &Viewer) -> Vec<Partition> {
+    let mut partitions: Vec<Partition> = m
+        .children_of(viewer.person)
+        .into_iter()
+        .filter_map(|s| crate::cluster::class_partition(m, s.class_id))
+        .chain(
+            viewer
+                .establishment
+                .and_then(|e| m.establishment(e))
+                .map(|e| Partition::establishment(&e.uai)),
+        )
+        .collect();
+    partitions.sort();
+    partitions.dedup();
+    partitions
+}
+
+/// The feed of a subscriber whose schools are not all folded here: their
+/// partitions of the log, after `after` (or the head), then as they grow.
+async fn tail_partitions(
+    app: &App,
+    viewer: &Viewer,
+    after: Option<Position>,
+    partitions: Vec<Partition>,
+    filter: &Filter,
+    tx: &mpsc::Sender<Result<LiveAbsence, ApiError>>,
+) {
+    let start = match after {
+        Some(after) => after,
+        None => match app.store().head().await {
+            Ok(head) => head,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        },
+    };
+    let mut log = LogReader::new(app.store().clone(), start).partitions(Some(partitions.into()));
+    let poll = app.engine().config().idle_recheck;
+    loop {
+        let page = match log.next_page().await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        if page.is_empty() {
+            log.wait(poll).await;
+            continue;
+        }
+        for rec in &page {
+            let logged = match LoggedEvent::decode(rec) {
+                Ok(logged) => logged,
+                Err(e) => {
+                    tracing::error!(error = %e, "live tail stopped at an undecodable event");
+                    let _ = tx
+                        .send(Err(ApiError::Internal(
+                            "the log holds an event this server cannot read".into(),
+                        )))
+                        .await;
+                    return;
+                }
+            };
+            if let Some(item) = announced_absence(&logged) {
+                if send(app, viewer, filter, item, tx).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

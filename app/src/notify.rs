@@ -244,6 +244,16 @@ pub(crate) async fn start(app: &Arc<App>) -> Result<(), crate::ApiError> {
     let Some(store) = app.store().communication() else {
         return Ok(());
     };
+    // cluster (issue 12): the outbox has one checkpoint for the whole log,
+    // and a notice is composed from the read model. A node folding some
+    // establishments sees only their events (it would move the checkpoint
+    // over the others' and lose their notices) and could not compose the
+    // others' notices: only nodes folding every establishment fill and
+    // send the outbox (decision 0021).
+    if app.cluster().served().is_some() {
+        tracing::info!("this node folds some establishments only: notifications are left to nodes folding them all");
+        return Ok(());
+    }
     let mut checkpoint = store.outbox_checkpoint().await?;
     if checkpoint == 0 {
         let head = app.store().head().await?;

@@ -155,8 +155,8 @@ async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<Gro
         "  {size}: rebuild {} events in {:.2?}",
         rebuilt.events, rebuilt.elapsed
     );
-    // The node starts from the snapshot the rebuild saved; its size says how
-    // far the single-row snapshot can grow (a bytea value caps at 1 GB).
+    // The node starts from the snapshot the rebuild saved: the sum of its
+    // rows, one per partition (decision 0022; a bytea value caps at 1 GB).
     let snapshot = match &rebuilt.snapshot_error {
         None => Ok(admin
             .query_one(

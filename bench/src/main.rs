@@ -550,6 +550,22 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
     );
     let mut rates = vec![rebuild::pure_fold(&log, seed)?];
     eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    rates.push(rebuild::parallel_fold(&log, seed, threads)?);
+    eprintln!("  {}: {:.0} events/s", rates[1].label, rates[1].per_sec());
+    let s = rebuild::slice_snapshots(&log, seed)?;
+    println!();
+    println!("Snapshot, one row per partition (zstd JSON): {} rows; directory {:.1} MB, largest establishment {:.1} MB, all {:.1} MB ({:.1} MB of JSON); split {:.2} s, encode {:.2} s, decode {:.2} s, join {:.2} s (one thread)",
+        s.partitions,
+        s.directory as f64 / 1e6,
+        s.largest as f64 / 1e6,
+        s.total as f64 / 1e6,
+        s.json_total as f64 / 1e6,
+        s.split.as_secs_f64(),
+        s.encode.as_secs_f64(),
+        s.decode.as_secs_f64(),
+        s.join.as_secs_f64(),
+    );
     if !memory_only {
         let pg = db::with_fresh(url, "rebuild", async |db| {
             let store: Arc<dyn registre_store::EventStore> =
@@ -560,19 +576,16 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
                 seeded.label,
                 seeded.per_sec()
             );
-            let folded = rebuild::engine_rebuild(
-                store,
-                "PostgreSQL: engine rebuild (read_all + decode + apply)",
-            )
-            .await?;
-            eprintln!("  {}: {:.0} events/s", folded.label, folded.per_sec());
-            Ok(vec![
-                rebuild::FoldRate {
-                    label: format!("PostgreSQL: {}", seeded.label),
-                    ..seeded
-                },
-                folded,
-            ])
+            let folded = rebuild::engine_rebuild(store, "PostgreSQL").await?;
+            for f in &folded {
+                eprintln!("  {}: {:.0} events/s", f.label, f.per_sec());
+            }
+            let mut rates = vec![rebuild::FoldRate {
+                label: format!("PostgreSQL: {}", seeded.label),
+                ..seeded
+            }];
+            rates.extend(folded);
+            Ok(rates)
         })
         .await?;
         rates.extend(pg);
@@ -585,15 +598,15 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
             seeded.label,
             seeded.per_sec()
         );
-        let folded =
-            rebuild::engine_rebuild(store, "SQLite: engine rebuild (read_all + decode + apply)")
-                .await?;
-        eprintln!("  {}: {:.0} events/s", folded.label, folded.per_sec());
+        let folded = rebuild::engine_rebuild(store, "SQLite").await?;
+        for f in &folded {
+            eprintln!("  {}: {:.0} events/s", f.label, f.per_sec());
+        }
         rates.push(rebuild::FoldRate {
             label: format!("SQLite: {}", seeded.label),
             ..seeded
         });
-        rates.push(folded);
+        rates.extend(folded);
     }
     println!();
     println!("| source | events | seconds | events/s | goal 200,000/s |");

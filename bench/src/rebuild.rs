@@ -78,18 +78,129 @@ pub async fn seed_store(
     })
 }
 
-/// The projection engine's own rebuild from the store: pages of `read_all`,
-/// decode, fold, swap (the closing snapshot is not timed).
-pub async fn engine_rebuild(store: Arc<dyn EventStore>, label: &str) -> Result<FoldRate> {
+/// The projection engine on a store holding the log (decision 0022): a
+/// start without a snapshot (the log folded with its partitions in
+/// parallel), its own rebuild (the same, then the tail, the swap; the
+/// closing snapshot is not timed), then a second node's start from the
+/// snapshots the rebuild saved (one row per partition, read and decoded
+/// concurrently, joined).
+pub async fn engine_rebuild(store: Arc<dyn EventStore>, label: &str) -> Result<Vec<FoldRate>> {
     let config = EngineConfig {
         pseudonym_key: PseudonymKey::new(b"bench".to_vec()),
         ..EngineConfig::default()
     };
-    let engine = ProjectionEngine::open(store, config).await?;
+    let head = store.head().await?;
+    let started = Instant::now();
+    let engine = ProjectionEngine::open(Arc::clone(&store), config.clone()).await?;
+    let cold = started.elapsed();
+    anyhow::ensure!(
+        engine.position() == head,
+        "the start folded to {}",
+        engine.position()
+    );
     let report = engine.rebuild(|_| {}).await?;
+    drop(engine);
+    let started = Instant::now();
+    let restarted = ProjectionEngine::open(store, config).await?;
+    let warm = started.elapsed();
+    anyhow::ensure!(
+        restarted.position() == head,
+        "the restart loaded {}",
+        restarted.position()
+    );
+    Ok(vec![
+        FoldRate {
+            label: format!("{label}: start without a snapshot (parallel fold)"),
+            events: head,
+            elapsed: cold,
+        },
+        FoldRate {
+            label: format!("{label}: engine rebuild (parallel fold + tail)"),
+            events: report.events,
+            elapsed: Duration::from_secs_f64(report.seconds),
+        },
+        FoldRate {
+            label: format!("{label}: start from the snapshots (one per partition)"),
+            events: head,
+            elapsed: warm,
+        },
+    ])
+}
+
+/// The in-memory fold with the partitions in parallel (decode + apply).
+pub fn parallel_fold(log: &[GenEvent], seed: u64, threads: usize) -> Result<FoldRate> {
+    let recorded = gen::to_recorded(log, seed);
+    let started = Instant::now();
+    let model = registre_projections::fold_in_parallel(&recorded, threads)?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        model.position() == recorded.len() as u64,
+        "parallel fold short"
+    );
     Ok(FoldRate {
-        label: label.to_owned(),
-        events: report.events,
-        elapsed: Duration::from_secs_f64(report.seconds),
+        label: format!("in-memory fold, partitions in parallel on {threads} threads"),
+        events: recorded.len() as u64,
+        elapsed,
+    })
+}
+
+/// The snapshot of a folded log, one row per partition (decision 0022).
+#[derive(Clone, Debug)]
+pub struct SliceFigures {
+    pub partitions: usize,
+    /// Compressed bytes: the directory's, the largest establishment's, all.
+    pub directory: usize,
+    pub largest: usize,
+    pub total: usize,
+    /// The same slices as JSON, uncompressed.
+    pub json_total: usize,
+    pub split: Duration,
+    pub encode: Duration,
+    pub decode: Duration,
+    pub join: Duration,
+}
+
+/// Slices, encodes, decodes and joins the model of `log`, one thread.
+pub fn slice_snapshots(log: &[GenEvent], seed: u64) -> Result<SliceFigures> {
+    let mut model = ReadModel::new();
+    model.apply_all(&gen::to_recorded(log, seed))?;
+    let started = Instant::now();
+    let slices = model.slices();
+    let split = started.elapsed();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (partition, slice) in &slices {
+        rows.push((partition.is_directory(), slice.to_snapshot()?));
+    }
+    let encode = started.elapsed();
+    let json_total = slices
+        .values()
+        .map(|s| s.to_json().map_or(0, |j| j.len()))
+        .sum();
+    let started = Instant::now();
+    let mut parts = Vec::new();
+    for (_, row) in &rows {
+        parts.push(ReadModel::from_snapshot(row)?);
+    }
+    let decode = started.elapsed();
+    let started = Instant::now();
+    let joined = registre_projections::union_of(parts, 1);
+    let join = started.elapsed();
+    anyhow::ensure!(joined == model, "the slices' union is not the model");
+    Ok(SliceFigures {
+        partitions: rows.len(),
+        directory: rows.iter().filter(|(d, _)| *d).map(|(_, r)| r.len()).sum(),
+        largest: rows
+            .iter()
+            .filter(|(d, _)| !*d)
+            .map(|(_, r)| r.len())
+            .max()
+            .unwrap_or(0),
+        total: rows.iter().map(|(_, r)| r.len()).sum(),
+        json_total,
+        split,
+        encode,
+        decode,
+        join,
     })
 }

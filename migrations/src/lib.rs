@@ -63,11 +63,17 @@ pub const POSTGRES: &[Migration] = &[
         name: "communication",
         sql: include_str!("../postgres/0008_communication.sql"),
     },
+    // cluster (issue 12)
+    Migration {
+        version: 9,
+        name: "nodes",
+        sql: include_str!("../postgres/0009_nodes.sql"),
+    },
     // append units (issue 13): roll calls inside the group commit
     Migration {
-        version: 11,
+        version: 10,
         name: "append_units",
-        sql: include_str!("../postgres/0011_append_units.sql"),
+        sql: include_str!("../postgres/0010_append_units.sql"),
     },
 ];
 
@@ -114,11 +120,17 @@ pub const SQLITE: &[Migration] = &[
         name: "communication",
         sql: include_str!("../sqlite/0008_communication.sql"),
     },
+    // cluster (issue 12)
+    Migration {
+        version: 9,
+        name: "nodes",
+        sql: include_str!("../sqlite/0009_nodes.sql"),
+    },
     // append units (issue 13): roll calls inside the group commit
     Migration {
-        version: 11,
+        version: 10,
         name: "append_units",
-        sql: include_str!("../sqlite/0011_append_units.sql"),
+        sql: include_str!("../sqlite/0010_append_units.sql"),
     },
 ];
 

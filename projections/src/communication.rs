@@ -84,7 +84,9 @@ impl Communication {
         );
     }
 
-    pub(crate) fn linked(&mut self, e: AttachmentsLinked) {
+    /// A link's side kept with what the files are attached to (in the
+    /// link's partition).
+    pub(crate) fn link_targets(&mut self, e: &AttachmentsLinked) {
         let list = match e.to {
             AttachedTo::Message { message_id, .. } => {
                 self.of_message.entry(message_id).or_default()
@@ -97,6 +99,11 @@ impl Communication {
                 list.push(*id);
             }
         }
+    }
+
+    /// A link's side kept with each attachment (in the upload's partition,
+    /// which may be another one).
+    pub(crate) fn link_attachments(&mut self, e: AttachmentsLinked) {
         for id in e.attachments {
             if let Some(a) = self.attachments.get_mut(&id) {
                 if !a.attached_to.contains(&e.to) {

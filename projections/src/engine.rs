@@ -21,11 +21,14 @@
 
 use crate::follower::{LogConsumer, LogFollower, LoggedEvent, Page};
 use crate::model::{ApplyError, ReadModel};
+use crate::parallel::ParallelFold;
+use crate::snapshots::{self, Keys, Manifest};
 use crate::usage::PseudonymKey;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use registre_store::{EventStore, LogReader, Position, RecordedEvent, Snapshot, StoreError};
+use registre_store::{EventStore, LogReader, Partition, Position, RecordedEvent, StoreError};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +82,27 @@ pub struct EngineConfig {
     /// Safety net when a wake-up is lost (wake-ups are best effort): the
     /// follower re-reads the log after this much idle time.
     pub idle_recheck: Duration,
+    /// The establishments' partitions this node holds (by UAI), besides the
+    /// directory; `None`: all of them (`REGISTRE_ESTABLISHMENTS`, decisions
+    /// 0021 and 0022).
+    pub partitions: Option<Vec<Partition>>,
+    /// Threads of a parallel fold, snapshot encoding and loading (decision
+    /// 0022); by default one per core.
+    pub threads: usize,
+}
+
+impl EngineConfig {
+    /// cluster (issue 12): what the node reads of the log: `None` for all
+    /// of it, else its establishments and the directory.
+    pub fn read_set(&self) -> Option<Arc<[Partition]>> {
+        self.partitions.as_ref().map(|set| {
+            let mut read: Vec<Partition> = set.clone();
+            read.push(Partition::directory());
+            read.sort();
+            read.dedup();
+            Arc::from(read)
+        })
+    }
 }
 
 impl Default for EngineConfig {
@@ -91,6 +115,8 @@ impl Default for EngineConfig {
             // pseudonyms under a public key could be reversed by a dictionary.
             pseudonym_key: PseudonymKey::random(),
             idle_recheck: registre_store::reader::FALLBACK_POLL,
+            partitions: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -183,6 +209,12 @@ struct Shared {
     /// `snapshot_every` events were applied since the last attempt; taken
     /// in [`LogConsumer::settle`], after the consumers behind the model.
     snapshot_due: AtomicBool,
+    /// This node's snapshot rows.
+    keys: Keys,
+    /// What the last save wrote.
+    manifest: Mutex<Manifest>,
+    /// The partitions whose slices changed since the last save; `None`: all.
+    moved: Mutex<Option<BTreeSet<Partition>>>,
 }
 
 /// The node's projection engine. Cheap to share behind an `Arc`.
@@ -211,7 +243,12 @@ impl ProjectionEngine {
         store: Arc<dyn EventStore>,
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
-        let follower = LogFollower::new(store, config.batch_size, config.idle_recheck);
+        let follower = LogFollower::of_partitions(
+            store,
+            config.batch_size,
+            config.idle_recheck,
+            config.read_set(),
+        );
         Self::open_on(follower, config).await
     }
 
@@ -223,25 +260,27 @@ impl ProjectionEngine {
         config: EngineConfig,
     ) -> Result<Self, ProjectionError> {
         let store = Arc::clone(follower.store());
-        let model = match store.load_snapshot(ReadModel::NAME).await? {
-            Some(s) if s.version == ReadModel::VERSION => {
-                match ReadModel::from_snapshot(&s.state) {
-                    Ok(model) => model,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "read model snapshot unreadable; rebuilding from the log");
-                        ReadModel::new()
-                    }
-                }
+        let keys = Keys::new(config.partitions.as_deref());
+        // The snapshot's partitions, or the log folded in parallel. (The
+        // single `read_model` row of version 4 and before is not read: the
+        // version changed with the slices, a fold replaces it.)
+        let (model, manifest, moved) = match snapshots::load(&store, &keys, config.threads).await? {
+            Ok((model, manifest)) => (model, manifest, Some(BTreeSet::new())),
+            Err(why) => {
+                let head = store.head().await?;
+                tracing::info!(?why, head, "no usable read model snapshot; folding the log");
+                let folded = match head {
+                    0 => Ok(ReadModel::new()),
+                    _ => Self::parallel_fold(&config, head).run(&store, |_| {}).await,
+                };
+                // An event this build cannot decode (a newer build wrote it):
+                // the follower folds up to it and stalls there, in order.
+                let model = folded.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the parallel fold failed; folding in order");
+                    ReadModel::new()
+                });
+                (model, Manifest::default(), None)
             }
-            Some(s) => {
-                tracing::info!(
-                    snapshot_version = s.version,
-                    version = ReadModel::VERSION,
-                    "read model version changed; rebuilding from the log"
-                );
-                ReadModel::new()
-            }
-            None => ReadModel::new(),
         };
         let position = model.position();
         let (applied, _) = watch::channel(position);
@@ -264,10 +303,23 @@ impl ProjectionEngine {
                 stalled: None,
             }),
             caught_up: AtomicBool::new(false),
-            snapshot_due: AtomicBool::new(false),
+            // A model folded from the log is saved as soon as it caught up.
+            snapshot_due: AtomicBool::new(moved.is_none() && position > 0),
+            keys,
+            manifest: Mutex::new(manifest),
+            moved: Mutex::new(moved),
         });
         follower.register(Arc::clone(&shared) as Arc<dyn LogConsumer>);
         Ok(Self { shared, follower })
+    }
+
+    fn parallel_fold(config: &EngineConfig, head: Position) -> ParallelFold {
+        ParallelFold {
+            head,
+            partitions: config.partitions.clone(),
+            page: config.rebuild_page,
+            threads: config.threads,
+        }
     }
 
     /// The follower that feeds the model (its consumers' status for /metrics).
@@ -342,13 +394,12 @@ impl ProjectionEngine {
         let shared = &self.shared;
         let started = Instant::now();
         let head = shared.store.head().await?;
-        let mut fresh = ReadModel::new();
         let mut applied = 0u64;
-        let mut report = |fresh: &ReadModel, applied: u64| {
+        let mut report = |position: Position, applied: u64| {
             let elapsed = started.elapsed().as_secs_f64();
             let p = RebuildProgress {
                 applied,
-                position: fresh.position(),
+                position,
                 head,
                 elapsed_secs: elapsed,
                 events_per_second: if elapsed > 0.0 {
@@ -360,29 +411,23 @@ impl ProjectionEngine {
             shared.metrics.lock().rebuilding = Some(p.clone());
             progress(&p);
         };
-        // Most of the log without pausing the follower. The next page is read
-        // (rows fetched and parsed, in another task) while this one is folded,
-        // so a rebuild runs at the slower of the two rather than their sum.
-        let mut log = LogReader::new(Arc::clone(&shared.store), 0)
-            .page_size(shared.config.rebuild_page)
-            .reading_ahead();
-        let result = async {
-            while fresh.position() < head {
-                let page = log.next_page().await?;
-                if page.is_empty() {
-                    break;
-                }
-                applied += fold_records(&mut fresh, &page, Position::MAX)?;
-                report(&fresh, applied);
+        // Most of the log without pausing the follower, the partitions
+        // folded in parallel against the directory (decision 0022).
+        let result = Self::parallel_fold(&shared.config, head)
+            .run(&shared.store, |n| {
+                applied = n;
+                // The partitions end at various positions: the bar's is the
+                // share of the events folded.
+                report(0, n);
+            })
+            .await;
+        let mut fresh = match result {
+            Ok(model) => model,
+            Err(e) => {
+                shared.metrics.lock().rebuilding = None;
+                return Err(e);
             }
-            Ok::<_, ProjectionError>(())
-        }
-        .await;
-        drop(log);
-        if let Err(e) = result {
-            shared.metrics.lock().rebuilding = None;
-            return Err(e);
-        }
+        };
         // ...then the tail with the follower paused, and the swap. The fresh
         // model goes no further than the consumers registered before the
         // model (the vault's key cache): the follower hands it the rest.
@@ -395,17 +440,19 @@ impl ProjectionEngine {
                     .reached_before(ReadModel::NAME)
                     .unwrap_or(Position::MAX);
                 let mut tail = LogReader::new(Arc::clone(&shared.store), fresh.position())
-                    .page_size(shared.config.batch_size);
+                    .page_size(shared.config.batch_size)
+                    .partitions(shared.config.read_set());
                 while fresh.position() < target {
                     let page = tail.next_page().await?;
                     if page.is_empty() {
                         break;
                     }
-                    applied += fold_records(&mut fresh, &page, target)?;
-                    report(&fresh, applied);
+                    applied += fold_records(&mut fresh, &page, target, &shared.keys)?;
+                    report(fresh.position(), applied);
                 }
                 let position = fresh.position();
                 *shared.model.write() = std::mem::take(&mut fresh);
+                *shared.moved.lock() = None;
                 shared.applied.send_if_modified(|p| {
                     let changed = *p != position;
                     *p = position;
@@ -444,7 +491,9 @@ impl ProjectionEngine {
     }
 
     pub fn metrics(&self) -> ProjectionMetrics {
-        let position = self.read(|m| m.position());
+        // The applied position: past the model's last event on a node whose
+        // partitions were quiet while the others wrote (`passed`).
+        let position = self.position().max(self.read(|m| m.position()));
         let heard = *self.shared.store.wakeups().borrow();
         let mut m = self.shared.metrics.lock();
         m.head = m.head.max(heard).max(position);
@@ -483,12 +532,20 @@ fn fold_records(
     model: &mut ReadModel,
     page: &[RecordedEvent],
     until: Position,
+    keys: &Keys,
 ) -> Result<u64, ApplyError> {
     let mut applied = 0;
     for r in page.iter().take_while(|r| r.position <= until) {
-        if r.position > model.position() {
-            model.apply_logged(LoggedEvent::decode(r)?);
-            applied += 1;
+        if r.position <= model.position() {
+            continue;
+        }
+        match &r.partition {
+            // Another node's partition: passed over.
+            Some(p) if !keys.holds(p) => model.position = r.position,
+            _ => {
+                model.apply_logged(LoggedEvent::decode(r)?);
+                applied += 1;
+            }
         }
     }
     Ok(applied)
@@ -519,8 +576,17 @@ impl LogConsumer for Shared {
         let _guard = self.apply_lock.lock().await;
         let (from, position) = {
             let mut model = self.model.write();
+            let mut moved = self.moved.lock();
             let from = model.position();
-            model.apply_page(page.events);
+            for e in page.events.iter().filter(|e| e.position > from) {
+                if let Some(set) = moved.as_mut() {
+                    match model.partitions_touched(&e.event) {
+                        Some(touched) => set.extend(touched),
+                        None => *moved = None,
+                    }
+                }
+                model.apply_logged(e.clone());
+            }
             (from, model.position())
         };
         // Metrics first: whoever wakes up on the new position sees them current.
@@ -550,6 +616,22 @@ impl LogConsumer for Shared {
         Ok(())
     }
 
+    /// The log holds nothing more for this node up to `position`: queries
+    /// waiting for the head need not wait for events of other partitions.
+    fn passed(&self, position: Position) {
+        {
+            let mut m = self.metrics.lock();
+            m.head = m.head.max(position);
+        }
+        self.applied.send_if_modified(|p| {
+            let changed = *p < position;
+            if changed {
+                *p = position;
+            }
+            changed
+        });
+    }
+
     async fn settle(&self, more: bool) {
         if !more {
             self.caught_up.store(true, Ordering::Relaxed);
@@ -576,20 +658,23 @@ impl Shared {
         }
     }
 
+    /// Saves the partitions that moved and the manifest (decision 0022).
     /// Callers hold `apply_lock`, so the snapshot is of a settled model.
     async fn save_snapshot(&self) -> Result<Position, ProjectionError> {
-        let (state, position) = {
-            let model = self.model.read();
-            (model.to_snapshot()?, model.position())
-        };
-        self.store
-            .save_snapshot(Snapshot {
-                key: ReadModel::NAME.to_owned(),
-                version: ReadModel::VERSION,
-                position,
-                state,
-            })
-            .await?;
+        let moved = self.moved.lock().clone();
+        let previous = self.manifest.lock().clone();
+        let manifest = snapshots::save(
+            &self.store,
+            &self.keys,
+            &self.model,
+            moved.as_ref(),
+            &previous,
+            self.config.threads,
+        )
+        .await?;
+        let position = manifest.position;
+        *self.manifest.lock() = manifest;
+        *self.moved.lock() = Some(BTreeSet::new());
         self.metrics.lock().last_snapshot = position;
         Ok(position)
     }

@@ -63,10 +63,10 @@ pub struct Appreciations {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evaluation {
-    periods: BTreeMap<PeriodId, Period>,
+    pub(crate) periods: BTreeMap<PeriodId, Period>,
     /// Each establishment's periods, by start.
-    by_establishment: BTreeMap<EstablishmentId, Vec<PeriodId>>,
-    appreciations: BTreeMap<StudentId, BTreeMap<PeriodId, Appreciations>>,
+    pub(crate) by_establishment: BTreeMap<EstablishmentId, Vec<PeriodId>>,
+    pub(crate) appreciations: BTreeMap<StudentId, BTreeMap<PeriodId, Appreciations>>,
 }
 
 impl Evaluation {

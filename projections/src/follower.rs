@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use registre_domain::{DomainEvent, PersonId};
-use registre_store::{EventStore, LogReader, Position, RecordedEvent};
+use registre_store::{EventStore, LogReader, Partition, Position, RecordedEvent};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -129,6 +129,15 @@ pub trait LogConsumer: Send + Sync + 'static {
         let _ = more;
     }
 
+    /// The follower reads some partitions only (a node serving a set) and
+    /// the log holds none of their events between this consumer's position
+    /// and `position` (cluster, issue 12). Its position need not move: a
+    /// consumer that answers "have you reached P" (the read model's
+    /// read-your-writes) answers yes from here.
+    fn passed(&self, position: Position) {
+        let _ = position;
+    }
+
     /// Told why it cannot advance (an event that does not decode, its own
     /// failure), then `None` once it has consumed again.
     fn stalled(&self, why: Option<&str>) {
@@ -168,6 +177,8 @@ impl Registered {
 /// The node's log follower. See the module documentation.
 pub struct LogFollower {
     store: Arc<dyn EventStore>,
+    /// The partitions read (`None`: the whole log).
+    partitions: Option<Arc<[Partition]>>,
     page: usize,
     poll: Duration,
     consumers: Mutex<Vec<Arc<Registered>>>,
@@ -176,6 +187,9 @@ pub struct LogFollower {
     registered: Notify,
     /// The last position read from the log.
     read_to: AtomicU64,
+    /// Every consumer has every event of the partitions read up to here
+    /// (the last [`LogConsumer::passed`]).
+    passed: AtomicU64,
     /// Events decoded since start: once per event read, whatever the number
     /// of consumers.
     decoded: AtomicU64,
@@ -196,15 +210,28 @@ impl LogFollower {
     /// after `poll` without a wake-up. Register consumers, then
     /// [`LogFollower::start`] it, or drive it with [`LogFollower::catch_up`].
     pub fn new(store: Arc<dyn EventStore>, page: usize, poll: Duration) -> Arc<Self> {
+        Self::of_partitions(store, page, poll, None)
+    }
+
+    /// Like [`Self::new`], reading only `partitions` (`None`: the whole log;
+    /// a node serving a set reads its establishments and the directory).
+    pub fn of_partitions(
+        store: Arc<dyn EventStore>,
+        page: usize,
+        poll: Duration,
+        partitions: Option<Arc<[Partition]>>,
+    ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
             store,
+            partitions,
             page: page.max(1),
             poll,
             consumers: Mutex::new(Vec::new()),
             round: tokio::sync::Mutex::new(()),
             registered: Notify::new(),
             read_to: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
             decoded: AtomicU64::new(0),
             shutdown,
             task: Mutex::new(None),
@@ -213,6 +240,11 @@ impl LogFollower {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// The partitions it reads (`None`: the whole log).
+    pub fn partitions(&self) -> Option<&Arc<[Partition]>> {
+        self.partitions.as_ref()
     }
 
     /// Adds a consumer after those already registered. It is handed the
@@ -233,6 +265,7 @@ impl LogFollower {
     /// Where each consumer stands, in registration order.
     pub fn status(&self) -> Vec<ConsumerStatus> {
         let read_to = self.read_to.load(Ordering::Relaxed);
+        let passed = self.passed.load(Ordering::Relaxed);
         let heard = *self.store.wakeups().borrow();
         let head = read_to.max(heard);
         self.consumers
@@ -243,7 +276,7 @@ impl LogFollower {
                 ConsumerStatus {
                     name: c.consumer.name(),
                     position,
-                    lag: head.saturating_sub(position),
+                    lag: head.saturating_sub(position.max(passed)),
                     stalled: c.stalled.lock().clone(),
                 }
             })
@@ -303,6 +336,7 @@ impl LogFollower {
     async fn catch_up_locked(&self) -> Result<(), ProjectionError> {
         let mut log = LogReader::new(Arc::clone(&self.store), 0)
             .page_size(self.page)
+            .partitions(self.partitions.clone())
             .reading_ahead();
         while self.round_locked(&mut log).await? > 0 {}
         Ok(())
@@ -321,6 +355,16 @@ impl LogFollower {
         log.seek(from);
         let records = log.next_page().await?;
         let Some(last) = records.last() else {
+            // Nothing of this node's partitions up to the scan: every
+            // consumer, at or above `from`, has all of them.
+            let scanned = log.scanned_to();
+            if scanned > from {
+                self.read_to.fetch_max(scanned, Ordering::Relaxed);
+                self.passed.fetch_max(scanned, Ordering::Relaxed);
+                for c in &consumers {
+                    c.consumer.passed(scanned);
+                }
+            }
             // At the head: work put off while catching up is due now.
             for c in &consumers {
                 c.consumer.settle(false).await;
@@ -384,6 +428,7 @@ impl LogFollower {
         let mut stop = self.shutdown.subscribe();
         let mut log = LogReader::new(Arc::clone(&self.store), 0)
             .page_size(self.page)
+            .partitions(self.partitions.clone())
             .reading_ahead();
         let mut backoff = MIN_BACKOFF;
         loop {

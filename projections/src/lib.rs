@@ -33,9 +33,12 @@ pub mod engine;
 pub mod evaluation;
 pub mod follower;
 pub mod model;
+pub mod parallel;
 pub mod partition;
 pub mod replay;
 pub mod school_day;
+pub mod slice;
+pub mod snapshots;
 pub mod stats;
 pub mod teacher;
 pub mod usage;
@@ -59,6 +62,7 @@ pub use partition::{
     PartitionFacts, PartitionReport, Partitioner,
 };
 pub use replay::{fold_until, replay_to_dir, write_views, ReplayManifest, ReplayProgress};
+pub use slice::{fold_in_parallel, union_of, DirectoryFold, PartitionFold, Scope};
 pub use stats::{
     AbsenceStats, GradeDistribution, HalfDay, StudentMonth, WeeklyAbsenceRate,
     ABSENTEEISM_THRESHOLD,

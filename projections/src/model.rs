@@ -12,6 +12,7 @@
 //! a fold must never panic on the log it is given.
 
 use crate::follower::LoggedEvent;
+use crate::slice::Aside;
 use chrono::{DateTime, NaiveDate, Utc};
 use registre_domain::codec::DecodeError;
 use registre_domain::personal;
@@ -220,6 +221,11 @@ pub struct ReadModel {
     pub(crate) students: BTreeMap<StudentId, Student>,
     pub(crate) student_by_person: BTreeMap<PersonId, StudentId>,
     pub(crate) children: BTreeMap<PersonId, BTreeSet<StudentId>>,
+    /// Each student's classes, with the position of the enrolment: what a
+    /// partition's fold and a slice read of the directory is the class a
+    /// student was in at an event's position (decision 0022).
+    #[serde(default)]
+    pub(crate) enrolments: BTreeMap<StudentId, Vec<(Position, ClassId)>>,
     pub(crate) teachings: BTreeSet<Teaching>,
     pub(crate) assessments: BTreeMap<AssessmentId, Assessment>,
     pub(crate) assessments_by_class: BTreeMap<ClassId, BTreeSet<AssessmentId>>,
@@ -228,18 +234,26 @@ pub struct ReadModel {
     pub(crate) grades_by_assessment: BTreeMap<AssessmentId, BTreeSet<GradeId>>,
     pub(crate) absences: BTreeMap<AbsenceId, Absence>,
     pub(crate) absences_by_student: BTreeMap<StudentId, BTreeSet<AbsenceId>>,
-    pub(crate) cancelled_absences: BTreeSet<AbsenceId>,
+    /// With the establishment whose partition cancelled it (`None`: the
+    /// directory), so that the tombstone stays in that partition's slice.
+    pub(crate) cancelled_absences: BTreeMap<AbsenceId, Option<EstablishmentId>>,
     pub(crate) homework: BTreeMap<HomeworkId, Homework>,
     pub(crate) homework_by_class: BTreeMap<ClassId, BTreeSet<HomeworkId>>,
-    pub(crate) withdrawn_homework: BTreeSet<HomeworkId>,
+    /// With the establishment whose partition withdrew it (as above).
+    pub(crate) withdrawn_homework: BTreeMap<HomeworkId, Option<EstablishmentId>>,
     pub(crate) messages: BTreeMap<MessageId, Message>,
     pub(crate) threads: BTreeMap<ThreadId, Thread>,
     /// Messages received by each person, in log order.
     pub(crate) received: BTreeMap<PersonId, Vec<MessageId>>,
     /// Messages sent by each person, in log order.
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
-    /// Audit index: the log positions of the events about each person.
+    /// Audit index: the log positions of the directory's events about each
+    /// person (those of an establishment's partition are in `audit_in`).
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
+    /// The audit index of each establishment's partition: an index spanning
+    /// partitions, split so that each partition's slice holds its own.
+    #[serde(default)]
+    pub(crate) audit_in: BTreeMap<EstablishmentId, BTreeMap<PersonId, Vec<Position>>>,
     // discipline (issue 15); absent from the JSON while empty.
     #[serde(
         default,
@@ -336,6 +350,31 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// little next to serializing it.
 const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
 
+/// The people an event is about, students mapped to their person by
+/// `student_person` (the roster as it was at the event), plus the teacher of
+/// an amended or withdrawn homework entry (`model` holds the entry).
+fn concerned_with(
+    event: &DomainEvent,
+    student_person: impl Fn(StudentId) -> Option<PersonId>,
+    model: &ReadModel,
+) -> Vec<PersonId> {
+    let (mut people, students) = event.people_concerned();
+    people.extend(students.iter().filter_map(|s| student_person(*s)));
+    let homework = match event {
+        DomainEvent::HomeworkAmended(e) => Some(e.homework_id),
+        DomainEvent::HomeworkWithdrawn(e) => Some(e.homework_id),
+        _ => None,
+    };
+    people.extend(
+        homework
+            .and_then(|h| model.homework.get(&h))
+            .map(|h| h.teacher_id),
+    );
+    people.sort();
+    people.dedup();
+    people
+}
+
 /// What the fold needs from an event's envelope.
 #[derive(Clone, Copy, Debug)]
 struct Envelope {
@@ -351,7 +390,9 @@ impl ReadModel {
     /// another version is discarded and the model is rebuilt from the log.
     /// 3: the usage indicators left the model (their own projection, decision 0010).
     /// 4: the school day, evaluation, discipline and communication parts.
-    pub const VERSION: u32 = 4;
+    /// 5: slices by partition (decision 0022): enrolments, the audit index
+    /// split by partition, tombstones with their partition.
+    pub const VERSION: u32 = 5;
 
     /// An empty model (position 0).
     pub fn new() -> Self {
@@ -425,6 +466,13 @@ impl ReadModel {
 
     /// Applies one decoded event; one at or below the checkpoint is skipped.
     pub fn apply_logged(&mut self, logged: LoggedEvent) {
+        self.apply_in(logged, None);
+    }
+
+    /// Applies one decoded event, in the whole model's fold (`aside` is
+    /// `None`) or in one partition's fold of a parallel rebuild
+    /// (`crate::slice`), which reads the directory as it was at the event.
+    pub(crate) fn apply_in(&mut self, logged: LoggedEvent, aside: Option<&mut Aside<'_>>) {
         if logged.position <= self.position {
             return;
         }
@@ -441,7 +489,14 @@ impl ReadModel {
         };
         // The audit index is computed before the fold: an absence's student is
         // looked up in the state as it was when the event was written.
-        let mut concerned = self.people_concerned(&event);
+        let (place, mut concerned) = match aside.as_deref() {
+            None => (self.place_of_event(&event), self.people_concerned(&event)),
+            Some(a) => {
+                let directory = a.directory.unwrap_or(&*self);
+                let concerned = concerned_with(&event, |s| directory.student_at(s, position), self);
+                (a.place, concerned)
+            }
+        };
         // A period's definition, closing or reopening is about no one: it is
         // filed under the head who did it, so that the reopening's reason
         // stays in an audit trail (evaluation, issue 14).
@@ -453,10 +508,14 @@ impl ReadModel {
         ) {
             concerned.extend(actor);
         }
+        let audit = match place {
+            None => &mut self.audit,
+            Some(e) => self.audit_in.entry(e).or_default(),
+        };
         for person in concerned {
-            self.audit.entry(person).or_default().push(position);
+            audit.entry(person).or_default().push(position);
         }
-        self.fold(event, envelope);
+        self.fold(event, envelope, place, aside);
         self.position = position;
     }
 
@@ -477,28 +536,16 @@ impl ReadModel {
     /// through the roster, plus the teacher of an amended or withdrawn
     /// homework entry (the event itself does not name them).
     pub fn people_concerned(&self, event: &DomainEvent) -> Vec<PersonId> {
-        let (mut people, students) = event.people_concerned();
-        people.extend(
-            students
-                .iter()
-                .filter_map(|s| self.students.get(s).map(|s| s.person_id)),
-        );
-        let homework = match event {
-            DomainEvent::HomeworkAmended(e) => Some(e.homework_id),
-            DomainEvent::HomeworkWithdrawn(e) => Some(e.homework_id),
-            _ => None,
-        };
-        people.extend(
-            homework
-                .and_then(|h| self.homework.get(&h))
-                .map(|h| h.teacher_id),
-        );
-        people.sort();
-        people.dedup();
-        people
+        concerned_with(event, |s| self.students.get(&s).map(|s| s.person_id), self)
     }
 
-    fn fold(&mut self, event: DomainEvent, env: Envelope) {
+    fn fold(
+        &mut self,
+        event: DomainEvent,
+        env: Envelope,
+        place: Option<EstablishmentId>,
+        aside: Option<&mut Aside<'_>>,
+    ) {
         use DomainEvent::*;
         self.school_day.fold(&event, env.recorded_at, env.actor);
         match event {
@@ -578,6 +625,10 @@ impl ReadModel {
                     c.students.insert(e.student_id);
                 }
                 self.student_by_person.insert(e.person_id, e.student_id);
+                self.enrolments
+                    .entry(e.student_id)
+                    .or_default()
+                    .push((env.position, e.class_id));
                 self.students.insert(
                     e.student_id,
                     Student {
@@ -725,7 +776,7 @@ impl ReadModel {
                         set.remove(&e.absence_id);
                     }
                 }
-                self.cancelled_absences.insert(e.absence_id);
+                self.cancelled_absences.insert(e.absence_id, place);
             }
             HomeworkAssigned(e) => {
                 self.homework_by_class
@@ -762,7 +813,7 @@ impl ReadModel {
                         set.remove(&e.homework_id);
                     }
                 }
-                self.withdrawn_homework.insert(e.homework_id);
+                self.withdrawn_homework.insert(e.homework_id, place);
             }
             MessageSent(e) => {
                 let thread = self.threads.entry(e.thread_id).or_insert_with(|| Thread {
@@ -813,7 +864,10 @@ impl ReadModel {
             // discipline (issue 15)
             IncidentReported(e) => self.discipline.incident_reported(e, env.recorded_at),
             PunishmentGiven(e) => {
-                let establishment = self.establishment_of_student(e.student_id);
+                let establishment = match aside.as_deref().and_then(|a| a.directory) {
+                    Some(d) => d.establishment_of_student_at(e.student_id, env.position),
+                    None => self.establishment_of_student(e.student_id),
+                };
                 self.discipline
                     .punishment_given(e, establishment, env.recorded_at);
             }
@@ -836,7 +890,19 @@ impl ReadModel {
             AppreciationWritten(e) => self.evaluation.appreciation_written(e),
             // communication (issue 16)
             AttachmentUploaded(e) => self.communication.uploaded(e, env.recorded_at),
-            AttachmentsLinked(e) => self.communication.linked(e),
+            AttachmentsLinked(e) => match aside {
+                // The attachment may be another partition's (a guardian's
+                // upload is the directory's): its side of the link waits
+                // for the partitions to be joined.
+                Some(a) => {
+                    self.communication.link_targets(&e);
+                    a.links.push((env.position, e));
+                }
+                None => {
+                    self.communication.link_targets(&e);
+                    self.communication.link_attachments(e);
+                }
+            },
             NotificationPreferenceSet(e) => self.communication.preference_set(e),
             WebPushRegistered(e) => self.communication.push_registered(e),
             WebPushDropped(e) => self.communication.push_dropped(e),
@@ -894,7 +960,7 @@ impl ReadModel {
     /// folded that text earlier (this node's, or one restored from a
     /// snapshot) is brought in step here, without a rebuild. Ids, dates and
     /// counts stay, so statistics are unchanged.
-    fn erase(&mut self, person: PersonId) {
+    pub(crate) fn erase(&mut self, person: PersonId) {
         let places: BTreeSet<Kept> = personal::DECLARATIONS
             .iter()
             .flat_map(|d| d.personal.iter().map(|f| kept(d.event_type, f)))
@@ -947,7 +1013,7 @@ impl ReadModel {
     }
 
     fn insert_absence(&mut self, absence: Absence) {
-        if self.cancelled_absences.contains(&absence.id) {
+        if self.cancelled_absences.contains_key(&absence.id) {
             return;
         }
         self.absences_by_student

@@ -81,18 +81,18 @@ pub struct HomeworkLoadDay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchoolDay {
-    courses: BTreeMap<CourseId, Course>,
-    courses_by_class: BTreeMap<ClassId, BTreeSet<(DateTime<Utc>, CourseId)>>,
-    courses_by_teacher: BTreeMap<PersonId, BTreeSet<(DateTime<Utc>, CourseId)>>,
-    motives: BTreeMap<AbsenceReasonId, Motive>,
+    pub(crate) courses: BTreeMap<CourseId, Course>,
+    pub(crate) courses_by_class: BTreeMap<ClassId, BTreeSet<(DateTime<Utc>, CourseId)>>,
+    pub(crate) courses_by_teacher: BTreeMap<PersonId, BTreeSet<(DateTime<Utc>, CourseId)>>,
+    pub(crate) motives: BTreeMap<AbsenceReasonId, Motive>,
     /// Each establishment's motives, in definition order.
-    motives_by_establishment: BTreeMap<EstablishmentId, Vec<AbsenceReasonId>>,
-    holidays: BTreeMap<EstablishmentId, Vec<DateRange>>,
-    absence_motive: BTreeMap<AbsenceId, AbsenceReasonId>,
-    absence_course: BTreeMap<AbsenceId, CourseId>,
-    homework: BTreeMap<HomeworkId, HomeworkDetails>,
-    homework_by_course: BTreeMap<CourseId, BTreeSet<HomeworkId>>,
-    homework_done: BTreeMap<HomeworkId, BTreeSet<StudentId>>,
+    pub(crate) motives_by_establishment: BTreeMap<EstablishmentId, Vec<AbsenceReasonId>>,
+    pub(crate) holidays: BTreeMap<EstablishmentId, Vec<DateRange>>,
+    pub(crate) absence_motive: BTreeMap<AbsenceId, AbsenceReasonId>,
+    pub(crate) absence_course: BTreeMap<AbsenceId, CourseId>,
+    pub(crate) homework: BTreeMap<HomeworkId, HomeworkDetails>,
+    pub(crate) homework_by_course: BTreeMap<CourseId, BTreeSet<HomeworkId>>,
+    pub(crate) homework_done: BTreeMap<HomeworkId, BTreeSet<StudentId>>,
 }
 
 impl SchoolDay {

@@ -335,14 +335,14 @@ impl ReadModel {
         self.absences.get(&id)
     }
     pub fn is_absence_cancelled(&self, id: AbsenceId) -> bool {
-        self.cancelled_absences.contains(&id)
+        self.cancelled_absences.contains_key(&id)
     }
     /// A live (not withdrawn) homework entry, amendments applied.
     pub fn homework_entry(&self, id: HomeworkId) -> Option<&Homework> {
         self.homework.get(&id)
     }
     pub fn is_homework_withdrawn(&self, id: HomeworkId) -> bool {
-        self.withdrawn_homework.contains(&id)
+        self.withdrawn_homework.contains_key(&id)
     }
     pub fn message(&self, id: MessageId) -> Option<&Message> {
         self.messages.get(&id)
@@ -352,8 +352,15 @@ impl ReadModel {
     }
     /// Log positions of the events about a person, oldest first (auditTrail:
     /// read them with `EventStore::read_positions`).
-    pub fn audit_positions(&self, person: PersonId) -> &[Position] {
-        self.audit.get(&person).map(Vec::as_slice).unwrap_or(&[])
+    pub fn audit_positions(&self, person: PersonId) -> Vec<Position> {
+        let mut positions: Vec<Position> = std::iter::once(&self.audit)
+            .chain(self.audit_in.values())
+            .filter_map(|audit| audit.get(&person))
+            .flatten()
+            .copied()
+            .collect();
+        positions.sort_unstable();
+        positions
     }
 
     // ---- Parent and student view --------------------------------------------

@@ -128,6 +128,10 @@ pub struct Config {
     pub person_limits: PersonLimits,
     /// Attachments and notifications (issue 16).
     pub communication: CommunicationSettings,
+    // cluster (issue 12)
+    /// What this node folds and how it takes part in a region (checked:
+    /// a node with a set has a key and an advertised URL).
+    pub cluster: ClusterSettings,
 }
 
 // ---- Reading the settings ----------------------------------------------------------
@@ -152,6 +156,88 @@ pub struct Settings {
     pub records: RecordSettings,
     #[command(flatten)]
     pub communication: CommunicationSettings,
+    // cluster (issue 12)
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
+}
+
+// cluster (issue 12)
+/// Several nodes over one PostgreSQL, each folding some establishments
+/// (decision 0021, docs/operations.md "Running a region").
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Region")]
+pub struct ClusterSettings {
+    /// The establishments this node folds, as comma-separated UAIs
+    /// (`0750001A,0690002B`); every node folds the directory. Unset: all of
+    /// them. Requests about the others are forwarded to a live node
+    /// serving them.
+    #[arg(
+        long,
+        env = "REGISTRE_ESTABLISHMENTS",
+        global = true,
+        value_name = "UAI,...",
+        value_parser = setting(establishments)
+    )]
+    pub establishments: Option<Establishments>,
+    /// The base URL the other nodes reach this one at
+    /// (`http://10.0.0.2:8080`), registered with its set in the `nodes`
+    /// table. Unset: the node is not registered, so no request is
+    /// forwarded to it.
+    #[arg(
+        long,
+        env = "REGISTRE_ADVERTISE_URL",
+        global = true,
+        value_name = "URL",
+        value_parser = setting(advertise_url)
+    )]
+    pub advertise_url: Option<String>,
+    /// Shared key (32+ characters) the nodes of a region authenticate each
+    /// other with; the same on every node. Required with
+    /// REGISTRE_ESTABLISHMENTS.
+    #[arg(
+        long,
+        env = "REGISTRE_NODE_KEY",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = secret(node_key)
+    )]
+    pub node_key: Option<NodeSecret>,
+    /// How often the node writes its heartbeat in the registry.
+    #[arg(
+        long,
+        env = "REGISTRE_HEARTBEAT_SECS",
+        global = true,
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = setting(positive::<u64>)
+    )]
+    pub heartbeat_secs: u64,
+    /// A node whose last heartbeat is older than this is taken for dead:
+    /// nothing is forwarded to it. More than REGISTRE_HEARTBEAT_SECS.
+    #[arg(
+        long,
+        env = "REGISTRE_NODE_TIMEOUT_SECS",
+        global = true,
+        value_name = "SECS",
+        default_value_t = 15,
+        value_parser = setting(positive::<u64>)
+    )]
+    pub node_timeout_secs: u64,
+}
+
+/// REGISTRE_ESTABLISHMENTS: UAIs, sorted, without repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Establishments(pub Vec<registre_domain::Uai>);
+
+/// REGISTRE_NODE_KEY.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeSecret(pub String);
+
+impl fmt::Debug for NodeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NodeSecret(<redacted>)")
+    }
 }
 
 /// Attachments, e-mail and Web Push (issue 16).
@@ -638,7 +724,33 @@ impl Settings {
             graphql,
             records,
             communication,
+            cluster,
         } = self;
+        // cluster (issue 12): a node folding some establishments must be
+        // reachable and trusted by the others, or its establishments
+        // would answer nowhere.
+        if cluster.establishments.is_some() {
+            let because = "REGISTRE_ESTABLISHMENTS is set";
+            if cluster.node_key.is_none() {
+                return Err(ConfigError::Missing {
+                    var: "REGISTRE_NODE_KEY",
+                    because,
+                });
+            }
+            if cluster.advertise_url.is_none() {
+                return Err(ConfigError::Missing {
+                    var: "REGISTRE_ADVERTISE_URL",
+                    because,
+                });
+            }
+        }
+        if cluster.node_timeout_secs <= cluster.heartbeat_secs {
+            return Err(ConfigError::Invalid {
+                var: "REGISTRE_NODE_TIMEOUT_SECS",
+                value: cluster.node_timeout_secs.to_string(),
+                message: "must be more than REGISTRE_HEARTBEAT_SECS".into(),
+            });
+        }
         let jwks_given = auth.jwks.is_some();
         // REGISTRE_ISSUER alone: the keys are found by OpenID Connect
         // discovery (the provider's /.well-known/openid-configuration).
@@ -744,6 +856,7 @@ impl Settings {
             },
             person_limits,
             communication,
+            cluster,
         })
     }
 }
@@ -955,6 +1068,41 @@ fn pseudonym_key(value: &str) -> Result<PseudonymSecret, String> {
     Ok(PseudonymSecret(value.to_string()))
 }
 
+// cluster (issue 12)
+fn establishments(value: &str) -> Result<Establishments, String> {
+    let mut uais = value
+        .split(',')
+        .map(str::trim)
+        .filter(|uai| !uai.is_empty())
+        .map(|uai| registre_domain::Uai::parse(uai).map_err(|e| format!("{uai}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if uais.is_empty() {
+        return Err("expected one UAI or more, separated by commas".into());
+    }
+    uais.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    uais.dedup();
+    Ok(Establishments(uais))
+}
+
+fn advertise_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("expected an http:// or https:// URL")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("expected a base URL such as http://10.0.0.2:8080".into());
+    }
+    Ok(url.to_owned())
+}
+
+fn node_key(value: &str) -> Result<NodeSecret, String> {
+    if value.len() < 32 {
+        return Err("must be at least 32 characters of random text".into());
+    }
+    Ok(NodeSecret(value.to_string()))
+}
+
 fn true_or_false(value: &str) -> Result<bool, String> {
     value
         .trim()
@@ -981,6 +1129,56 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    // cluster (issue 12)
+    #[test]
+    fn a_node_with_a_set_needs_a_key_and_an_url() {
+        let key = "k".repeat(32);
+        let c = config(&[
+            ("REGISTRE_ESTABLISHMENTS", " 0690002b, 0750001A,0750001A "),
+            ("REGISTRE_NODE_KEY", &key),
+            ("REGISTRE_ADVERTISE_URL", "http://10.0.0.2:8080/"),
+        ])
+        .expect("valid");
+        let set = c.cluster.establishments.expect("a set");
+        let uais: Vec<&str> = set.0.iter().map(|u| u.as_str()).collect();
+        assert_eq!(uais, ["0690002B", "0750001A"]);
+        assert_eq!(
+            c.cluster.advertise_url.as_deref(),
+            Some("http://10.0.0.2:8080")
+        );
+        assert_eq!(config(&[]).expect("defaults").cluster.establishments, None);
+
+        let err = config(&[
+            ("REGISTRE_ESTABLISHMENTS", "0750001A"),
+            ("REGISTRE_ADVERTISE_URL", "http://a:1"),
+        ])
+        .expect_err("a set without a key");
+        assert!(
+            err.to_string().contains("REGISTRE_NODE_KEY must be set"),
+            "{err}"
+        );
+        let err = config(&[
+            ("REGISTRE_ESTABLISHMENTS", "0750001A"),
+            ("REGISTRE_NODE_KEY", &key),
+        ])
+        .expect_err("a set without an URL");
+        assert!(err.to_string().contains("REGISTRE_ADVERTISE_URL"), "{err}");
+        for (var, value) in [
+            ("REGISTRE_ESTABLISHMENTS", "0750001A,paris"),
+            ("REGISTRE_ESTABLISHMENTS", " , "),
+            ("REGISTRE_ADVERTISE_URL", "10.0.0.2:8080"),
+            ("REGISTRE_NODE_KEY", "short"),
+            ("REGISTRE_NODE_TIMEOUT_SECS", "5"),
+        ] {
+            let err = config(&[(var, value)]).expect_err(value);
+            assert!(err.to_string().contains(var), "{var}={value}: {err}");
+            assert!(
+                !err.to_string().contains("short\""),
+                "the key is never echoed"
+            );
+        }
     }
 
     #[test]
@@ -1244,7 +1442,7 @@ mod tests {
 
     /// Every variable Registre has read since its first release, by name:
     /// deployments set them, so none may be renamed or dropped.
-    const VARIABLES: [&str; 43] = [
+    const VARIABLES: [&str; 48] = [
         "DATABASE_URL",
         "REGISTRE_DATA_DIR",
         "REGISTRE_LISTEN",
@@ -1290,6 +1488,12 @@ mod tests {
         "REGISTRE_VAPID_KEY",
         // interop (issue 17)
         "REGISTRE_ROLES_CLAIM",
+        // cluster (issue 12)
+        "REGISTRE_ESTABLISHMENTS",
+        "REGISTRE_ADVERTISE_URL",
+        "REGISTRE_NODE_KEY",
+        "REGISTRE_HEARTBEAT_SECS",
+        "REGISTRE_NODE_TIMEOUT_SECS",
     ];
 
     /// The rule docs/operations.md states: a variable's flag is its name

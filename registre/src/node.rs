@@ -62,6 +62,7 @@ where
         limits: config.person_limits.clone(),
         sanction_erasure: config.sanction_erasure,
         communication: communication_config(config)?,
+        cluster: cluster_config(config),
         ..registre_app::AppConfig::default()
     };
     let app = registre_app::App::new(store, app_config)
@@ -92,6 +93,8 @@ where
         downloads: Some(Arc::new(
             registre_api::graphql::communication::AppDownloads(app.clone()),
         )),
+        // cluster (issue 12)
+        peers: Some(Arc::new(registre_api::cluster::AppPeers(app.clone()))),
     };
     let inner = serve_executor(transport, config.listen, shutdown)
         .await
@@ -160,9 +163,35 @@ pub fn communication_config(
     })
 }
 
+// cluster (issue 12)
+/// The node's place in a region from the configuration (what it folds is
+/// the engine's `partitions`, [`engine_config`]).
+pub fn cluster_config(config: &Config) -> registre_app::cluster::ClusterConfig {
+    let c = &config.cluster;
+    registre_app::cluster::ClusterConfig {
+        advertise_url: c.advertise_url.clone(),
+        node_key: c
+            .node_key
+            .as_ref()
+            .map(|k| registre_app::cluster::NodeKey::new(k.0.as_str())),
+        heartbeat: std::time::Duration::from_secs(c.heartbeat_secs),
+        liveness: std::time::Duration::from_secs(c.node_timeout_secs),
+        ..Default::default()
+    }
+}
+
 /// The projection engine's settings from the configuration.
 pub fn engine_config(config: &Config) -> registre_projections::EngineConfig {
-    let mut engine = registre_projections::EngineConfig::default();
+    let mut engine = registre_projections::EngineConfig {
+        // cluster (issue 12)
+        partitions: config.cluster.establishments.as_ref().map(|set| {
+            set.0
+                .iter()
+                .map(|uai| registre_store::Partition::establishment(uai.as_str()))
+                .collect()
+        }),
+        ..Default::default()
+    };
     match &config.pseudonym_key {
         Some(key) => {
             engine.pseudonym_key = registre_projections::PseudonymKey::new(key.0.as_bytes())

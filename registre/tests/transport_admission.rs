@@ -99,6 +99,7 @@ impl Node {
             metrics: Metrics::new().unwrap(),
             readiness: Arc::new(Ready),
             downloads: None,
+            peers: None,
         };
         let server = serve_executor(
             transport,

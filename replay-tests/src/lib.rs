@@ -170,7 +170,13 @@ pub fn to_recorded(lines: &[GoldenLine]) -> Vec<RecordedEvent> {
 /// One append per line, in order, to load a golden log into a real store.
 /// The store sets its own `recorded_at`; `occurred_at` keeps the golden time.
 pub fn to_appends(lines: &[GoldenLine]) -> Vec<AppendRequest> {
-    let mut partitions = Partitioner::new();
+    to_appends_after(&mut Partitioner::new(), lines)
+}
+
+/// As [`to_appends`], after the log `partitions` has assigned (a store that
+/// already holds events: their links decide the new streams' partitions,
+/// as the executor's read model does).
+pub fn to_appends_after(partitions: &mut Partitioner, lines: &[GoldenLine]) -> Vec<AppendRequest> {
     lines
         .iter()
         .map(|l| AppendRequest {

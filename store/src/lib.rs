@@ -14,6 +14,8 @@
 
 pub mod chain;
 pub mod communication;
+// cluster (issue 12)
+pub mod nodes;
 mod plan;
 pub mod postgres;
 pub mod reader;
@@ -123,6 +125,12 @@ impl Partition {
 
     pub fn is_directory(&self) -> bool {
         self.0 == Self::DIRECTORY
+    }
+
+    /// Whether a node folding the establishments `served` (`None`: all of
+    /// them) folds this partition: the directory, every node does.
+    pub fn served_by(&self, served: Option<&[Partition]>) -> bool {
+        self.is_directory() || served.is_none_or(|set| set.contains(self))
     }
 
     pub fn as_str(&self) -> &str {
@@ -283,6 +291,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn load_snapshot(&self, key: &str) -> Result<Option<Snapshot>>;
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+    /// Saves several snapshots in one transaction: all of them or none (a
+    /// read model's partitions and the manifest that names them, decision
+    /// 0022). The same key twice: the last one stays.
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()>;
 
     /// Appends read-access records (the CNIL access log and the usage
     /// indicators' input). Not events: they are purged after their retention
@@ -316,6 +328,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Attachment bytes and the notification outbox (issue 16), when the
     /// backend has them.
     fn communication(&self) -> Option<Arc<dyn communication::CommunicationStore>> {
+        None
+    }
+
+    /// The node registry (issue 12, decision 0021), when the backend has it.
+    fn nodes(&self) -> Option<Arc<dyn nodes::NodeRegistry>> {
         None
     }
 }

@@ -445,6 +445,16 @@ async fn listen_once(
     }
 }
 
+const SAVE_SNAPSHOT: &str = "INSERT INTO snapshots (key, version, position, state, saved_at) \
+     VALUES ($1, $2, $3, $4, now()) \
+     ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
+     position = EXCLUDED.position, state = EXCLUDED.state, saved_at = now()";
+
+fn snapshot_version(s: &Snapshot) -> Result<i32> {
+    i32::try_from(s.version)
+        .map_err(|_| StoreError::InvalidAppend("snapshot version out of range".into()))
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
@@ -541,8 +551,25 @@ impl EventStore for PostgresStore {
         if partitions.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
         let client = self.pool.get().await.map_err(pool_err)?;
+        if let [one] = partitions {
+            // One partition (a parallel rebuild reads each on its own): one
+            // range scan of (partition, position), no merge.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE partition = $1 AND position > $2 \
+                     ORDER BY partition, position LIMIT $3"
+                ))
+                .await
+                .map_err(pg("prepare read_partition"))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&one.as_str(), &to_i64(after)?, &limit])
+                .await
+                .map_err(pg("read_partition"))?;
+            return rows.iter().map(event_from_row).collect();
+        }
+        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
         // One index-only range scan per partition on (partition, position),
         // merged, then the rows: a node serving few partitions never walks
         // the other establishments' events.
@@ -654,14 +681,10 @@ impl EventStore for PostgresStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        let version = i32::try_from(snapshot.version)
-            .map_err(|_| StoreError::InvalidAppend("snapshot version out of range".into()))?;
+        let version = snapshot_version(&snapshot)?;
         client
             .execute(
-                "INSERT INTO snapshots (key, version, position, state, saved_at) \
-                 VALUES ($1, $2, $3, $4, now()) \
-                 ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
-                 position = EXCLUDED.position, state = EXCLUDED.state, saved_at = now()",
+                SAVE_SNAPSHOT,
                 &[
                     &snapshot.key,
                     &version,
@@ -671,6 +694,24 @@ impl EventStore for PostgresStore {
             )
             .await
             .map_err(pg("save_snapshot"))?;
+        Ok(())
+    }
+
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg("begin snapshots"))?;
+        let stmt = tx
+            .prepare_cached(SAVE_SNAPSHOT)
+            .await
+            .map_err(pg("prepare snapshots"))?;
+        for s in &snapshots {
+            // A refusal here drops the transaction: nothing of the batch stays.
+            let version = snapshot_version(s)?;
+            tx.execute(&stmt, &[&s.key, &version, &to_i64(s.position)?, &s.state])
+                .await
+                .map_err(pg("save_snapshots"))?;
+        }
+        tx.commit().await.map_err(pg("commit snapshots"))?;
         Ok(())
     }
 
@@ -765,6 +806,12 @@ impl EventStore for PostgresStore {
 
     fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
         Some(Arc::new(crate::communication::PostgresCommunication {
+            pool: self.pool.clone(),
+        }))
+    }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        Some(Arc::new(crate::nodes::PostgresNodes {
             pool: self.pool.clone(),
         }))
     }

@@ -12,6 +12,15 @@
 //! last position returned neither skips nor repeats an event. The reader does
 //! not check for gaps itself: [`crate::chain::verify_chain`] is where a gap is
 //! found and named.
+//!
+//! A reader restricted to some partitions ([`LogReader::partitions`], a node
+//! serving a set of establishments) reads them with
+//! [`EventStore::read_partitions`] and also says how far it has *scanned*
+//! ([`LogReader::scanned_to`]): a short page read after taking the head means
+//! the set holds nothing more up to that head (positions are allocated under
+//! one lock held until commit, so no event below a committed head can still
+//! appear). That is how a node whose partitions are quiet still knows it has
+//! reached the log head (read-your-writes waits for it).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -20,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{EventStore, Position, RecordedEvent, Result, StoreError};
+use crate::{EventStore, Partition, Position, RecordedEvent, Result, StoreError};
 
 /// Events per page, for every reader of the log unless it is given another
 /// size (the projection engine's configuration).
@@ -30,8 +39,10 @@ pub const PAGE: usize = 1_000;
 /// (the projection engine's default `idle_recheck`).
 pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
-type PageRead = JoinHandle<Result<Vec<RecordedEvent>>>;
-type Spawner = Box<dyn Fn(Position, usize) -> PageRead + Send + Sync>;
+/// A page and how far it scanned the log (see [`LogReader::scanned_to`]).
+type Read = (Vec<RecordedEvent>, Position);
+type PageRead = JoinHandle<Result<Read>>;
+type Spawner = Box<dyn Fn(Position, usize, Option<Arc<[Partition]>>) -> PageRead + Send + Sync>;
 
 /// Reads the log in pages after a position. `S` is how the store is held: an
 /// `Arc<dyn EventStore>` for a reader that lives in a task of its own, or a
@@ -49,6 +60,35 @@ pub struct LogReader<S> {
     spawn: Option<Spawner>,
     /// The read started for the page after this position.
     ahead: Option<(Position, PageRead)>,
+    /// Only these partitions, when set (a node serving a set).
+    partitions: Option<Arc<[Partition]>>,
+    /// The log holds no event of the reader's partitions between its
+    /// position and this one.
+    scanned: Position,
+}
+
+/// One page after `after`, of the whole log or of `partitions`, and how far
+/// the log was scanned: to the head taken before a short filtered read.
+async fn read_page<T: EventStore + ?Sized>(
+    store: &T,
+    after: Position,
+    page: usize,
+    partitions: Option<&[Partition]>,
+) -> Result<Read> {
+    let Some(partitions) = partitions else {
+        let events = store.read_all(after, page).await?;
+        let to = events.last().map_or(after, |e| e.position);
+        return Ok((events, to));
+    };
+    let head = store.head().await?;
+    let events = store.read_partitions(after, partitions, page).await?;
+    let last = events.last().map_or(after, |e| e.position);
+    let to = if events.len() < page {
+        last.max(head)
+    } else {
+        last
+    };
+    Ok((events, to))
 }
 
 impl<S, T> LogReader<S>
@@ -67,7 +107,22 @@ where
             heard: 0,
             spawn: None,
             ahead: None,
+            partitions: None,
+            scanned: after,
         }
+    }
+
+    /// Reads only `partitions` (`None`: the whole log).
+    pub fn partitions(mut self, partitions: Option<Arc<[Partition]>>) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// How far the log was read: no event of the reader's partitions lies
+    /// between [`Self::position`] and this (equal to it when reading the
+    /// whole log, or after a full page).
+    pub fn scanned_to(&self) -> Position {
+        self.scanned.max(self.after)
     }
 
     /// Reads `page` events at a time instead of [`PAGE`].
@@ -89,6 +144,10 @@ where
     /// is elsewhere). A read ahead made for another position is dropped.
     pub fn seek(&mut self, after: Position) {
         if self.after != after {
+            // Moving back below the scan starts it again from there.
+            if after < self.after {
+                self.scanned = after;
+            }
             self.after = after;
             self.cancel_ahead();
         }
@@ -106,14 +165,25 @@ where
                 if let Some((_, read)) = other {
                     read.abort();
                 }
-                self.store.read_all(self.after, self.page).await?
+                read_page(
+                    &*self.store,
+                    self.after,
+                    self.page,
+                    self.partitions.as_deref(),
+                )
+                .await?
             }
         };
+        let (page, scanned) = page;
+        self.scanned = self.scanned.max(scanned);
         if let Some(last) = page.last() {
             self.after = last.position;
             if page.len() >= self.page {
                 if let Some(spawn) = &self.spawn {
-                    self.ahead = Some((self.after, spawn(self.after, self.page)));
+                    self.ahead = Some((
+                        self.after,
+                        spawn(self.after, self.page, self.partitions.clone()),
+                    ));
                 }
             }
         }
@@ -124,7 +194,7 @@ where
     /// position, or after `poll` (wake-ups are best effort: a lost NOTIFY
     /// delays a reader by `poll`, it never stops it).
     pub async fn wait(&mut self, poll: Duration) {
-        let after = self.after.max(self.heard);
+        let after = self.scanned_to().max(self.heard);
         let woken =
             match tokio::time::timeout(poll, self.wakeups.wait_for(|head| *head > after)).await {
                 Ok(Ok(head)) => Some(Some(*head)),
@@ -157,9 +227,11 @@ impl LogReader<Arc<dyn EventStore>> {
     /// pages are in memory at most.
     pub fn reading_ahead(mut self) -> Self {
         let store = Arc::clone(&self.store);
-        self.spawn = Some(Box::new(move |after, page| {
+        self.spawn = Some(Box::new(move |after, page, partitions| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.read_all(after, page).await })
+            tokio::spawn(
+                async move { read_page(&*store, after, page, partitions.as_deref()).await },
+            )
         }));
         self
     }

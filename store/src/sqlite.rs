@@ -524,6 +524,11 @@ fn query_access(
 
 const ACCESS_COLUMNS: &str = "id, at, viewer_id, viewer_profile, subject_id, operation, service";
 
+const SAVE_SNAPSHOT: &str = "INSERT INTO snapshots (key, version, position, state, saved_at) \
+     VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+     ON CONFLICT (key) DO UPDATE SET version = excluded.version, \
+     position = excluded.position, state = excluded.state, saved_at = excluded.saved_at";
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
@@ -740,13 +745,33 @@ impl EventStore for SqliteStore {
         self.blocking(move |inner| {
             let conn = inner.writer.lock();
             conn.execute(
-                "INSERT INTO snapshots (key, version, position, state, saved_at) \
-                 VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
-                 ON CONFLICT (key) DO UPDATE SET version = excluded.version, \
-                 position = excluded.position, state = excluded.state, saved_at = excluded.saved_at",
+                SAVE_SNAPSHOT,
                 params![snapshot.key, snapshot.version, position, snapshot.state],
             )
             .map_err(lite("save_snapshot"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()> {
+        self.blocking(move |inner| {
+            let mut conn = inner.writer.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(lite("begin snapshots"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(SAVE_SNAPSHOT)
+                    .map_err(lite("prepare snapshots"))?;
+                for s in &snapshots {
+                    // A refusal here rolls the transaction back (dropped).
+                    let position = to_i64(s.position)?;
+                    stmt.execute(params![s.key, s.version, position, s.state])
+                        .map_err(lite("save_snapshots"))?;
+                }
+            }
+            tx.commit().map_err(lite("commit snapshots"))?;
             Ok(())
         })
         .await
@@ -850,6 +875,12 @@ impl EventStore for SqliteStore {
         Some(Arc::new(crate::communication::SqliteCommunication {
             store: Arc::new(self.clone()),
             blobs: dir,
+        }))
+    }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        Some(Arc::new(crate::nodes::SqliteNodes {
+            store: Arc::new(self.clone()),
         }))
     }
 }

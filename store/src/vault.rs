@@ -477,6 +477,10 @@ impl EventStore for VaultStore {
         self.inner.save_snapshot(snapshot).await
     }
 
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<()> {
+        self.inner.save_snapshots(snapshots).await
+    }
+
     async fn record_access(&self, entries: Vec<NewAccess>) -> Result<()> {
         self.inner.record_access(entries).await
     }
@@ -507,5 +511,9 @@ impl EventStore for VaultStore {
 
     fn communication(&self) -> Option<Arc<dyn crate::communication::CommunicationStore>> {
         self.inner.communication()
+    }
+
+    fn nodes(&self) -> Option<Arc<dyn crate::nodes::NodeRegistry>> {
+        self.inner.nodes()
     }
 }

@@ -630,7 +630,7 @@ async fn log_is_immutable(db: &Subject) {
 
 /// Roll calls (small batches) and single appends arriving together: each
 /// batch is all or nothing and fails alone, whatever it was committed with
-/// (PostgreSQL groups them into one call, migration 0011), and a large batch
+/// (PostgreSQL groups them into one call, migration 0010), and a large batch
 /// between them keeps its own transaction.
 async fn batches_and_singles_fail_alone(db: &Subject) {
     let store = db.store();
@@ -897,6 +897,57 @@ async fn snapshots_round_trip(db: &Subject) {
     store.save_snapshot(second.clone()).await.unwrap();
     assert_eq!(store.load_snapshot("proj").await.unwrap(), Some(second));
     assert!(store.load_snapshot("other").await.unwrap().is_none());
+}
+
+/// Several snapshots in one transaction: all of them, or none when one is
+/// refused (here the last, after the others were written in it).
+async fn snapshots_saved_together(db: &Subject) {
+    let store = db.store();
+    let snapshot = |key: &str, position: u64, byte: u8| Snapshot {
+        key: key.into(),
+        version: 5,
+        position,
+        state: vec![byte; 1000],
+    };
+    store.save_snapshot(snapshot("p:a", 1, 1)).await.unwrap();
+    let refused = store
+        .save_snapshots(vec![
+            snapshot("p:a", 2, 2),
+            snapshot("p:b", 2, 2),
+            // Positions are stored as bigint: this one cannot be.
+            snapshot("p:manifest", u64::MAX, 2),
+        ])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        store.load_snapshot("p:a").await.unwrap(),
+        Some(snapshot("p:a", 1, 1)),
+        "the refused batch left the old row"
+    );
+    assert!(store.load_snapshot("p:b").await.unwrap().is_none());
+    assert!(store.load_snapshot("p:manifest").await.unwrap().is_none());
+
+    let batch = vec![
+        snapshot("p:a", 3, 3),
+        snapshot("p:b", 3, 4),
+        snapshot("p:b", 3, 5),
+        snapshot("p:manifest", 3, 6),
+    ];
+    store.save_snapshots(batch).await.unwrap();
+    assert_eq!(
+        store.load_snapshot("p:a").await.unwrap(),
+        Some(snapshot("p:a", 3, 3))
+    );
+    assert_eq!(
+        store.load_snapshot("p:b").await.unwrap(),
+        Some(snapshot("p:b", 3, 5)),
+        "the last of a key stays"
+    );
+    assert_eq!(
+        store.load_snapshot("p:manifest").await.unwrap(),
+        Some(snapshot("p:manifest", 3, 6))
+    );
+    store.save_snapshots(Vec::new()).await.unwrap();
 }
 
 async fn access_log(db: &Subject) {
@@ -1230,6 +1281,9 @@ impl EventStore for Unkeyed {
     async fn save_snapshot(&self, s: Snapshot) -> registre_store::Result<()> {
         self.0.save_snapshot(s).await
     }
+    async fn save_snapshots(&self, s: Vec<Snapshot>) -> registre_store::Result<()> {
+        self.0.save_snapshots(s).await
+    }
     async fn record_access(&self, e: Vec<NewAccess>) -> registre_store::Result<()> {
         self.0.record_access(e).await
     }
@@ -1304,6 +1358,7 @@ conformance!(
     chain_detects_deleted_row,
     chain_detects_reordered_rows,
     snapshots_round_trip,
+    snapshots_saved_together,
     access_log,
     reader_pages_history_then_live,
     read_stream_reads_only_after_version,
@@ -1313,6 +1368,9 @@ conformance!(
     chain_covers_any_text,
     partitions_are_kept_and_read_by_set,
     a_partition_is_assigned_once,
+    // cluster (issue 12)
+    a_partition_reader_scans_to_the_head,
+    the_node_registry,
 );
 
 // ---------------------------------------------------------------- partitions
@@ -1459,6 +1517,104 @@ async fn a_partition_is_assigned_once(db: &Subject) {
         .await
         .unwrap()
         .is_intact());
+}
+
+// ---------------------------------------------------------------- cluster (issue 12)
+
+/// A reader of some partitions knows how far the log holds nothing for it:
+/// a node whose establishments are quiet still reaches the head.
+async fn a_partition_reader_scans_to_the_head(db: &Subject) {
+    let store = db.store();
+    let (a, b) = (
+        Partition::establishment("0750001A"),
+        Partition::establishment("0690002B"),
+    );
+    store.append(in_partition("a-1", &a, 2)).await.unwrap(); // 1, 2
+    store.append(in_partition("b-1", &b, 3)).await.unwrap(); // 3..5
+    let set: Arc<[Partition]> = Arc::from(vec![a.clone(), Partition::directory()]);
+    let mut log = LogReader::new(store.clone(), 0)
+        .page_size(2)
+        .partitions(Some(set))
+        .reading_ahead();
+    // A full page says nothing past its last event.
+    assert_eq!(positions(&log.next_page().await.unwrap()), vec![1, 2]);
+    assert_eq!(log.scanned_to(), 2);
+    // The short read after it covers the head taken before it.
+    assert!(log.next_page().await.unwrap().is_empty());
+    assert_eq!((log.position(), log.scanned_to()), (2, 5));
+    store.append(in_partition("b-2", &b, 1)).await.unwrap(); // 6
+    store.append(in_partition("a-2", &a, 1)).await.unwrap(); // 7
+    tokio::time::timeout(HANG_GUARD, log.wait(HANG_GUARD))
+        .await
+        .expect("woken by the appends");
+    assert_eq!(positions(&log.next_page().await.unwrap()), vec![7]);
+    assert_eq!(log.scanned_to(), 7);
+    // Moving back rescans from there.
+    log.seek(0);
+    assert_eq!(log.scanned_to(), 0);
+    assert_eq!(positions(&log.next_page().await.unwrap()), vec![1, 2]);
+}
+
+async fn the_node_registry(db: &Subject) {
+    use registre_store::nodes::NodeRecord;
+    let nodes = db.store().nodes().expect("both backends keep a registry");
+    // Whole milliseconds: what the embedded store keeps of an instant.
+    let t0 = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let s = chrono::Duration::seconds;
+    let a = NodeRecord {
+        node_id: Uuid::now_v7(),
+        advertise_url: "http://10.0.0.1:8080".into(),
+        served: Some(vec![Partition::establishment("0750001A")]),
+        started_at: t0,
+        heartbeat_at: t0,
+    };
+    let all = NodeRecord {
+        node_id: Uuid::now_v7(),
+        advertise_url: "http://10.0.0.2:8080".into(),
+        served: None,
+        started_at: t0 + s(1),
+        heartbeat_at: t0 + s(1),
+    };
+    nodes.register_node(&a).await.unwrap();
+    nodes.register_node(&all).await.unwrap();
+    assert_eq!(
+        nodes.live_nodes(t0).await.unwrap(),
+        vec![a.clone(), all.clone()]
+    );
+    assert!(a.serves(&Partition::establishment("0750001A")));
+    assert!(a.serves(&Partition::directory()));
+    assert!(!a.serves(&Partition::establishment("0690002B")));
+    assert!(all.serves(&Partition::establishment("0690002B")));
+
+    // Liveness is the last heartbeat: `a` beats, `all` does not.
+    assert!(nodes.heartbeat(a.node_id, t0 + s(30)).await.unwrap());
+    let live = nodes.live_nodes(t0 + s(20)).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].heartbeat_at, t0 + s(30));
+    assert_eq!(live[0].served, a.served);
+
+    // Registering again (a restart under the same id) replaces the row.
+    let moved = NodeRecord {
+        advertise_url: "http://10.0.0.3:8080".into(),
+        served: Some(vec![
+            Partition::establishment("0750001A"),
+            Partition::establishment("0690002B"),
+        ]),
+        started_at: t0 + s(40),
+        heartbeat_at: t0 + s(40),
+        ..a.clone()
+    };
+    nodes.register_node(&moved).await.unwrap();
+    assert_eq!(
+        nodes.live_nodes(t0 + s(35)).await.unwrap(),
+        vec![moved.clone()]
+    );
+
+    // A clean stop removes it; a heartbeat then says so (register again).
+    nodes.deregister_node(a.node_id).await.unwrap();
+    assert!(nodes.live_nodes(t0 + s(35)).await.unwrap().is_empty());
+    assert!(!nodes.heartbeat(a.node_id, t0 + s(50)).await.unwrap());
+    assert_eq!(nodes.live_nodes(t0).await.unwrap(), vec![all]);
 }
 
 /// The one change the log accepts sets a missing partition and nothing else

@@ -299,23 +299,7 @@ impl crate::server::Downloads for AppDownloads {
         caller: &crate::context::Caller,
         raw: &str,
     ) -> std::result::Result<crate::server::DownloadReply, crate::server::DownloadRefusal> {
-        let refuse = |e: ApiError| {
-            let status = match &e {
-                ApiError::Unauthenticated(_) => 401,
-                ApiError::Forbidden(_) => 403,
-                ApiError::NotFound(_) => 404,
-                ApiError::InvalidInput { .. } => 400,
-                ApiError::RateLimited(_) | ApiError::RetryLater { .. } => 429,
-                ApiError::Unavailable(_) => 503,
-                ApiError::Conflict(_) => 409,
-                ApiError::Internal(_) => 500,
-            };
-            crate::server::DownloadRefusal {
-                status,
-                code: e.code(),
-                message: e.to_string(),
-            }
-        };
+        let refuse = |e: ApiError| crate::server::DownloadRefusal::from(&e);
         let app = &self.0;
         app.consistent().await.map_err(refuse)?;
         let viewer = app.viewer(caller).await.map_err(refuse)?;

@@ -248,6 +248,7 @@ pub struct DisciplineCount {
 /// Student.punishments: latest first.
 pub(super) async fn punishments_of(
     ctx: &Context<'_>,
+    src: &super::Src,
     student: StudentId,
     person: PersonId,
 ) -> Result<Vec<Punishment>> {
@@ -258,18 +259,19 @@ pub(super) async fn punishments_of(
     app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
         .await
         .gql()?;
-    Ok(app.read(|m| {
+    src.read(ctx, |m| {
         m.discipline()
             .punishments_of(student)
             .into_iter()
             .map(|p| Punishment::new(m, &v, p.clone()))
             .collect()
-    }))
+    })
 }
 
 /// Student.sanctions: those still in the record, latest first.
 pub(super) async fn sanctions_of(
     ctx: &Context<'_>,
+    src: &super::Src,
     student: StudentId,
     person: PersonId,
 ) -> Result<Vec<Sanction>> {
@@ -280,13 +282,13 @@ pub(super) async fn sanctions_of(
     app.record_access(&v, Some(person), operation(ctx), "Services_Vie_Scolaire")
         .await
         .gql()?;
-    Ok(app.read(|m| {
+    src.read(ctx, |m| {
         m.discipline()
             .sanctions_of(student)
             .into_iter()
             .map(|s| Sanction::new(m, &v, s.clone()))
             .collect()
-    }))
+    })
 }
 
 /// Records one read per student named in `incidents`.

@@ -31,6 +31,13 @@ pub fn to_gql(error: &ApiError) -> async_graphql::Error {
         {
             ext.set("retryAfter", *retry_after_secs);
         }
+        // cluster (issue 12)
+        if let Some(partition) = error.partition() {
+            ext.set("partition", partition.as_str());
+        }
+        if matches!(error, ApiError::Elsewhere(_)) {
+            ext.set(crate::server::FORWARD_EXTENSION, true);
+        }
     })
 }
 

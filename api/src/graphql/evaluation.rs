@@ -221,7 +221,7 @@ pub(super) fn period_rows(
                 ))
             })
         }
-        Src::AsOf(m, _) => {
+        Src::AsOf(m, _) | Src::Remote(m) => {
             let p = student_period(m, student, period)?;
             let class = m.student(student).map(|s| s.class_id).unwrap_or_default();
             let figures = m.class_figures(class, Some(p.range()));
@@ -350,7 +350,7 @@ impl ReportCard {
     async fn pdf_url(&self) -> String {
         let path = bulletin_path(self.card.student_id, self.card.period.id);
         match &self.src {
-            Src::Live => path,
+            Src::Live | Src::Remote(_) => path,
             // RFC 3339 in UTC ("Z"): nothing in it needs escaping in a query.
             Src::AsOf(_, at) => format!(
                 "{path}?at={}",
@@ -385,7 +385,7 @@ pub(super) fn report_card(
                 Ok((card, printed))
             })
         }
-        Src::AsOf(m, _) => {
+        Src::AsOf(m, _) | Src::Remote(m) => {
             let p = student_period(m, student, period)?;
             let class = m.student(student).map(|s| s.class_id).unwrap_or_default();
             let figures = m.class_figures(class, Some(p.range()));

@@ -62,7 +62,10 @@ use async_graphql::{
 };
 use futures::stream::{BoxStream, StreamExt};
 use registre_app::{ApiError, App, Viewer};
+use registre_domain::ClassId;
+use registre_projections::ReadModel;
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub type RegistreSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -115,6 +118,70 @@ pub fn sdl() -> String {
 #[derive(Default)]
 struct Session {
     viewer: tokio::sync::OnceCell<Viewer>,
+    /// cluster (issue 12): the slices of classes held elsewhere, fetched
+    /// once per request whatever the number of fields reading them.
+    slices: parking_lot::Mutex<HashMap<ClassId, Arc<tokio::sync::OnceCell<Arc<ReadModel>>>>>,
+}
+
+// cluster (issue 12)
+/// Where a class's record is read: the node's model when it folds the
+/// class's establishment, else the class's slice fetched from a live node
+/// that does, at this node's position (which covers what the caller wrote
+/// before: read-your-writes). No live holder: UNAVAILABLE naming the
+/// establishment, never an empty record.
+pub(crate) async fn class_src(ctx: &Context<'_>, class: ClassId) -> async_graphql::Result<Src> {
+    let app = app(ctx)?;
+    let Some(partition) = held_elsewhere(app, class) else {
+        return Ok(Src::Live);
+    };
+    let at = app.read_model_position();
+    let fetch = || fetch_slice(app, partition, class, at);
+    let slice = match ctx.data_opt::<Session>() {
+        Some(session) => {
+            let cell = session.slices.lock().entry(class).or_default().clone();
+            cell.get_or_try_init(fetch).await.cloned().gql()?
+        }
+        None => fetch().await.gql()?,
+    };
+    Ok(Src::Remote(slice))
+}
+
+/// Like [`class_src`], at least at `at` and never from the request's cache:
+/// a subscription lives across events, each one newer than the last slice.
+pub(crate) async fn class_src_at(
+    ctx: &Context<'_>,
+    class: ClassId,
+    at: registre_store::Position,
+) -> async_graphql::Result<Src> {
+    let app = app(ctx)?;
+    let Some(partition) = held_elsewhere(app, class) else {
+        return Ok(Src::Live);
+    };
+    let at = at.max(app.read_model_position());
+    let slice = fetch_slice(app, partition, class, at).await.gql()?;
+    Ok(Src::Remote(slice))
+}
+
+/// The partition of `class` when another node folds it.
+fn held_elsewhere(app: &App, class: ClassId) -> Option<registre_store::Partition> {
+    app.read(|m| registre_app::cluster::class_partition(m, class))
+        .filter(|p| !app.cluster().holds(p))
+}
+
+async fn fetch_slice(
+    app: &App,
+    partition: registre_store::Partition,
+    class: ClassId,
+    at: registre_store::Position,
+) -> Result<Arc<ReadModel>, ApiError> {
+    let request = registre_app::cluster::SliceRequest {
+        scope: registre_app::cluster::SliceScope::Class(class),
+        at,
+    };
+    app.cluster()
+        .fetch_slice(&partition, &request)
+        .await
+        .map(Arc::new)
 }
 
 /// The schema's one extension: error codes on every response (outermost),

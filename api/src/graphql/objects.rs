@@ -27,14 +27,25 @@ pub enum Src {
     /// A past state of the log, rebuilt for an auditor (`studentAsOf`), and
     /// the instant asked for (the printed bulletin's link carries it).
     AsOf(Arc<Model>, DateTime<Utc>),
+    /// cluster (issue 12): the slice of a class whose establishment another
+    /// node folds, fetched from it for this request
+    /// ([`super::class_src`]). The live state for every purpose but where
+    /// it is read from: this node authorizes (the directory) and logs.
+    Remote(Arc<Model>),
 }
 
 impl Src {
     pub(crate) fn read<R>(&self, ctx: &Context<'_>, f: impl FnOnce(&Model) -> R) -> Result<R> {
         match self {
             Src::Live => Ok(app(ctx)?.read(f)),
-            Src::AsOf(m, _) => Ok(f(m)),
+            Src::AsOf(m, _) | Src::Remote(m) => Ok(f(m)),
         }
+    }
+
+    /// A past state: what an auditor asked for, checked where it was
+    /// rebuilt; the viewer's policy does not filter it.
+    pub(crate) fn is_past(&self) -> bool {
+        matches!(self, Src::AsOf(..))
     }
 }
 
@@ -300,7 +311,7 @@ impl SchoolClass {
     )]
     async fn students(&self, ctx: &Context<'_>) -> Result<Vec<Student>> {
         let class = self.get(ctx)?;
-        let all = matches!(self.src, Src::AsOf(..));
+        let all = self.src.is_past();
         let (_, v) = viewer(ctx).await?;
         let members = class
             .closed
@@ -366,6 +377,9 @@ pub struct Student {
     data: Loaded<model::Student>,
     /// The averages rows, shared by `averages` and `overallAverage`.
     average_rows: Loaded<Vec<SubjectAverage>>,
+    /// Where the record fields read: `src`, or the class's slice from the
+    /// node that folds it (cluster, issue 12).
+    record_src: tokio::sync::OnceCell<Src>,
 }
 
 /// One subject row of the averages.
@@ -418,6 +432,7 @@ impl Student {
             src,
             data: Loaded::default(),
             average_rows: Loaded::default(),
+            record_src: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -428,7 +443,21 @@ impl Student {
             src,
             data: Loaded::with(data),
             average_rows: Loaded::default(),
+            record_src: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Where the record is read (see `record_src`): the student and their
+    /// class are in the directory every node folds; their grades, absences
+    /// and homework in the establishment's partition.
+    async fn record_src(&self, ctx: &Context<'_>) -> Result<&Src> {
+        if !matches!(self.src, Src::Live) {
+            return Ok(&self.src);
+        }
+        let class = self.get(ctx)?.class_id;
+        self.record_src
+            .get_or_try_init(|| super::class_src(ctx, class))
+            .await
     }
 
     fn get(&self, ctx: &Context<'_>) -> Result<&model::Student> {
@@ -441,20 +470,26 @@ impl Student {
 
     /// The averages rows for `v`; on the live model with the App's cached
     /// class averages.
-    fn average_rows(&self, ctx: &Context<'_>, v: Option<&Viewer>) -> Result<&[SubjectAverage]> {
+    fn average_rows(
+        &self,
+        ctx: &Context<'_>,
+        src: &Src,
+        v: Option<&Viewer>,
+    ) -> Result<&[SubjectAverage]> {
         // One viewer per request, so one set of rows per object.
         let rows = self
             .average_rows
-            .get_or_load(|| self.compute_average_rows(ctx, v))?;
+            .get_or_load(|| self.compute_average_rows(ctx, src, v))?;
         Ok(rows)
     }
 
     fn compute_average_rows(
         &self,
         ctx: &Context<'_>,
+        src: &Src,
         v: Option<&Viewer>,
     ) -> Result<Vec<SubjectAverage>> {
-        match &self.src {
+        match src {
             Src::Live => {
                 let app = app(ctx)?;
                 Ok(app.read(|m| {
@@ -464,7 +499,7 @@ impl Student {
                     averages_of(m, cached.as_deref(), &figures, v, self.id)
                 }))
             }
-            Src::AsOf(m, _) => {
+            Src::AsOf(m, _) | Src::Remote(m) => {
                 let class = m.student(self.id).map(|s| s.class_id).unwrap_or_default();
                 let figures = m.class_figures(class, None);
                 Ok(averages_of(m, None, &figures, v, self.id))
@@ -477,7 +512,7 @@ impl Student {
     async fn record_viewer(&self, ctx: &Context<'_>, service: &str) -> Result<Option<Viewer>> {
         let (app, v) = viewer(ctx).await?;
         let person = self.get(ctx)?.person_id;
-        let live = matches!(self.src, Src::Live);
+        let live = !self.src.is_past();
         if live && !app.read(|m| policy::can_read_record(m, &v, self.id)) {
             return Err(ApiError::forbidden()).gql();
         }
@@ -512,7 +547,8 @@ impl Student {
     )]
     async fn grades(&self, ctx: &Context<'_>, subject: Option<String>) -> Result<Vec<Grade>> {
         let v = self.record_viewer(ctx, "Notes").await?;
-        let grades = self.src.read(ctx, |m| {
+        let src = self.record_src(ctx).await?;
+        let grades = src.read(ctx, |m| {
             m.student_grades(self.id, subject.as_deref())
                 .into_iter()
                 .filter(|(_, a)| {
@@ -525,7 +561,7 @@ impl Student {
         })?;
         Ok(grades
             .into_iter()
-            .map(|g| Grade::loaded(g, self.src.clone()))
+            .map(|g| Grade::loaded(g, src.clone()))
             .collect())
     }
     /// one row per subject with at least one assessment; averages on a /20 scale, weighted by coefficient, counting GRADED grades only. With periodId: over that period only (assessments dated in it)
@@ -538,11 +574,12 @@ impl Student {
         period_id: Option<ID>,
     ) -> Result<Vec<SubjectAverage>> {
         let v = self.record_viewer(ctx, "Notes").await?;
+        let src = self.record_src(ctx).await?;
         match period_id {
-            None => Ok(self.average_rows(ctx, v.as_ref())?.to_vec()),
+            None => Ok(self.average_rows(ctx, src, v.as_ref())?.to_vec()),
             Some(p) => {
                 let period = super::root::parse("periodId", &p)?;
-                super::evaluation::period_rows(ctx, &self.src, v.as_ref(), self.id, period)
+                super::evaluation::period_rows(ctx, src, v.as_ref(), self.id, period)
             }
         }
     }
@@ -553,13 +590,14 @@ impl Student {
         period_id: Option<ID>,
     ) -> Result<Option<f64>> {
         let v = self.record_viewer(ctx, "Notes").await?;
+        let src = self.record_src(ctx).await?;
         let period_rows;
         let rows = match period_id {
-            None => self.average_rows(ctx, v.as_ref())?,
+            None => self.average_rows(ctx, src, v.as_ref())?,
             Some(p) => {
                 let period = super::root::parse("periodId", &p)?;
                 period_rows =
-                    super::evaluation::period_rows(ctx, &self.src, v.as_ref(), self.id, period)?;
+                    super::evaluation::period_rows(ctx, src, v.as_ref(), self.id, period)?;
                 &period_rows
             }
         };
@@ -576,14 +614,16 @@ impl Student {
         period_id: ID,
     ) -> Result<Option<super::evaluation::ReportCard>> {
         self.record_viewer(ctx, "Notes").await?;
-        super::evaluation::report_card(ctx, &self.src, self.id, &period_id)
+        let src = self.record_src(ctx).await?;
+        super::evaluation::report_card(ctx, src, self.id, &period_id)
     }
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::ABSENCES, child_complexity)"
     )]
     async fn absences(&self, ctx: &Context<'_>) -> Result<Vec<Absence>> {
         self.record_viewer(ctx, "Absences").await?;
-        let absences = self.src.read(ctx, |m| {
+        let src = self.record_src(ctx).await?;
+        let absences = src.read(ctx, |m| {
             m.absences_of(self.id)
                 .into_iter()
                 .filter(|a| !m.is_absence_cancelled(a.id))
@@ -592,7 +632,7 @@ impl Student {
         })?;
         Ok(absences
             .into_iter()
-            .map(|a| Absence::loaded(a, self.src.clone()))
+            .map(|a| Absence::loaded(a, src.clone()))
             .collect())
     }
     /// the student, their guardians, their teachers, EDUCATION_STAFF, HEAD
@@ -600,14 +640,16 @@ impl Student {
         complexity = "crate::graphql::limits::list(super::discipline::size::PUNISHMENTS, child_complexity)"
     )]
     async fn punishments(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Punishment>> {
-        super::discipline::punishments_of(ctx, self.id, self.get(ctx)?.person_id).await
+        let src = self.record_src(ctx).await?;
+        super::discipline::punishments_of(ctx, src, self.id, self.get(ctx)?.person_id).await
     }
     /// the student, their guardians, EDUCATION_STAFF, HEAD; erased sanctions are not listed
     #[graphql(
         complexity = "crate::graphql::limits::list(super::discipline::size::SANCTIONS, child_complexity)"
     )]
     async fn sanctions(&self, ctx: &Context<'_>) -> Result<Vec<super::discipline::Sanction>> {
-        super::discipline::sanctions_of(ctx, self.id, self.get(ctx)?.person_id).await
+        let src = self.record_src(ctx).await?;
+        super::discipline::sanctions_of(ctx, src, self.id, self.get(ctx)?.person_id).await
     }
     #[graphql(
         complexity = "crate::graphql::limits::list(crate::graphql::limits::size::HOMEWORK, child_complexity)"
@@ -619,7 +661,8 @@ impl Student {
         to: Option<Date>,
     ) -> Result<Vec<Homework>> {
         let v = self.record_viewer(ctx, "Cahier_Textes").await?;
-        let entries = self.src.read(ctx, |m| {
+        let src = self.record_src(ctx).await?;
+        let entries = src.read(ctx, |m| {
             m.homework_of(self.id, from.map(|d| d.0), to.map(|d| d.0))
                 .into_iter()
                 .filter(|h| {
@@ -633,7 +676,7 @@ impl Student {
         })?;
         Ok(entries
             .into_iter()
-            .map(|h| Homework::loaded(h, self.src.clone()))
+            .map(|h| Homework::loaded(h, src.clone()))
             .collect())
     }
     // school day (issue 13)
@@ -648,7 +691,8 @@ impl Student {
     ) -> Result<Vec<school_day::Course>> {
         self.record_viewer(ctx, "Emploi_Du_Temps").await?;
         let class = self.get(ctx)?.class_id;
-        self.src
+        self.record_src(ctx)
+            .await?
             .read(ctx, |m| school_day::class_timetable(m, class, from, to))?
     }
 }
@@ -890,6 +934,7 @@ impl Absence {
 pub struct AbsenceNotification {
     pub position: u64,
     pub absence: AbsenceId,
+    pub student: StudentId,
 }
 
 #[Object]
@@ -898,8 +943,15 @@ impl AbsenceNotification {
     async fn position(&self) -> String {
         self.position.to_string()
     }
-    async fn absence(&self) -> Absence {
-        Absence::new(self.absence, Src::Live)
+    async fn absence(&self, ctx: &Context<'_>) -> Result<Absence> {
+        // cluster (issue 12): an absence of a school folded elsewhere is
+        // read from its class's slice, taken at the absence's position.
+        let class = app(ctx)?.read(|m| m.student(self.student).map(|s| s.class_id));
+        let src = match class {
+            Some(class) => super::class_src_at(ctx, class, self.position).await?,
+            None => Src::Live,
+        };
+        Ok(Absence::new(self.absence, src))
     }
 }
 

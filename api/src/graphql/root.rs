@@ -141,15 +141,26 @@ impl RecordQuery {
         if !app.read(|m| policy::can_see_class(m, &v, cid)) {
             return forbidden();
         }
-        Ok(Some(SchoolClass::new(cid, Src::Live)))
+        // cluster (issue 12): a class held elsewhere is read from its slice.
+        Ok(Some(SchoolClass::new(
+            cid,
+            super::class_src(ctx, cid).await?,
+        )))
     }
 
     /// An establishment (its roster is public within Registre: names and classes).
     async fn establishment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Establishment>> {
         let (app, _) = viewer(ctx).await?;
         let eid = parse::<EstablishmentId>("id", &id)?;
-        if !app.read(|m| m.establishment(eid).is_some()) {
+        let uai = app.read(|m| m.establishment(eid).map(|e| e.uai.clone()));
+        let Some(uai) = uai else {
             return Err(ApiError::NotFound("establishment".into())).gql();
+        };
+        // cluster (issue 12): establishment-wide, so answered whole by a
+        // node that folds it (the transport forwards the request).
+        let partition = registre_store::Partition::establishment(uai.as_str());
+        if !app.cluster().holds(&partition) {
+            return Err(ApiError::Elsewhere(partition)).gql();
         }
         Ok(Some(Establishment::new(eid, Src::Live)))
     }
@@ -1120,6 +1131,7 @@ impl RecordSubscription {
             item.map(|a| AbsenceNotification {
                 position: a.position,
                 absence: a.absence,
+                student: a.student,
             })
             .gql()
         }))

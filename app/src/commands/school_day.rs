@@ -78,11 +78,19 @@ impl Executor<'_> {
         loop {
             self.reach_head().await?;
             let now = now();
-            let facts = self
-                .read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
-                .ok_or_else(ApiError::forbidden)?;
+            let Some(facts) = self.read(|m| cmd.authorize(m, cx.issuer).then(|| cmd.facts(m, now)))
+            else {
+                return Err(self
+                    .refusal(|| cmd.streams(&self.read(|m| cmd.facts(m, now))))
+                    .await);
+            };
             if let (0, Some(idem)) = (attempt, &idempotency) {
                 if let Some(original) = self.store.find_idempotent(&idem.key).await? {
+                    // The answer is read from the model: the node folding
+                    // the original's partition gives it (cluster, issue 12).
+                    if let Some(p) = original.events.first().and_then(|e| e.partition.as_ref()) {
+                        self.check_held(p)?;
+                    }
                     let events = self.replay(original, idem).await?;
                     return Ok(Executed { events, facts });
                 }
@@ -97,6 +105,7 @@ impl Executor<'_> {
                     recorded.last().map_or(0, |e| e.stream_version),
                 );
                 if let Some(p) = recorded.first().and_then(|e| e.partition.clone()) {
+                    self.check_held(&p)?;
                     partitions.insert(stream.as_str().to_owned(), p);
                 }
                 read.0
@@ -120,7 +129,11 @@ impl Executor<'_> {
                 match requests.iter_mut().find(|r| r.stream_id == stream) {
                     Some(r) => r.events.push(event),
                     None => requests.push(AppendRequest {
-                        partition: self.stream_partition(partitions.get(&stream), e),
+                        partition: {
+                            let p = self.stream_partition(partitions.get(&stream), e);
+                            self.check_held(&p)?;
+                            p
+                        },
                         expected: match versions.get(&stream) {
                             Some(v) if *v > 0 => ExpectedVersion::Exact(*v),
                             _ => ExpectedVersion::NoStream,

@@ -173,6 +173,10 @@ impl EventStore for CountingStore {
         self.hit("save_snapshot");
         self.inner.save_snapshot(snapshot).await
     }
+    async fn save_snapshots(&self, snapshots: Vec<Snapshot>) -> registre_store::Result<()> {
+        self.hit("save_snapshots");
+        self.inner.save_snapshots(snapshots).await
+    }
     async fn record_access(&self, entries: Vec<NewAccess>) -> registre_store::Result<()> {
         self.hit("record_access");
         self.inner.record_access(entries).await

@@ -4,6 +4,8 @@
 //! and dropped afterwards.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use registre_domain::DomainEvent;
+use registre_projections::Partitioner;
 use registre_replay_tests::GoldenLine;
 use registre_store::{AppendRequest, EventStore};
 use std::sync::Arc;
@@ -59,10 +61,27 @@ pub fn fresh_ids(mut requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
 }
 
 pub async fn append_lines(store: &dyn EventStore, lines: &[GoldenLine]) {
+    let mut partitions = partitioner_of(store).await;
+    let appends = registre_replay_tests::to_appends_after(&mut partitions, lines);
     store
-        .append_batch(fresh_ids(registre_replay_tests::to_appends(lines)))
+        .append_batch(fresh_ids(appends))
         .await
         .expect("the log appends");
+}
+
+/// A partitioner that has seen the store's log: new lines' streams get the
+/// partitions the executor would give them after it.
+pub async fn partitioner_of(store: &dyn EventStore) -> Partitioner {
+    let mut partitions = Partitioner::new();
+    for e in store.read_all(0, 10_000_000).await.expect("the log reads") {
+        if let Some(p) = &e.partition {
+            partitions.known(&e.stream_id, p.clone());
+        }
+        if let Ok(event) = DomainEvent::decode(&e.event_type, e.schema_version, &e.data) {
+            partitions.assign(&e.stream_id, &event);
+        }
+    }
+    partitions
 }
 
 pub use registre_store::testing::TestDb;

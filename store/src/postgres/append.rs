@@ -10,7 +10,7 @@
 //! caller's requests form a unit, checked on its own (a conflict fails only
 //! its caller): a single append is a unit of one, a small `append_batch` (a
 //! roll call: a few dozen streams) one unit, all or nothing inside the shared
-//! call (migration 0011). Large batches (imports, seeding) are committed alone,
+//! call (migration 0010). Large batches (imports, seeding) are committed alone,
 //! planned in the process (`batch.rs`).
 //!
 //! One call at a time, on purpose. A second call sent while the first flushes

@@ -1,4 +1,4 @@
--- 0011: nothing for SQLite. PostgreSQL's registre_append learns units (see
--- postgres/0011): several requests all or nothing inside a group commit.
+-- 0010: nothing for SQLite. PostgreSQL's registre_append learns units (see
+-- postgres/0010): several requests all or nothing inside a group commit.
 -- SQLite decides appends in the process (store/src/plan.rs), one transaction
 -- per call. The file exists so that both backends share one version numbering.

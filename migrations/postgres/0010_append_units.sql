@@ -1,4 +1,4 @@
--- 0011: appends grouped by unit. A roll call (several streams, all or
+-- 0010: appends grouped by unit. A roll call (several streams, all or
 -- nothing) used to be committed alone, planned in the process in four round
 -- trips, while single appends shared the group commit's one call and one WAL
 -- flush. registre_append now takes a unit number per request instead of one

@@ -1,0 +1,202 @@
+//! The read model folded from the store with its partitions in parallel
+//! (decision 0022): the directory partition first, in log order, with the
+//! next page read while this one is folded; then the establishments'
+//! partitions, several at a time, each read with `read_partitions` and folded
+//! on the blocking pool against the directory; then their union. Used by a
+//! node's start without a snapshot and by [`crate::ProjectionEngine::rebuild`].
+
+use crate::follower::LoggedEvent;
+use crate::model::{ApplyError, ReadModel};
+use crate::slice::{DirectoryFold, PartitionFold};
+use crate::ProjectionError;
+use futures::StreamExt as _;
+use registre_store::{EventStore, Partition, Position, RecordedEvent};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a parallel fold reads and how.
+#[derive(Clone, Debug)]
+pub struct ParallelFold {
+    /// Up to (and including) this position.
+    pub head: Position,
+    /// The establishments' partitions to fold; `None`: every one the
+    /// directory knows.
+    pub partitions: Option<Vec<Partition>>,
+    /// Events per read.
+    pub page: usize,
+    /// Folds running at once.
+    pub threads: usize,
+}
+
+impl ParallelFold {
+    /// Folds the store's log up to `head`. `progress` hears the number of
+    /// events folded so far (after the directory, then after each partition).
+    pub async fn run(
+        &self,
+        store: &Arc<dyn EventStore>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ReadModel, ProjectionError> {
+        let directory = self.directory(store).await?;
+        let folded = AtomicU64::new(directory.1);
+        progress(directory.1);
+        let directory = Arc::new(directory.0);
+        let partitions = match &self.partitions {
+            None => directory.partitions(),
+            Some(set) => set.clone(),
+        };
+        let gate = Arc::new(tokio::sync::Semaphore::new(self.threads.max(1)));
+        // Twice as many partitions in flight as folds at once: one reads
+        // while another folds.
+        let mut running = futures::stream::iter(partitions)
+            .filter(|p| std::future::ready(!p.is_directory()))
+            .map(|p| self.partition(store, Arc::clone(&directory), p, Arc::clone(&gate)))
+            .buffer_unordered(2 * self.threads.max(1));
+        let mut parts = Vec::new();
+        while let Some(part) = running.next().await {
+            let (part, n) = part?;
+            progress(folded.fetch_add(n, Ordering::Relaxed) + n);
+            parts.push(part);
+        }
+        drop(running);
+        let directory = Arc::try_unwrap(directory).map_err(|_| {
+            ProjectionError::Io(std::io::Error::other(
+                "a partition fold outlived the rebuild",
+            ))
+        })?;
+        let threads = self.threads;
+        let mut joined = tokio::task::spawn_blocking(move || directory.join(parts, threads))
+            .await
+            .map_err(join_error)?;
+        // Every event up to the head is folded or another node's: a node
+        // serving a set is at the head even if its last event is older.
+        joined.position = self.head;
+        Ok(joined)
+    }
+
+    async fn directory(
+        &self,
+        store: &Arc<dyn EventStore>,
+    ) -> Result<(DirectoryFold, u64), ProjectionError> {
+        let mut fold = DirectoryFold::new();
+        let mut count = 0;
+        let read = |after: Position| {
+            let store = Arc::clone(store);
+            let page = self.page;
+            tokio::spawn(async move {
+                store
+                    .read_partitions(after, &[Partition::directory()], page)
+                    .await
+            })
+        };
+        let mut next = Some(read(0));
+        while let Some(reading) = next.take() {
+            let page = reading.await.map_err(join_error)??;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            if last < self.head && page.len() == self.page {
+                next = Some(read(last));
+            }
+            let head = self.head;
+            (fold, count) = tokio::task::spawn_blocking(move || {
+                let n = fold_page(&page, head, |e| fold.apply(e))?;
+                Ok::<_, ApplyError>((fold, count + n))
+            })
+            .await
+            .map_err(join_error)??;
+        }
+        Ok((fold, count))
+    }
+
+    async fn partition(
+        &self,
+        store: &Arc<dyn EventStore>,
+        directory: Arc<DirectoryFold>,
+        partition: Partition,
+        gate: Arc<tokio::sync::Semaphore>,
+    ) -> Result<(PartitionFold, u64), ProjectionError> {
+        let mut fold = directory.partition(&partition);
+        let mut count = 0;
+        let only = [partition];
+        let mut after = 0;
+        while after < self.head {
+            let page = store.read_partitions(after, &only, self.page).await?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            let full = page.len() == self.page;
+            let permit = Arc::clone(&gate).acquire_owned().await.map_err(|_| {
+                ProjectionError::Io(std::io::Error::other("the rebuild's gate closed"))
+            })?;
+            let head = self.head;
+            let directory = Arc::clone(&directory);
+            (fold, count) = tokio::task::spawn_blocking(move || {
+                let n = fold_page(&page, head, |e| fold.apply(&directory, e))?;
+                drop(permit);
+                Ok::<_, ApplyError>((fold, count + n))
+            })
+            .await
+            .map_err(join_error)??;
+            if !full {
+                break;
+            }
+            after = last;
+        }
+        Ok((fold, count))
+    }
+}
+
+/// Decodes and folds the events of `page` up to `head`; returns how many.
+fn fold_page(
+    page: &[RecordedEvent],
+    head: Position,
+    mut apply: impl FnMut(LoggedEvent),
+) -> Result<u64, ApplyError> {
+    let mut n = 0;
+    for e in page.iter().take_while(|e| e.position <= head) {
+        apply(LoggedEvent::decode(e)?);
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn join_error(e: tokio::task::JoinError) -> ProjectionError {
+    match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => ProjectionError::Io(std::io::Error::other(e)),
+    }
+}
+
+/// Runs `f` on each item on up to `threads` threads; results in item order.
+pub(crate) fn in_parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let n = items.len();
+    let work = std::sync::Mutex::new(items.into_iter().enumerate());
+    let f = &f;
+    let work = &work;
+    let mut out: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, n.max(1)))
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    while let Some((i, item)) = work.lock().ok().and_then(|mut w| w.next()) {
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
