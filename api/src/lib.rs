@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod encoding;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;

@@ -14,9 +14,9 @@
 //! compressed), and no build script or committed compressed copy can drift
 //! from the source.
 
-use std::{io::Write as _, sync::OnceLock};
+use std::sync::OnceLock;
 
-use flate2::{write::GzEncoder, Compression};
+use crate::encoding::{accepts_gzip, gzip};
 use warp::{
     http::{header, HeaderValue, StatusCode},
     reply::Response,
@@ -78,34 +78,9 @@ fn index() -> &'static Asset {
     })
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::best());
-    // Writing into a Vec cannot fail; should it ever, the empty result
-    // makes `reply` send the plain bytes.
-    encoder
-        .write_all(bytes)
-        .and_then(|()| encoder.finish())
-        .unwrap_or_default()
-}
-
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|value| {
-        value.split(',').any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
-            });
-            name.eq_ignore_ascii_case("gzip") && !refused
-        })
-    })
-}
-
 fn reply(asset: &'static Asset, accept_encoding: Option<&str>, cache: &'static str) -> Response {
     let gzipped = accepts_gzip(accept_encoding)
-        .then(|| asset.gzipped.get_or_init(|| gzip(asset.bytes)))
+        .then(|| asset.gzipped.get_or_init(|| gzip(asset.bytes, 9)))
         .filter(|gz| !gz.is_empty());
     let body: &'static [u8] = gzipped.map_or(asset.bytes, Vec::as_slice);
     let mut response = Response::new(body.into());
@@ -185,7 +160,7 @@ mod tests {
         let total: usize = ASSETS
             .iter()
             .chain([index()])
-            .map(|a| a.gzipped.get_or_init(|| gzip(a.bytes)).len())
+            .map(|a| a.gzipped.get_or_init(|| gzip(a.bytes, 9)).len())
             .sum();
         assert!(total < 100 * 1024, "{total} bytes compressed");
     }

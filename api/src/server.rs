@@ -254,39 +254,41 @@ fn routes<E: Executor>(
 
     // Uploads (issue 16): a multipart body goes to its own route, with a
     // larger bound than a JSON body's.
-    let graphql_multipart =
-        warp::path("graphql")
-            .and(warp::path::end())
-            .and(warp::post())
-            .and(
-                warp::header::<String>("content-type").and_then(|ct: String| async move {
-                    if ct
-                        .trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("multipart/form-data")
-                    {
-                        Ok(ct)
-                    } else {
-                        Err(warp::reject::not_found())
-                    }
-                }),
-            )
-            .and(warp::body::content_length_limit(
-                limits
-                    .max_body_bytes
-                    .saturating_add(limits.max_upload_bytes),
-            ))
-            .and(warp::header::optional::<String>("authorization"))
-            .and(warp::body::stream())
-            .and(with.clone())
-            .then(
-                |content_type: String,
-                 authorization: Option<String>,
-                 body,
-                 shared: Arc<Shared<E>>| async move {
-                    graphql_multipart(shared, content_type, authorization, body).await
-                },
-            );
+    let graphql_multipart = warp::path("graphql")
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(
+            warp::header::<String>("content-type").and_then(|ct: String| async move {
+                if ct
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+                {
+                    Ok(ct)
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }),
+        )
+        .and(warp::body::content_length_limit(
+            limits
+                .max_body_bytes
+                .saturating_add(limits.max_upload_bytes),
+        ))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::body::stream())
+        .and(with.clone())
+        .then(
+            |content_type: String,
+             authorization: Option<String>,
+             accept_encoding: Option<String>,
+             body,
+             shared: Arc<Shared<E>>| async move {
+                let gzip = crate::encoding::accepts_gzip(accept_encoding.as_deref());
+                graphql_multipart(shared, content_type, authorization, gzip, body).await
+            },
+        );
 
     let attachments = warp::path!("attachments" / String)
         .and(warp::get())
@@ -306,14 +308,17 @@ fn routes<E: Executor>(
         .and(warp::header::optional::<String>(
             registre_app::cluster::FORWARDED_HEADER,
         ))
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and(warp::body::bytes())
         .and(with.clone())
         .then(
             |authorization: Option<String>,
              forwarded: Option<String>,
+             accept_encoding: Option<String>,
              body: warp::hyper::body::Bytes,
              shared: Arc<Shared<E>>| async move {
-                graphql_http(shared, authorization, forwarded.is_some(), body).await
+                let gzip = crate::encoding::accepts_gzip(accept_encoding.as_deref());
+                graphql_http(shared, authorization, forwarded.is_some(), gzip, body).await
             },
         );
 
@@ -568,6 +573,7 @@ async fn graphql_http<E: Executor>(
     shared: Arc<Shared<E>>,
     authorization: Option<String>,
     forwarded: bool,
+    gzip: bool,
     body: warp::hyper::body::Bytes,
 ) -> warp::reply::Response {
     let started = Instant::now();
@@ -596,7 +602,16 @@ async fn graphql_http<E: Executor>(
             }
         };
         let forward = (!forwarded).then_some(&body);
-        run_batch(&shared, authorization, batch, started, request_id, forward).await
+        run_batch(
+            &shared,
+            authorization,
+            batch,
+            started,
+            request_id,
+            forward,
+            gzip,
+        )
+        .await
     }
     .instrument(span)
     .await
@@ -674,6 +689,7 @@ async fn graphql_multipart<E: Executor>(
     shared: Arc<Shared<E>>,
     content_type: String,
     authorization: Option<String>,
+    gzip: bool,
     body: impl futures::Stream<Item = Result<impl warp::Buf, warp::Error>> + Send + 'static,
 ) -> warp::reply::Response {
     use futures::TryStreamExt;
@@ -730,7 +746,16 @@ async fn graphql_multipart<E: Executor>(
                 );
             }
         };
-        run_batch(&shared, authorization, batch, started, request_id, None).await
+        run_batch(
+            &shared,
+            authorization,
+            batch,
+            started,
+            request_id,
+            None,
+            gzip,
+        )
+        .await
     }
     .instrument(span)
     .await
@@ -746,6 +771,7 @@ async fn run_batch<E: Executor>(
     started: Instant,
     request_id: RequestId,
     forward: Option<&warp::hyper::body::Bytes>,
+    gzip: bool,
 ) -> warp::reply::Response {
     {
         let t = &shared.transport;
@@ -851,12 +877,43 @@ async fn run_batch<E: Executor>(
             elapsed_ms = elapsed.as_millis() as u64,
             "graphql request"
         );
-        let mut reply = warp::reply::json(&response).into_response();
+        let mut reply = answer(&response, gzip);
         if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
             reply.headers_mut().insert("x-request-id", value);
         }
         reply
     }
+}
+
+/// A GraphQL answer as JSON, gzipped when the client accepts it and it is
+/// large enough to gain from it.
+fn answer(response: &BatchResponse, gzip: bool) -> warp::reply::Response {
+    use warp::http::header;
+    let json = match serde_json::to_vec(response) {
+        Ok(json) => json,
+        Err(e) => {
+            return error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                &format!("the answer does not serialize: {e}"),
+            )
+        }
+    };
+    let packed = (gzip && json.len() >= crate::encoding::GZIP_ANSWERS_FROM)
+        .then(|| crate::encoding::gzip(&json, 1))
+        .filter(|packed| !packed.is_empty());
+    let compressed = packed.is_some();
+    let mut reply = warp::reply::Response::new(packed.unwrap_or(json).into());
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if compressed {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    reply
 }
 
 /// What a download answers (issue 16).
