@@ -555,7 +555,7 @@ async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> 
     eprintln!("  {}: {:.0} events/s", rates[1].label, rates[1].per_sec());
     let s = rebuild::slice_snapshots(&log, seed)?;
     println!();
-    println!("Snapshot, one row per partition (zstd JSON): {} rows; directory {:.1} MB, largest establishment {:.1} MB, all {:.1} MB ({:.1} MB of JSON); split {:.2} s, encode {:.2} s, decode {:.2} s, join {:.2} s (one thread)",
+    println!("Snapshot, one row per partition (zstd MessagePack): {} rows; directory {:.1} MB, largest establishment {:.1} MB, all {:.1} MB ({:.1} MB as JSON); split {:.2} s, encode {:.2} s, decode {:.2} s, join {:.2} s (one thread)",
         s.partitions,
         s.directory as f64 / 1e6,
         s.largest as f64 / 1e6,

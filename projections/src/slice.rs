@@ -1056,6 +1056,27 @@ impl ReadModel {
             EstablishmentCreated(e) if self.establishments.contains_key(&e.establishment_id) => {
                 return None
             }
+            // An entry written again under its id (never by the domain, whose
+            // ids are fresh) may change partition: its old row must not keep it.
+            AssessmentCreated(e) if self.assessments.contains_key(&e.assessment_id) => return None,
+            GradeRecorded(e) if self.grades.contains_key(&e.grade_id) => return None,
+            MessageSent(e) if self.messages.contains_key(&e.message_id) => return None,
+            AbsenceReported(e) if self.absence_known(e.absence_id) => return None,
+            AbsenceDeclared(e) if self.absence_known(e.absence_id) => return None,
+            HomeworkAssigned(e)
+                if self.homework.contains_key(&e.homework_id)
+                    || self.withdrawn_homework.contains_key(&e.homework_id) =>
+            {
+                return None
+            }
+            CoursePlanned(e) if self.school_day.courses.contains_key(&e.course_id) => return None,
+            PeriodsDefined(e)
+                if e.periods
+                    .iter()
+                    .any(|p| self.evaluation.periods.contains_key(&p.period_id)) =>
+            {
+                return None
+            }
             // An index emptied keeps its key in the directory's slice.
             AbsenceCancelled(_)
             | HomeworkWithdrawn(_)
@@ -1064,6 +1085,7 @@ impl ReadModel {
             AttachmentsLinked(e) => {
                 places.extend(e.attachments.iter().map(|a| self.attachment_place(*a)));
             }
+            MessageRead(e) => places.push(self.message_place(e.message_id)),
             _ => {}
         }
         places.sort();
@@ -1074,6 +1096,10 @@ impl ReadModel {
                 .map(|p| self.partition_of_place(p))
                 .collect(),
         )
+    }
+
+    fn absence_known(&self, id: AbsenceId) -> bool {
+        self.absences.contains_key(&id) || self.cancelled_absences.contains_key(&id)
     }
 
     /// The partition of the event about to be folded (see `place_of_event`).

@@ -103,10 +103,16 @@ pub async fn save(
         position,
         partitions: previous.partitions.clone(),
     };
-    // A partition that moved and holds nothing now (its last entry gone)
-    // is rewritten empty.
+    // A partition that moved and holds nothing now (its entries gone, or
+    // placed elsewhere since: a person registered again in another school
+    // moves their conversations) is rewritten empty, or its old row would
+    // come back at the next start.
     let mut slices: Vec<(Partition, ReadModel)> = slices.into_iter().collect();
-    for p in moved.into_iter().flatten() {
+    let emptied: Vec<&Partition> = match moved {
+        Some(moved) => moved.iter().collect(),
+        None => previous.partitions.keys().collect(),
+    };
+    for p in emptied {
         if keys.holds(p) && !slices.iter().any(|(q, _)| q == p) {
             let empty = ReadModel {
                 position,
