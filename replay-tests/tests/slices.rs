@@ -198,6 +198,19 @@ fn every_field_of_the_model_is_placed_in_a_slice() {
     };
     homework.homework_id = registre_domain::HomeworkId(uuid::Uuid::from_u128(0x5eed));
     all.push(DomainEvent::HomeworkAssigned(homework.clone()));
+    // They also unlink their guardian and end their teaching (interop,
+    // issue 17): both again, live.
+    let again: Vec<DomainEvent> = all
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                DomainEvent::GuardianLinked(_) | DomainEvent::TeacherAssigned(_)
+            )
+        })
+        .cloned()
+        .collect();
+    all.extend(again);
     for to in [
         AttachedTo::Homework(homework.homework_id),
         AttachedTo::Message {
