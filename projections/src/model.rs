@@ -481,6 +481,7 @@ impl ReadModel {
             recorded_at,
             actor,
             event,
+            partition: _,
         } = logged;
         let envelope = Envelope {
             position,

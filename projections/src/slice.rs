@@ -991,6 +991,9 @@ impl ReadModel {
             PersonErased(_) | AccountClosed(_) => None,
             AbsenceReasonDefined(_) | HolidaysSet(_) => None,
             NotificationPreferenceSet(_) | WebPushRegistered(_) | WebPushDropped(_) => None,
+            // interop (issue 17): the roster's changes are the directory's.
+            GuardianUnlinked(_) | TeacherUnassigned(_) | PersonRenamed(_) => None,
+            ClassRenamed(_) | SchoolYearStarted(_) | ClassClosed(_) => None,
             AssessmentCreated(e) => self.class_place(e.class_id),
             GradeRecorded(e) => self.assessment_place(e.assessment_id),
             GradeCorrected(e) => self.assessment_place(e.assessment_id),
