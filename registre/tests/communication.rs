@@ -841,6 +841,67 @@ async fn after_a_restart_and_with_two_nodes_no_notification_is_lost_or_repeated(
     two.stop().await;
 }
 
+/// An upgraded database: the outbox's single checkpoint of before
+/// partitions had theirs (migration 0011) is where each partition starts,
+/// so what was recorded after it, while no node delivered, is sent once.
+#[tokio::test]
+async fn after_an_upgrade_each_partition_starts_from_the_old_checkpoint() {
+    let (smtp, mut mails) = smtp_server(0).await;
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let (settings, _) = delivery(&idp, &smtp);
+    let plain = idp.config(&db, &[]);
+    let store = registre::node::open_store(&plain).await.unwrap();
+    let roster = seed_roster(store.as_ref()).await;
+    let teacher = idp.token(roster.teacher);
+    let guardian = idp.token(roster.guardian);
+
+    let quiet = Node::start(&plain).await;
+    set_preference(&quiet, &guardian, json!({ "channel": "EMAIL", "absences": true, "grades": false, "messages": false, "sanctions": false, "email": "nadia.benali@example.org" })).await;
+    let before = report_absence(&quiet, &teacher, roster.student, 8, None).await;
+    // A node of the previous version had enqueued up to here.
+    let old_checkpoint = store.head().await.unwrap();
+    let after = report_absence(&quiet, &teacher, roster.student, 9, None).await;
+    quiet.stop().await;
+    let old = i64::try_from(old_checkpoint).unwrap();
+    registre_store::testing::connect(&db.url)
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE notification_checkpoint SET position = $1 WHERE id = 1",
+            &[&old],
+        )
+        .await
+        .unwrap();
+
+    let node = Node::start(&idp.config(&db, &pairs(&settings))).await;
+    let m = recv(&mut mails, "the mail of the absence after the checkpoint").await;
+    assert_eq!(m.to, ["nadia.benali@example.org"]);
+    let rows = eventually("the row delivered", || {
+        let node = &node;
+        async move {
+            let rows = node.store.communication().unwrap().outbox().await.unwrap();
+            (!rows.is_empty() && rows.iter().all(|r| r.state == "delivered")).then_some(rows)
+        }
+    })
+    .await;
+    let about: Vec<String> = rows.iter().map(|r| r.item.about_id.to_string()).collect();
+    assert_eq!(about, [after], "not {before}, enqueued before the upgrade");
+    let checkpoints = node
+        .store
+        .communication()
+        .unwrap()
+        .partition_checkpoints()
+        .await
+        .unwrap();
+    assert!(
+        checkpoints.values().all(|at| *at >= old_checkpoint),
+        "{checkpoints:?}"
+    );
+    assert!(mails.try_recv().is_err(), "one mail");
+    node.stop().await;
+}
+
 // ---- The embedded store ------------------------------------------------------------
 
 #[tokio::test]
