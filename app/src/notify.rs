@@ -4,16 +4,20 @@
 //! 1. [`Outbox`], a consumer of the node's log follower registered after the
 //!    read model, turns each page into outbox rows, one per (log position,
 //!    person, channel) the person's preferences ask for, and moves the
-//!    outbox checkpoint, in one transaction and only from the checkpoint it
-//!    read (`CommunicationStore::enqueue`): a restart resumes from the
-//!    checkpoint (nothing lost), a second node or a page handed again adds
-//!    nothing (nothing twice).
-//! 2. [`run_sender`] claims due rows under a lease (one sender per
-//!    notification, whichever node), composes the notice from its read
-//!    model, sends it (Web Push: `webpush`; e-mail: `mail`), and settles the
-//!    row: delivered, retried with doubling delay, or given up. A push
-//!    subscription its service answers 404 or 410 to is dropped
-//!    (`WebPushDropped`, a system command).
+//!    checkpoint of each partition the page has events of, in one
+//!    transaction and only from the checkpoints it read
+//!    (`CommunicationStore::enqueue`): a restart, or a node taking a school
+//!    over, resumes from the partition's checkpoint (nothing lost), a second
+//!    node or a page handed again adds nothing (nothing twice). Every node
+//!    fills it for the partitions it folds: a node serving a set, its set's
+//!    establishments and the directory; a node folding everything, every
+//!    partition (cluster, issue 12; decision 0021).
+//! 2. [`run_sender`] claims due rows of the partitions this node folds
+//!    under a lease (one sender per notification, whichever node), composes
+//!    the notice from its read model, sends it (Web Push: `webpush`; e-mail:
+//!    `mail`), and settles the row: delivered, retried with doubling delay,
+//!    or given up. A push subscription its service answers 404 or 410 to is
+//!    dropped (`WebPushDropped`, a system command).
 //!
 //! Logs and counters carry ids and channels only.
 
@@ -27,12 +31,16 @@ use crate::communication::CommunicationConfig;
 use crate::App;
 use async_trait::async_trait;
 use chrono::Utc;
+use parking_lot::Mutex;
 use registre_domain::communication::{Channel, DropWebPush, NotificationKind};
 use registre_domain::WebPushId;
 use registre_domain::{AbsenceId, DomainEvent, GradeId, MessageId, PersonId};
 use registre_projections::{LogConsumer, LoggedEvent, Page, ProjectionError, ReadModel};
-use registre_store::communication::{Attempt, CommunicationStore, OutboxEntry, OutboxItem};
-use registre_store::Position;
+use registre_store::communication::{
+    Attempt, CheckpointMove, CommunicationStore, OutboxEntry, OutboxItem,
+};
+use registre_store::{Partition, Position};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
@@ -155,6 +163,7 @@ fn items(m: &ReadModel, events: &[&LoggedEvent], channels: &[Channel]) -> Vec<Ou
                         channel: channel.as_str().to_owned(),
                         kind: kind.as_str().to_owned(),
                         about_id: about,
+                        partition: logged.partition.as_ref().map(|p| p.as_str().to_owned()),
                     });
                 }
             }
@@ -169,6 +178,11 @@ pub(crate) struct Outbox {
     store: Arc<dyn CommunicationStore>,
     channels: Vec<Channel>,
     position: AtomicU64,
+    /// Where a partition first seen without a checkpoint starts (see
+    /// [`start`]).
+    start: Position,
+    /// The partitions' checkpoints as this node last read or moved them.
+    checkpoints: Mutex<BTreeMap<String, Position>>,
     wake: Arc<Notify>,
     stats: Arc<NotifyStats>,
 }
@@ -178,6 +192,68 @@ impl std::fmt::Debug for Outbox {
         f.debug_struct("Outbox")
             .field("position", &self.position)
             .finish_non_exhaustive()
+    }
+}
+
+/// What one round of [`Outbox::consume`] found in a page against the
+/// checkpoints it holds.
+struct Round<'a> {
+    /// Events above their partition's checkpoint.
+    events: Vec<&'a LoggedEvent>,
+    /// Their partitions, each with its checkpoint.
+    moves: BTreeMap<String, Position>,
+    /// Partitions without a checkpoint yet, with where each starts.
+    unopened: BTreeMap<String, Position>,
+}
+
+impl Outbox {
+    fn round<'a>(
+        &self,
+        app: &App,
+        page: &'a [LoggedEvent],
+        checkpoints: &BTreeMap<String, Position>,
+    ) -> Round<'a> {
+        let mut round = Round {
+            events: Vec::new(),
+            moves: BTreeMap::new(),
+            unopened: BTreeMap::new(),
+        };
+        for logged in page {
+            // A school created while this node runs: its partition starts
+            // at its creation, so a restart before its first event still
+            // announces what follows (the first-start rule, per partition).
+            if let DomainEvent::EstablishmentCreated(e) = &logged.event {
+                let created = Partition::establishment(e.uai.as_str());
+                if app.cluster().holds(&created) && !checkpoints.contains_key(created.as_str()) {
+                    round
+                        .unopened
+                        .entry(created.as_str().to_owned())
+                        .or_insert(logged.position.saturating_sub(1).max(self.start));
+                }
+            }
+            // None only before the start's backfill, which runs before
+            // any follower.
+            let Some(partition) = &logged.partition else {
+                continue;
+            };
+            if !app.cluster().holds(partition) {
+                continue;
+            }
+            match checkpoints.get(partition.as_str()) {
+                None => {
+                    round
+                        .unopened
+                        .entry(partition.as_str().to_owned())
+                        .or_insert(self.start);
+                }
+                Some(at) if logged.position > *at => {
+                    round.events.push(logged);
+                    round.moves.insert(partition.as_str().to_owned(), *at);
+                }
+                Some(_) => {}
+            }
+        }
+        round
     }
 }
 
@@ -198,32 +274,53 @@ impl LogConsumer for Outbox {
         let Some(app) = self.app.upgrade() else {
             return Ok(());
         };
-        let mut expected = self.position();
-        // Bounded: each round either enqueues or learns a higher checkpoint.
+        let mut checkpoints = self.checkpoints.lock().clone();
+        let mut done = false;
+        // Bounded: each round enqueues, opens partitions, or learns
+        // checkpoints another node moved.
         for _ in 0..8 {
-            if expected >= last {
+            let round = self.round(&app, page.events, &checkpoints);
+            if !round.unopened.is_empty() {
+                self.store
+                    .open_partitions(round.unopened.into_iter().collect())
+                    .await?;
+                checkpoints = self.store.partition_checkpoints().await?;
+                continue;
+            }
+            if round.moves.is_empty() {
+                done = true;
                 break;
             }
-            let events: Vec<&LoggedEvent> = page
-                .events
-                .iter()
-                .filter(|e| e.position > expected)
-                .collect();
-            let rows = app.read(|m| items(m, &events, &self.channels));
+            let rows = app.read(|m| items(m, &round.events, &self.channels));
             let n = rows.len() as u64;
-            if self.store.enqueue(expected, last, rows, Utc::now()).await? {
+            let moves: Vec<CheckpointMove> = round
+                .moves
+                .iter()
+                .map(|(partition, expected)| CheckpointMove {
+                    partition: partition.clone(),
+                    expected: *expected,
+                    to: last,
+                })
+                .collect();
+            if self.store.enqueue(moves, rows, Utc::now()).await? {
+                for partition in round.moves.into_keys() {
+                    checkpoints.insert(partition, last);
+                }
                 self.stats.enqueued.fetch_add(n, Ordering::Relaxed);
                 if n > 0 {
                     self.wake.notify_one();
                 }
+                done = true;
                 break;
             }
-            // Another node enqueued (part of) this page first.
-            expected = self.store.outbox_checkpoint().await?;
+            // Another node enqueued (part of) this page first: the directory,
+            // which every node folds, or a school taken over.
+            checkpoints = self.store.partition_checkpoints().await?;
         }
-        if expected < last && self.store.outbox_checkpoint().await? < last {
+        *self.checkpoints.lock() = checkpoints;
+        if !done {
             return Err(ProjectionError::Store(registre_store::StoreError::Backend(
-                "the outbox checkpoint keeps moving under this node; retrying".into(),
+                "the outbox checkpoints keep moving under this node; retrying".into(),
             )));
         }
         self.position.store(last, Ordering::SeqCst);
@@ -232,9 +329,15 @@ impl LogConsumer for Outbox {
 }
 
 /// Starts the delivery when this node has a channel to deliver on: the
-/// outbox consumer (from the stored checkpoint; on the very first start,
-/// from the log's head, so that enabling notifications does not announce
-/// the past) and the sender task.
+/// outbox consumer and the sender task.
+///
+/// The consumer starts from the lowest checkpoint of the partitions this
+/// node folds. A partition without one starts from the single checkpoint
+/// of before partitions had theirs when it is above 0 (an upgraded region
+/// loses nothing), otherwise from the log's head at this start, so that
+/// enabling notifications does not announce the past; the partitions this
+/// node knows of are given that start now, so that a restart does not skip
+/// what was written while it was down.
 pub(crate) async fn start(app: &Arc<App>) -> Result<(), crate::ApiError> {
     let config = app.config().communication.clone();
     let channels = channels(&config);
@@ -244,31 +347,36 @@ pub(crate) async fn start(app: &Arc<App>) -> Result<(), crate::ApiError> {
     let Some(store) = app.store().communication() else {
         return Ok(());
     };
-    // cluster (issue 12): the outbox has one checkpoint for the whole log,
-    // and a notice is composed from the read model. A node folding some
-    // establishments sees only their events (it would move the checkpoint
-    // over the others' and lose their notices) and could not compose the
-    // others' notices: only nodes folding every establishment fill and
-    // send the outbox (decision 0021).
-    if app.cluster().served().is_some() {
-        tracing::info!("this node folds some establishments only: notifications are left to nodes folding them all");
-        return Ok(());
-    }
-    let mut checkpoint = store.outbox_checkpoint().await?;
-    if checkpoint == 0 {
-        let head = app.store().head().await?;
-        if head > 0 && !store.enqueue(0, head, Vec::new(), Utc::now()).await? {
-            checkpoint = store.outbox_checkpoint().await?;
-        } else {
-            checkpoint = head;
-        }
-    }
+    let served = app.cluster().served().map(<[Partition]>::to_vec);
+    let global = store.outbox_checkpoint().await?;
+    let start = if global > 0 {
+        global
+    } else {
+        app.store().head().await?
+    };
+    let mut known: BTreeSet<String> = match &served {
+        Some(set) => set.iter().map(|p| p.as_str().to_owned()).collect(),
+        None => app.read(|m| m.establishments().map(|e| e.uai.clone()).collect()),
+    };
+    known.insert(Partition::DIRECTORY.to_owned());
+    store
+        .open_partitions(known.iter().map(|p| (p.clone(), start)).collect())
+        .await?;
+    let checkpoints = store.partition_checkpoints().await?;
+    let position = checkpoints
+        .iter()
+        .filter(|(p, _)| served.is_none() || known.contains(*p))
+        .map(|(_, at)| *at)
+        .min()
+        .unwrap_or(start);
     let wake = Arc::new(Notify::new());
     let outbox = Arc::new(Outbox {
         app: Arc::downgrade(app),
         store: store.clone(),
         channels,
-        position: AtomicU64::new(checkpoint),
+        position: AtomicU64::new(position),
+        start,
+        checkpoints: Mutex::new(checkpoints),
         wake: wake.clone(),
         stats: app.notify_stats.clone(),
     });
@@ -289,6 +397,10 @@ pub(crate) async fn start(app: &Arc<App>) -> Result<(), crate::ApiError> {
         config,
         mailer,
         http,
+        // A node serving a set composes only its set's notices and the
+        // directory's; rows from before partitions, only a node folding
+        // everything.
+        claims: served.is_some().then(|| known.into_iter().collect()),
         stats: app.notify_stats.clone(),
     };
     let task = tokio::spawn(run_sender(sender, wake, app.shutdown_signal()));
@@ -302,6 +414,8 @@ struct Sender {
     config: CommunicationConfig,
     mailer: Option<mail::Mailer>,
     http: reqwest::Client,
+    /// The partitions whose rows it claims (`None`: every row).
+    claims: Option<Vec<String>>,
     stats: Arc<NotifyStats>,
 }
 
@@ -316,7 +430,12 @@ async fn run_sender(
             .unwrap_or(chrono::Duration::seconds(60));
         let claimed = sender
             .store
-            .claim(now, now + lease, sender.config.delivery.batch.max(1))
+            .claim(
+                now,
+                now + lease,
+                sender.config.delivery.batch.max(1),
+                sender.claims.as_deref(),
+            )
             .await;
         let busy = match claimed {
             Ok(rows) => {

@@ -75,6 +75,12 @@ pub const POSTGRES: &[Migration] = &[
         name: "append_units",
         sql: include_str!("../postgres/0010_append_units.sql"),
     },
+    // notification outbox per partition (issue 12 follow-up)
+    Migration {
+        version: 11,
+        name: "outbox_partitions",
+        sql: include_str!("../postgres/0011_outbox_partitions.sql"),
+    },
 ];
 
 /// SQLite migrations, in version order; the same versions as [`POSTGRES`].
@@ -131,6 +137,12 @@ pub const SQLITE: &[Migration] = &[
         version: 10,
         name: "append_units",
         sql: include_str!("../sqlite/0010_append_units.sql"),
+    },
+    // notification outbox per partition (issue 12 follow-up)
+    Migration {
+        version: 11,
+        name: "outbox_partitions",
+        sql: include_str!("../sqlite/0011_outbox_partitions.sql"),
     },
 ];
 

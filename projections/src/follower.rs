@@ -53,6 +53,9 @@ pub struct LoggedEvent {
     /// Who caused it; `None` for a system event.
     pub actor: Option<PersonId>,
     pub event: DomainEvent,
+    /// The partition it was appended to, as stored (`None` only before the
+    /// start's backfill has run): what serves it, without folding again.
+    pub partition: Option<Partition>,
 }
 
 impl LoggedEvent {
@@ -77,6 +80,7 @@ impl LoggedEvent {
                 .as_ref()
                 .map(|a| PersonId(a.person_id)),
             event,
+            partition: recorded.partition.clone(),
         })
     }
 }

@@ -488,6 +488,7 @@ impl ReadModel {
             recorded_at,
             actor,
             event,
+            partition: _,
         } = logged;
         let envelope = Envelope {
             position,

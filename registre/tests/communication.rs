@@ -22,7 +22,6 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 const PDF: &[u8] =
@@ -435,90 +434,6 @@ async fn a_doctors_note_is_sealed_for_the_student_seen_by_family_and_staff_and_e
 
 // ---- Notifications: a real SMTP listener, a real push endpoint -----------------------
 
-/// A mail as the SMTP listener received it.
-#[derive(Clone, Debug)]
-struct Mail {
-    to: Vec<String>,
-    data: String,
-}
-
-/// An SMTP server on a local port: enough of RFC 5321 for a client
-/// (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT). The first `refuse` DATA
-/// commands are answered 451 (a relay away for a moment).
-async fn smtp_server(refuse: usize) -> (String, mpsc::UnboundedReceiver<Mail>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("smtp://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let refusals = Arc::new(std::sync::atomic::AtomicUsize::new(refuse));
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            let refusals = refusals.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 test.local ESMTP\r\n").await.unwrap();
-                let mut to = Vec::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let verb = line.get(..4).unwrap_or(&line).to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" => b"250-test.local\r\n250 8BITMIME\r\n",
-                        "HELO" | "MAIL" | "RSET" | "NOOP" => b"250 OK\r\n",
-                        "RCPT" => {
-                            to.push(
-                                line[8..]
-                                    .trim_matches(|c| c == '<' || c == '>' || c == ' ')
-                                    .to_string(),
-                            );
-                            b"250 OK\r\n"
-                        }
-                        "DATA" => {
-                            if refusals
-                                .fetch_update(
-                                    std::sync::atomic::Ordering::SeqCst,
-                                    std::sync::atomic::Ordering::SeqCst,
-                                    |n| n.checked_sub(1),
-                                )
-                                .is_ok()
-                            {
-                                to.clear();
-                                b"451 try again later\r\n"
-                            } else {
-                                write.write_all(b"354 go ahead\r\n").await.unwrap();
-                                let mut data = String::new();
-                                while let Ok(Some(l)) = lines.next_line().await {
-                                    if l == "." {
-                                        break;
-                                    }
-                                    data.push_str(&l);
-                                    data.push('\n');
-                                }
-                                let _ = tx.send(Mail {
-                                    to: std::mem::take(&mut to),
-                                    data,
-                                });
-                                b"250 queued\r\n"
-                            }
-                        }
-                        "QUIT" => {
-                            let _ = write.write_all(b"221 bye\r\n").await;
-                            return;
-                        }
-                        _ => b"500 unknown\r\n",
-                    };
-                    if write.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
-
 /// The decoded `Subject:` header of a mail (RFC 2047 encoded words, folded lines).
 fn subject_of(data: &str) -> String {
     let mut lines = data.lines().skip_while(|l| !l.starts_with("Subject:"));
@@ -923,6 +838,67 @@ async fn after_a_restart_and_with_two_nodes_no_notification_is_lost_or_repeated(
     assert!(mails.try_recv().is_err(), "no fifth mail: {got:?}");
     one.stop().await;
     two.stop().await;
+}
+
+/// An upgraded database: the outbox's single checkpoint of before
+/// partitions had theirs (migration 0011) is where each partition starts,
+/// so what was recorded after it, while no node delivered, is sent once.
+#[tokio::test]
+async fn after_an_upgrade_each_partition_starts_from_the_old_checkpoint() {
+    let (smtp, mut mails) = smtp_server(0).await;
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let (settings, _) = delivery(&idp, &smtp);
+    let plain = idp.config(&db, &[]);
+    let store = registre::node::open_store(&plain).await.unwrap();
+    let roster = seed_roster(store.as_ref()).await;
+    let teacher = idp.token(roster.teacher);
+    let guardian = idp.token(roster.guardian);
+
+    let quiet = Node::start(&plain).await;
+    set_preference(&quiet, &guardian, json!({ "channel": "EMAIL", "absences": true, "grades": false, "messages": false, "sanctions": false, "email": "nadia.benali@example.org" })).await;
+    let before = report_absence(&quiet, &teacher, roster.student, 8, None).await;
+    // A node of the previous version had enqueued up to here.
+    let old_checkpoint = store.head().await.unwrap();
+    let after = report_absence(&quiet, &teacher, roster.student, 9, None).await;
+    quiet.stop().await;
+    let old = i64::try_from(old_checkpoint).unwrap();
+    registre_store::testing::connect(&db.url)
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE notification_checkpoint SET position = $1 WHERE id = 1",
+            &[&old],
+        )
+        .await
+        .unwrap();
+
+    let node = Node::start(&idp.config(&db, &pairs(&settings))).await;
+    let m = recv(&mut mails, "the mail of the absence after the checkpoint").await;
+    assert_eq!(m.to, ["nadia.benali@example.org"]);
+    let rows = eventually("the row delivered", || {
+        let node = &node;
+        async move {
+            let rows = node.store.communication().unwrap().outbox().await.unwrap();
+            (!rows.is_empty() && rows.iter().all(|r| r.state == "delivered")).then_some(rows)
+        }
+    })
+    .await;
+    let about: Vec<String> = rows.iter().map(|r| r.item.about_id.to_string()).collect();
+    assert_eq!(about, [after], "not {before}, enqueued before the upgrade");
+    let checkpoints = node
+        .store
+        .communication()
+        .unwrap()
+        .partition_checkpoints()
+        .await
+        .unwrap();
+    assert!(
+        checkpoints.values().all(|at| *at >= old_checkpoint),
+        "{checkpoints:?}"
+    );
+    assert!(mails.try_recv().is_err(), "one mail");
+    node.stop().await;
 }
 
 // ---- The embedded store ------------------------------------------------------------

@@ -99,37 +99,7 @@ async fn seed_region(store: &dyn EventStore) -> Region {
         child("child-b", class_b),
     ];
     for events in streams {
-        let stream_id = events[0].stream().into_string();
-        let events = events
-            .into_iter()
-            .map(|event| {
-                let encoded = event.encode();
-                NewEvent {
-                    event_id: Uuid::now_v7(),
-                    event_type: encoded.event_type.into(),
-                    schema_version: encoded.schema_version,
-                    data: encoded.data,
-                    metadata: EventMetadata {
-                        actor: None,
-                        correlation_id: Uuid::now_v7(),
-                        causation_id: None,
-                        idempotency_key: None,
-                        occurred_at: chrono::Utc::now(),
-                        reason: None,
-                    },
-                }
-            })
-            .collect();
-        store
-            .append(AppendRequest {
-                partition: Partition::directory(),
-                stream_id,
-                expected: ExpectedVersion::NoStream,
-                events,
-                idempotency: None,
-            })
-            .await
-            .expect("seed the directory");
+        append_stream(store, Partition::directory(), events).await;
     }
     let student = |external: &str| StudentId::for_person(PersonId::for_external_id(external));
     Region {
@@ -139,6 +109,42 @@ async fn seed_region(store: &dyn EventStore) -> Region {
         child_a: student("child-a"),
         child_b: student("child-b"),
     }
+}
+
+/// Appends `events` (one stream's, a new one) to `partition` straight into
+/// the log, as a node acknowledging them would have.
+async fn append_stream(store: &dyn EventStore, partition: Partition, events: Vec<DomainEvent>) {
+    let stream_id = events[0].stream().into_string();
+    let events = events
+        .into_iter()
+        .map(|event| {
+            let encoded = event.encode();
+            NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: encoded.event_type.into(),
+                schema_version: encoded.schema_version,
+                data: encoded.data,
+                metadata: EventMetadata {
+                    actor: None,
+                    correlation_id: Uuid::now_v7(),
+                    causation_id: None,
+                    idempotency_key: None,
+                    occurred_at: chrono::Utc::now(),
+                    reason: None,
+                },
+            }
+        })
+        .collect();
+    store
+        .append(AppendRequest {
+            partition,
+            stream_id,
+            expected: ExpectedVersion::NoStream,
+            events,
+            idempotency: None,
+        })
+        .await
+        .expect("append straight into the log");
 }
 
 /// A free port on the loopback: a node must know the URL it advertises
@@ -708,48 +714,130 @@ async fn a_killed_nodes_school_is_unavailable_until_taken_over_and_nothing_is_lo
     node_c.stop().await;
 }
 
-/// The notification outbox has one checkpoint for the whole log: a node
-/// folding some schools only would move it over the others' events, so
-/// only a node folding them all fills it (decision 0021).
+/// The notification outbox per partition: two nodes with disjoint sets,
+/// each filling and sending its school's notices (and the directory's),
+/// through a real SMTP listener. An absence acknowledged in school B as its
+/// node stops is sent by the node that takes B over, from B's checkpoint:
+/// every absence reaches the guardian once, none lost, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn only_a_node_folding_every_school_fills_the_notification_outbox() {
+async fn each_schools_notices_are_sent_once_by_its_node_and_after_a_takeover() {
+    let (smtp, mut mails) = support::smtp_server(0).await;
     let db = TestDb::create().await;
     let idp = Idp::new();
     let store = registre::node::open_store(&idp.config(&db, &[]))
         .await
         .expect("open the store");
-    seed_region(store.as_ref()).await;
-    let vapid = idp.dir.0.join("vapid.pem");
-    let push = [("REGISTRE_VAPID_KEY", vapid.to_str().expect("utf-8 path"))];
-    let partial = start_node_with(&idp, &db, SCHOOL_A, &push).await;
-    let whole = start_node_with(&idp, &db, "", &push).await;
-    let consumers = |metrics: String| -> Vec<String> {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("registre_log_consumer_lag_events{"))
-            .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
-            .collect()
-    };
-    for (node, fills) in [(&partial, false), (&whole, true)] {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let names = loop {
-            let names = consumers(node.metrics().await);
-            if names.iter().any(|n| n == "read_model") {
-                break names;
+    let region = seed_region(store.as_ref()).await;
+    let mail = [
+        ("REGISTRE_SMTP_URL", smtp.as_str()),
+        (
+            "REGISTRE_MAIL_FROM",
+            "Vie scolaire <vie-scolaire@college.test>",
+        ),
+    ];
+    let node_a = start_node_with(&idp, &db, SCHOOL_A, &mail).await;
+    let node_b = start_node_with(&idp, &db, SCHOOL_B, &mail).await;
+    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let guardian = idp.token("guardian");
+    ok(
+        &node_b,
+        &guardian,
+        "mutation($i: NotificationPreferenceInput!) { setNotificationPreference(input: $i) { channel } }",
+        json!({"i": {"channel": "EMAIL", "absences": true, "grades": false, "messages": false,
+                     "sanctions": false, "email": "parent@example.org"}}),
+    )
+    .await;
+
+    let in_a = report_absence(&node_a, &idp.token("teacher-a"), region.child_a).await;
+    let in_b = report_absence(&node_b, &idp.token("teacher-b"), region.child_b).await;
+    let outbox = store.communication().expect("an outbox");
+    let delivered = |n: usize| {
+        let outbox = outbox.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let rows = outbox.outbox().await.expect("the outbox");
+                if rows.len() >= n && rows.iter().all(|r| r.state == "delivered") {
+                    return rows;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "not delivered: {rows:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no consumers in /metrics"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(
-            names.iter().any(|n| n == "notification_outbox"),
-            fills,
-            "{}: {names:?}",
-            node.addr
-        );
+        }
+    };
+    let rows = delivered(2).await;
+    let sent: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.item.about_id.to_string(), r.item.partition.clone()))
+        .collect();
+    let mut expected = vec![
+        (in_a.clone(), Some(SCHOOL_A.to_owned())),
+        (in_b.clone(), Some(SCHOOL_B.to_owned())),
+    ];
+    expected.sort();
+    let mut got = sent.clone();
+    got.sort();
+    assert_eq!(got, expected, "each school's absence, by its own node");
+    for _ in 0..2 {
+        let m = tokio::time::timeout(WAIT, mails.recv())
+            .await
+            .expect("a mail")
+            .expect("the listener runs");
+        assert_eq!(m.to, ["parent@example.org"]);
     }
-    partial.stop().await;
-    whole.stop().await;
+
+    // B's node stops; an absence it acknowledged last is in the log, past
+    // B's checkpoint, and no node folds B.
+    node_b.stop().await;
+    let late = AbsenceId(Uuid::now_v7());
+    append_stream(
+        store.as_ref(),
+        Partition::establishment(SCHOOL_B),
+        vec![DomainEvent::AbsenceReported(AbsenceReported {
+            absence_id: late,
+            student_id: region.child_b,
+            kind: AbsenceKind::Absence,
+            start: chrono::Utc::now(),
+            end: chrono::Utc::now() + chrono::Duration::hours(1),
+            minutes_late: None,
+        })],
+    )
+    .await;
+    // A folds A: B's absence is not its to announce.
+    let in_a_again = report_absence(&node_a, &idp.token("teacher-a"), region.child_a).await;
+    delivered(3).await;
+
+    // A node takes B over: it resumes from B's checkpoint.
+    let node_c = start_node_with(&idp, &db, SCHOOL_B, &mail).await;
+    wait_registered(store.as_ref(), &[&node_c]).await;
+    let in_b_again = report_absence(&node_c, &idp.token("teacher-b"), region.child_b).await;
+    let rows = delivered(5).await;
+    let mut got: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.item.about_id.to_string(), r.item.partition.clone()))
+        .collect();
+    got.sort();
+    let mut expected = vec![
+        (in_a, Some(SCHOOL_A.to_owned())),
+        (in_b, Some(SCHOOL_B.to_owned())),
+        (in_a_again, Some(SCHOOL_A.to_owned())),
+        (late.to_string(), Some(SCHOOL_B.to_owned())),
+        (in_b_again, Some(SCHOOL_B.to_owned())),
+    ];
+    expected.sort();
+    assert_eq!(got, expected, "one row per absence, none lost, none twice");
+    assert!(rows.iter().all(|r| r.attempts == 1), "{rows:?}");
+    for _ in 0..3 {
+        let m = tokio::time::timeout(WAIT, mails.recv())
+            .await
+            .expect("a mail")
+            .expect("the listener runs");
+        assert_eq!(m.to, ["parent@example.org"]);
+    }
+    assert!(mails.try_recv().is_err(), "no sixth mail");
+    node_a.stop().await;
+    node_c.stop().await;
 }

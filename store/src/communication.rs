@@ -5,14 +5,19 @@
 //!   for bytes as uploaded or the vault subject whose key sealed them (the
 //!   caller seals; the store keeps bytes). PostgreSQL keeps them in a table,
 //!   the embedded store as files in its data directory.
-//! - The outbox holds one row per (log position, person, channel), ids only.
-//!   [`CommunicationStore::enqueue`] adds a page's rows and moves the
-//!   checkpoint in one transaction, if the checkpoint is still the one the
-//!   page was read after: two nodes, or a restart, never enqueue twice, and
-//!   the primary key makes a repeated row a no-op anyway.
+//! - The outbox holds one row per (log position, person, channel), ids only,
+//!   with the partition of the event it announces. Each partition has its
+//!   own checkpoint (cluster, issue 12: a node serving a set sees only its
+//!   partitions). [`CommunicationStore::enqueue`] adds a page's rows and
+//!   moves the checkpoints of the partitions they come from in one
+//!   transaction, if each is still the one the page was read after: two
+//!   nodes, a restart or a node taking a school over never enqueue twice,
+//!   and the primary key makes a repeated row a no-op anyway.
 //!   [`CommunicationStore::claim`] leases due rows to one sender (PostgreSQL:
-//!   `FOR UPDATE SKIP LOCKED`), so each notification has one sender at a time.
+//!   `FOR UPDATE SKIP LOCKED`), so each notification has one sender at a
+//!   time, and only rows of the partitions the sender can compose.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,6 +41,19 @@ pub struct OutboxItem {
     pub kind: String,
     /// The absence, grade or message it is about.
     pub about_id: Uuid,
+    /// The partition of the event it announces (an establishment's UAI or
+    /// the directory); `None` for a row enqueued before partitions had
+    /// checkpoints (migration 0011), which a node folding everything sends.
+    pub partition: Option<String>,
+}
+
+/// One partition's checkpoint moved by [`CommunicationStore::enqueue`]: from
+/// the position the page was read after, to the page's last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMove {
+    pub partition: String,
+    pub expected: Position,
+    pub to: Position,
 }
 
 /// An outbox row as stored.
@@ -65,24 +83,36 @@ pub trait CommunicationStore: Send + Sync + std::fmt::Debug {
     async fn blob(&self, sha256: &str, owner: Uuid) -> Result<Option<Vec<u8>>>;
     async fn delete_blob(&self, sha256: &str, owner: Uuid) -> Result<()>;
 
-    /// The log position up to which notifications were enqueued.
+    /// The single checkpoint of the whole log from before partitions had
+    /// their own (migration 0008; no longer moved): where a partition
+    /// without a checkpoint starts when it is above 0, so that an upgraded
+    /// region loses nothing.
     async fn outbox_checkpoint(&self) -> Result<Position>;
-    /// Adds `items` and moves the checkpoint from `expected` to `checkpoint`
-    /// in one transaction; false, writing nothing, when the checkpoint is no
-    /// longer `expected` (another node got there first).
+    /// Every partition's checkpoint: the log position up to which its
+    /// notifications were enqueued.
+    async fn partition_checkpoints(&self) -> Result<BTreeMap<String, Position>>;
+    /// Gives each partition of `starts` that has no checkpoint the position
+    /// paired with it; a checkpoint already there (another node's) is kept.
+    async fn open_partitions(&self, starts: Vec<(String, Position)>) -> Result<()>;
+    /// Adds `items` and moves each partition's checkpoint of `moves` from
+    /// its `expected` to its `to`, in one transaction; false, writing
+    /// nothing, when any of them is no longer `expected` or has none
+    /// (another node got there first). A partition appears once in `moves`.
     async fn enqueue(
         &self,
-        expected: Position,
-        checkpoint: Position,
+        moves: Vec<CheckpointMove>,
         items: Vec<OutboxItem>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Leases up to `limit` due pending rows until `lease_until`, oldest first.
+    /// Leases up to `limit` due pending rows until `lease_until`, oldest
+    /// first: of `partitions` only (rows without a partition excluded), or
+    /// every row when `None`.
     async fn claim(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        partitions: Option<&[String]>,
     ) -> Result<Vec<OutboxEntry>>;
     /// Records an attempt's outcome (and releases the lease).
     async fn settle(&self, item: &OutboxItem, attempt: Attempt, at: DateTime<Utc>) -> Result<()>;
@@ -96,6 +126,18 @@ fn i64_of(v: u64) -> Result<i64> {
 
 fn u64_of(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
+}
+
+/// A partition named twice would make the compare-and-set's count wrong.
+fn check_moves(moves: &[CheckpointMove]) -> Result<()> {
+    let distinct: BTreeSet<&str> = moves.iter().map(|m| m.partition.as_str()).collect();
+    if distinct.len() == moves.len() {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidAppend(
+            "a partition's checkpoint is moved once per enqueue".into(),
+        ))
+    }
 }
 
 fn check_sha(sha256: &str) -> Result<()> {
@@ -135,6 +177,7 @@ fn pg_entry(row: &tokio_postgres::Row) -> Result<OutboxEntry> {
             channel: row.get("channel"),
             kind: row.get("kind"),
             about_id: row.get("about_id"),
+            partition: row.get("partition"),
         },
         state: row.get("state"),
         attempts: u32::try_from(row.get::<_, i32>("attempts")).unwrap_or(0),
@@ -142,7 +185,8 @@ fn pg_entry(row: &tokio_postgres::Row) -> Result<OutboxEntry> {
     })
 }
 
-const COLUMNS: &str = "position, person_id, channel, kind, about_id, state, attempts, delivered_at";
+const COLUMNS: &str =
+    "position, person_id, channel, kind, about_id, state, attempts, delivered_at, partition";
 
 #[async_trait]
 impl CommunicationStore for PostgresCommunication {
@@ -196,29 +240,75 @@ impl CommunicationStore for PostgresCommunication {
         u64_of(row.get(0))
     }
 
+    async fn partition_checkpoints(&self) -> Result<BTreeMap<String, Position>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query(
+                "SELECT partition, position FROM notification_partition_checkpoints",
+                &[],
+            )
+            .await
+            .map_err(pg("partition checkpoints"))?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), u64_of(r.get(1))?)))
+            .collect()
+    }
+
+    async fn open_partitions(&self, starts: Vec<(String, Position)>) -> Result<()> {
+        let names: Vec<&str> = starts.iter().map(|(p, _)| p.as_str()).collect();
+        let positions = starts
+            .iter()
+            .map(|(_, at)| i64_of(*at))
+            .collect::<Result<Vec<_>>>()?;
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client
+            .execute(
+                "INSERT INTO notification_partition_checkpoints (partition, position) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                &[&names, &positions],
+            )
+            .await
+            .map_err(pg("open partitions"))?;
+        Ok(())
+    }
+
     async fn enqueue(
         &self,
-        expected: Position,
-        checkpoint: Position,
+        moves: Vec<CheckpointMove>,
         items: Vec<OutboxItem>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        check_moves(&moves)?;
+        let names: Vec<&str> = moves.iter().map(|m| m.partition.as_str()).collect();
+        let expected = moves
+            .iter()
+            .map(|m| i64_of(m.expected))
+            .collect::<Result<Vec<_>>>()?;
+        let to = moves
+            .iter()
+            .map(|m| i64_of(m.to))
+            .collect::<Result<Vec<_>>>()?;
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(pg("begin"))?;
+        // Read committed: a row another transaction moved is re-checked
+        // against its new position, so a lost race counts short.
         let moved = tx
             .execute(
-                "UPDATE notification_checkpoint SET position = $2 WHERE id = 1 AND position = $1",
-                &[&i64_of(expected)?, &i64_of(checkpoint)?],
+                "UPDATE notification_partition_checkpoints c SET position = m.target \
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS m(partition, expected, target) \
+                 WHERE c.partition = m.partition AND c.position = m.expected",
+                &[&names, &expected, &to],
             )
             .await
-            .map_err(pg("move checkpoint"))?;
-        if moved != 1 {
+            .map_err(pg("move checkpoints"))?;
+        if moved != moves.len() as u64 {
             return Ok(false);
         }
         let insert = tx
             .prepare(
-                "INSERT INTO notification_outbox (position, person_id, channel, kind, about_id, next_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                "INSERT INTO notification_outbox \
+                 (position, person_id, channel, kind, about_id, next_at, partition) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .await
             .map_err(pg("prepare"))?;
@@ -232,6 +322,7 @@ impl CommunicationStore for PostgresCommunication {
                     &i.kind,
                     &i.about_id,
                     &now,
+                    &i.partition,
                 ],
             )
             .await
@@ -246,9 +337,12 @@ impl CommunicationStore for PostgresCommunication {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        partitions: Option<&[String]>,
     ) -> Result<Vec<OutboxEntry>> {
         let client = self.pool.get().await.map_err(pool_err)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let partitions: Option<Vec<&str>> =
+            partitions.map(|set| set.iter().map(String::as_str).collect());
         let rows = client
             .query(
                 &format!(
@@ -256,6 +350,7 @@ impl CommunicationStore for PostgresCommunication {
                      FROM (SELECT position, person_id, channel FROM notification_outbox \
                            WHERE state = 'pending' AND next_at <= $1 \
                              AND (lease_until IS NULL OR lease_until < $1) \
+                             AND ($4::text[] IS NULL OR partition = ANY($4)) \
                            ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) due \
                      WHERE o.position = due.position AND o.person_id = due.person_id \
                        AND o.channel = due.channel \
@@ -266,7 +361,7 @@ impl CommunicationStore for PostgresCommunication {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                &[&now, &lease_until, &limit],
+                &[&now, &lease_until, &limit, &partitions],
             )
             .await
             .map_err(pg("claim"))?;
@@ -339,7 +434,17 @@ fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 /// An outbox row as SQLite gives it.
-type LiteRow = (i64, Uuid, String, String, Uuid, String, i64, Option<i64>);
+type LiteRow = (
+    i64,
+    Uuid,
+    String,
+    String,
+    Uuid,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 fn lite_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LiteRow> {
     Ok((
@@ -351,11 +456,12 @@ fn lite_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LiteRow> {
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
     ))
 }
 
 fn entry_of(r: LiteRow) -> Result<OutboxEntry> {
-    let (position, person_id, channel, kind, about_id, state, attempts, delivered) = r;
+    let (position, person_id, channel, kind, about_id, state, attempts, delivered, partition) = r;
     Ok(OutboxEntry {
         item: OutboxItem {
             position: u64_of(position)?,
@@ -363,6 +469,7 @@ fn entry_of(r: LiteRow) -> Result<OutboxEntry> {
             channel,
             kind,
             about_id,
+            partition,
         },
         state,
         attempts: u32::try_from(attempts).unwrap_or(0),
@@ -435,14 +542,63 @@ impl CommunicationStore for SqliteCommunication {
         u64_of(position)
     }
 
+    async fn partition_checkpoints(&self) -> Result<BTreeMap<String, Position>> {
+        let rows: Vec<(String, i64)> = self
+            .store
+            .on_reader(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT partition, position FROM notification_partition_checkpoints")
+                    .map_err(lite("partition checkpoints"))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(lite("partition checkpoints"))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(lite("partition checkpoints"))?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(p, at)| Ok((p, u64_of(at)?)))
+            .collect()
+    }
+
+    async fn open_partitions(&self, starts: Vec<(String, Position)>) -> Result<()> {
+        let starts = starts
+            .into_iter()
+            .map(|(p, at)| Ok((p, i64_of(at)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.store
+            .on_writer(move |conn| {
+                let tx = conn.transaction().map_err(lite("begin"))?;
+                {
+                    let mut insert = tx
+                        .prepare(
+                            "INSERT OR IGNORE INTO notification_partition_checkpoints \
+                             (partition, position) VALUES (?1, ?2)",
+                        )
+                        .map_err(lite("prepare"))?;
+                    for (partition, at) in &starts {
+                        insert
+                            .execute(rusqlite::params![partition, at])
+                            .map_err(lite("open partition"))?;
+                    }
+                }
+                tx.commit().map_err(lite("commit"))
+            })
+            .await
+    }
+
     async fn enqueue(
         &self,
-        expected: Position,
-        checkpoint: Position,
+        moves: Vec<CheckpointMove>,
         items: Vec<OutboxItem>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let (expected, checkpoint) = (i64_of(expected)?, i64_of(checkpoint)?);
+        check_moves(&moves)?;
+        let moves = moves
+            .into_iter()
+            .map(|m| Ok((m.partition, i64_of(m.expected)?, i64_of(m.to)?)))
+            .collect::<Result<Vec<_>>>()?;
         let rows = items
             .into_iter()
             .map(|i| {
@@ -452,30 +608,37 @@ impl CommunicationStore for SqliteCommunication {
                     i.channel,
                     i.kind,
                     i.about_id,
+                    i.partition,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         self.store
             .on_writer(move |conn| {
                 let tx = conn.transaction().map_err(lite("begin"))?;
-                let moved = tx
-                    .execute(
-                        "UPDATE notification_checkpoint SET position = ?2 WHERE id = 1 AND position = ?1",
-                        rusqlite::params![expected, checkpoint],
-                    )
-                    .map_err(lite("move checkpoint"))?;
-                if moved != 1 {
-                    return Ok(false);
-                }
                 {
+                    let mut cas = tx
+                        .prepare(
+                            "UPDATE notification_partition_checkpoints SET position = ?3 \
+                             WHERE partition = ?1 AND position = ?2",
+                        )
+                        .map_err(lite("prepare"))?;
+                    for (partition, expected, to) in &moves {
+                        let moved = cas
+                            .execute(rusqlite::params![partition, expected, to])
+                            .map_err(lite("move checkpoint"))?;
+                        if moved != 1 {
+                            // Dropped unfinished: rolled back.
+                            return Ok(false);
+                        }
+                    }
                     let mut insert = tx
                         .prepare(
                             "INSERT OR IGNORE INTO notification_outbox \
-                             (position, person_id, channel, kind, about_id, next_at) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                             (position, person_id, channel, kind, about_id, next_at, partition) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         )
                         .map_err(lite("prepare"))?;
-                    for (position, person, channel, kind, about) in &rows {
+                    for (position, person, channel, kind, about, partition) in &rows {
                         insert
                             .execute(rusqlite::params![
                                 position,
@@ -483,7 +646,8 @@ impl CommunicationStore for SqliteCommunication {
                                 channel,
                                 kind,
                                 about,
-                                millis(now)
+                                millis(now),
+                                partition
                             ])
                             .map_err(lite("insert"))?;
                     }
@@ -499,8 +663,11 @@ impl CommunicationStore for SqliteCommunication {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        partitions: Option<&[String]>,
     ) -> Result<Vec<OutboxEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // SQLite has no arrays: the set goes as a JSON array.
+        let partitions = partitions.map(|set| serde_json::json!(set).to_string());
         let rows: Vec<LiteRow> = self
             .store
             .on_writer(move |conn| {
@@ -510,13 +677,14 @@ impl CommunicationStore for SqliteCommunication {
                          WHERE rowid IN (SELECT rowid FROM notification_outbox \
                            WHERE state = 'pending' AND next_at <= ?1 \
                              AND (lease_until IS NULL OR lease_until < ?1) \
+                             AND (?4 IS NULL OR partition IN (SELECT value FROM json_each(?4))) \
                            ORDER BY position LIMIT ?3) \
                          RETURNING {COLUMNS}"
                     ))
                     .map_err(lite("claim"))?;
                 let rows = stmt
                     .query_map(
-                        rusqlite::params![millis(now), millis(lease_until), limit],
+                        rusqlite::params![millis(now), millis(lease_until), limit, partitions],
                         lite_entry,
                     )
                     .map_err(lite("claim"))?

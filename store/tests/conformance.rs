@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use registre_domain::personal::sealed_fields;
 use registre_store::chain::{self, BreakKind};
+use registre_store::communication::{CheckpointMove, OutboxItem};
 use registre_store::testing::{self, TestDb};
 use registre_store::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
@@ -1371,6 +1372,9 @@ conformance!(
     // cluster (issue 12)
     a_partition_reader_scans_to_the_head,
     the_node_registry,
+    // notification outbox per partition (issue 12 follow-up)
+    outbox_checkpoints_move_per_partition_once,
+    outbox_claims_only_the_partitions_asked,
 );
 
 // ---------------------------------------------------------------- partitions
@@ -2011,4 +2015,183 @@ async fn postgres_concurrent_appends_share_one_commit() {
         .await
         .unwrap()
         .is_intact());
+}
+
+// ---------------------------------------------------------------- outbox per partition
+
+fn outbox_item(position: u64, partition: Option<&str>) -> OutboxItem {
+    OutboxItem {
+        position,
+        person_id: Uuid::now_v7(),
+        channel: "EMAIL".into(),
+        kind: "ABSENCE".into(),
+        about_id: Uuid::now_v7(),
+        partition: partition.map(str::to_owned),
+    }
+}
+
+fn cp_move(partition: &str, expected: u64, to: u64) -> CheckpointMove {
+    CheckpointMove {
+        partition: partition.into(),
+        expected,
+        to,
+    }
+}
+
+/// Each partition's checkpoint is opened once (the first node's start is
+/// kept), moved only from the position it holds, all of a page's moves and
+/// rows together or none; two nodes racing on one page enqueue it once.
+async fn outbox_checkpoints_move_per_partition_once(db: &Subject) {
+    let outbox = db.store().communication().expect("an outbox");
+    let (a, b, dir) = ("0750001A", "0690002B", "directory");
+    assert_eq!(outbox.outbox_checkpoint().await.unwrap(), 0);
+    assert!(outbox.partition_checkpoints().await.unwrap().is_empty());
+
+    outbox
+        .open_partitions(vec![(a.into(), 5), (dir.into(), 5)])
+        .await
+        .unwrap();
+    // A second node starting later keeps the first one's.
+    outbox
+        .open_partitions(vec![(a.into(), 9), (b.into(), 9), (dir.into(), 9)])
+        .await
+        .unwrap();
+    let opened = outbox.partition_checkpoints().await.unwrap();
+    assert_eq!(
+        opened.into_iter().collect::<Vec<_>>(),
+        [(b.to_owned(), 9), (a.to_owned(), 5), (dir.to_owned(), 5)]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+
+    let now = Utc::now();
+    let first = vec![outbox_item(7, Some(a)), outbox_item(8, Some(dir))];
+    assert!(outbox
+        .enqueue(
+            vec![cp_move(a, 5, 10), cp_move(dir, 5, 10)],
+            first.clone(),
+            now
+        )
+        .await
+        .unwrap());
+    // A stale expectation on one partition refuses the whole page: the
+    // other partition's move and the rows are not written either.
+    assert!(!outbox
+        .enqueue(
+            vec![cp_move(b, 9, 12), cp_move(a, 5, 12)],
+            vec![outbox_item(11, Some(b)), outbox_item(12, Some(a))],
+            now
+        )
+        .await
+        .unwrap());
+    // A partition without a checkpoint is not moved either.
+    assert!(!outbox
+        .enqueue(
+            vec![cp_move("0130003C", 0, 12)],
+            vec![outbox_item(12, Some("0130003C"))],
+            now
+        )
+        .await
+        .unwrap());
+    let cps = outbox.partition_checkpoints().await.unwrap();
+    assert_eq!((cps[a], cps[b], cps[dir]), (10, 9, 10));
+    assert!(!cps.contains_key("0130003C"));
+    let mut rows: Vec<OutboxItem> = outbox
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.item)
+        .collect();
+    rows.sort();
+    let mut expected = first.clone();
+    expected.sort();
+    assert_eq!(rows, expected, "the refused pages wrote nothing");
+
+    // Two nodes race on the same page of B: one enqueues it, the other
+    // learns it lost and writes nothing.
+    let page = vec![outbox_item(11, Some(b))];
+    let (one, two) = tokio::join!(
+        outbox.enqueue(vec![cp_move(b, 9, 12)], page.clone(), now),
+        outbox.enqueue(vec![cp_move(b, 9, 12)], page.clone(), now),
+    );
+    assert_eq!(
+        [one.unwrap(), two.unwrap()]
+            .iter()
+            .filter(|won| **won)
+            .count(),
+        1
+    );
+    assert_eq!(outbox.partition_checkpoints().await.unwrap()[b], 12);
+    assert_eq!(outbox.outbox().await.unwrap().len(), 3);
+
+    // A partition named twice is refused, nothing written.
+    let twice = outbox
+        .enqueue(
+            vec![cp_move(a, 10, 13), cp_move(a, 10, 14)],
+            vec![outbox_item(13, Some(a))],
+            now,
+        )
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::InvalidAppend(_))),
+        "{twice:?}"
+    );
+    assert_eq!(outbox.partition_checkpoints().await.unwrap()[a], 10);
+}
+
+/// A sender claims only the rows of the partitions it can compose; rows
+/// from before partitions (none) go to a sender that composes everything.
+async fn outbox_claims_only_the_partitions_asked(db: &Subject) {
+    let outbox = db.store().communication().expect("an outbox");
+    let (a, b, dir) = ("0750001A", "0690002B", "directory");
+    outbox
+        .open_partitions(vec![(a.into(), 0), (b.into(), 0), (dir.into(), 0)])
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let rows = vec![
+        outbox_item(1, Some(a)),
+        outbox_item(2, Some(b)),
+        outbox_item(3, Some(dir)),
+        outbox_item(4, None),
+    ];
+    assert!(outbox
+        .enqueue(
+            vec![cp_move(a, 0, 4), cp_move(b, 0, 4), cp_move(dir, 0, 4)],
+            rows,
+            now
+        )
+        .await
+        .unwrap());
+    let lease = now + chrono::Duration::seconds(60);
+    let set_a = [a.to_owned(), dir.to_owned()];
+    let claimed = outbox.claim(now, lease, 10, Some(&set_a)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|e| e.item.position).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert_eq!(claimed[0].item.partition.as_deref(), Some(a));
+    let set_b = [b.to_owned()];
+    let claimed = outbox.claim(now, lease, 10, Some(&set_b)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|e| e.item.position).collect::<Vec<_>>(),
+        [2]
+    );
+    // Nothing of the leased ones again; the row without a partition only
+    // to a sender of everything.
+    let none: [String; 0] = [];
+    assert!(outbox
+        .claim(now, lease, 10, Some(&none))
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = outbox.claim(now, lease, 10, None).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|e| e.item.position).collect::<Vec<_>>(),
+        [4]
+    );
+    assert_eq!(claimed[0].item.partition, None);
 }

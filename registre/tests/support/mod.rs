@@ -526,3 +526,90 @@ pub fn next_payload(message: &Value, id: &str) -> Value {
     assert_eq!(message["id"], id);
     message["payload"].clone()
 }
+
+// ---- Notifications: a real SMTP listener --------------------------------------------
+
+/// A mail as the SMTP listener received it.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// An SMTP server on a local port: enough of RFC 5321 for a client
+/// (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT). The first `refuse` DATA
+/// commands are answered 451 (a relay away for a moment).
+pub async fn smtp_server(refuse: usize) -> (String, tokio::sync::mpsc::UnboundedReceiver<Mail>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let refusals = Arc::new(std::sync::atomic::AtomicUsize::new(refuse));
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            let refusals = refusals.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                write.write_all(b"220 test.local ESMTP\r\n").await.unwrap();
+                let mut to = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.get(..4).unwrap_or(&line).to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-test.local\r\n250 8BITMIME\r\n",
+                        "HELO" | "MAIL" | "RSET" | "NOOP" => b"250 OK\r\n",
+                        "RCPT" => {
+                            to.push(
+                                line[8..]
+                                    .trim_matches(|c| c == '<' || c == '>' || c == ' ')
+                                    .to_string(),
+                            );
+                            b"250 OK\r\n"
+                        }
+                        "DATA" => {
+                            if refusals
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok()
+                            {
+                                to.clear();
+                                b"451 try again later\r\n"
+                            } else {
+                                write.write_all(b"354 go ahead\r\n").await.unwrap();
+                                let mut data = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    data.push_str(&l);
+                                    data.push('\n');
+                                }
+                                let _ = tx.send(Mail {
+                                    to: std::mem::take(&mut to),
+                                    data,
+                                });
+                                b"250 queued\r\n"
+                            }
+                        }
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"500 unknown\r\n",
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
