@@ -1015,6 +1015,7 @@ impl Command for homework::AssignHomework {
         homework::HomeworkFacts {
             class_exists: m.class(self.class_id).is_some(),
             today: now.with_timezone(&zone).date_naive(),
+            class_closed: interop::closed_class(m, self.class_id),
         }
     }
     fn stream(&self, _: &Self::Facts) -> StreamName {

@@ -86,6 +86,9 @@ pub struct HomeworkFacts {
     pub class_exists: bool,
     /// Today in the class's establishment's time zone.
     pub today: NaiveDate,
+    /// interop (issue 17): the class's name and school year when that year
+    /// is closed (`startSchoolYear`): no homework is given to it any more.
+    pub class_closed: Option<(String, i32)>,
 }
 
 fn due_not_before(due: NaiveDate, today: NaiveDate) -> Result<(), DomainError> {
@@ -115,6 +118,9 @@ pub fn assign_homework(
     due_not_before(cmd.due, facts.today)?;
     if !facts.class_exists {
         return Err(DomainError::NotFound(format!("class {}", cmd.class_id)));
+    }
+    if let Some((name, year)) = &facts.class_closed {
+        return Err(crate::roster::closed_class(name, *year));
     }
     Ok(vec![DomainEvent::HomeworkAssigned(HomeworkAssigned {
         homework_id: cmd.homework_id,

@@ -124,6 +124,9 @@ pub struct PlanFacts {
     pub zone: TimeZone,
     pub holidays: Vec<DateRange>,
     pub now: DateTime<Utc>,
+    /// interop (issue 17): the class's name and school year when that year
+    /// is closed (`startSchoolYear`): its timetable is read-only.
+    pub class_closed: Option<(String, i32)>,
 }
 
 impl PlanFacts {
@@ -166,6 +169,9 @@ impl Slot<'_> {
         let Some(establishment) = facts.establishment else {
             return Err(DomainError::NotFound(format!("class {}", self.class_id)));
         };
+        if let Some((name, year)) = &facts.class_closed {
+            return Err(crate::roster::closed_class(name, *year));
+        }
         if !facts.teacher_assigned {
             return Err(DomainError::invalid(
                 "teacherId",

@@ -28,6 +28,7 @@ fn facts(today: NaiveDate) -> HomeworkFacts {
     HomeworkFacts {
         class_exists: true,
         today,
+        class_closed: None,
     }
 }
 
@@ -119,10 +120,24 @@ fn assignment_rejections() {
                 &HomeworkFacts {
                     class_exists: false,
                     today: day(2),
+                    class_closed: None,
                 },
             )
         })
         .then_reject(Rejection::NotFound);
+    // A class of a closed school year takes no new homework (interop, issue 17).
+    nothing::<Homework>()
+        .when(|s| {
+            assign_homework(
+                s,
+                &cmd,
+                &HomeworkFacts {
+                    class_closed: Some(("3A".into(), 2025)),
+                    ..facts(day(2))
+                },
+            )
+        })
+        .then_reject(Rejection::Conflict);
     // An empty description is fine: the title may say it all.
     let terse = AssignHomework {
         description: "  ".into(),

@@ -28,6 +28,7 @@ fn facts(holidays: Vec<DateRange>) -> PlanFacts {
         zone: TimeZone::parse("Europe/Paris").unwrap(),
         holidays,
         now: at(2, 7, 0),
+        class_closed: None,
     }
 }
 

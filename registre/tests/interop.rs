@@ -678,6 +678,29 @@ async fn a_school_year_turns_and_a_period_is_exported_to_lsu() {
         assert_eq!(codes(&r), ["CONFLICT"], "{query}");
         assert!(r.errors[0].message.contains("read-only"), "{:?}", r.errors);
     }
+    // Nor does its timetable or its cahier de textes take anything new.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
+    let maths_id = PersonId::for_external_id(&maths).to_string();
+    let r = n
+        .run(
+            "admin",
+            "mutation($i: PlanCourseInput!) { planCourse(input: $i) { id } }",
+            json!({"i": {"classId": class, "subject": "Mathématiques", "teacherId": maths_id,
+                "start": format!("{tomorrow}T08:00:00Z"), "end": format!("{tomorrow}T08:55:00Z")}}),
+        )
+        .await;
+    assert_eq!(codes(&r), ["CONFLICT"], "{:?}", r.errors);
+    assert!(r.errors[0].message.contains("read-only"), "{:?}", r.errors);
+    let r = n
+        .run(
+            &maths,
+            "mutation($i: AssignHomeworkInput!) { assignHomework(input: $i) { id } }",
+            json!({"i": {"classId": class, "subject": "Mathématiques", "title": "exercices",
+                "description": "p. 12", "due": tomorrow.to_string()}}),
+        )
+        .await;
+    assert_eq!(codes(&r), ["CONFLICT"], "{:?}", r.errors);
+    assert!(r.errors[0].message.contains("read-only"), "{:?}", r.errors);
     assert_eq!(n.head().await, head);
 
     // The next SIECLE export: a new 2NDE1 of the new year, every student moved.

@@ -204,6 +204,7 @@ pub fn school_day_log() -> Vec<GoldenLine> {
         zone: TimeZone::parse("Europe/Paris").unwrap_or_default(),
         holidays: holidays.holidays.clone(),
         now,
+        class_closed: None,
     };
     for (weekday, first) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)] {
         let weekly = day::PlanWeeklyCourses {
@@ -429,6 +430,7 @@ pub fn school_day_log() -> Vec<GoldenLine> {
             &homework::HomeworkFacts {
                 class_exists: true,
                 today: march(9),
+                class_closed: None,
             },
         ));
         let summary = day::CourseSummary {

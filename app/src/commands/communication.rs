@@ -110,6 +110,7 @@ impl Command for comm::AssignHomework {
             homework: homework::HomeworkFacts {
                 class_exists: m.class(self.homework.class_id).is_some(),
                 today: now.with_timezone(&zone).date_naive(),
+                class_closed: super::interop::closed_class(m, self.homework.class_id),
             },
             own_attachments: own_attachments(m, self.homework.teacher_id, &self.attachments),
         }

@@ -224,6 +224,7 @@ fn plan_facts(
             .map(|e| m.holidays_of(e).to_vec())
             .unwrap_or_default(),
         now,
+        class_closed: super::interop::closed_class(m, class),
     }
 }
 
