@@ -21,15 +21,7 @@ const YEAR: i32 = 2026;
 
 /// Runs the `registre` binary against the world's database.
 fn registre(w: &World, args: &[&str]) -> std::process::Output {
-    let db = w.db.as_ref().expect("a PostgreSQL world");
-    std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("REGISTRE_LOG", "warn")
-        .env("REGISTRE_OPERATOR", "admin")
-        .output()
-        .expect("run registre")
+    common::run_registre(w, args, &[("REGISTRE_OPERATOR", "admin")])
 }
 
 fn out(o: &std::process::Output) -> (String, String) {
@@ -101,7 +93,7 @@ fn line_of(bytes: &[u8], needle: &str) -> usize {
     text[..at].matches('\n').count() + 1
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn siecle_and_sts_imports_on_postgresql() {
     let w = World::postgres().await;
     let establishment = lycee(&w).await;
@@ -428,7 +420,7 @@ async fn siecle_and_sts_imports_on_postgresql() {
 }
 
 /// The library on the embedded store: import, then the same files again.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_smoke_on_the_embedded_store() {
     let w = World::sqlite().await;
     lycee(&w).await;
@@ -464,7 +456,7 @@ async fn import_smoke_on_the_embedded_store() {
 /// of the students it registers is registered meanwhile): the import's
 /// decision refuses, and none of its other changes (the classes, the
 /// students before that one) is written. Decided again, it goes through.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_refused_part_way_writes_nothing() {
     let w = World::postgres().await;
     lycee(&w).await;

@@ -131,7 +131,7 @@ fn count(result: &Value, kind: &str) -> i64 {
         .map_or(0, |c| c["count"].as_i64().unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_through_graphql_with_uploaded_files() {
     let (_db, idp, node, _) = support::seeded_node(&[]).await;
     let admin = idp.token(support::ADMIN);
@@ -295,14 +295,7 @@ async fn imports_through_graphql_with_uploaded_files() {
 
 /// Runs the `registre` binary against the world's database.
 fn registre(w: &World, args: &[&str]) -> std::process::Output {
-    let db = w.db.as_ref().expect("a PostgreSQL world");
-    std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("REGISTRE_LOG", "warn")
-        .output()
-        .expect("run registre")
+    common::run_registre(w, args, &[])
 }
 
 fn succeeded(o: &std::process::Output) -> String {
@@ -363,7 +356,7 @@ async fn appreciate(
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_school_year_turns_and_a_period_is_exported_to_lsu() {
     let w = World::postgres().await;
     let n = &w.node;

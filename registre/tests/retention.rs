@@ -220,33 +220,26 @@ async fn retention_erases_closed_accounts(w: World) {
     assert!(report.is_intact(), "{report:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_on_postgres() {
     retention_erases_closed_accounts(World::postgres().await).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_on_sqlite() {
     retention_erases_closed_accounts(World::sqlite().await).await;
 }
 
 /// Runs the `registre` binary against the world's database.
 fn registre(w: &World, args: &[&str]) -> std::process::Output {
-    let db = w.db.as_ref().expect("a PostgreSQL world");
-    std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("REGISTRE_LOG", "warn")
-        .output()
-        .expect("run registre")
+    common::run_registre(w, args, &[])
 }
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exports_forgets_and_applies_retention() {
     let w = World::postgres().await;
     let n = &w.node;

@@ -483,6 +483,26 @@ impl World {
     }
 }
 
+/// Runs the `registre` binary against the world's PostgreSQL database, with
+/// `env` beside `DATABASE_URL`. The world's node runs in this process: the
+/// command runs in `block_in_place` (tests calling it use the multi-thread
+/// runtime), since blocking the runtime's only thread while the command waits
+/// on a row the node's access-log writer holds in an open transaction would
+/// wait forever.
+pub fn run_registre(w: &World, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let db = w.db.as_ref().expect("a PostgreSQL world");
+    tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_registre"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("REGISTRE_LOG", "warn")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run registre")
+    })
+}
+
 pub fn str_at(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
         .and_then(Value::as_str)
