@@ -258,15 +258,21 @@ impl Committer {
             .flat_map(|(u, n)| u.requests.iter().map(move |_| n))
             .collect();
         let slots = self.call(&requests, &units).await?;
+        if slots.len() != requests.len() {
+            return Err(StoreError::Backend(format!(
+                "append answered {} of {} requests",
+                slots.len(),
+                requests.len()
+            )));
+        }
+        // Each unit's slots follow one another, in the group's order.
+        let mut first = 0;
         let failures: Vec<Option<StoreError>> = group
             .iter()
-            .zip(0i32..)
-            .map(|(_, n)| {
-                units
-                    .iter()
-                    .zip(&slots)
-                    .filter(|(u, _)| **u == n)
-                    .find_map(|(_, slot)| slot.failure(&requests))
+            .map(|unit| {
+                let mine = &slots[first..first + unit.requests.len()];
+                first += unit.requests.len();
+                mine.iter().find_map(|slot| slot.failure(&requests))
             })
             .collect();
         let mut outcomes = self.outcomes(&requests, slots).await?.into_iter();
@@ -375,13 +381,17 @@ impl Committer {
             .collect::<Result<Vec<_>>>()?;
         // A failed unit wrote nothing: the positions its earlier requests were
         // answered were taken back (and given to later units).
-        for (i, unit) in units.iter().enumerate() {
-            let failed = units
-                .iter()
-                .zip(&slots)
-                .any(|(u, slot)| u == unit && slot.is_failure());
-            if failed && matches!(slots.get(i), Some(Slot::Written { .. })) {
-                slots[i] = Slot::Aborted;
+        let failed: std::collections::HashSet<i32> = units
+            .iter()
+            .zip(&slots)
+            .filter(|(_, slot)| slot.is_failure())
+            .map(|(unit, _)| *unit)
+            .collect();
+        if !failed.is_empty() {
+            for (slot, unit) in slots.iter_mut().zip(units) {
+                if failed.contains(unit) && matches!(slot, Slot::Written { .. }) {
+                    *slot = Slot::Aborted;
+                }
             }
         }
         if let Some(head) = slots
