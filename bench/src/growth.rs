@@ -7,12 +7,11 @@
 //! touch a bounded part of the data through indexes); the rebuild folds every
 //! event, so its time should grow linearly.
 
-use crate::api::DASHBOARD;
 use crate::db::TestDb;
 use crate::gen::{Establishments, GenConfig, Requests};
 use crate::node::ChildNode;
 use crate::throughput;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use registre_projections::{EngineConfig, ProjectionEngine, PseudonymKey};
@@ -81,15 +80,16 @@ async fn run_in(db: &TestDb, size: usize, options: &GrowthOptions) -> Result<Gro
     let separator = if db.url.contains('?') { '&' } else { '?' };
     let loading_url = format!("{}{separator}options=-c%20synchronous_commit%3Doff", db.url);
     let started = Instant::now();
-    let establishments = {
-        load(
-            crate::db::sealed_postgres(&loading_url).await?,
-            size,
-            options.seed,
-            options.batch,
-        )
-        .await?
-    };
+    let (_, establishments) = load(
+        crate::db::sealed_postgres(&loading_url).await?,
+        &GenConfig {
+            seed: options.seed,
+            ..GenConfig::default()
+        },
+        options.batch,
+        Until::Events(size),
+    )
+    .await?;
     let load = started.elapsed();
     eprintln!(
         "  {size}: loaded in {load:.2?} ({:.0} events/s, {establishments} whole establishments)",
@@ -241,46 +241,69 @@ async fn rebuild_timed(store: Arc<dyn EventStore>) -> Result<Rebuilt> {
     })
 }
 
-/// Appends exactly `size` generated events in `append_batch` transactions of
-/// `batch`, one establishment after another; generation runs on a blocking
-/// thread while the previous batch is written. Returns how many
+/// How much of the generator's log [`load`] writes.
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    /// Exactly this many events (the last establishment may be cut short).
+    Events(usize),
+    /// This many whole establishments.
+    Establishments(usize),
+}
+
+/// Appends the generator's log for `config` until `until`, in
+/// `append_batch` transactions of `batch`, one establishment after another,
+/// each in time order; generation runs on a blocking thread while the
+/// previous batch is written. Returns the events written and how many
 /// establishments were loaded whole.
-async fn load(store: Arc<dyn EventStore>, size: usize, seed: u64, batch: usize) -> Result<usize> {
+pub async fn load(
+    store: Arc<dyn EventStore>,
+    config: &GenConfig,
+    batch: usize,
+    until: Until,
+) -> Result<(u64, usize)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AppendRequest>>(2);
     let batch = batch.max(1);
+    let config = config.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let config = GenConfig {
-            seed,
-            ..GenConfig::default()
-        };
         let mut establishments = Establishments::new(&config);
-        let mut requests = Requests::new(seed);
-        let mut left = size;
+        let mut requests = Requests::new(config.seed);
+        let mut written = 0usize;
         let mut whole = 0;
         let mut chunk = Vec::with_capacity(batch);
-        while left > 0 {
+        loop {
+            let left = match until {
+                Until::Events(size) => size - written,
+                Until::Establishments(n) if whole < n => usize::MAX,
+                Until::Establishments(_) => 0,
+            };
+            if left == 0 {
+                break;
+            }
             let events = establishments.next_sorted();
             if events.len() <= left {
                 whole += 1;
             }
             for e in events.iter().take(left) {
                 chunk.push(requests.request(e));
+                written += 1;
                 if chunk.len() == batch && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
                     // The writer stopped: its error is the one to report.
                     return whole;
                 }
             }
-            left -= events.len().min(left);
         }
         if !chunk.is_empty() {
             let _ = tx.blocking_send(chunk);
         }
         whole
     });
+    let mut written = 0u64;
     while let Some(chunk) = rx.recv().await {
+        written += chunk.len() as u64;
         store.append_batch(chunk).await?;
     }
-    producer.await.context("generator thread panicked")
+    let whole = producer.await.context("generator thread panicked")?;
+    Ok((written, whole))
 }
 
 /// Dashboard latency, one request at a time, for guardians spread over the
@@ -293,7 +316,6 @@ async fn dashboards(
 ) -> Result<(Duration, Duration)> {
     let g = GenConfig::default();
     let client = reqwest::Client::new();
-    let url = node.graphql_url();
     let mut rng = StdRng::seed_from_u64(options.seed);
     const WARMUP: usize = 50;
     let mut latencies = Vec::with_capacity(options.dashboards);
@@ -304,25 +326,7 @@ async fn dashboards(
             rng.gen_range(0..g.classes_per_establishment),
             rng.gen_range(0..g.students_per_class)
         );
-        let token = node.token(&subject)?;
-        let started = Instant::now();
-        let response = client
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&serde_json::json!({ "query": DASHBOARD }))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await?;
-        let elapsed = started.elapsed();
-        // A broken setup must not pass for a fast one.
-        let children = body
-            .pointer("/data/myChildren")
-            .and_then(|c| c.as_array())
-            .map_or(0, Vec::len);
-        if !status.is_success() || body.get("errors").is_some() || children == 0 {
-            bail!("dashboard of {subject} failed ({status}): {body}");
-        }
+        let elapsed = node.dashboard(&client, &subject).await?;
         if n >= WARMUP {
             latencies.push(elapsed);
         }

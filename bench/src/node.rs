@@ -229,6 +229,34 @@ impl ChildNode {
         self.key.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// One parent dashboard (`api::DASHBOARD`) of the guardian `subject`,
+    /// timed from send to the whole answer; an error unless it lists
+    /// children without errors (a broken setup must not pass for a fast one).
+    pub async fn dashboard(&self, client: &reqwest::Client, subject: &str) -> Result<Duration> {
+        let token = self.token(subject)?;
+        let started = Instant::now();
+        let response = client
+            .post(self.graphql_url())
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "query": crate::api::DASHBOARD }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        let elapsed = started.elapsed();
+        let children = body
+            .pointer("/data/myChildren")
+            .and_then(|c| c.as_array())
+            .map_or(0, Vec::len);
+        if !status.is_success() || body.get("errors").is_some() || children == 0 {
+            bail!(
+                "dashboard of {subject} through {} failed ({status}): {body}",
+                self.addr
+            );
+        }
+        Ok(elapsed)
+    }
+
     pub fn graphql_url(&self) -> String {
         format!("http://{}/graphql", self.addr)
     }

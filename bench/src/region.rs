@@ -18,15 +18,14 @@
 //!   children served by the last one, reported by their teacher through the
 //!   node that serves them.
 
-use crate::api::DASHBOARD;
 use crate::db::TestDb;
-use crate::gen::{Establishments, GenConfig, Requests};
+use crate::gen::GenConfig;
+use crate::growth::Until;
 use crate::node::ChildNode;
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use registre_domain::{PersonId, StudentId};
-use registre_store::EventStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,10 +119,11 @@ async fn run_in(db: &TestDb, args: &RegionArgs) -> Result<RegionReport> {
     let started = Instant::now();
     let separator = if db.url.contains('?') { '&' } else { '?' };
     let loading_url = format!("{}{separator}options=-c%20synchronous_commit%3Doff", db.url);
-    let events = load(
+    let (events, _) = crate::growth::load(
         crate::db::sealed_postgres(&loading_url).await?,
         &config,
-        args.establishments,
+        10_000,
+        Until::Establishments(args.establishments),
     )
     .await?;
     let load = started.elapsed();
@@ -141,36 +141,6 @@ async fn run_in(db: &TestDb, args: &RegionArgs) -> Result<RegionReport> {
         runs.push((n.max(1), run));
     }
     Ok(RegionReport { events, load, runs })
-}
-
-/// Appends every establishment of the region, each in time order, in
-/// transactions of 10,000 events.
-async fn load(store: Arc<dyn EventStore>, config: &GenConfig, count: usize) -> Result<u64> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let config = config.clone();
-    let producer = tokio::task::spawn_blocking(move || {
-        let mut establishments = Establishments::new(&config);
-        let mut requests = Requests::new(config.seed);
-        let mut chunk = Vec::with_capacity(10_000);
-        for _ in 0..count {
-            for e in establishments.next_sorted() {
-                chunk.push(requests.request(&e));
-                if chunk.len() == 10_000 && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                    return;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(chunk);
-        }
-    });
-    let mut written = 0u64;
-    while let Some(chunk) = rx.recv().await {
-        written += chunk.len() as u64;
-        store.append_batch(chunk).await?;
-    }
-    producer.await.context("generator thread panicked")?;
-    Ok(written)
 }
 
 /// Establishment numbers served by node `i` of `n`: contiguous equal shares.
@@ -337,7 +307,7 @@ async fn measure(
                     rng.gen_range(0..args.classes),
                     rng.gen_range(0..25)
                 );
-                let elapsed = dashboard(&client, node, &subject).await?;
+                let elapsed = node.dashboard(&client, &subject).await?;
                 if k >= WARMUP {
                     if is_local {
                         local.push(elapsed);
@@ -365,31 +335,6 @@ fn latencies(mut v: Vec<Duration>) -> Latencies {
         p50: crate::stats::percentile(&v, 0.5),
         p99: crate::stats::percentile(&v, 0.99),
     }
-}
-
-async fn dashboard(client: &reqwest::Client, node: &ChildNode, subject: &str) -> Result<Duration> {
-    let token = node.token(subject)?;
-    let started = Instant::now();
-    let response = client
-        .post(node.graphql_url())
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "query": DASHBOARD }))
-        .send()
-        .await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await?;
-    let elapsed = started.elapsed();
-    let children = body
-        .pointer("/data/myChildren")
-        .and_then(|c| c.as_array())
-        .map_or(0, Vec::len);
-    if !status.is_success() || body.get("errors").is_some() || children == 0 {
-        bail!(
-            "dashboard of {subject} through {} failed ({status}): {body}",
-            node.addr
-        );
-    }
-    Ok(elapsed)
 }
 
 /// Guardians of children of the last node's first establishment subscribe
