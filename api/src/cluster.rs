@@ -3,6 +3,7 @@
 //! a whole request to a node that holds what it needs
 //! ([`crate::server::Peers`]).
 
+use crate::context::Caller;
 use crate::server::{DownloadRefusal, Peers};
 use async_trait::async_trait;
 use registre_app::cluster::SliceRequest;
@@ -48,5 +49,9 @@ impl Peers for AppPeers {
             .forward_graphql(&partition, authorization, body)
             .await
             .map_err(refuse)
+    }
+
+    fn home_elsewhere(&self, caller: &Caller) -> Option<String> {
+        self.0.home_elsewhere(caller).map(|p| p.as_str().to_owned())
     }
 }

@@ -42,6 +42,10 @@ pub struct Metrics {
     /// Notifications since start by outcome (`enqueued`, `delivered`,
     /// `retried`, `failed`, `subscription_dropped`), issue 16.
     pub notifications: IntGaugeVec,
+    /// cluster (issue 12): GraphQL requests sent whole to another node, by
+    /// reason (`home`: about someone whose schools it folds; `elsewhere`:
+    /// decided nowhere here) and outcome (`answered`, `unavailable`).
+    pub forwarded: IntCounterVec,
 }
 
 impl Metrics {
@@ -122,8 +126,16 @@ impl Metrics {
             ),
             &["outcome"],
         );
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "forwarded_requests_total",
+                "GraphQL requests sent whole to the node holding what they read",
+            ),
+            &["reason", "outcome"],
+        );
         let metrics = Metrics {
             registry,
+            forwarded: forwarded?,
             notifications: notifications?,
             admission_in_flight: admission_in_flight?,
             admission_refused: admission_refused?,
@@ -156,6 +168,7 @@ impl Metrics {
             Box::new(metrics.admission_refused.clone()),
             Box::new(metrics.admission_queue_wait.clone()),
             Box::new(metrics.notifications.clone()),
+            Box::new(metrics.forwarded.clone()),
         ] {
             metrics.registry.register(collector)?;
         }

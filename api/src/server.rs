@@ -89,6 +89,9 @@ pub trait Peers: Send + Sync + 'static {
         authorization: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), DownloadRefusal>;
+    /// The partition to send a query of `caller` to whole, when everything
+    /// it is about is held by another node (`None`: answered here).
+    fn home_elsewhere(&self, caller: &Caller) -> Option<String>;
 }
 
 impl<E: Executor> std::fmt::Debug for Transport<E> {
@@ -652,6 +655,23 @@ async fn internal_slice<E: Executor>(
 /// The partition a response asks to be forwarded for: a single operation
 /// decided nowhere ([`FORWARD_EXTENSION`]) of which no field answered, so
 /// that running it again elsewhere repeats nothing.
+/// Another node's answer to a request forwarded whole, as this node's.
+fn forwarded_reply(
+    (status, bytes): (u16, Vec<u8>),
+    request_id: RequestId,
+) -> warp::reply::Response {
+    let mut reply = warp::http::Response::new(warp::hyper::Body::from(bytes));
+    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    reply.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
+        reply.headers_mut().insert("x-request-id", value);
+    }
+    reply
+}
+
 fn forward_target(response: &BatchResponse) -> Option<String> {
     let BatchResponse::Single(r) = response else {
         return None;
@@ -797,6 +817,31 @@ async fn run_batch<E: Executor>(
             Some(Ok(c)) if c.admin => "admin",
             Some(Ok(_)) => "authenticated",
         };
+        // cluster (issue 12): a query about someone whose schools another
+        // node folds is answered by that node, whole, in one hop. Should
+        // it not answer, the request is answered here (from slices).
+        if let (Some(body), Some(peers), Some(Ok(caller)), BatchRequest::Single(r)) =
+            (forward, &t.peers, &auth, &batch)
+        {
+            let query = !crate::admission::is_mutation(&r.query, r.operation_name.as_deref());
+            if let Some(partition) = query.then(|| peers.home_elsewhere(caller)).flatten() {
+                let answer = peers
+                    .forward(&partition, authorization.as_deref(), body.to_vec())
+                    .await;
+                let outcome = if answer.is_ok() {
+                    "answered"
+                } else {
+                    "unavailable"
+                };
+                t.metrics
+                    .forwarded
+                    .with_label_values(&["home", outcome])
+                    .inc();
+                if let Ok(answer) = answer {
+                    return forwarded_reply(answer, request_id);
+                }
+            }
+        }
         let batch = match batch {
             BatchRequest::Single(r) => BatchRequest::Single(with_data(r, &auth, request_id)),
             BatchRequest::Batch(list) => BatchRequest::Batch(
@@ -813,30 +858,32 @@ async fn run_batch<E: Executor>(
             let answer = peers
                 .forward(&partition, authorization.as_deref(), body.to_vec())
                 .await;
-            tracing::info!(%partition, forwarded = answer.is_ok(), "graphql request forwarded");
-            let mut reply = match answer {
-                Ok((status, bytes)) => {
-                    let mut reply = warp::http::Response::new(warp::hyper::Body::from(bytes));
-                    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                    reply.headers_mut().insert(
-                        warp::http::header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
+            let outcome = if answer.is_ok() {
+                "answered"
+            } else {
+                "unavailable"
+            };
+            t.metrics
+                .forwarded
+                .with_label_values(&["elsewhere", outcome])
+                .inc();
+            return match answer {
+                Ok(answer) => forwarded_reply(answer, request_id),
+                Err(refusal) => {
+                    let mut reply = warp::reply::json(&json!({
+                        "data": null,
+                        "errors": [{
+                            "message": refusal.message,
+                            "extensions": { "code": refusal.code, "partition": partition },
+                        }],
+                    }))
+                    .into_response();
+                    if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
+                        reply.headers_mut().insert("x-request-id", value);
+                    }
                     reply
                 }
-                Err(refusal) => warp::reply::json(&json!({
-                    "data": null,
-                    "errors": [{
-                        "message": refusal.message,
-                        "extensions": { "code": refusal.code, "partition": partition },
-                    }],
-                }))
-                .into_response(),
             };
-            if let Ok(value) = HeaderValue::from_str(&request_id.0.to_string()) {
-                reply.headers_mut().insert("x-request-id", value);
-            }
-            return reply;
         }
         // Not forwarded (already forwarded once, or a field answered): the
         // client sees UNAVAILABLE and the partition, not the internal mark.

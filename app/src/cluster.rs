@@ -24,7 +24,8 @@
 //! the App and deregisters at a clean stop; a node whose beat is older than
 //! `liveness` is not asked.
 
-use crate::{ApiError, App};
+use crate::policy::Caller;
+use crate::{ApiError, App, Viewer};
 use chrono::Utc;
 use registre_domain::ClassId;
 use registre_projections::ReadModel;
@@ -130,9 +131,17 @@ pub struct Cluster {
     config: ClusterConfig,
     served: Option<Vec<Partition>>,
     registry: Option<Arc<dyn NodeRegistry>>,
+    /// The registry's live nodes as last read, and when: a forwarded request
+    /// reads it at most once per [`REGISTRY_CACHE`] rather than once each.
+    live: parking_lot::Mutex<Option<(std::time::Instant, Arc<Vec<NodeRecord>>)>>,
     http: reqwest::Client,
     started_at: chrono::DateTime<Utc>,
 }
+
+/// How long the registry's answer is reused. Well under a heartbeat, so a
+/// node that took over a partition is asked within a second; a node that
+/// stopped is dropped from it as soon as a request to it fails.
+const REGISTRY_CACHE: Duration = Duration::from_secs(1);
 
 impl Cluster {
     pub(crate) fn new(
@@ -148,6 +157,7 @@ impl Cluster {
             config,
             served,
             registry,
+            live: parking_lot::Mutex::new(None),
             http,
             started_at: Utc::now(),
         })
@@ -186,19 +196,40 @@ impl Cluster {
     }
 
     /// The live nodes other than this one that fold `partition`, the
-    /// longest running first.
+    /// longest running first. Read from the registry at most once per
+    /// [`REGISTRY_CACHE`]; no holder in the cached answer: read again, so
+    /// that a node that has just taken a partition over is found at once.
     pub async fn holders(&self, partition: &Partition) -> Result<Vec<NodeRecord>, ApiError> {
+        let fresh = self.live.lock().as_ref().and_then(|(at, nodes)| {
+            (at.elapsed() < REGISTRY_CACHE.min(self.config.heartbeat)).then(|| Arc::clone(nodes))
+        });
+        if let Some(nodes) = fresh {
+            let found = self.holders_among(&nodes, partition);
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
         let Some(registry) = &self.registry else {
             return Ok(Vec::new());
         };
         let since = Utc::now()
             - chrono::Duration::from_std(self.config.liveness).unwrap_or(chrono::Duration::MAX);
-        Ok(registry
-            .live_nodes(since)
-            .await?
-            .into_iter()
+        let nodes = Arc::new(registry.live_nodes(since).await?);
+        *self.live.lock() = Some((std::time::Instant::now(), Arc::clone(&nodes)));
+        Ok(self.holders_among(&nodes, partition))
+    }
+
+    fn holders_among(&self, nodes: &[NodeRecord], partition: &Partition) -> Vec<NodeRecord> {
+        nodes
+            .iter()
             .filter(|n| n.node_id != self.config.node_id && n.serves(partition))
-            .collect())
+            .cloned()
+            .collect()
+    }
+
+    /// A node did not answer: the registry is read again on the next request.
+    fn forget_live(&self) {
+        *self.live.lock() = None;
     }
 
     /// The slice `request` asks for, from the first live holder of
@@ -236,6 +267,7 @@ impl Cluster {
                     }
                 },
                 Err(e) => {
+                    self.forget_live();
                     tracing::warn!(node = %node.node_id, error = %e, "a holder did not answer a slice")
                 }
             }
@@ -277,6 +309,7 @@ impl Cluster {
                     }
                 }
                 Err(e) => {
+                    self.forget_live();
                     tracing::warn!(node = %node.node_id, error = %e, "a holder did not answer a forwarded request")
                 }
             }
@@ -295,6 +328,26 @@ pub fn class_partition(m: &ReadModel, class: ClassId) -> Option<Partition> {
     ))
 }
 
+/// The partitions a viewer's own records live in: their children's
+/// schools and their own. Where a query about them is best answered, and
+/// what a subscriber's absences come from.
+pub fn home_partitions(m: &ReadModel, viewer: &Viewer) -> Vec<Partition> {
+    let mut partitions: Vec<Partition> = m
+        .children_of(viewer.person)
+        .into_iter()
+        .filter_map(|s| class_partition(m, s.class_id))
+        .chain(
+            viewer
+                .establishment
+                .and_then(|e| m.establishment(e))
+                .map(|e| Partition::establishment(&e.uai)),
+        )
+        .collect();
+    partitions.sort();
+    partitions.dedup();
+    partitions
+}
+
 fn join(base: &str, path: &str) -> String {
     format!("{}/{path}", base.trim_end_matches('/'))
 }
@@ -303,6 +356,22 @@ impl App {
     /// This node's place in the region.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The partition to send a query of `caller` to, whole, when every
+    /// record of theirs (their children's schools, their own) is in one
+    /// partition this node does not fold: the holder answers it in one hop
+    /// as it answers its own callers, where slices would be fetched,
+    /// decoded and resolved here. `None`: answered here (nothing elsewhere,
+    /// or some of it here: a two-school family is read from slices).
+    pub fn home_elsewhere(&self, caller: &Caller) -> Option<Partition> {
+        self.cluster.served()?;
+        let viewer = self.lookup_viewer(caller)?;
+        let mut home = self.read(|m| home_partitions(m, &viewer));
+        match (home.pop(), home.is_empty()) {
+            (Some(partition), true) if !self.cluster.holds(&partition) => Some(partition),
+            _ => None,
+        }
     }
 
     /// The holder's side of [`Cluster::fetch_slice`]: once the model has

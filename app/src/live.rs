@@ -38,7 +38,7 @@ pub fn feed(
     let start = after.unwrap_or_else(|| app.live_position());
     let replay = after.is_some();
     let guard = app.subscriber_guard();
-    let watched = app.read(|m| watched_partitions(m, &viewer));
+    let watched = app.read(|m| crate::cluster::home_partitions(m, &viewer));
     let tail = watched
         .iter()
         .any(|p| !app.cluster().holds(p))
@@ -128,26 +128,6 @@ async fn replay_log(
         }
         *last = end;
     }
-}
-
-// cluster (issue 12)
-/// The partitions a viewer's absences come from: their children's schools
-/// and their own.
-fn watched_partitions(m: &Model, viewer: &Viewer) -> Vec<Partition> {
-    let mut partitions: Vec<Partition> = m
-        .children_of(viewer.person)
-        .into_iter()
-        .filter_map(|s| crate::cluster::class_partition(m, s.class_id))
-        .chain(
-            viewer
-                .establishment
-                .and_then(|e| m.establishment(e))
-                .map(|e| Partition::establishment(&e.uai)),
-        )
-        .collect();
-    partitions.sort();
-    partitions.dedup();
-    partitions
 }
 
 /// The feed of a subscriber whose schools are not all folded here: their

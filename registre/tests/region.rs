@@ -114,6 +114,15 @@ async fn seed_region(store: &dyn EventStore) -> Region {
 /// Appends `events` (one stream's, a new one) to `partition` straight into
 /// the log, as a node acknowledging them would have.
 async fn append_stream(store: &dyn EventStore, partition: Partition, events: Vec<DomainEvent>) {
+    append_events(store, partition, ExpectedVersion::NoStream, events).await;
+}
+
+async fn append_events(
+    store: &dyn EventStore,
+    partition: Partition,
+    expected: ExpectedVersion,
+    events: Vec<DomainEvent>,
+) {
     let stream_id = events[0].stream().into_string();
     let events = events
         .into_iter()
@@ -139,7 +148,7 @@ async fn append_stream(store: &dyn EventStore, partition: Partition, events: Vec
         .append(AppendRequest {
             partition,
             stream_id,
-            expected: ExpectedVersion::NoStream,
+            expected,
             events,
             idempotency: None,
         })
@@ -488,6 +497,107 @@ async fn a_family_across_two_nodes_is_served_whole_from_either() {
 
     node_a.stop().await;
     node_c.stop().await;
+}
+
+/// A guardian whose only child's school another node folds is answered by
+/// that node, whole, in one hop rather than from a slice fetched here: the
+/// same answer from either node, the read logged; once no node holds the
+/// school, UNAVAILABLE naming it, never an empty family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_about_a_family_held_elsewhere_is_answered_by_the_node_holding_it() {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    let region = seed_region(store.as_ref()).await;
+    let guardian_b = PersonId::for_external_id("guardian-b");
+    append_stream(
+        store.as_ref(),
+        Partition::directory(),
+        vec![DomainEvent::PersonRegistered(PersonRegistered {
+            person_id: guardian_b,
+            external_id: "guardian-b".into(),
+            display_name: "guardian-b".into(),
+            roles: vec![Role::Guardian],
+            establishment_id: None,
+        })],
+    )
+    .await;
+    link_guardian(store.as_ref(), region.child_b, guardian_b).await;
+    let node_a = start_node(&idp, &db, SCHOOL_A).await;
+    let node_b = start_node(&idp, &db, SCHOOL_B).await;
+    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let teacher_b = idp.token("teacher-b");
+    let french = create_assessment(&node_b, &teacher_b, region.class_b, "Français").await;
+    ok(
+        &node_b,
+        &teacher_b,
+        GRADE,
+        grade_input(&french, region.child_b, 13.5, "h-1"),
+    )
+    .await;
+
+    let guardian = idp.token("guardian-b");
+    let from_a = dashboard(&node_a, &guardian).await;
+    assert_eq!(from_a, dashboard(&node_b, &guardian).await);
+    assert_eq!(from_a.len(), 1);
+    assert_eq!(from_a[0]["grades"][0]["score"], json!(13.5));
+    let forwarded = |metrics: &str, outcome: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("registre_forwarded_requests_total{")
+                && l.contains("reason=\"home\"")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+                && l.ends_with(" 1")
+        })
+    };
+    let metrics = node_a.metrics().await;
+    assert!(forwarded(&metrics, "answered"), "{metrics}");
+    // The node holding the school logged the read, in the shared log.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let about = store
+            .access_about(PersonId::for_external_id("child-b").0)
+            .await
+            .expect("access log");
+        if about.iter().any(|r| r.access.operation.contains("grades")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{about:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // B stops (and leaves the registry): A tries, then answers from here,
+    // where every field of the child's record is UNAVAILABLE, naming B.
+    node_b.stop().await;
+    let response = node_a.graphql(Some(&guardian), DASHBOARD, json!({})).await;
+    let codes = error_codes(&response);
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| c == "UNAVAILABLE"),
+        "{response}"
+    );
+    assert!(error_partitions(&response).iter().all(|p| p == SCHOOL_B));
+    assert!(
+        response["data"]["myChildren"][0]["grades"].is_null(),
+        "{response}"
+    );
+    let metrics = node_a.metrics().await;
+    assert!(forwarded(&metrics, "unavailable"), "{metrics}");
+}
+
+/// Links `guardian` to `student` in the student's stream, after what it holds.
+async fn link_guardian(store: &dyn EventStore, student: StudentId, guardian: PersonId) {
+    let event = DomainEvent::GuardianLinked(GuardianLinked {
+        student_id: student,
+        guardian_id: guardian,
+    });
+    append_events(
+        store,
+        Partition::directory(),
+        ExpectedVersion::Any,
+        vec![event],
+    )
+    .await;
 }
 
 /// A node serving a set reads only its partitions and the directory, yet

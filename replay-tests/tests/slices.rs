@@ -137,6 +137,22 @@ proptest! {
         }
     }
 
+    /// The class slice found through the indexes is the one found by
+    /// walking the whole model.
+    #[test]
+    fn a_class_slice_cut_through_the_indexes_is_the_walked_one(
+        ops in ops(250),
+        erasures in proptest::collection::vec(any::<(u16, u16)>(), 0..4),
+    ) {
+        let whole = fold(&log(&ops, &erasures));
+        for class in whole.classes() {
+            prop_assert_eq!(
+                json(&whole.slice(&Scope::Class(class.id))),
+                json(&whole.class_slice_by_walking(class.id))
+            );
+        }
+    }
+
     #[test]
     fn a_class_slice_answers_its_students_records(ops in ops(250)) {
         let whole = fold(&log(&ops, &[]));
@@ -282,6 +298,18 @@ fn every_field_of_the_model_is_placed_in_a_slice() {
         slices.keys()
     );
     assert_eq!(json(&union(slices.into_values())), value);
+    // Every field filled: the class slice found through the indexes takes
+    // what walking the model takes, field by field.
+    for class in whole.classes() {
+        let mut diff = Vec::new();
+        differences(
+            &json(&whole.slice(&Scope::Class(class.id))),
+            &json(&whole.class_slice_by_walking(class.id)),
+            "",
+            &mut diff,
+        );
+        assert!(diff.is_empty(), "class {}: {diff:#?}", class.id);
+    }
 }
 
 /// The committed golden logs, as the executor partitions them.
@@ -349,6 +377,16 @@ fn golden_logs_slice_and_fold_in_parallel_as_in_order() {
         let parallel = fold_in_parallel(&events, 2).expect("decodes");
         differences(&json(&parallel), &value, "", &mut diff);
         assert!(diff.is_empty(), "{name}: folded in parallel: {diff:#?}");
+        for class in whole.classes() {
+            let mut diff = Vec::new();
+            differences(
+                &json(&whole.slice(&Scope::Class(class.id))),
+                &json(&whole.class_slice_by_walking(class.id)),
+                "",
+                &mut diff,
+            );
+            assert!(diff.is_empty(), "{name}: class {}: {diff:#?}", class.id);
+        }
     }
 }
 
