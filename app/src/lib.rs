@@ -198,6 +198,8 @@ pub struct App {
     notify_stats: Arc<notify::NotifyStats>,
     // cluster (issue 12)
     cluster: cluster::Cluster,
+    /// The shared readers of schools watched from here, folded elsewhere.
+    tails: live::Tails,
 }
 
 /// A class's average per subject (`None`: no GRADED grade yet).
@@ -292,6 +294,7 @@ impl App {
         )?;
         let app = Arc::new(App {
             cluster,
+            tails: live::Tails::default(),
             store,
             engine,
             live: live_tx,

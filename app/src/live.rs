@@ -6,18 +6,23 @@
 //! small channel; it ends when the client goes away or the App shuts down.
 //!
 //! cluster (issue 12): on a node that does not fold a school the subscriber
-//! hears of (a child's, a staff member's own), the feed reads those
-//! schools' partitions of the shared log itself ([`LogReader::partitions`],
-//! woken by the store's wake-ups) instead of the node's broadcast: every
-//! absence reaches them, in log order, resumable with `after` (positions
-//! are global), even while the node holding the school is down.
+//! hears of (a child's, a staff member's own), the feed hears of those
+//! schools' absences from a [`Tail`]: one reader of their partitions of
+//! the shared log ([`LogReader::partitions`], woken by the store's
+//! wake-ups) per set of schools, shared by every subscriber watching that
+//! set, broadcasting as the node's own feed does (one query per wake-up
+//! and set, not per subscriber). Every absence reaches them, in log order,
+//! resumable with `after` (positions are global), even while the node
+//! holding the school is down.
 
 use super::follower::{announced_absence, stopped, LiveAbsence};
 use super::{ApiError, App, Viewer};
 use registre_domain::StudentId;
 use registre_projections::{LoggedEvent, ReadModel as Model};
 use registre_store::{LogReader, Partition, Position};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -50,7 +55,18 @@ pub fn feed(
             match tail {
                 Some(partitions) => {
                     drop(live);
-                    tail_partitions(&app, &viewer, after, partitions, filter.as_ref(), &tx).await
+                    match app.tails.of(&app, partitions).await {
+                        Ok(tail) => {
+                            let live = tail.live.subscribe();
+                            let start =
+                                after.unwrap_or_else(|| tail.published.load(Ordering::SeqCst));
+                            run(&app, &viewer, start, replay, live, filter.as_ref(), &tx).await;
+                            drop(tail);
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                        }
+                    }
                 }
                 None => run(&app, &viewer, start, replay, live, filter.as_ref(), &tx).await,
             }
@@ -130,61 +146,119 @@ async fn replay_log(
     }
 }
 
-/// The feed of a subscriber whose schools are not all folded here: their
-/// partitions of the log, after `after` (or the head), then as they grow.
-async fn tail_partitions(
-    app: &App,
-    viewer: &Viewer,
-    after: Option<Position>,
+/// The readers of the schools subscribers of this node watch and another
+/// node folds, by set of partitions; each lives while a subscriber holds it.
+#[derive(Debug, Default)]
+pub(crate) struct Tails(parking_lot::Mutex<HashMap<Vec<Partition>, Weak<Tail>>>);
+
+/// One reader of some partitions of the log, broadcasting their absences.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    live: broadcast::Sender<LiveAbsence>,
+    /// Raised before a page's absences are sent (as the node's own feed):
+    /// a subscriber that joins and then reads it hears of every absence
+    /// above it.
+    published: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Tails {
+    /// The reader of `partitions`, started at the log's head when no
+    /// subscriber watches them yet.
+    async fn of(&self, app: &Arc<App>, partitions: Vec<Partition>) -> Result<Arc<Tail>, ApiError> {
+        if let Some(tail) = self.0.lock().get(&partitions).and_then(Weak::upgrade) {
+            return Ok(tail);
+        }
+        let head = app.store().head().await?;
+        let mut tails = self.0.lock();
+        if let Some(tail) = tails.get(&partitions).and_then(Weak::upgrade) {
+            return Ok(tail);
+        }
+        let (live, _) = broadcast::channel(app.config.live_capacity.max(16));
+        let published = Arc::new(AtomicU64::new(head));
+        let task = tokio::spawn(read_tail(
+            Arc::downgrade(app),
+            partitions.clone(),
+            head,
+            live.clone(),
+            Arc::clone(&published),
+        ));
+        let tail = Arc::new(Tail {
+            live,
+            published,
+            task,
+        });
+        tails.retain(|_, t| t.strong_count() > 0);
+        tails.insert(partitions, Arc::downgrade(&tail));
+        Ok(tail)
+    }
+}
+
+/// Reads `partitions` of the log after `start` as they grow and broadcasts
+/// their absences. A read that fails is retried after a pause that doubles
+/// (the store is down: subscribers resume where it stopped); an event
+/// this build cannot decode stops it there, as it stops the node's
+/// follower.
+async fn read_tail(
+    app: Weak<App>,
     partitions: Vec<Partition>,
-    filter: &Filter,
-    tx: &mpsc::Sender<Result<LiveAbsence, ApiError>>,
+    start: Position,
+    live: broadcast::Sender<LiveAbsence>,
+    published: Arc<AtomicU64>,
 ) {
-    let start = match after {
-        Some(after) => after,
-        None => match app.store().head().await {
-            Ok(head) => head,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        },
+    let Some((store, poll)) = app
+        .upgrade()
+        .map(|a| (Arc::clone(a.store()), a.engine().config().idle_recheck))
+    else {
+        return;
     };
-    let mut log = LogReader::new(app.store().clone(), start).partitions(Some(partitions.into()));
-    let poll = app.engine().config().idle_recheck;
+    let mut log = LogReader::new(store, start).partitions(Some(partitions.into()));
+    let mut pause = MIN_PAUSE;
     loop {
         let page = match log.next_page().await {
             Ok(page) => page,
             Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
+                tracing::warn!(error = %e, "reading the watched schools' log failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                continue;
             }
         };
-        if page.is_empty() {
+        pause = MIN_PAUSE;
+        let Some(end) = page.last().map(|r| r.position) else {
             log.wait(poll).await;
             continue;
-        }
+        };
+        let mut absences = Vec::new();
         for rec in &page {
-            let logged = match LoggedEvent::decode(rec) {
-                Ok(logged) => logged,
+            match LoggedEvent::decode(rec) {
+                Ok(logged) => absences.extend(announced_absence(&logged)),
                 Err(e) => {
                     tracing::error!(error = %e, "live tail stopped at an undecodable event");
-                    let _ = tx
-                        .send(Err(ApiError::Internal(
-                            "the log holds an event this server cannot read".into(),
-                        )))
-                        .await;
-                    return;
-                }
-            };
-            if let Some(item) = announced_absence(&logged) {
-                if send(app, viewer, filter, item, tx).await.is_err() {
+                    published.store(rec.position.saturating_sub(1), Ordering::SeqCst);
+                    for a in absences {
+                        let _ = live.send(a);
+                    }
                     return;
                 }
             }
+        }
+        published.store(end, Ordering::SeqCst);
+        for a in absences {
+            // No receiver is not an error: the last subscriber just left.
+            let _ = live.send(a);
         }
     }
 }
+
+const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run(
     app: &App,

@@ -714,11 +714,15 @@ async fn a_live_absence_crosses_nodes() {
     let node_b = start_node(&idp, &db, SCHOOL_B).await;
     wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
     let guardian = idp.token("guardian");
+    // Two subscribers watching the same schools share one reader of them.
     let mut ws = subscribe(&node_a, &guardian, None).await;
+    let mut twin = subscribe(&node_a, &guardian, None).await;
 
     let in_b = report_absence(&node_b, &idp.token("teacher-b"), region.child_b).await;
     let in_a = report_absence(&node_a, &idp.token("teacher-a"), region.child_a).await;
     let got = notifications(&mut ws, "live", 2).await;
+    assert_eq!(notifications(&mut twin, "live", 2).await, got);
+    twin.close().await;
     assert_eq!(
         got.iter()
             .map(|g| (g.0.as_str(), g.2.as_str()))
