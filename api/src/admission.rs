@@ -112,6 +112,10 @@ struct Inner {
     metrics: Metrics,
 }
 
+/// Requests of the current second past which its own ratio of refusals to
+/// admissions is taken as the pressure.
+const PRESSURE_SAMPLE: u64 = 64;
+
 /// Admissions and refusals of the current and of the previous whole second.
 #[derive(Debug)]
 struct Pressure {
@@ -165,10 +169,20 @@ impl Pressure {
         }
     }
 
-    /// Seconds of capacity the refused clients of the last second stand for.
+    /// Seconds of capacity the refused clients stand for: those of the last
+    /// second, or of the current one once it has seen enough requests to
+    /// say (whichever is more): a surge is seen within milliseconds of its
+    /// start, not a second later, when the clients refused meanwhile have
+    /// all been told the least delay and come back together.
     fn backlog_secs(&mut self, now: Instant) -> u64 {
         self.roll(now);
-        self.last_refused.div_ceil(self.last_admitted.max(1))
+        let last = self.last_refused.div_ceil(self.last_admitted.max(1));
+        let current = if self.admitted + self.refused >= PRESSURE_SAMPLE {
+            self.refused.div_ceil(self.admitted.max(1))
+        } else {
+            0
+        };
+        last.max(current)
     }
 }
 
@@ -600,6 +614,25 @@ mod tests {
         assert_eq!(told.iter().min(), Some(&15));
         // A quiet second after: back to the least.
         assert_eq!(admission.retry_after_at(second(5)), 2);
+        // A surge seen within its first second: 10 admitted and 100 refused
+        // so far stand for 10 seconds, without waiting for the second to end.
+        {
+            let mut p = admission.inner.pressure.lock();
+            p.admitted = 10;
+            p.refused = 100;
+        }
+        let told: std::collections::BTreeSet<u64> = (0..6)
+            .map(|_| admission.retry_after_at(second(5)))
+            .collect();
+        assert_eq!(told, (5..=10).collect());
+        // Too few requests yet to say: the least.
+        {
+            let mut p = admission.inner.pressure.lock();
+            p.roll(second(7));
+            p.admitted = 1;
+            p.refused = 20;
+        }
+        assert_eq!(admission.retry_after_at(second(7)), 2);
         // Counted through the real paths: a refusal raises the next second's delay.
         let held = admission.try_admit(Kind::Read).expect("the one place");
         for _ in 0..5 {
