@@ -655,6 +655,31 @@ async fn internal_slice<E: Executor>(
 /// The partition a response asks to be forwarded for: a single operation
 /// decided nowhere ([`FORWARD_EXTENSION`]) of which no field answered, so
 /// that running it again elsewhere repeats nothing.
+/// Sends a request as it came to a node holding `partition`, counted by
+/// `reason` and outcome in `registre_forwarded_requests_total`.
+async fn forward_whole<E: Executor>(
+    t: &Transport<E>,
+    peers: &dyn Peers,
+    reason: &str,
+    partition: &str,
+    authorization: &Option<String>,
+    body: &warp::hyper::body::Bytes,
+) -> Result<(u16, Vec<u8>), DownloadRefusal> {
+    let answer = peers
+        .forward(partition, authorization.as_deref(), body.to_vec())
+        .await;
+    let outcome = if answer.is_ok() {
+        "answered"
+    } else {
+        "unavailable"
+    };
+    t.metrics
+        .forwarded
+        .with_label_values(&[reason, outcome])
+        .inc();
+    answer
+}
+
 /// Another node's answer to a request forwarded whole, as this node's.
 fn forwarded_reply(
     (status, bytes): (u16, Vec<u8>),
@@ -825,18 +850,9 @@ async fn run_batch<E: Executor>(
         {
             let query = !crate::admission::is_mutation(&r.query, r.operation_name.as_deref());
             if let Some(partition) = query.then(|| peers.home_elsewhere(caller)).flatten() {
-                let answer = peers
-                    .forward(&partition, authorization.as_deref(), body.to_vec())
-                    .await;
-                let outcome = if answer.is_ok() {
-                    "answered"
-                } else {
-                    "unavailable"
-                };
-                t.metrics
-                    .forwarded
-                    .with_label_values(&["home", outcome])
-                    .inc();
+                let answer =
+                    forward_whole(t, peers.as_ref(), "home", &partition, &authorization, body)
+                        .await;
                 if let Ok(answer) = answer {
                     return forwarded_reply(answer, request_id);
                 }
@@ -855,18 +871,15 @@ async fn run_batch<E: Executor>(
         if let (Some(body), Some(peers), Some(partition)) =
             (forward, &t.peers, forward_target(&response))
         {
-            let answer = peers
-                .forward(&partition, authorization.as_deref(), body.to_vec())
-                .await;
-            let outcome = if answer.is_ok() {
-                "answered"
-            } else {
-                "unavailable"
-            };
-            t.metrics
-                .forwarded
-                .with_label_values(&["elsewhere", outcome])
-                .inc();
+            let answer = forward_whole(
+                t,
+                peers.as_ref(),
+                "elsewhere",
+                &partition,
+                &authorization,
+                body,
+            )
+            .await;
             return match answer {
                 Ok(answer) => forwarded_reply(answer, request_id),
                 Err(refusal) => {

@@ -186,6 +186,26 @@ async fn start_node_with(idp: &Idp, db: &TestDb, schools: &str, more: &[(&str, &
     Node::start(&idp.config(db, &settings)).await
 }
 
+/// A fresh database holding the seeded region, its identity provider and
+/// a store over it.
+async fn seeded_region() -> (TestDb, Idp, std::sync::Arc<dyn EventStore>, Region) {
+    let db = TestDb::create().await;
+    let idp = Idp::new();
+    let store = registre::node::open_store(&idp.config(&db, &[]))
+        .await
+        .expect("open the store");
+    let region = seed_region(store.as_ref()).await;
+    (db, idp, store, region)
+}
+
+/// A node folding school A and one folding school B, both registered.
+async fn two_nodes(idp: &Idp, db: &TestDb, store: &dyn EventStore) -> (Node, Node) {
+    let node_a = start_node(idp, db, SCHOOL_A).await;
+    let node_b = start_node(idp, db, SCHOOL_B).await;
+    wait_registered(store, &[&node_a, &node_b]).await;
+    (node_a, node_b)
+}
+
 /// Waits until the registry lists a live node at each of `nodes`' URLs.
 async fn wait_registered(store: &dyn EventStore, nodes: &[&Node]) {
     let registry = store.nodes().expect("PostgreSQL keeps a registry");
@@ -311,15 +331,8 @@ fn error_partitions(response: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_family_across_two_nodes_is_served_whole_from_either() {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
-    let node_a = start_node(&idp, &db, SCHOOL_A).await;
-    let node_b = start_node(&idp, &db, SCHOOL_B).await;
-    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let (db, idp, store, region) = seeded_region().await;
+    let (node_a, node_b) = two_nodes(&idp, &db, store.as_ref()).await;
     let (teacher_a, teacher_b, guardian) = (
         idp.token("teacher-a"),
         idp.token("teacher-b"),
@@ -505,12 +518,7 @@ async fn a_family_across_two_nodes_is_served_whole_from_either() {
 /// school, UNAVAILABLE naming it, never an empty family.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_about_a_family_held_elsewhere_is_answered_by_the_node_holding_it() {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
+    let (db, idp, store, region) = seeded_region().await;
     let guardian_b = PersonId::for_external_id("guardian-b");
     append_stream(
         store.as_ref(),
@@ -525,9 +533,7 @@ async fn a_query_about_a_family_held_elsewhere_is_answered_by_the_node_holding_i
     )
     .await;
     link_guardian(store.as_ref(), region.child_b, guardian_b).await;
-    let node_a = start_node(&idp, &db, SCHOOL_A).await;
-    let node_b = start_node(&idp, &db, SCHOOL_B).await;
-    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let (node_a, node_b) = two_nodes(&idp, &db, store.as_ref()).await;
     let teacher_b = idp.token("teacher-b");
     let french = create_assessment(&node_b, &teacher_b, region.class_b, "Français").await;
     ok(
@@ -605,15 +611,8 @@ async fn link_guardian(store: &dyn EventStore, student: StudentId, guardian: Per
 /// it), and saves and restarts from its own partitions' snapshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_folds_only_its_schools_and_keeps_its_own_snapshot() {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
-    let node_a = start_node(&idp, &db, SCHOOL_A).await;
-    let node_b = start_node(&idp, &db, SCHOOL_B).await;
-    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let (db, idp, store, region) = seeded_region().await;
+    let (node_a, node_b) = two_nodes(&idp, &db, store.as_ref()).await;
     let teacher_b = idp.token("teacher-b");
     create_assessment(&node_b, &teacher_b, region.class_b, "Français").await;
     // Node A is ready (at the head) although the last event is B's.
@@ -704,15 +703,8 @@ async fn subscribe(node: &Node, token: &str, after: Option<&str>) -> support::Ws
 /// in school B on B's node, and resumes after it with `after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_absence_crosses_nodes() {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
-    let node_a = start_node(&idp, &db, SCHOOL_A).await;
-    let node_b = start_node(&idp, &db, SCHOOL_B).await;
-    wait_registered(store.as_ref(), &[&node_a, &node_b]).await;
+    let (db, idp, store, region) = seeded_region().await;
+    let (node_a, node_b) = two_nodes(&idp, &db, store.as_ref()).await;
     let guardian = idp.token("guardian");
     // Two subscribers watching the same schools share one reader of them.
     let mut ws = subscribe(&node_a, &guardian, None).await;
@@ -752,12 +744,7 @@ async fn a_live_absence_crosses_nodes() {
 /// acknowledged is there when another node takes school B over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_nodes_school_is_unavailable_until_taken_over_and_nothing_is_lost() {
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
+    let (db, idp, store, region) = seeded_region().await;
     let node_a = start_node(&idp, &db, SCHOOL_A).await;
     let port = free_port();
     let mut env = idp.env(&db);
@@ -836,12 +823,7 @@ async fn a_killed_nodes_school_is_unavailable_until_taken_over_and_nothing_is_lo
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_schools_notices_are_sent_once_by_its_node_and_after_a_takeover() {
     let (smtp, mut mails) = support::smtp_server(0).await;
-    let db = TestDb::create().await;
-    let idp = Idp::new();
-    let store = registre::node::open_store(&idp.config(&db, &[]))
-        .await
-        .expect("open the store");
-    let region = seed_region(store.as_ref()).await;
+    let (db, idp, store, region) = seeded_region().await;
     let mail = [
         ("REGISTRE_SMTP_URL", smtp.as_str()),
         (
