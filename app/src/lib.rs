@@ -220,6 +220,7 @@ impl App {
     /// does not: a large log is folded while the server already answers
     /// /healthz (and /readyz reports the lag).
     pub async fn new(store: Arc<dyn EventStore>, config: AppConfig) -> Result<Arc<App>, ApiError> {
+        let started = std::time::Instant::now();
         // A log from before partitions gets them before anything reads it
         // by partition (a no-op, one indexed probe, once it has).
         let assigned =
@@ -316,6 +317,11 @@ impl App {
             app.shutdown_signal(),
         ));
         app.tasks.lock().push(registry);
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            position = app.engine.position(),
+            "application started"
+        );
         Ok(app)
     }
 

@@ -30,6 +30,30 @@ pub async fn with_fresh<T>(
     result
 }
 
+/// The URL of the database `name` on the server of `admin_url`, created if
+/// it is not there; never dropped by the benchmark (`--keep`).
+pub async fn kept(admin_url: &str, name: &str) -> Result<String> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "database name {name:?}: lower-case letters, digits and _ only"
+    );
+    let admin = registre_store::testing::connect(admin_url).await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(registre_store::testing::with_database(admin_url, name))
+}
+
 /// `raw` behind the vault: personal text sealed on append, as the server
 /// writes it.
 pub fn sealed(raw: Arc<dyn EventStore>) -> Result<Arc<dyn EventStore>> {

@@ -3,6 +3,13 @@
 //! its numbers and its ratios to the targets it is compared with; nothing here
 //! is a timed test.
 
+/// The node's allocator, so that in-process folds and decodes measure what a
+/// node does; `--features system-allocator` measures glibc's for comparison
+/// (decision 0025).
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod db;
 mod gen;

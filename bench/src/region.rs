@@ -18,7 +18,6 @@
 //!   children served by the last one, reported by their teacher through the
 //!   node that serves them.
 
-use crate::db::TestDb;
 use crate::gen::GenConfig;
 use crate::growth::Until;
 use crate::node::ChildNode;
@@ -50,6 +49,12 @@ pub struct RegionArgs {
     pub absences: usize,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Load the region into the database of this name and keep it there, or
+    /// reuse it when an earlier run with the same establishments, classes and
+    /// seed left it complete (a 10^7 region takes some twenty minutes to
+    /// load). Dropped by hand: `DROP DATABASE name`.
+    #[arg(long)]
+    pub keep: Option<String>,
 }
 
 /// What one node of a run measured.
@@ -91,14 +96,73 @@ pub struct RegionRun {
 #[derive(Clone, Debug)]
 pub struct RegionReport {
     pub events: u64,
-    pub load: Duration,
+    /// The load's duration; `None` when a kept database was reused.
+    pub load: Option<Duration>,
     pub runs: Vec<(usize, RegionRun)>,
 }
 
 const NODE_KEY: &str = "region-benchmark-node-key-0123456789";
 
 pub async fn run(admin_url: &str, args: &RegionArgs) -> Result<RegionReport> {
-    crate::db::with_fresh(admin_url, "region", async |db| run_in(db, args).await).await
+    match &args.keep {
+        None => {
+            crate::db::with_fresh(admin_url, "region", async |db| {
+                let (events, took) = load(&db.url, args).await?;
+                run_in(&db.url, events, Some(took), args).await
+            })
+            .await
+        }
+        Some(name) => {
+            let url = crate::db::kept(admin_url, name).await?;
+            let (events, took) = match loaded(&url, args).await? {
+                Some(events) => {
+                    eprintln!("region: reusing {events} events loaded in database {name}");
+                    (events, None)
+                }
+                None => {
+                    let (events, took) = load(&url, args).await?;
+                    mark_loaded(&url, args, events).await?;
+                    (events, Some(took))
+                }
+            };
+            run_in(&url, events, took, args).await
+        }
+    }
+}
+
+/// What a kept database's region was generated with: reused only if equal.
+fn region_label(args: &RegionArgs) -> String {
+    format!(
+        "establishments={} classes={} seed={}",
+        args.establishments, args.classes, args.seed
+    )
+}
+
+/// The events of a complete region load with these arguments in the kept
+/// database at `url`, if one is there.
+async fn loaded(url: &str, args: &RegionArgs) -> Result<Option<u64>> {
+    let client = registre_store::testing::connect(url).await?;
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS bench_region (label text PRIMARY KEY, events bigint NOT NULL)")
+        .await?;
+    let row = client
+        .query_opt(
+            "SELECT events FROM bench_region WHERE label = $1",
+            &[&region_label(args)],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+}
+
+async fn mark_loaded(url: &str, args: &RegionArgs, events: u64) -> Result<()> {
+    let client = registre_store::testing::connect(url).await?;
+    client
+        .execute(
+            "INSERT INTO bench_region (label, events) VALUES ($1, $2)",
+            &[&region_label(args), &(events as i64)],
+        )
+        .await?;
+    Ok(())
 }
 
 fn gen_config(args: &RegionArgs) -> GenConfig {
@@ -114,11 +178,12 @@ fn uai(no: usize) -> String {
     format!("{:07}{}", 750_000 + no, (b'A' + (no % 26) as u8) as char)
 }
 
-async fn run_in(db: &TestDb, args: &RegionArgs) -> Result<RegionReport> {
+/// Loads the region into the (empty) database at `url`; answers its events.
+async fn load(url: &str, args: &RegionArgs) -> Result<(u64, Duration)> {
     let config = gen_config(args);
     let started = Instant::now();
-    let separator = if db.url.contains('?') { '&' } else { '?' };
-    let loading_url = format!("{}{separator}options=-c%20synchronous_commit%3Doff", db.url);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let loading_url = format!("{url}{separator}options=-c%20synchronous_commit%3Doff");
     let (events, _) = crate::growth::load(
         crate::db::sealed_postgres(&loading_url).await?,
         &config,
@@ -131,13 +196,22 @@ async fn run_in(db: &TestDb, args: &RegionArgs) -> Result<RegionReport> {
         "region: {} establishments, {events} events loaded in {load:.2?}",
         args.establishments
     );
-    let admin = db.connect().await?;
+    let admin = registre_store::testing::connect(url).await?;
     admin.batch_execute("VACUUM (ANALYZE) events").await?;
     admin.batch_execute("CHECKPOINT").await?;
+    Ok((events, load))
+}
 
+async fn run_in(
+    url: &str,
+    events: u64,
+    load: Option<Duration>,
+    args: &RegionArgs,
+) -> Result<RegionReport> {
+    let admin = registre_store::testing::connect(url).await?;
     let mut runs = Vec::new();
     for &n in &args.nodes {
-        let run = run_nodes(db, &admin, args, n.max(1)).await?;
+        let run = run_nodes(url, &admin, args, n.max(1)).await?;
         runs.push((n.max(1), run));
     }
     Ok(RegionReport { events, load, runs })
@@ -161,7 +235,7 @@ fn node_env(uais: &[String], addr: std::net::SocketAddr) -> Vec<(String, String)
 }
 
 async fn start_all(
-    db: &TestDb,
+    url: &str,
     shares: &[Vec<String>],
     addrs: &[std::net::SocketAddr],
     ready_within: Duration,
@@ -170,7 +244,7 @@ async fn start_all(
     // parallel and each start time is its own.
     let starts = shares.iter().zip(addrs).map(|(uais, addr)| {
         let env = node_env(uais, *addr);
-        let url = db.url.clone();
+        let url = url.to_owned();
         let addr = *addr;
         async move {
             let started = Instant::now();
@@ -189,7 +263,7 @@ async fn start_all(
 }
 
 async fn run_nodes(
-    db: &TestDb,
+    url: &str,
     admin: &tokio_postgres::Client,
     args: &RegionArgs,
     n: usize,
@@ -217,7 +291,7 @@ async fn run_nodes(
         events.push(count as u64);
     }
     let ready_within = Duration::from_secs(1800);
-    let (nodes, first) = start_all(db, &shares, &addrs, ready_within).await?;
+    let (nodes, first) = start_all(url, &shares, &addrs, ready_within).await?;
     for (i, t) in first.iter().enumerate() {
         eprintln!(
             "  node {i}: folded {} events in {t:.2?} ({:.0} events/s)",
@@ -229,7 +303,7 @@ async fn run_nodes(
     for node in nodes {
         node.terminate(Duration::from_secs(300)).await?;
     }
-    let (nodes, cold) = start_all(db, &shares, &addrs, ready_within).await?;
+    let (nodes, cold) = start_all(url, &shares, &addrs, ready_within).await?;
     let result = measure(&nodes, args, &shares).await;
     let mut rows = Vec::with_capacity(n);
     for (i, node) in nodes.iter().enumerate() {
@@ -445,11 +519,14 @@ fn ms(d: Duration) -> f64 {
 pub fn print(report: &RegionReport, args: &RegionArgs) {
     println!();
     println!(
-        "Region: {} establishments x {} classes, {} events (loaded in {:.1} s)",
+        "Region: {} establishments x {} classes, {} events ({})",
         args.establishments,
         args.classes,
         report.events,
-        report.load.as_secs_f64()
+        match report.load {
+            Some(took) => format!("loaded in {:.1} s", took.as_secs_f64()),
+            None => "loaded by an earlier run".into(),
+        }
     );
     println!("| nodes | node | establishments | events folded | first start s | fold events/s | cold start s (snapshots) | RSS ready MB | RSS after MB |");
     println!("|---|---|---|---|---|---|---|---|---|");

@@ -996,181 +996,7 @@ impl ReadModel {
     /// Adds the entries of `part` (another slice of the same log): the union
     /// of the two, indexes merged in log order, position the later of both.
     pub fn absorb(&mut self, part: ReadModel) {
-        let ReadModel {
-            position,
-            establishments,
-            classes,
-            persons,
-            person_by_external_id,
-            students,
-            student_by_person,
-            children,
-            enrolments,
-            teachings,
-            assessments,
-            assessments_by_class,
-            grades,
-            grades_by_student,
-            grades_by_assessment,
-            absences,
-            absences_by_student,
-            cancelled_absences,
-            homework,
-            homework_by_class,
-            withdrawn_homework,
-            messages,
-            threads,
-            received,
-            sent,
-            audit,
-            audit_in,
-            discipline,
-            school_day,
-            evaluation,
-            communication,
-        } = part;
-        self.position = self.position.max(position);
-        join(&mut self.establishments, establishments);
-        join(&mut self.classes, classes);
-        join(&mut self.persons, persons);
-        join(&mut self.person_by_external_id, person_by_external_id);
-        join(&mut self.students, students);
-        join(&mut self.student_by_person, student_by_person);
-        join_with(&mut self.children, children, |a, b| a.extend(b));
-        join_with(&mut self.enrolments, enrolments, |a, b| {
-            a.extend(b);
-            a.sort_unstable();
-        });
-        self.teachings.extend(teachings);
-        join(&mut self.assessments, assessments);
-        join_with(
-            &mut self.assessments_by_class,
-            assessments_by_class,
-            |a, b| a.extend(b),
-        );
-        join(&mut self.grades, grades);
-        join_with(&mut self.grades_by_student, grades_by_student, |a, b| {
-            a.extend(b)
-        });
-        join_with(
-            &mut self.grades_by_assessment,
-            grades_by_assessment,
-            |a, b| a.extend(b),
-        );
-        join(&mut self.absences, absences);
-        join_with(
-            &mut self.absences_by_student,
-            absences_by_student,
-            |a, b| a.extend(b),
-        );
-        join(&mut self.cancelled_absences, cancelled_absences);
-        join(&mut self.homework, homework);
-        join_with(&mut self.homework_by_class, homework_by_class, |a, b| {
-            a.extend(b)
-        });
-        join(&mut self.withdrawn_homework, withdrawn_homework);
-        join(&mut self.messages, messages);
-        let messages = &self.messages;
-        let at = |m: &MessageId| messages.get(m).map_or(0, |m| m.position);
-        join_with(&mut self.threads, threads, |a, b| {
-            a.messages.extend(b.messages);
-            a.messages.sort_by_key(at);
-            a.participants.extend(b.participants);
-        });
-        join_with(&mut self.received, received, |a, b| {
-            a.extend(b);
-            a.sort_by_key(at);
-        });
-        join_with(&mut self.sent, sent, |a, b| {
-            a.extend(b);
-            a.sort_by_key(at);
-        });
-        join_with(&mut self.audit, audit, merge_positions);
-        join_with(&mut self.audit_in, audit_in, |a, b| {
-            join_with(a, b, merge_positions)
-        });
-        let Discipline {
-            incidents,
-            incidents_by_establishment,
-            punishments,
-            punishments_by_student,
-            sanctions,
-            sanctions_by_student,
-        } = discipline;
-        let d = &mut self.discipline;
-        join(&mut d.incidents, incidents);
-        join_with(
-            &mut d.incidents_by_establishment,
-            incidents_by_establishment,
-            |a, b| a.extend(b),
-        );
-        join(&mut d.punishments, punishments);
-        join_with(
-            &mut d.punishments_by_student,
-            punishments_by_student,
-            |a, b| a.extend(b),
-        );
-        join(&mut d.sanctions, sanctions);
-        join_with(&mut d.sanctions_by_student, sanctions_by_student, |a, b| {
-            a.extend(b)
-        });
-        let SchoolDay {
-            courses,
-            courses_by_class,
-            courses_by_teacher,
-            motives,
-            motives_by_establishment,
-            holidays,
-            absence_motive,
-            absence_course,
-            homework: details,
-            homework_by_course,
-            homework_done,
-        } = school_day;
-        let s = &mut self.school_day;
-        join(&mut s.courses, courses);
-        join_with(&mut s.courses_by_class, courses_by_class, |a, b| {
-            a.extend(b)
-        });
-        join_with(&mut s.courses_by_teacher, courses_by_teacher, |a, b| {
-            a.extend(b)
-        });
-        join(&mut s.motives, motives);
-        join(&mut s.motives_by_establishment, motives_by_establishment);
-        join(&mut s.holidays, holidays);
-        join(&mut s.absence_motive, absence_motive);
-        join(&mut s.absence_course, absence_course);
-        join(&mut s.homework, details);
-        join_with(&mut s.homework_by_course, homework_by_course, |a, b| {
-            a.extend(b)
-        });
-        join_with(&mut s.homework_done, homework_done, |a, b| a.extend(b));
-        let Evaluation {
-            periods,
-            by_establishment,
-            appreciations,
-        } = evaluation;
-        let e = &mut self.evaluation;
-        join(&mut e.periods, periods);
-        join(&mut e.by_establishment, by_establishment);
-        join_with(&mut e.appreciations, appreciations, join);
-        let Communication {
-            attachments,
-            uploaded_by,
-            of_message,
-            of_homework,
-            of_absence,
-            preferences,
-            push,
-        } = communication;
-        let c = &mut self.communication;
-        join(&mut c.attachments, attachments);
-        join_with(&mut c.uploaded_by, uploaded_by, |a, b| a.extend(b));
-        join_with(&mut c.of_message, of_message, |a, b| a.extend(b));
-        join_with(&mut c.of_homework, of_homework, |a, b| a.extend(b));
-        join_with(&mut c.of_absence, of_absence, |a, b| a.extend(b));
-        join(&mut c.preferences, preferences);
-        join(&mut c.push, push);
+        *self = union_of(vec![std::mem::take(self), part], 1);
     }
 
     // ---- The facts a slice and a partition's fold read ----------------------
@@ -1599,25 +1425,186 @@ pub fn fold_in_parallel(events: &[RecordedEvent], threads: usize) -> Result<Read
     Ok(directory.join(parts.into_iter().flatten(), threads))
 }
 
-/// The union of `parts` ([`ReadModel::absorb`]), merged pairwise on up to
-/// `threads` threads: a merge is linear in both sides, so pairs keep the
-/// whole at the model's size times the log of the count, where absorbing
-/// one part after another would grow with the count's square.
+/// The union of `parts` (slices of the same log, in log order of their
+/// partitions): each map gathered from every part at once by a k-way merge
+/// of their sorted entries, so an entry moves once whatever the number of
+/// parts (merging pairwise rebuilt every map once per level: at 200
+/// establishments, eight times). A key held by several parts keeps the
+/// latest part's value, or merges the values where the map is an index.
+/// The maps are gathered on up to `threads` threads, the largest first.
+/// (Every field of the model must be gathered here: the slices tests compare
+/// the union of a log's slices with its whole fold, every field filled.)
 pub fn union_of(mut parts: Vec<ReadModel>, threads: usize) -> ReadModel {
-    while parts.len() > 1 {
-        let mut pairs = Vec::with_capacity(parts.len() / 2 + 1);
-        let mut rest = parts.into_iter();
-        while let Some(a) = rest.next() {
-            pairs.push((a, rest.next()));
-        }
-        parts = crate::parallel::in_parallel(pairs, threads, |(mut a, b)| {
-            if let Some(b) = b {
-                a.absorb(b);
-            }
-            a
-        });
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
     }
-    parts.pop().unwrap_or_default()
+    // Every part's value of one field, taken out of the parts.
+    macro_rules! all {
+        ($($field:tt)+) => {
+            parts
+                .iter_mut()
+                .map(|p| std::mem::take(&mut p.$($field)+))
+                .collect::<Vec<_>>()
+        };
+    }
+    let mut out = ReadModel {
+        position: parts.iter().map(|p| p.position).max().unwrap_or(0),
+        ..ReadModel::default()
+    };
+    // Each job fills its own fields of `out` (closures borrow disjoint fields).
+    let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
+    macro_rules! job {
+        ($($field:ident).+ => $merge:expr) => {{
+            let taken = all!($($field).+);
+            let slot = &mut out.$($field).+;
+            jobs.push(Box::new(move || *slot = gather(taken, $merge)));
+        }};
+    }
+    // The largest first (a grade, an absence, an audit entry per event).
+    job!(grades => keep_later);
+    job!(audit => merge_positions);
+    job!(absences => keep_later);
+    job!(audit_in => |a, b| join_with(a, b, merge_positions));
+    job!(grades_by_student => extend);
+    job!(grades_by_assessment => extend);
+    job!(absences_by_student => extend);
+    job!(school_day.courses => keep_later);
+    job!(school_day.courses_by_class => extend);
+    job!(school_day.courses_by_teacher => extend);
+    job!(school_day.absence_course => keep_later);
+    job!(school_day.absence_motive => keep_later);
+    {
+        // Threads and mailboxes list messages in log order: they need the
+        // messages gathered first.
+        let (messages, threads_of, received, sent) =
+            (all!(messages), all!(threads), all!(received), all!(sent));
+        let (m, t, r, s) = (
+            &mut out.messages,
+            &mut out.threads,
+            &mut out.received,
+            &mut out.sent,
+        );
+        jobs.push(Box::new(move || {
+            *m = gather(messages, keep_later);
+            let messages = &*m;
+            let at = |id: &MessageId| messages.get(id).map_or(0, |m| m.position);
+            let in_log_order = |a: &mut Vec<MessageId>, b: Vec<MessageId>| {
+                a.extend(b);
+                a.sort_by_key(at);
+            };
+            *t = gather(
+                threads_of,
+                |a: &mut crate::model::Thread, b: crate::model::Thread| {
+                    a.messages.extend(b.messages);
+                    a.messages.sort_by_key(at);
+                    a.participants.extend(b.participants);
+                },
+            );
+            *r = gather(received, in_log_order);
+            *s = gather(sent, in_log_order);
+        }));
+    }
+    job!(homework => keep_later);
+    job!(homework_by_class => extend);
+    job!(school_day.homework => keep_later);
+    job!(school_day.homework_by_course => extend);
+    job!(school_day.homework_done => extend);
+    job!(establishments => keep_later);
+    job!(classes => keep_later);
+    job!(persons => keep_later);
+    job!(person_by_external_id => keep_later);
+    job!(students => keep_later);
+    job!(student_by_person => keep_later);
+    job!(children => extend);
+    job!(enrolments => |a, b| {
+        a.extend(b);
+        a.sort_unstable();
+    });
+    {
+        let taken = all!(teachings);
+        let slot = &mut out.teachings;
+        jobs.push(Box::new(move || {
+            *slot = taken.into_iter().flatten().collect()
+        }));
+    }
+    job!(assessments => keep_later);
+    job!(assessments_by_class => extend);
+    job!(cancelled_absences => keep_later);
+    job!(withdrawn_homework => keep_later);
+    job!(discipline.incidents => keep_later);
+    job!(discipline.incidents_by_establishment => extend);
+    job!(discipline.punishments => keep_later);
+    job!(discipline.punishments_by_student => extend);
+    job!(discipline.sanctions => keep_later);
+    job!(discipline.sanctions_by_student => extend);
+    job!(school_day.motives => keep_later);
+    job!(school_day.motives_by_establishment => keep_later);
+    job!(school_day.holidays => keep_later);
+    job!(evaluation.periods => keep_later);
+    job!(evaluation.by_establishment => keep_later);
+    job!(evaluation.appreciations => join);
+    job!(communication.attachments => keep_later);
+    job!(communication.uploaded_by => append);
+    job!(communication.of_message => append);
+    job!(communication.of_homework => append);
+    job!(communication.of_absence => append);
+    job!(communication.preferences => keep_later);
+    job!(communication.push => keep_later);
+    crate::parallel::in_parallel(jobs, threads, |job| job());
+    out
+}
+
+fn keep_later<V>(kept: &mut V, later: V) {
+    *kept = later;
+}
+
+fn extend<T: Ord>(set: &mut BTreeSet<T>, more: BTreeSet<T>) {
+    set.extend(more);
+}
+
+fn append<T>(list: &mut Vec<T>, more: Vec<T>) {
+    list.extend(more);
+}
+
+/// The union of `maps` (in part order) by a k-way merge of their entries:
+/// each entry moves once; a key in several maps folds their values with
+/// `merge`, earlier first.
+fn gather<K: Ord, V>(
+    maps: Vec<BTreeMap<K, V>>,
+    mut merge: impl FnMut(&mut V, V),
+) -> BTreeMap<K, V> {
+    let mut maps: Vec<BTreeMap<K, V>> = maps.into_iter().filter(|m| !m.is_empty()).collect();
+    if maps.len() <= 1 {
+        return maps.pop().unwrap_or_default();
+    }
+    let mut entries = Vec::with_capacity(maps.iter().map(BTreeMap::len).sum());
+    let mut parts: Vec<_> = maps.into_iter().map(BTreeMap::into_iter).collect();
+    let mut heads: Vec<Option<V>> = Vec::with_capacity(parts.len());
+    // The smallest key first, and of equal keys the earlier part.
+    let mut next = std::collections::BinaryHeap::with_capacity(parts.len());
+    for (i, part) in parts.iter_mut().enumerate() {
+        let head = part.next().map(|(k, v)| {
+            next.push(std::cmp::Reverse((k, i)));
+            v
+        });
+        heads.push(head);
+    }
+    while let Some(std::cmp::Reverse((key, i))) = next.pop() {
+        let Some(value) = heads[i].take() else {
+            continue;
+        };
+        if let Some((k, v)) = parts[i].next() {
+            heads[i] = Some(v);
+            next.push(std::cmp::Reverse((k, i)));
+        }
+        match entries.last_mut() {
+            Some((last, kept)) if *last == key => merge(kept, value),
+            _ => entries.push((key, value)),
+        }
+    }
+    // Sorted already: the collection checks it in one pass and builds the
+    // tree bottom-up.
+    entries.into_iter().collect()
 }
 
 /// Moves `from`'s entries into `into`; the same key in both keeps `from`'s.
