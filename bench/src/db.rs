@@ -34,10 +34,7 @@ pub async fn with_fresh<T>(
 /// it is not there; never dropped by the benchmark (`--keep`).
 pub async fn kept(admin_url: &str, name: &str) -> Result<String> {
     anyhow::ensure!(
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        registre_store::testing::is_plain_identifier(name),
         "database name {name:?}: lower-case letters, digits and _ only"
     );
     let admin = registre_store::testing::connect(admin_url).await?;

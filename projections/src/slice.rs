@@ -1454,10 +1454,13 @@ pub fn union_of(mut parts: Vec<ReadModel>, threads: usize) -> ReadModel {
     // Each job fills its own fields of `out` (closures borrow disjoint fields).
     let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
     macro_rules! job {
-        ($($field:ident).+ => $merge:expr) => {{
+        ($($field:ident).+ => $merge:expr) => {
+            job!($($field).+ with |taken| gather(taken, $merge))
+        };
+        ($($field:ident).+ with $union:expr) => {{
             let taken = all!($($field).+);
             let slot = &mut out.$($field).+;
-            jobs.push(Box::new(move || *slot = gather(taken, $merge)));
+            jobs.push(Box::new(move || *slot = $union(taken)));
         }};
     }
     // The largest first (a grade, an absence, an audit entry per event).
@@ -1516,17 +1519,11 @@ pub fn union_of(mut parts: Vec<ReadModel>, threads: usize) -> ReadModel {
     job!(students => keep_later);
     job!(student_by_person => keep_later);
     job!(children => extend);
-    job!(enrolments => |a, b| {
+    job!(enrolments => |a: &mut Vec<(Position, ClassId)>, b| {
         a.extend(b);
         a.sort_unstable();
     });
-    {
-        let taken = all!(teachings);
-        let slot = &mut out.teachings;
-        jobs.push(Box::new(move || {
-            *slot = taken.into_iter().flatten().collect()
-        }));
-    }
+    job!(teachings with |taken: Vec<BTreeSet<Teaching>>| taken.into_iter().flatten().collect());
     job!(assessments => keep_later);
     job!(assessments_by_class => extend);
     job!(cancelled_absences => keep_later);

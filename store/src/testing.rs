@@ -80,11 +80,7 @@ impl TestDb {
     /// dropping a leftover of the same name first (a benchmark run that was
     /// killed). `name` must be a plain SQL identifier.
     pub async fn create_named(admin_url: &str, name: &str) -> Result<TestDb> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !is_plain_identifier(name) {
             return Err(StoreError::Backend(format!(
                 "test database name {name:?} is not a plain identifier"
             )));
@@ -117,6 +113,15 @@ impl TestDb {
         self.dropped = true;
         execute(&self.admin_url, &drop_statement(&self.name)).await
     }
+}
+
+/// A name safe to splice into `CREATE DATABASE` unquoted: lower-case ASCII
+/// letters, digits and `_`, not empty.
+pub fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn drop_statement(name: &str) -> String {
