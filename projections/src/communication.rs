@@ -24,6 +24,7 @@ pub struct Attachment {
     pub content_type: String,
     pub size: u64,
     pub sha256: String,
+    #[serde(with = "crate::compact_time::instant")]
     pub uploaded_at: DateTime<Utc>,
     /// What it is attached to, in log order.
     pub attached_to: Vec<AttachedTo>,
@@ -50,12 +51,19 @@ pub struct PushSubscription {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Communication {
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) attachments: BTreeMap<AttachmentId, Attachment>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) uploaded_by: BTreeMap<PersonId, Vec<AttachmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) of_message: BTreeMap<MessageId, Vec<AttachmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) of_homework: BTreeMap<HomeworkId, Vec<AttachmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) of_absence: BTreeMap<AbsenceId, Vec<AttachmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) preferences: BTreeMap<PersonId, BTreeMap<Channel, ChannelPreference>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) push: BTreeMap<PersonId, BTreeMap<WebPushId, PushSubscription>>,
 }
 

@@ -24,11 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Incident {
     pub id: IncidentId,
     pub establishment_id: EstablishmentId,
+    #[serde(with = "crate::compact_time::instant")]
     pub occurred_at: DateTime<Utc>,
     pub place: Option<String>,
     pub description: String,
     pub protagonists: Vec<Protagonist>,
     pub reported_by: PersonId,
+    #[serde(with = "crate::compact_time::instant")]
     pub reported_at: DateTime<Utc>,
 }
 
@@ -44,6 +46,7 @@ pub struct Punishment {
     pub due_on: Option<NaiveDate>,
     pub incident_id: Option<IncidentId>,
     pub given_by: PersonId,
+    #[serde(with = "crate::compact_time::instant")]
     pub given_at: DateTime<Utc>,
 }
 
@@ -55,6 +58,7 @@ pub struct Sanction {
     pub establishment_id: EstablishmentId,
     pub kind: SanctionKind,
     pub reason: String,
+    #[serde(with = "crate::compact_time::day")]
     pub decided_on: NaiveDate,
     pub days: Option<u8>,
     pub suspended_days: Option<u8>,
@@ -68,11 +72,17 @@ pub struct Sanction {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Discipline {
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) incidents: BTreeMap<IncidentId, Incident>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) incidents_by_establishment: BTreeMap<EstablishmentId, BTreeSet<IncidentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) punishments: BTreeMap<PunishmentId, Punishment>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) punishments_by_student: BTreeMap<StudentId, BTreeSet<PunishmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) sanctions: BTreeMap<SanctionId, Sanction>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) sanctions_by_student: BTreeMap<StudentId, BTreeSet<SanctionId>>,
 }
 

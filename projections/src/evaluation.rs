@@ -63,9 +63,12 @@ pub struct Appreciations {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evaluation {
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) periods: BTreeMap<PeriodId, Period>,
     /// Each establishment's periods, by start.
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) by_establishment: BTreeMap<EstablishmentId, Vec<PeriodId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) appreciations: BTreeMap<StudentId, BTreeMap<PeriodId, Appreciations>>,
 }
 

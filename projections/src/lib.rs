@@ -28,6 +28,7 @@
 //! - [`fold_until`] and [`replay_to_dir`] for auditors.
 
 pub mod communication;
+mod compact_time;
 pub mod discipline;
 pub mod engine;
 pub mod evaluation;
@@ -39,6 +40,7 @@ pub mod replay;
 pub mod school_day;
 pub mod slice;
 pub mod snapshots;
+mod sorted;
 pub mod stats;
 pub mod teacher;
 pub mod usage;

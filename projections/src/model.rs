@@ -85,6 +85,7 @@ pub struct Person {
     pub display_name: String,
     pub roles: Vec<Role>,
     pub establishment_id: Option<EstablishmentId>,
+    #[serde(with = "crate::compact_time::instant")]
     pub registered_at: DateTime<Utc>,
     /// The day their account stopped being needed (`AccountClosed`): the
     /// retention period of their data runs from it. Left out of the JSON
@@ -123,6 +124,7 @@ pub struct Assessment {
     pub teacher_id: PersonId,
     pub subject: String,
     pub title: String,
+    #[serde(with = "crate::compact_time::day")]
     pub date: NaiveDate,
     pub coefficient: f64,
     pub out_of: f64,
@@ -138,6 +140,7 @@ pub struct Grade {
     pub score: Option<f64>,
     pub status: GradeStatus,
     /// When and by whom the current value was recorded (the correction's, if any).
+    #[serde(with = "crate::compact_time::instant")]
     pub recorded_at: DateTime<Utc>,
     pub recorded_by: PersonId,
     pub corrections: u32,
@@ -149,7 +152,9 @@ pub struct Absence {
     pub id: AbsenceId,
     pub student_id: StudentId,
     pub kind: AbsenceKind,
+    #[serde(with = "crate::compact_time::instant")]
     pub start: DateTime<Utc>,
+    #[serde(with = "crate::compact_time::instant")]
     pub end: DateTime<Utc>,
     pub minutes_late: Option<u32>,
     pub state: JustificationState,
@@ -162,6 +167,7 @@ pub struct Absence {
     pub confirmed: bool,
     /// The actor of the first event; `None` for a system import.
     pub reported_by: Option<PersonId>,
+    #[serde(with = "crate::compact_time::instant")]
     pub reported_at: DateTime<Utc>,
     /// Position of the event that created it (subscriptions resume from it).
     pub position: Position,
@@ -176,9 +182,13 @@ pub struct Homework {
     pub subject: String,
     pub title: String,
     pub description: String,
+    #[serde(with = "crate::compact_time::day")]
     pub due: NaiveDate,
+    #[serde(with = "crate::compact_time::day")]
     pub assigned_on: NaiveDate,
+    #[serde(with = "crate::compact_time::instant")]
     pub assigned_at: DateTime<Utc>,
+    #[serde(with = "crate::compact_time::optional_instant")]
     pub amended_at: Option<DateTime<Utc>>,
 }
 
@@ -191,6 +201,7 @@ pub struct Message {
     pub to: Vec<PersonId>,
     pub subject: String,
     pub body: String,
+    #[serde(with = "crate::compact_time::instant")]
     pub sent_at: DateTime<Utc>,
     /// First read receipt of each recipient.
     pub read_at: BTreeMap<PersonId, DateTime<Utc>>,
@@ -214,45 +225,71 @@ pub struct Thread {
 pub struct ReadModel {
     /// Last applied log position (0: nothing applied).
     pub(crate) position: Position,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) establishments: BTreeMap<EstablishmentId, Establishment>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) classes: BTreeMap<ClassId, SchoolClass>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) persons: BTreeMap<PersonId, Person>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) person_by_external_id: BTreeMap<String, PersonId>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) students: BTreeMap<StudentId, Student>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) student_by_person: BTreeMap<PersonId, StudentId>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) children: BTreeMap<PersonId, BTreeSet<StudentId>>,
     /// Each student's classes, with the position of the enrolment: what a
     /// partition's fold and a slice read of the directory is the class a
     /// student was in at an event's position (decision 0022).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) enrolments: BTreeMap<StudentId, Vec<(Position, ClassId)>>,
+    #[serde(deserialize_with = "crate::sorted::set")]
     pub(crate) teachings: BTreeSet<Teaching>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) assessments: BTreeMap<AssessmentId, Assessment>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) assessments_by_class: BTreeMap<ClassId, BTreeSet<AssessmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) grades: BTreeMap<GradeId, Grade>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) grades_by_student: BTreeMap<StudentId, BTreeSet<GradeId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) grades_by_assessment: BTreeMap<AssessmentId, BTreeSet<GradeId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) absences: BTreeMap<AbsenceId, Absence>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) absences_by_student: BTreeMap<StudentId, BTreeSet<AbsenceId>>,
     /// With the establishment whose partition cancelled it (`None`: the
     /// directory), so that the tombstone stays in that partition's slice.
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) cancelled_absences: BTreeMap<AbsenceId, Option<EstablishmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) homework: BTreeMap<HomeworkId, Homework>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) homework_by_class: BTreeMap<ClassId, BTreeSet<HomeworkId>>,
     /// With the establishment whose partition withdrew it (as above).
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) withdrawn_homework: BTreeMap<HomeworkId, Option<EstablishmentId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) messages: BTreeMap<MessageId, Message>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) threads: BTreeMap<ThreadId, Thread>,
     /// Messages received by each person, in log order.
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) received: BTreeMap<PersonId, Vec<MessageId>>,
     /// Messages sent by each person, in log order.
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) sent: BTreeMap<PersonId, Vec<MessageId>>,
     /// Audit index: the log positions of the directory's events about each
     /// person (those of an establishment's partition are in `audit_in`).
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) audit: BTreeMap<PersonId, Vec<Position>>,
     /// The audit index of each establishment's partition: an index spanning
     /// partitions, split so that each partition's slice holds its own.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::sorted::map_of_maps")]
     pub(crate) audit_in: BTreeMap<EstablishmentId, BTreeMap<PersonId, Vec<Position>>>,
     // discipline (issue 15); absent from the JSON while empty.
     #[serde(
@@ -395,7 +432,8 @@ impl ReadModel {
     /// 4: the school day, evaluation, discipline and communication parts.
     /// 5: slices by partition (decision 0022): enrolments, the audit index
     /// split by partition, tombstones with their partition.
-    pub const VERSION: u32 = 5;
+    /// 6: instants and days as numbers in the binary snapshot (decision 0025).
+    pub const VERSION: u32 = 6;
 
     /// An empty model (position 0).
     pub fn new() -> Self {

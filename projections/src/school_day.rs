@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[serde(rename_all = "camelCase")]
 pub struct CourseRollCall {
     pub taken_by: Option<PersonId>,
+    #[serde(with = "crate::compact_time::instant")]
     pub taken_at: DateTime<Utc>,
     pub entries: Vec<RollCallEntry>,
     pub present_count: u32,
@@ -35,7 +36,9 @@ pub struct Course {
     pub class_id: ClassId,
     pub subject: String,
     pub teacher_id: PersonId,
+    #[serde(with = "crate::compact_time::instant")]
     pub start: DateTime<Utc>,
+    #[serde(with = "crate::compact_time::instant")]
     pub end: DateTime<Utc>,
     pub room: Option<String>,
     pub cancelled_reason: Option<String>,
@@ -81,17 +84,28 @@ pub struct HomeworkLoadDay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchoolDay {
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) courses: BTreeMap<CourseId, Course>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) courses_by_class: BTreeMap<ClassId, BTreeSet<(DateTime<Utc>, CourseId)>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) courses_by_teacher: BTreeMap<PersonId, BTreeSet<(DateTime<Utc>, CourseId)>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) motives: BTreeMap<AbsenceReasonId, Motive>,
     /// Each establishment's motives, in definition order.
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) motives_by_establishment: BTreeMap<EstablishmentId, Vec<AbsenceReasonId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) holidays: BTreeMap<EstablishmentId, Vec<DateRange>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) absence_motive: BTreeMap<AbsenceId, AbsenceReasonId>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) absence_course: BTreeMap<AbsenceId, CourseId>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) homework: BTreeMap<HomeworkId, HomeworkDetails>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) homework_by_course: BTreeMap<CourseId, BTreeSet<HomeworkId>>,
+    #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) homework_done: BTreeMap<HomeworkId, BTreeSet<StudentId>>,
 }
 
