@@ -189,68 +189,71 @@ pub async fn load(
         .map(|(p, at)| (p.clone(), *at))
         .collect();
     let started = std::time::Instant::now();
-    let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    // The rows are read concurrently; each is decoded as it arrives, on at
-    // most `threads` threads (a row's JSON is whole in memory while it is).
-    let gate = Arc::new(tokio::sync::Semaphore::new(threads.max(1)));
-    let reads = wanted.iter().map(|(p, at)| {
-        let store = Arc::clone(store);
-        let gate = Arc::clone(&gate);
-        let bytes = Arc::clone(&bytes);
-        let key = keys.row(p);
-        let at = *at;
-        tokio::spawn(async move {
-            let row = store.load_snapshot(&key).await?;
-            let checked = match row {
-                Some(r) if r.version == ReadModel::VERSION && r.position == at => Ok(r.state),
-                Some(r) => Err(format!(
-                    "{key}: version {} position {}",
-                    r.version, r.position
-                )),
-                None => Err(format!("{key}: missing")),
-            };
-            let Ok(state) = checked else {
-                return Ok::<_, ProjectionError>(checked.map(|_| ReadModel::default()));
-            };
-            bytes.fetch_add(state.len(), std::sync::atomic::Ordering::Relaxed);
-            let permit = gate
-                .acquire_owned()
-                .await
-                .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
-            let decoded = tokio::task::spawn_blocking(move || {
-                let decoded = ReadModel::from_snapshot(&state);
-                drop(permit);
-                decoded
+    // Every row is read first, concurrently; then decoded on threads of
+    // their own that end before the join begins: the join's threads take
+    // over the memory the parts free (the allocator hands an ended
+    // thread's pages to the next that asks), where a decoding pool that
+    // outlived the join kept it, and the join faulted in fresh pages, the
+    // dearest thing a start does on a virtual machine (decision 0025).
+    let reads: Vec<_> = wanted
+        .iter()
+        .map(|(p, at)| {
+            let store = Arc::clone(store);
+            let key = keys.row(p);
+            let at = *at;
+            tokio::spawn(async move {
+                let row = store.load_snapshot(&key).await?;
+                Ok::<_, ProjectionError>(match row {
+                    Some(r) if r.version == ReadModel::VERSION && r.position == at => {
+                        Ok((key, r.state))
+                    }
+                    Some(r) => Err(format!(
+                        "{key}: version {} position {}",
+                        r.version, r.position
+                    )),
+                    None => Err(format!("{key}: missing")),
+                })
             })
-            .await
-            .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
-            Ok(decoded.map_err(|e| format!("{key}: {e}")))
         })
-    });
-    let reads: Vec<_> = reads.collect();
-    let mut parts = Vec::with_capacity(reads.len());
+        .collect();
+    let mut states = Vec::with_capacity(reads.len());
     for read in reads {
         match read
             .await
             .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))??
         {
-            Ok(part) => parts.push(part),
+            Ok(state) => states.push(state),
             Err(why) => return Ok(Err(Unusable::Row(why))),
         }
     }
-    let decoded = started.elapsed();
-    let rows = parts.len();
-    let mut model = tokio::task::spawn_blocking(move || crate::slice::union_of(parts, threads))
-        .await
-        .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
+    let read = started.elapsed();
+    let rows = states.len();
+    let bytes: usize = states.iter().map(|(_, s)| s.len()).sum();
+    let joined = tokio::task::spawn_blocking(move || {
+        let decoding = std::time::Instant::now();
+        let parts = in_parallel(states, threads, |(key, state)| {
+            ReadModel::from_snapshot(&state).map_err(|e| format!("{key}: {e}"))
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        let decoded = decoding.elapsed();
+        Ok((crate::slice::union_of(parts, threads), decoded))
+    })
+    .await
+    .map_err(|e| ProjectionError::Io(std::io::Error::other(e)))?;
+    let (mut model, decoded) = match joined {
+        Ok(joined) => joined,
+        Err(why) => return Ok(Err(Unusable::Row(why))),
+    };
     model.position = manifest.position;
     // What an operator compares when a start from snapshots is slow: the
-    // reading and decoding (overlapped) against the joining.
+    // reading, the decoding and the joining.
     tracing::info!(
         rows,
-        bytes = bytes.load(std::sync::atomic::Ordering::Relaxed),
-        read_and_decoded_ms = decoded.as_millis() as u64,
-        joined_ms = (started.elapsed() - decoded).as_millis() as u64,
+        bytes,
+        read_ms = read.as_millis() as u64,
+        decoded_ms = decoded.as_millis() as u64,
+        joined_ms = (started.elapsed() - read - decoded).as_millis() as u64,
         position = manifest.position,
         "read model loaded from its snapshots"
     );
