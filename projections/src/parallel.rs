@@ -120,7 +120,17 @@ impl ParallelFold {
         let only = [partition];
         let mut after = 0;
         while after < self.head {
-            let page = store.read_partitions(after, &only, self.page).await?;
+            // A task of its own: the rows are parsed where the read is
+            // polled, and the partitions' reads, all polled by the start's
+            // one task, parsed every row on one thread.
+            let page = tokio::spawn({
+                let store = Arc::clone(store);
+                let only = only.clone();
+                let page = self.page;
+                async move { store.read_partitions(after, &only, page).await }
+            })
+            .await
+            .map_err(join_error)??;
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };
