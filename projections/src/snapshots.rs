@@ -5,8 +5,9 @@
 //! saved at. A save writes only the partitions that moved since the last
 //! one, and the manifest, in one transaction; a row not rewritten still
 //! holds its partition as it is at the manifest's position (nothing of it
-//! moved since). A start loads the manifest, then the rows it names in
-//! parallel (read, decompress, deserialize), and joins them.
+//! moved since). A start loads the manifest, reads the rows it names
+//! concurrently, then decompresses and deserializes them on threads that
+//! end before it joins them.
 //!
 //! A node serving a set of establishments has its own manifest and
 //! directory row (suffixed with its set's digest): the directory's rows of
