@@ -16,18 +16,21 @@
 //! `max_queue_wait`; when the queue itself is full it is refused at once,
 //! without waiting, so that refusals cost microseconds.
 //!
-//! A refused client is told when to come back (`Retry-After`), and the delay
-//! grows with the pressure: when the node refused k times as many requests
-//! as it admitted in the last second, the refused clients stand for k
-//! seconds of its capacity. They are told delays spread over the second half
-//! of those k seconds (successive refusals take successive values, within
-//! REGISTRE_RETRY_AFTER_SECS and REGISTRE_RETRY_AFTER_MAX_SECS): spread, so
-//! that they come back at about the rate the node serves rather than in one
-//! wave; not before k/2, because while the surge lasts new requests keep the
-//! node full and an early retry is only refused again. A fixed second made
-//! every refused phone come back at once, and at ten times capacity refusing
-//! those retries took the cores the admitted requests needed (admitted
-//! throughput fell to a third of capacity).
+//! A refused client is told when to come back (`Retry-After`), and told a
+//! time the node can keep: refused clients are handed places in a virtual
+//! queue, the way a bakery hands out numbered tickets. Each refusal takes
+//! the place after the last one given, one place per request the node
+//! serves in a second (the most it admitted in a whole second over the last
+//! minute or two, or in the current or the previous second if more), and is
+//! told the seconds until its place, between REGISTRE_RETRY_AFTER_SECS and
+//! REGISTRE_RETRY_AFTER_MAX_SECS. A quiet node tells the least; at ten times
+//! its capacity, the clients refused in one second are told places spread
+//! over the next ten, so they come back at about the rate the node serves
+//! instead of in one wave, and those refused later are told later still.
+//! Delays read from the pressure of one second (half of it to all of it)
+//! sent most refused clients back while the surge still filled the node,
+//! where each retry was refused again: at ten times capacity the refusals
+//! of retries took a third of the cores the admitted requests needed.
 
 use std::{
     sync::{
@@ -112,33 +115,33 @@ struct Inner {
     metrics: Metrics,
 }
 
-/// Requests of the current second past which its own ratio of refusals to
-/// admissions is taken as the pressure.
-const PRESSURE_SAMPLE: u64 = 64;
-
-/// Admissions and refusals of the current and of the previous whole second.
+/// Admissions per second, as the node has shown it can serve, and the end of
+/// the virtual queue of refused clients (see the module doc).
 #[derive(Debug)]
 struct Pressure {
     origin: Instant,
     second: u64,
     admitted: u64,
-    refused: u64,
     last_admitted: u64,
-    last_refused: u64,
-    /// Delays told so far: successive refusals take successive delays.
-    told: u64,
+    /// The most admitted in one whole second during the current minute and
+    /// during the previous one.
+    minute_peak: u64,
+    last_minute_peak: u64,
+    /// The place the next refused client is given, unless it has passed.
+    tail: Instant,
 }
 
 impl Pressure {
     fn new() -> Pressure {
+        let origin = Instant::now();
         Pressure {
-            origin: Instant::now(),
+            origin,
             second: 0,
             admitted: 0,
-            refused: 0,
             last_admitted: 0,
-            last_refused: 0,
-            told: 0,
+            minute_peak: 0,
+            last_minute_peak: 0,
+            tail: origin,
         }
     }
 
@@ -147,42 +150,48 @@ impl Pressure {
         if second == self.second {
             return;
         }
-        let (admitted, refused) = if second == self.second + 1 {
-            (self.admitted, self.refused)
-        } else {
-            (0, 0)
-        };
-        self.last_admitted = admitted;
-        self.last_refused = refused;
-        self.admitted = 0;
-        self.refused = 0;
-        self.second = second;
-    }
-
-    /// Counts one admission (`true`) or one refusal for want of capacity.
-    fn count(&mut self, now: Instant, admitted: bool) {
-        self.roll(now);
-        if admitted {
-            self.admitted += 1;
-        } else {
-            self.refused += 1;
+        // The second that ended, whether or not the next one follows it.
+        let finished = self.admitted;
+        self.minute_peak = self.minute_peak.max(finished);
+        let (minute, was) = (second / 60, self.second / 60);
+        if minute != was {
+            self.last_minute_peak = if minute == was + 1 {
+                self.minute_peak
+            } else {
+                0
+            };
+            self.minute_peak = 0;
         }
-    }
-
-    /// Seconds of capacity the refused clients stand for: those of the last
-    /// second, or of the current one once it has seen enough requests to
-    /// say (whichever is more): a surge is seen within milliseconds of its
-    /// start, not a second later, when the clients refused meanwhile have
-    /// all been told the least delay and come back together.
-    fn backlog_secs(&mut self, now: Instant) -> u64 {
-        self.roll(now);
-        let last = self.last_refused.div_ceil(self.last_admitted.max(1));
-        let current = if self.admitted + self.refused >= PRESSURE_SAMPLE {
-            self.refused.div_ceil(self.admitted.max(1))
+        self.last_admitted = if second == self.second + 1 {
+            finished
         } else {
             0
         };
-        last.max(current)
+        self.admitted = 0;
+        self.second = second;
+    }
+
+    fn count_admission(&mut self, now: Instant) {
+        self.roll(now);
+        self.admitted += 1;
+    }
+
+    /// Requests the node serves in a second, as far as it has shown.
+    fn rate(&self) -> u64 {
+        self.admitted
+            .max(self.last_admitted)
+            .max(self.minute_peak)
+            .max(self.last_minute_peak)
+            .max(1)
+    }
+
+    /// The next place in the virtual queue, as a delay from `now` within
+    /// `least..=most`.
+    fn ticket(&mut self, now: Instant, least: Duration, most: Duration) -> Duration {
+        self.roll(now);
+        let place = self.tail.clamp(now + least, now + most);
+        self.tail = place + Duration::from_secs(1).div_f64(self.rate() as f64);
+        place - now
     }
 }
 
@@ -222,8 +231,8 @@ impl Admission {
     }
 
     /// Seconds a refused client should wait (an integer, at least 1, as
-    /// `Retry-After` requires): the pressure of the last second (see the
-    /// module doc), between the configured least and most.
+    /// `Retry-After` requires): until its place in the virtual queue (see
+    /// the module doc). Each call hands out a place: one call per refusal.
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after_at(Instant::now())
     }
@@ -231,11 +240,13 @@ impl Admission {
     fn retry_after_at(&self, now: Instant) -> u64 {
         let least = self.inner.retry_after.as_secs().max(1);
         let most = self.inner.retry_after_max.as_secs().max(least);
-        let mut pressure = self.inner.pressure.lock();
-        let backlog = pressure.backlog_secs(now).clamp(least, most);
-        let earliest = backlog.div_ceil(2).max(least);
-        pressure.told += 1;
-        earliest + pressure.told % (backlog - earliest + 1)
+        let delay = self.inner.pressure.lock().ticket(
+            now,
+            Duration::from_secs(least),
+            Duration::from_secs(most),
+        );
+        // Whole seconds, rounded up: a client never comes back before its place.
+        u64::try_from(delay.as_millis().div_ceil(1000)).unwrap_or(most)
     }
 
     /// A place now, or `None`, without waiting: the fast path of every
@@ -252,7 +263,7 @@ impl Admission {
     }
 
     fn admitted(&self, permit: OwnedSemaphorePermit) -> Permit {
-        self.inner.pressure.lock().count(Instant::now(), true);
+        self.inner.pressure.lock().count_admission(Instant::now());
         let in_flight = self.inner.metrics.admission_in_flight.clone();
         in_flight.inc();
         Permit {
@@ -269,7 +280,6 @@ impl Admission {
 
     /// Counts one refusal for want of capacity.
     pub fn refused(&self, refusal: Refusal) {
-        self.inner.pressure.lock().count(Instant::now(), false);
         match refusal {
             Refusal::QueueFull => self.inner.refused_full.inc(),
             Refusal::QueueTimeout => self.inner.refused_timeout.inc(),
@@ -576,64 +586,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_delay_told_to_refused_clients_grows_with_the_pressure() {
-        let metrics = Metrics::new().expect("metrics");
-        let admission = Admission::new(
-            &Limits {
-                retry_after: Duration::from_secs(2),
-                retry_after_max: Duration::from_secs(30),
-                ..limits(1, 0, 0, 0)
-            },
-            metrics,
-        );
-        let start = admission.inner.pressure.lock().origin;
-        let second = |n: u64| start + Duration::from_millis(1000 * n + 10);
-        assert_eq!(admission.retry_after_at(second(0)), 2, "quiet: the least");
-        // One second of 10 admissions and 75 refusals: 7.5 seconds of
-        // capacity, so refusals are told 4 to 8 seconds, each in turn.
+    async fn refused_clients_are_told_successive_places_at_the_rate_the_node_serves() {
+        let fresh = || {
+            Admission::new(
+                &Limits {
+                    retry_after: Duration::from_secs(2),
+                    retry_after_max: Duration::from_secs(30),
+                    ..limits(1, 0, 0, 0)
+                },
+                Metrics::new().expect("metrics"),
+            )
+        };
+        let at = |admission: &Admission, millis: u64| {
+            let origin = admission.inner.pressure.lock().origin;
+            origin + Duration::from_millis(millis)
+        };
+
+        // Quiet: the least.
+        let admission = fresh();
+        assert_eq!(admission.retry_after_at(at(&admission, 10)), 2);
+
+        // A node serving 10 requests a second refuses 100 at once: they are
+        // told places 100 ms apart, ten to each second from the least on.
+        let admission = fresh();
+        let now = at(&admission, 1010);
         {
             let mut p = admission.inner.pressure.lock();
-            p.roll(second(1));
+            p.roll(now);
             p.admitted = 10;
-            p.refused = 75;
         }
-        let told: std::collections::BTreeSet<u64> = (0..5)
-            .map(|_| admission.retry_after_at(second(2)))
-            .collect();
-        assert_eq!(told, (4..=8).collect());
-        // Refusals without an admission are bounded by the most.
-        {
-            let mut p = admission.inner.pressure.lock();
-            p.admitted = 0;
-            p.refused = 10_000;
+        let told: Vec<u64> = (0..100).map(|_| admission.retry_after_at(now)).collect();
+        assert_eq!(told[0], 2, "the first refused: the least");
+        assert!(told.windows(2).all(|w| w[0] <= w[1]), "{told:?}");
+        for second in 3..=11 {
+            assert_eq!(
+                told.iter().filter(|&&d| d == second).count(),
+                10,
+                "{told:?}"
+            );
         }
-        let told: Vec<u64> = (0..16)
-            .map(|_| admission.retry_after_at(second(3)))
-            .collect();
+        assert_eq!(told[99], 12);
+        // However long the queue, never past the most.
+        let told: Vec<u64> = (0..1000).map(|_| admission.retry_after_at(now)).collect();
         assert_eq!(told.iter().max(), Some(&30));
-        assert_eq!(told.iter().min(), Some(&15));
-        // A quiet second after: back to the least.
-        assert_eq!(admission.retry_after_at(second(5)), 2);
-        // A surge seen within its first second: 10 admitted and 100 refused
-        // so far stand for 10 seconds, without waiting for the second to end.
+        assert_eq!(told[999], 30);
+        // Once the places given have passed, the least again.
+        assert_eq!(admission.retry_after_at(at(&admission, 45_010)), 2);
+
+        // The node's pace is what it has shown: 100 admitted in one whole
+        // second set the spacing (10 ms) in the quieter seconds after it.
+        let admission = fresh();
+        let busy_second = at(&admission, 1010);
         {
             let mut p = admission.inner.pressure.lock();
-            p.admitted = 10;
-            p.refused = 100;
+            p.roll(busy_second);
+            p.admitted = 100;
         }
-        let told: std::collections::BTreeSet<u64> = (0..6)
-            .map(|_| admission.retry_after_at(second(5)))
-            .collect();
-        assert_eq!(told, (5..=10).collect());
-        // Too few requests yet to say: the least.
-        {
-            let mut p = admission.inner.pressure.lock();
-            p.roll(second(7));
-            p.admitted = 1;
-            p.refused = 20;
-        }
-        assert_eq!(admission.retry_after_at(second(7)), 2);
-        // Counted through the real paths: a refusal raises the next second's delay.
+        let now = at(&admission, 3010);
+        let told: Vec<u64> = (0..201).map(|_| admission.retry_after_at(now)).collect();
+        assert_eq!(told[0], 2);
+        assert_eq!(told[100], 3);
+        assert_eq!(told[200], 4);
+
+        // Counted through the real paths: admissions set the pace; a refusal
+        // takes a place only when a delay is asked for.
+        let admission = fresh();
         let held = admission.try_admit(Kind::Read).expect("the one place");
         for _ in 0..5 {
             assert_eq!(
@@ -642,10 +659,15 @@ mod tests {
             );
         }
         drop(held);
-        let p = admission.inner.pressure.lock();
-        // The second may have turned between the calls: count both.
-        assert_eq!(p.admitted + p.last_admitted, 1);
-        assert_eq!(p.refused + p.last_refused, 5);
+        {
+            let p = admission.inner.pressure.lock();
+            // The second may have turned between the calls: count both.
+            assert_eq!(p.admitted + p.last_admitted, 1);
+            assert_eq!(p.tail, p.origin, "no place taken yet");
+        }
+        let now = Instant::now();
+        assert_eq!(admission.retry_after_at(now), 2);
+        assert!(admission.inner.pressure.lock().tail > now + Duration::from_secs(2));
     }
 
     #[tokio::test]

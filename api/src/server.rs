@@ -1336,7 +1336,6 @@ async fn websocket_loop<E: Executor>(
 ) -> Ending {
     let t = &shared.transport;
     let limits = &t.limits;
-    let retry_after = shared.admission.retry_after_secs();
     let (to_graphql, from_client) = mpsc::channel::<Vec<u8>>(WS_INCOMING_QUEUE);
     let auth = t.auth.clone();
     let slot = Arc::new(parking_lot::Mutex::new(slot));
@@ -1376,7 +1375,8 @@ async fn websocket_loop<E: Executor>(
         Ending::close(
             4429,
             format!(
-                "at most {per_person} open connections per person; close one or retry in {retry_after} s"
+                "at most {per_person} open connections per person; close one or retry in {} s",
+                shared.admission.retry_after_secs()
             ),
         )
     };
@@ -1443,6 +1443,7 @@ async fn websocket_loop<E: Executor>(
                                 }
                             };
                             if let Some(message) = refusal {
+                                let retry_after = shared.admission.retry_after_secs();
                                 if !send(Message::text(ws_refusal(protocol, &id, &message, retry_after))) {
                                     break Ending::writer_gone();
                                 }

@@ -147,9 +147,13 @@ pub async fn run(admin_url: &str, subscribers: usize, absences: usize) -> Result
     // A few teachers report thousands of absences in seconds: what is
     // measured is delivery, not a teacher's per-minute limit.
     let no_person_limits = [("REGISTRE_PERSON_LIMITS".to_string(), "off".to_string())];
-    ChildNode::on_seeded_db(admin_url, "live", &no_person_limits, async |node, g| {
-        run_on(node, g, subscribers, absences).await
-    })
+    ChildNode::on_seeded_db(
+        admin_url,
+        "live",
+        &no_person_limits,
+        None,
+        async |node, g| run_on(node, g, subscribers, absences).await,
+    )
     .await
 }
 

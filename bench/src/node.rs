@@ -106,24 +106,27 @@ impl ChildNode {
     /// or not: the node migrates at start) and waits until /readyz answers 200,
     /// that is until its read model has caught up with the log.
     pub async fn start(database_url: &str, ready_within: Duration) -> Result<Self> {
-        Self::start_with_env(database_url, ready_within, &[]).await
+        Self::start_with_env(database_url, ready_within, &[], None).await
     }
 
-    /// Runs `bench` against a node started with `extra_env` on a fresh
-    /// database (`label`) seeded with one establishment of the generator
-    /// before the node starts. An error carries the node's last log lines;
-    /// the node and the database are gone afterwards.
+    /// Runs `bench` against a node started with `extra_env` (and on `cpus`,
+    /// see [`ChildNode::start_at`]) on a fresh database (`label`) seeded with
+    /// one establishment of the generator before the node starts. An error
+    /// carries the node's last log lines; the node and the database are gone
+    /// afterwards.
     pub async fn on_seeded_db<T>(
         admin_url: &str,
         label: &str,
         extra_env: &[(String, String)],
+        cpus: Option<&str>,
         bench: impl AsyncFnOnce(&ChildNode, &GenConfig) -> Result<T>,
     ) -> Result<T> {
         crate::db::with_fresh(admin_url, label, async |db| {
             let (gen_config, _) =
                 crate::db::seed_establishment(&*crate::db::sealed_postgres(&db.url).await?).await?;
             let node =
-                ChildNode::start_with_env(&db.url, Duration::from_secs(120), extra_env).await?;
+                ChildNode::start_with_env(&db.url, Duration::from_secs(120), extra_env, cpus)
+                    .await?;
             let r = bench(&node, &gen_config).await;
             let r = r.with_context(|| format!("node log: {}", node.log_tail()));
             node.stop().await?;
@@ -133,27 +136,32 @@ impl ChildNode {
     }
 
     /// Like [`ChildNode::start`], with more environment for the node (a
-    /// benchmark's limits, say).
+    /// benchmark's limits, say), and on `cpus` (see [`ChildNode::start_at`]).
     pub async fn start_with_env(
         database_url: &str,
         ready_within: Duration,
         extra_env: &[(String, String)],
+        cpus: Option<&str>,
     ) -> Result<Self> {
         // A port the kernel just handed out and released: another process
         // could take it in between, which a failed start would then say.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        Self::start_at(database_url, addr, ready_within, extra_env).await
+        Self::start_at(database_url, addr, ready_within, extra_env, cpus).await
     }
 
     /// Like [`ChildNode::start_with_env`], listening on `addr` (a node that
     /// advertises its address to others must know it before it starts).
     /// Every node of one benchmark shares the signing key: the identity
-    /// provider of a region is one.
+    /// provider of a region is one. With `cpus` (a `taskset` list, "0" or
+    /// "0-3"), the node runs on those CPUs only, from its first instruction,
+    /// so that it sizes its runtime and its admission control on them as it
+    /// would on a machine of that many cores.
     pub async fn start_at(
         database_url: &str,
         addr: SocketAddr,
         ready_within: Duration,
         extra_env: &[(String, String)],
+        cpus: Option<&str>,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let key = bench_key()?;
@@ -161,7 +169,15 @@ impl ChildNode {
         std::fs::write(&jwks, jwks_json(&[&*key]).to_string())?;
         let log = std::fs::File::create(dir.path().join("node.log"))?;
         let data_dir = dir.path().join("data");
-        let child = tokio::process::Command::new(registre_binary()?)
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut c = tokio::process::Command::new("taskset");
+                c.arg("--cpu-list").arg(cpus).arg(registre_binary()?);
+                c
+            }
+            None => tokio::process::Command::new(registre_binary()?),
+        };
+        let child = command
             .arg("serve")
             .env_clear()
             .env("DATABASE_URL", database_url)

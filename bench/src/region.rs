@@ -248,7 +248,7 @@ async fn start_all(
         let addr = *addr;
         async move {
             let started = Instant::now();
-            let node = ChildNode::start_at(&url, addr, ready_within, &env).await?;
+            let node = ChildNode::start_at(&url, addr, ready_within, &env, None).await?;
             Ok::<_, anyhow::Error>((node, started.elapsed()))
         }
     });

@@ -22,7 +22,7 @@
 
 use crate::gen::{self, GenConfig};
 use crate::node::ChildNode;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use registre_domain::{PersonId, StudentId};
 use serde::Deserialize;
 use serde_json::json;
@@ -83,6 +83,43 @@ pub struct SurgeArgs {
     /// control limits: REGISTRE_MAX_IN_FLIGHT=32.
     #[arg(long = "node-env", value_parser = parse_env)]
     pub node_env: Vec<(String, String)>,
+    /// The node on the first half of the CPUs, the load generator (this
+    /// process) on the other half, as if each had a machine of its own:
+    /// otherwise the generator's work, which in a real surge is done by the
+    /// phones, takes CPU from the node being measured.
+    #[arg(long)]
+    pub split_cores: bool,
+}
+
+/// The CPUs of the node and of the load generator under `--split-cores`, as
+/// `taskset` lists.
+fn split_cores() -> Result<(String, String)> {
+    let n = std::thread::available_parallelism().map_or(1, usize::from);
+    anyhow::ensure!(
+        n >= 2,
+        "--split-cores needs at least 2 CPUs, this process may use {n}"
+    );
+    let half = n / 2;
+    let list = |from: usize, to: usize| {
+        if from == to {
+            from.to_string()
+        } else {
+            format!("{from}-{to}")
+        }
+    };
+    Ok((list(0, half - 1), list(half, n - 1)))
+}
+
+/// Moves every thread of this process onto `cpus`.
+fn pin_this_process(cpus: &str) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["--all-tasks", "--pid", "--cpu-list", cpus])
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    anyhow::ensure!(status.success(), "taskset --pid failed: {status}");
+    Ok(())
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -570,6 +607,8 @@ fn open_files_limit() -> Option<u64> {
 }
 
 pub struct SurgeReport {
+    /// The CPUs of the node and of the load generator, under `--split-cores`.
+    pub split: Option<(String, String)>,
     pub capacity: f64,
     pub capacity_measured: Option<LevelResult>,
     pub levels: Vec<LevelResult>,
@@ -577,10 +616,21 @@ pub struct SurgeReport {
 }
 
 pub async fn run(admin_url: &str, args: &SurgeArgs) -> Result<SurgeReport> {
-    ChildNode::on_seeded_db(admin_url, "surge", &args.node_env, async |node, g| {
-        run_on(node, g, args).await
-    })
-    .await
+    let split = args.split_cores.then(split_cores).transpose()?;
+    if let Some((node_cpus, load_cpus)) = &split {
+        eprintln!("  node on CPUs {node_cpus}, load generator on CPUs {load_cpus}");
+        pin_this_process(load_cpus)?;
+    }
+    let node_cpus = split.as_ref().map(|(node, _)| node.as_str());
+    let report = ChildNode::on_seeded_db(
+        admin_url,
+        "surge",
+        &args.node_env,
+        node_cpus,
+        async |node, g| run_on(node, g, args).await,
+    )
+    .await?;
+    Ok(SurgeReport { split, ..report })
 }
 
 async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<SurgeReport> {
@@ -714,6 +764,7 @@ async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<Sur
         fixed.push(r);
     }
     Ok(SurgeReport {
+        split: None,
         capacity,
         capacity_measured,
         levels,
@@ -731,8 +782,12 @@ pub fn print(report: &SurgeReport, args: &SurgeArgs) {
     };
     println!();
     println!(
-        "Surge: dashboards and roll calls ({}% roll calls) on one node, capacity {:.0} req/s{}",
+        "Surge: dashboards and roll calls ({}% roll calls) on one node{}, capacity {:.0} req/s{}",
         args.mutation_percent,
+        match &report.split {
+            Some((node, load)) => format!(" on CPUs {node} (the load generator on CPUs {load})"),
+            None => " sharing the CPUs with the load generator".to_owned(),
+        },
         report.capacity,
         if report.capacity_measured.is_some() {
             format!(
