@@ -76,7 +76,7 @@ pub struct SurgeArgs {
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
     /// Longest wait before a retry, seconds, whatever Retry-After says (a
-    /// phone honours the node's delay; the node's own cap is 30 s).
+    /// phone honours the node's delay up to a minute; the node's own cap is two).
     #[arg(long, default_value_t = 60.0)]
     pub max_retry_wait: f64,
     /// Extra environment of the node, KEY=VALUE (repeatable), e.g. admission
