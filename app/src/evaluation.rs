@@ -22,10 +22,11 @@ type FiguresKey = (ClassId, Option<PeriodId>);
 
 impl FiguresCache {
     /// The figures of `class` over `period` in `m`, the live model read under
-    /// its lock (never a past state: the cache is keyed by the live position).
+    /// its lock (never a past state: the cache is keyed by the live model's
+    /// [`ReadModel::grade_figures_version`]).
     pub fn get(&self, m: &ReadModel, class: ClassId, period: Option<&Period>) -> Arc<ClassFigures> {
         let key = (class, period.map(|p| p.id));
-        let position = m.position();
+        let position = m.grade_figures_version();
         if let Some((at, figures)) = self.0.lock().get(&key) {
             if *at == position {
                 return figures.clone();

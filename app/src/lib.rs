@@ -374,7 +374,7 @@ impl App {
     /// The class averages of `class` in `m`, the live model read under its
     /// lock (never a past state: the cache is keyed by the live position).
     pub fn class_averages(&self, m: &ReadModel, class: ClassId) -> Arc<ClassAverages> {
-        let position = m.position();
+        let position = m.grade_figures_version();
         if let Some((at, averages)) = self.class_averages.lock().get(&class) {
             if *at == position {
                 return averages.clone();

@@ -225,6 +225,9 @@ pub struct Thread {
 pub struct ReadModel {
     /// Last applied log position (0: nothing applied).
     pub(crate) position: Position,
+    /// See [`GradeFiguresMovedAt`].
+    #[serde(skip)]
+    pub(crate) grade_figures_moved_at: GradeFiguresMovedAt,
     #[serde(deserialize_with = "crate::sorted::map")]
     pub(crate) establishments: BTreeMap<EstablishmentId, Establishment>,
     #[serde(deserialize_with = "crate::sorted::map")]
@@ -412,6 +415,55 @@ fn concerned_with(
     people
 }
 
+/// What [`ReadModel::grade_figures_version`] answers. A hint for caches kept
+/// beside one model instance, not part of the state: never saved, and equal
+/// in every model, so that a model compares equal to its snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GradeFiguresMovedAt(pub(crate) Position);
+
+impl PartialEq for GradeFiguresMovedAt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Whether `event` may change what is computed from grades, assessments,
+/// enrolments and periods ([`ReadModel::grade_figures_version`]). Listed by
+/// what cannot: a kind of event added later moves the figures until it is
+/// shown not to, so that a cache errs on the side of recomputing.
+fn moves_grade_figures(event: &DomainEvent) -> bool {
+    !matches!(
+        event,
+        DomainEvent::AbsenceReported(_)
+            | DomainEvent::AbsenceDeclared(_)
+            | DomainEvent::DeclaredAbsenceConfirmed(_)
+            | DomainEvent::AbsenceJustified(_)
+            | DomainEvent::JustificationReviewed(_)
+            | DomainEvent::AbsenceCancelled(_)
+            | DomainEvent::AbsenceMotiveGiven(_)
+            | DomainEvent::RollCallTaken(_)
+            | DomainEvent::CoursePlanned(_)
+            | DomainEvent::CourseCancelled(_)
+            | DomainEvent::LessonContentRecorded(_)
+            | DomainEvent::HomeworkAssigned(_)
+            | DomainEvent::HomeworkAmended(_)
+            | DomainEvent::HomeworkWithdrawn(_)
+            | DomainEvent::HomeworkDetailed(_)
+            | DomainEvent::HomeworkMarkedDone(_)
+            | DomainEvent::MessageSent(_)
+            | DomainEvent::MessageRead(_)
+            | DomainEvent::AttachmentUploaded(_)
+            | DomainEvent::AttachmentsLinked(_)
+            | DomainEvent::NotificationPreferenceSet(_)
+            | DomainEvent::WebPushRegistered(_)
+            | DomainEvent::WebPushDropped(_)
+            | DomainEvent::IncidentReported(_)
+            | DomainEvent::PunishmentGiven(_)
+            | DomainEvent::SanctionImposed(_)
+            | DomainEvent::SanctionErased(_)
+    )
+}
+
 /// What the fold needs from an event's envelope.
 #[derive(Clone, Copy, Debug)]
 struct Envelope {
@@ -506,6 +558,18 @@ impl ReadModel {
         self.position
     }
 
+    /// The position of the last event this instance applied that may have
+    /// changed a class's grade figures (averages, ranks, minima and
+    /// maxima), or 0 if none since it was created or loaded: whatever is
+    /// computed from grades, assessments, enrolments and periods alone is the
+    /// same for every state of this instance since then. Caches of such
+    /// figures beside the live model (which is loaded once per process and
+    /// only folded after) are keyed by it, so that the absences, roll calls
+    /// and messages of a school morning do not throw them away.
+    pub fn grade_figures_version(&self) -> Position {
+        self.grade_figures_moved_at.0
+    }
+
     /// Applies one recorded event. An event at or below the checkpoint was
     /// already applied and is skipped, which makes re-delivery harmless.
     pub fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
@@ -578,6 +642,9 @@ impl ReadModel {
         };
         for person in concerned {
             audit.entry(person).or_default().push(position);
+        }
+        if moves_grade_figures(&event) {
+            self.grade_figures_moved_at = GradeFiguresMovedAt(position);
         }
         self.fold(event, envelope, place, aside);
         self.position = position;
@@ -1096,6 +1163,51 @@ mod erasure_tests {
     use registre_domain::testing::samples;
     use registre_store::EventMetadata;
     use serde_json::Value;
+
+    /// Every event the figures' caches let pass ([`moves_grade_figures`])
+    /// leaves every class's grade figures as they were, in the real fold;
+    /// the others move the version, and a grade moves the figures.
+    #[test]
+    fn events_said_not_to_move_grade_figures_do_not() {
+        let events: Vec<RecordedEvent> = samples()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| recorded(i as Position + 1, e))
+            .collect();
+        let figures = |m: &ReadModel| {
+            m.classes
+                .keys()
+                .map(|c| (m.class_figures(*c, None), m.class_subject_averages(*c)))
+                .collect::<Vec<_>>()
+        };
+        let mut model = ReadModel::new();
+        let mut let_pass = 0;
+        for e in &events {
+            let before = (figures(&model), model.grade_figures_version());
+            model.apply(e).unwrap();
+            let event = LoggedEvent::decode(e).unwrap().event;
+            if moves_grade_figures(&event) {
+                assert_eq!(
+                    model.grade_figures_version(),
+                    e.position,
+                    "{}",
+                    e.event_type
+                );
+            } else {
+                let_pass += 1;
+                assert_eq!(
+                    (figures(&model), model.grade_figures_version()),
+                    before,
+                    "{} changed the grade figures",
+                    e.event_type
+                );
+            }
+            if e.event_type == "GradeRecorded" {
+                assert_ne!(figures(&model), before.0, "a grade moves the figures");
+            }
+        }
+        assert!(let_pass >= 20, "the samples hold the events let pass");
+    }
 
     #[test]
     fn snapshots_are_compressed_and_plain_json_ones_still_load() {

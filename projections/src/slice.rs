@@ -550,19 +550,22 @@ impl Router for ForClass<'_> {
     }
 }
 
-/// The parts being filled, all at the model's position.
+/// The parts being filled, all at the model's position (and its grade
+/// figures' version: a part's figures are the whole's, restricted).
 struct Parts<'r> {
     router: &'r dyn Router,
     position: Position,
+    grade_figures_moved_at: crate::model::GradeFiguresMovedAt,
     out: BTreeMap<Place, ReadModel>,
 }
 
 impl Parts<'_> {
     fn of(&mut self, entry: Entry<'_>) -> Option<&mut ReadModel> {
         let place = self.router.route(entry)?;
-        let position = self.position;
+        let (position, grade_figures_moved_at) = (self.position, self.grade_figures_moved_at);
         Some(self.out.entry(place).or_insert_with(|| ReadModel {
             position,
+            grade_figures_moved_at,
             ..ReadModel::default()
         }))
     }
@@ -614,6 +617,7 @@ impl ReadModel {
         };
         let mut slice = parts.pop_first().map(|(_, m)| m).unwrap_or_default();
         slice.position = self.position;
+        slice.grade_figures_moved_at = self.grade_figures_moved_at;
         slice
     }
 
@@ -624,6 +628,7 @@ impl ReadModel {
         let mut parts = self.distribute(&ForClass::new(self, class));
         let mut slice = parts.pop_first().map(|(_, m)| m).unwrap_or_default();
         slice.position = self.position;
+        slice.grade_figures_moved_at = self.grade_figures_moved_at;
         slice
     }
 
@@ -689,11 +694,13 @@ impl ReadModel {
         let mut parts = Parts {
             router,
             position: self.position,
+            grade_figures_moved_at: self.grade_figures_moved_at,
             out: BTreeMap::new(),
         };
         let p = &mut parts;
         let ReadModel {
             position: _,
+            grade_figures_moved_at: _,
             establishments,
             classes,
             persons,
@@ -1449,6 +1456,13 @@ pub fn union_of(mut parts: Vec<ReadModel>, threads: usize) -> ReadModel {
     }
     let mut out = ReadModel {
         position: parts.iter().map(|p| p.position).max().unwrap_or(0),
+        grade_figures_moved_at: crate::model::GradeFiguresMovedAt(
+            parts
+                .iter()
+                .map(ReadModel::grade_figures_version)
+                .max()
+                .unwrap_or(0),
+        ),
         ..ReadModel::default()
     };
     // Each job fills its own fields of `out` (closures borrow disjoint fields).
