@@ -61,7 +61,6 @@ use registre_store::{
     Actor, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewAccess, NewEvent,
     Partition, Position, StoreError,
 };
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,11 +186,8 @@ pub struct App {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     counters: Arc<Counters>,
     limiter: limits::Limiter,
-    /// Class subject averages by class, with the model position they were
-    /// computed at: every dashboard shows its class's averages, which cost
-    /// all the class's grades, and they only change when the model moves.
-    class_averages: Mutex<HashMap<ClassId, (Position, Arc<ClassAverages>)>>,
-    /// Class figures per period (evaluation, issue 14).
+    /// Class figures per period (evaluation, issue 14; all time for the
+    /// class averages every dashboard shows).
     class_figures: evaluation::FiguresCache,
     config: AppConfig,
     // communication (issue 16)
@@ -201,9 +197,6 @@ pub struct App {
     /// The shared readers of schools watched from here, folded elsewhere.
     tails: live::Tails,
 }
-
-/// A class's average per subject (`None`: no GRADED grade yet).
-pub type ClassAverages = BTreeMap<String, Option<f64>>;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,7 +298,6 @@ impl App {
             tasks: Mutex::new(vec![writer]),
             counters,
             limiter: limits::Limiter::new(config.limits.clone()),
-            class_averages: Mutex::new(HashMap::new()),
             class_figures: evaluation::FiguresCache::default(),
             config,
             notify_stats: Arc::default(),
@@ -369,22 +361,6 @@ impl App {
     /// Reads the model under its lock. Keep `f` short and free of awaits.
     pub fn read<R>(&self, f: impl FnOnce(&ReadModel) -> R) -> R {
         self.engine.read(f)
-    }
-
-    /// The class averages of `class` in `m`, the live model read under its
-    /// lock (never a past state: the cache is keyed by the live position).
-    pub fn class_averages(&self, m: &ReadModel, class: ClassId) -> Arc<ClassAverages> {
-        let position = m.grade_figures_version();
-        if let Some((at, averages)) = self.class_averages.lock().get(&class) {
-            if *at == position {
-                return averages.clone();
-            }
-        }
-        let averages = Arc::new(m.class_subject_averages(class));
-        self.class_averages
-            .lock()
-            .insert(class, (position, averages.clone()));
-        averages
     }
 
     /// A class's figures over a period (all time: `None`) in `m`, the live

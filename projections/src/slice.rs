@@ -550,22 +550,19 @@ impl Router for ForClass<'_> {
     }
 }
 
-/// The parts being filled, all at the model's position (and its grade
-/// figures' version: a part's figures are the whole's, restricted).
+/// The parts being filled, all at the model's position.
 struct Parts<'r> {
     router: &'r dyn Router,
     position: Position,
-    grade_figures_moved_at: crate::model::GradeFiguresMovedAt,
     out: BTreeMap<Place, ReadModel>,
 }
 
 impl Parts<'_> {
     fn of(&mut self, entry: Entry<'_>) -> Option<&mut ReadModel> {
         let place = self.router.route(entry)?;
-        let (position, grade_figures_moved_at) = (self.position, self.grade_figures_moved_at);
+        let position = self.position;
         Some(self.out.entry(place).or_insert_with(|| ReadModel {
             position,
-            grade_figures_moved_at,
             ..ReadModel::default()
         }))
     }
@@ -617,7 +614,6 @@ impl ReadModel {
         };
         let mut slice = parts.pop_first().map(|(_, m)| m).unwrap_or_default();
         slice.position = self.position;
-        slice.grade_figures_moved_at = self.grade_figures_moved_at;
         slice
     }
 
@@ -628,7 +624,6 @@ impl ReadModel {
         let mut parts = self.distribute(&ForClass::new(self, class));
         let mut slice = parts.pop_first().map(|(_, m)| m).unwrap_or_default();
         slice.position = self.position;
-        slice.grade_figures_moved_at = self.grade_figures_moved_at;
         slice
     }
 
@@ -694,7 +689,6 @@ impl ReadModel {
         let mut parts = Parts {
             router,
             position: self.position,
-            grade_figures_moved_at: self.grade_figures_moved_at,
             out: BTreeMap::new(),
         };
         let p = &mut parts;

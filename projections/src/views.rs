@@ -487,16 +487,20 @@ impl ReadModel {
         let Some(s) = self.students.get(&student) else {
             return vec![];
         };
-        self.averages_with(student, &self.class_subject_averages(s.class_id))
+        let class_averages = self.class_subject_averages(s.class_id);
+        self.averages_with(student, |subject| {
+            class_averages.get(subject).copied().flatten()
+        })
     }
 
-    /// [`Self::averages`] given the class averages of the student's class
-    /// ([`Self::class_subject_averages`]), which the API caches: they cost
-    /// the whole class's grades, the student's own only theirs.
+    /// [`Self::averages`] given the class average of a subject in the
+    /// student's class (the API reads it from the class's cached
+    /// [`crate::ClassFigures`]): it costs the whole class's grades, the
+    /// student's own averages only theirs.
     pub fn averages_with(
         &self,
         student: StudentId,
-        class_averages: &BTreeMap<String, Option<f64>>,
+        class_average: impl Fn(&str) -> Option<f64>,
     ) -> Vec<SubjectAverage> {
         let Some(s) = self.students.get(&student) else {
             return vec![];
@@ -512,7 +516,7 @@ impl ReadModel {
             .into_iter()
             .map(|subject| SubjectAverage {
                 average: own.get(&subject).copied().flatten(),
-                class_average: class_averages.get(&subject).copied().flatten(),
+                class_average: class_average(&subject),
                 subject,
             })
             .collect()

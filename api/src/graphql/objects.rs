@@ -398,7 +398,6 @@ pub struct SubjectAverage {
 /// in the student's class); `None` for an auditor's past state.
 fn averages_of(
     m: &Model,
-    class_averages: Option<&registre_app::ClassAverages>,
     figures: &model::ClassFigures,
     v: Option<&Viewer>,
     student: StudentId,
@@ -406,23 +405,24 @@ fn averages_of(
     let Some(class) = m.student(student).map(|s| s.class_id) else {
         return Vec::new();
     };
-    let rows = match class_averages {
-        Some(c) => m.averages_with(student, c),
-        None => m.averages(student),
-    };
-    rows.into_iter()
-        .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
-        .map(|row| {
-            let spread = figures.subjects.get(&row.subject);
-            SubjectAverage {
-                class_min: spread.and_then(|f| f.min),
-                class_max: spread.and_then(|f| f.max),
-                subject: row.subject,
-                average: row.average,
-                class_average: row.class_average,
-            }
-        })
-        .collect()
+    // The class averages are the figures' (the same mean of the same
+    // students' averages), computed once per class and cached with them.
+    m.averages_with(student, |subject| {
+        figures.subjects.get(subject).and_then(|f| f.average)
+    })
+    .into_iter()
+    .filter(|row| v.is_none_or(|v| policy::can_see_subject(m, v, student, class, &row.subject)))
+    .map(|row| {
+        let spread = figures.subjects.get(&row.subject);
+        SubjectAverage {
+            class_min: spread.and_then(|f| f.min),
+            class_max: spread.and_then(|f| f.max),
+            subject: row.subject,
+            average: row.average,
+            class_average: row.class_average,
+        }
+    })
+    .collect()
 }
 
 impl Student {
@@ -493,16 +493,15 @@ impl Student {
             Src::Live => {
                 let app = app(ctx)?;
                 Ok(app.read(|m| {
-                    let class = m.student(self.id).map(|s| s.class_id);
-                    let cached = class.map(|c| app.class_averages(m, c));
-                    let figures = app.class_figures(m, class.unwrap_or_default(), None);
-                    averages_of(m, cached.as_deref(), &figures, v, self.id)
+                    let class = m.student(self.id).map(|s| s.class_id).unwrap_or_default();
+                    let figures = app.class_figures(m, class, None);
+                    averages_of(m, &figures, v, self.id)
                 }))
             }
             Src::AsOf(m, _) | Src::Remote(m) => {
                 let class = m.student(self.id).map(|s| s.class_id).unwrap_or_default();
                 let figures = m.class_figures(class, None);
-                Ok(averages_of(m, None, &figures, v, self.id))
+                Ok(averages_of(m, &figures, v, self.id))
             }
         }
     }
