@@ -73,6 +73,14 @@ enum Command {
         /// Only the in-memory fold (no store).
         #[arg(long)]
         memory_only: bool,
+        /// Only PostgreSQL's figures (no in-memory fold, no SQLite).
+        #[arg(long, conflicts_with = "memory_only")]
+        postgres_only: bool,
+        /// Keep the PostgreSQL log in the database of this name: seeded when
+        /// empty, reused when it holds exactly `--events` events (a 10^7 log
+        /// takes minutes to write; A/B runs of builds read the same one).
+        #[arg(long)]
+        keep: Option<String>,
     },
     /// Absence -> guardian subscription latency over WebSockets.
     Live {
@@ -220,7 +228,19 @@ async fn main() -> Result<()> {
             events,
             seed,
             memory_only,
-        } => run_rebuild(&cli.database_url, events, seed, memory_only).await?,
+            postgres_only,
+            keep,
+        } => {
+            run_rebuild(
+                &cli.database_url,
+                events,
+                seed,
+                memory_only,
+                postgres_only,
+                keep.as_deref(),
+            )
+            .await?
+        }
         Command::Live {
             subscribers,
             absences,
@@ -547,55 +567,104 @@ fn print_throughput(results: &[throughput::Measurement], args: &ThroughputArgs) 
     }
 }
 
-async fn run_rebuild(url: &str, events: usize, seed: u64, memory_only: bool) -> Result<()> {
-    let started = std::time::Instant::now();
-    let log = rebuild::generate_log(events, seed);
-    eprintln!(
-        "generated {} events in {:.2?}",
-        log.len(),
-        started.elapsed()
-    );
-    let mut rates = vec![rebuild::pure_fold(&log, seed)?];
-    eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    rates.push(rebuild::parallel_fold(&log, seed, threads)?);
-    eprintln!("  {}: {:.0} events/s", rates[1].label, rates[1].per_sec());
-    let s = rebuild::slice_snapshots(&log, seed)?;
-    println!();
-    println!("Snapshot, one row per partition (zstd MessagePack): {} rows; directory {:.1} MB, largest establishment {:.1} MB, all {:.1} MB ({:.1} MB as JSON); split {:.2} s, encode {:.2} s, decode {:.2} s, join {:.2} s (one thread)",
-        s.partitions,
-        s.directory as f64 / 1e6,
-        s.largest as f64 / 1e6,
-        s.total as f64 / 1e6,
-        s.json_total as f64 / 1e6,
-        s.split.as_secs_f64(),
-        s.encode.as_secs_f64(),
-        s.decode.as_secs_f64(),
-        s.join.as_secs_f64(),
-    );
-    if !memory_only {
-        let pg = db::with_fresh(url, "rebuild", async |db| {
+async fn run_rebuild(
+    url: &str,
+    events: usize,
+    seed: u64,
+    memory_only: bool,
+    postgres_only: bool,
+    keep: Option<&str>,
+) -> Result<()> {
+    let kept = match keep {
+        Some(name) => Some(db::kept(url, name).await?),
+        None => None,
+    };
+    let already_seeded = match &kept {
+        Some(kept_url) => {
             let store: Arc<dyn registre_store::EventStore> =
-                registre_store::PostgresStore::connect(&db.url).await?;
-            let seeded = rebuild::seed_store(&*store, &log, seed, 5_000).await?;
-            eprintln!(
-                "  postgres {}: {:.0} events/s",
-                seeded.label,
-                seeded.per_sec()
+                registre_store::PostgresStore::connect(kept_url).await?;
+            let head = store.head().await?;
+            anyhow::ensure!(
+                head == 0 || head == events as u64,
+                "database {} holds {head} events, not {events}: drop it or name another",
+                keep.unwrap_or_default()
             );
+            head != 0
+        }
+        None => false,
+    };
+    let log = if already_seeded && postgres_only {
+        Vec::new()
+    } else {
+        let started = std::time::Instant::now();
+        let log = rebuild::generate_log(events, seed);
+        eprintln!(
+            "generated {} events in {:.2?}",
+            log.len(),
+            started.elapsed()
+        );
+        log
+    };
+    let mut rates = Vec::new();
+    if !postgres_only {
+        rates.push(rebuild::pure_fold(&log, seed)?);
+        eprintln!("  {}: {:.0} events/s", rates[0].label, rates[0].per_sec());
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        rates.push(rebuild::parallel_fold(&log, seed, threads)?);
+        eprintln!("  {}: {:.0} events/s", rates[1].label, rates[1].per_sec());
+        let s = rebuild::slice_snapshots(&log, seed)?;
+        println!();
+        println!("Snapshot, one row per partition (zstd MessagePack): {} rows; directory {:.1} MB, largest establishment {:.1} MB, all {:.1} MB ({:.1} MB as JSON); split {:.2} s, encode {:.2} s, decode {:.2} s, join {:.2} s (one thread)",
+            s.partitions,
+            s.directory as f64 / 1e6,
+            s.largest as f64 / 1e6,
+            s.total as f64 / 1e6,
+            s.json_total as f64 / 1e6,
+            s.split.as_secs_f64(),
+            s.encode.as_secs_f64(),
+            s.decode.as_secs_f64(),
+            s.join.as_secs_f64(),
+        );
+    }
+    if !memory_only {
+        let on_postgres = async |db_url: &str| -> Result<Vec<rebuild::FoldRate>> {
+            let store: Arc<dyn registre_store::EventStore> =
+                registre_store::PostgresStore::connect(db_url).await?;
+            let mut rates = Vec::new();
+            if already_seeded {
+                eprintln!("  postgres: reusing the {events} events of the kept database");
+                // The snapshots a previous run saved would make the first
+                // start a start from snapshots.
+                registre_store::testing::connect(db_url)
+                    .await?
+                    .batch_execute("DELETE FROM snapshots")
+                    .await?;
+            } else {
+                let seeded = rebuild::seed_store(&*store, &log, seed, 5_000).await?;
+                eprintln!(
+                    "  postgres {}: {:.0} events/s",
+                    seeded.label,
+                    seeded.per_sec()
+                );
+                rates.push(rebuild::FoldRate {
+                    label: format!("PostgreSQL: {}", seeded.label),
+                    ..seeded
+                });
+            }
             let folded = rebuild::engine_rebuild(store, "PostgreSQL").await?;
             for f in &folded {
                 eprintln!("  {}: {:.0} events/s", f.label, f.per_sec());
             }
-            let mut rates = vec![rebuild::FoldRate {
-                label: format!("PostgreSQL: {}", seeded.label),
-                ..seeded
-            }];
             rates.extend(folded);
             Ok(rates)
-        })
-        .await?;
+        };
+        let pg = match &kept {
+            Some(kept_url) => on_postgres(kept_url).await?,
+            None => db::with_fresh(url, "rebuild", async |db| on_postgres(&db.url).await).await?,
+        };
         rates.extend(pg);
+    }
+    if !memory_only && !postgres_only {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn registre_store::EventStore> =
             registre_store::SqliteStore::open(dir.path()).await?;

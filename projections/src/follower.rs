@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use registre_domain::{DomainEvent, PersonId};
-use registre_store::{EventStore, LogReader, Partition, Position, RecordedEvent};
+use registre_store::{EventStore, LogReader, Partition, Position, RawEvent, RecordedEvent};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,6 +81,24 @@ impl LoggedEvent {
                 .map(|a| PersonId(a.person_id)),
             event,
             partition: recorded.partition.clone(),
+        })
+    }
+}
+
+impl LoggedEvent {
+    /// [`LoggedEvent::decode`] of an event read as text (a rebuild's read).
+    pub fn decode_raw(raw: &RawEvent) -> Result<Self, ApplyError> {
+        let event = DomainEvent::decode_text(&raw.event_type, raw.schema_version, &raw.data)
+            .map_err(|source| ApplyError::Decode {
+                position: raw.position,
+                source,
+            })?;
+        Ok(LoggedEvent {
+            position: raw.position,
+            recorded_at: raw.recorded_at,
+            actor: raw.actor.map(PersonId),
+            event,
+            partition: raw.partition.clone(),
         })
     }
 }

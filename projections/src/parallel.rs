@@ -1,7 +1,7 @@
 //! The read model folded from the store with its partitions in parallel
 //! (decision 0022): the directory partition first, in log order, with the
 //! next page read while this one is folded; then the establishments'
-//! partitions, several at a time, each read with `read_partitions` and folded
+//! partitions, several at a time, each read with `read_partitions_raw` and folded
 //! on the blocking pool against the directory; then their union. Used by a
 //! node's start without a snapshot and by [`crate::ProjectionEngine::rebuild`].
 
@@ -10,7 +10,7 @@ use crate::model::{ApplyError, ReadModel};
 use crate::slice::{DirectoryFold, PartitionFold};
 use crate::ProjectionError;
 use futures::StreamExt as _;
-use registre_store::{EventStore, Partition, Position, RecordedEvent};
+use registre_store::{EventStore, Partition, Position, RawEvent};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -84,7 +84,7 @@ impl ParallelFold {
             let page = self.page;
             tokio::spawn(async move {
                 store
-                    .read_partitions(after, &[Partition::directory()], page)
+                    .read_partitions_raw(after, &[Partition::directory()], page)
                     .await
             })
         };
@@ -127,7 +127,7 @@ impl ParallelFold {
                 let store = Arc::clone(store);
                 let only = only.clone();
                 let page = self.page;
-                async move { store.read_partitions(after, &only, page).await }
+                async move { store.read_partitions_raw(after, &only, page).await }
             })
             .await
             .map_err(join_error)??;
@@ -158,13 +158,13 @@ impl ParallelFold {
 
 /// Decodes and folds the events of `page` up to `head`; returns how many.
 fn fold_page(
-    page: &[RecordedEvent],
+    page: &[RawEvent],
     head: Position,
     mut apply: impl FnMut(LoggedEvent),
 ) -> Result<u64, ApplyError> {
     let mut n = 0;
     for e in page.iter().take_while(|e| e.position <= head) {
-        apply(LoggedEvent::decode(e)?);
+        apply(LoggedEvent::decode_raw(e)?);
         n += 1;
     }
     Ok(n)

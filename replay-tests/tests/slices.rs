@@ -389,8 +389,10 @@ fn golden_logs_slice_and_fold_in_parallel_as_in_order() {
     }
 }
 
-/// The parallel fold reading a real store (the directory, then each
-/// partition with `read_partitions`) gives the fold in order, in small pages.
+/// The parallel fold reading a real store gives the fold in order, in small
+/// pages, both ways it reads: every partition from one read of the log in
+/// position order (`partitions: None`), and each partition of a set with
+/// `read_partitions` (here the set of all of them). Also below the head.
 async fn parallel_fold_from(test: common::TestStore) {
     let store = test.store;
     for (name, events) in golden_logs() {
@@ -399,19 +401,39 @@ async fn parallel_fold_from(test: common::TestStore) {
         let all = store.read_all(0, 1_000_000).await.expect("reads");
         assert!(all.len() >= events.len());
         let whole = fold(&all);
+        let every: Vec<Partition> = whole
+            .slices()
+            .into_keys()
+            .filter(|p| !p.is_directory())
+            .collect();
+        assert!(!every.is_empty(), "{name}: no establishment");
+        let before_last = fold(&all[..all.len() - 1]);
         for (page, threads) in [(3, 1), (7, 2), (1000, 3)] {
-            let parallel = registre_projections::parallel::ParallelFold {
-                head: whole.position(),
-                partitions: None,
-                page,
-                threads,
+            for partitions in [None, Some(every.clone())] {
+                for expected in [&whole, &before_last] {
+                    let parallel = registre_projections::parallel::ParallelFold {
+                        head: expected.position(),
+                        partitions: partitions.clone(),
+                        page,
+                        threads,
+                    }
+                    .run(&store, |_| {})
+                    .await
+                    .expect("folds");
+                    let mut diff = Vec::new();
+                    differences(&json(&parallel), &json(expected), "", &mut diff);
+                    assert!(
+                        diff.is_empty(),
+                        "{name}, pages of {page}, {} partitions, head {}: {diff:#?}",
+                        if partitions.is_some() {
+                            "listed"
+                        } else {
+                            "all"
+                        },
+                        expected.position()
+                    );
+                }
             }
-            .run(&store, |_| {})
-            .await
-            .expect("folds");
-            let mut diff = Vec::new();
-            differences(&json(&parallel), &json(&whole), "", &mut diff);
-            assert!(diff.is_empty(), "{name}, pages of {page}: {diff:#?}");
         }
     }
 }

@@ -31,14 +31,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
 use crate::plan;
 use crate::schema;
 use crate::{
-    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
-    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, FoldMetadata, NewAccess,
+    Partition, Position, RawEvent, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// Advisory lock key serialising appends ("REGISTRE" in ASCII).
@@ -59,6 +60,9 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
      schema_version, data, metadata, recorded_at, hash, partition";
+/// [`raw_event_from_row`] reads them by index, in this order.
+const RAW_EVENT_COLUMNS: &str =
+    "position, event_type, schema_version, data, metadata, recorded_at, partition";
 
 fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| StoreError::Backend(format!("postgres: {context}: {e}"))
@@ -276,6 +280,56 @@ impl PostgresStore {
         self.counters.read()
     }
 
+    /// The rows of `columns` after `after` in `partitions`, in position
+    /// order, each turned by `from_row`.
+    async fn partition_rows<T>(
+        &self,
+        columns: &str,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+        from_row: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if partitions.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if let [one] = partitions {
+            // One partition (a parallel rebuild reads each on its own): one
+            // range scan of (partition, position), no merge.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM events WHERE partition = $1 AND position > $2 \
+                     ORDER BY partition, position LIMIT $3"
+                ))
+                .await
+                .map_err(pg("prepare read_partition"))?;
+            let after = to_i64(after)?;
+            let params: [&(dyn ToSql + Sync); 3] = [&one.as_str(), &after, &limit];
+            return collect_rows(&client, &stmt, &params, "read_partition", from_row).await;
+        }
+        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
+        // One index-only range scan per partition on (partition, position),
+        // merged, then the rows: a node serving few partitions never walks
+        // the other establishments' events.
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM events WHERE position IN ( \
+                   SELECT q.position FROM unnest($1::text[]) AS p(name), \
+                   LATERAL (SELECT position FROM events \
+                            WHERE partition = p.name AND position > $2 \
+                            ORDER BY position LIMIT $3) AS q \
+                   ORDER BY q.position LIMIT $3) \
+                 ORDER BY position"
+            ))
+            .await
+            .map_err(pg("prepare read_partitions"))?;
+        let after = to_i64(after)?;
+        let params: [&(dyn ToSql + Sync); 3] = [&names, &after, &limit];
+        collect_rows(&client, &stmt, &params, "read_partitions", from_row).await
+    }
+
     async fn submit(&self, job: append::Job) -> Result<()> {
         let requests = match &job {
             append::Job::Single(..) => 1,
@@ -319,6 +373,42 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
             .map_err(|_| StoreError::Corrupt(format!("hash at {position} is not 32 bytes")))?,
         partition: row
             .try_get::<_, Option<String>>("partition")
+            .map_err(col)?
+            .map(Partition::from_stored)
+            .transpose()?,
+    })
+}
+
+/// Runs `stmt` and turns its rows.
+async fn collect_rows<T>(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+    context: &'static str,
+    from_row: fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let rows = client.query(stmt, params).await.map_err(pg(context))?;
+    rows.iter().map(from_row).collect()
+}
+
+/// A row of [`RAW_EVENT_COLUMNS`]: the data copied as text, the metadata
+/// read for its actor only.
+fn raw_event_from_row(row: &Row) -> Result<RawEvent> {
+    let col = |e: tokio_postgres::Error| StoreError::Corrupt(format!("event row: {e}"));
+    let position = to_u64(row.try_get(0).map_err(col)?)?;
+    let schema_version: i32 = row.try_get(2).map_err(col)?;
+    let data: &str = row.try_get(3).map_err(col)?;
+    let metadata: &str = row.try_get(4).map_err(col)?;
+    Ok(RawEvent {
+        position,
+        event_type: row.try_get(1).map_err(col)?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("schema version at {position}")))?,
+        data: data.to_owned(),
+        actor: FoldMetadata::parse(metadata, position)?,
+        recorded_at: row.try_get(5).map_err(col)?,
+        partition: row
+            .try_get::<_, Option<String>>(6)
             .map_err(col)?
             .map(Partition::from_stored)
             .transpose()?,
@@ -548,49 +638,24 @@ impl EventStore for PostgresStore {
         partitions: &[Partition],
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        if partitions.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.pool.get().await.map_err(pool_err)?;
-        if let [one] = partitions {
-            // One partition (a parallel rebuild reads each on its own): one
-            // range scan of (partition, position), no merge.
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE partition = $1 AND position > $2 \
-                     ORDER BY partition, position LIMIT $3"
-                ))
-                .await
-                .map_err(pg("prepare read_partition"))?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = client
-                .query(&stmt, &[&one.as_str(), &to_i64(after)?, &limit])
-                .await
-                .map_err(pg("read_partition"))?;
-            return rows.iter().map(event_from_row).collect();
-        }
-        let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
-        // One index-only range scan per partition on (partition, position),
-        // merged, then the rows: a node serving few partitions never walks
-        // the other establishments' events.
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position IN ( \
-                   SELECT q.position FROM unnest($1::text[]) AS p(name), \
-                   LATERAL (SELECT position FROM events \
-                            WHERE partition = p.name AND position > $2 \
-                            ORDER BY position LIMIT $3) AS q \
-                   ORDER BY q.position LIMIT $3) \
-                 ORDER BY position"
-            ))
+        self.partition_rows(EVENT_COLUMNS, after, partitions, limit, event_from_row)
             .await
-            .map_err(pg("prepare read_partitions"))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&stmt, &[&names, &to_i64(after)?, &limit])
-            .await
-            .map_err(pg("read_partitions"))?;
-        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_partitions_raw(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RawEvent>> {
+        self.partition_rows(
+            RAW_EVENT_COLUMNS,
+            after,
+            partitions,
+            limit,
+            raw_event_from_row,
+        )
+        .await
     }
 
     async fn first_unassigned(&self) -> Result<Option<Position>> {

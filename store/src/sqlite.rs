@@ -25,8 +25,8 @@ use crate::plan::{self, Head, KeyRecord};
 use crate::postgres::bump;
 use crate::schema;
 use crate::{
-    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
-    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, FoldMetadata, NewAccess,
+    Partition, Position, RawEvent, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// The database file inside the data directory.
@@ -38,6 +38,9 @@ const MAX_IDLE_READERS: usize = 8;
 
 const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
      schema_version, data, metadata, recorded_at, hash, partition";
+/// [`raw_event_from_row`] reads them by index, in this order.
+const RAW_EVENT_COLUMNS: &str =
+    "position, event_type, schema_version, data, metadata, recorded_at, partition";
 
 fn lite(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Backend(format!("sqlite: {context}: {e}"))
@@ -269,6 +272,39 @@ impl SqliteStore {
         on_blocking_thread(&self.inner, f).await
     }
 
+    /// The rows of `columns` after `after` in `partitions`, in position order.
+    async fn partition_rows<T: Send + 'static>(
+        &self,
+        columns: &'static str,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+        from_row: fn(&rusqlite::Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if partitions.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = to_i64(after)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let names = serde_json::to_string(partitions)
+            .map_err(|e| StoreError::Backend(format!("sqlite: partition names: {e}")))?;
+        self.blocking(move |inner| {
+            inner.read(|conn| {
+                query_rows(
+                    conn,
+                    &format!(
+                        "SELECT {columns} FROM events WHERE position > ?1 \
+                         AND partition IN (SELECT value FROM json_each(?2)) \
+                         ORDER BY position LIMIT ?3"
+                    ),
+                    params![after, names, limit],
+                    from_row,
+                )
+            })
+        })
+        .await
+    }
+
     async fn append_many(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>> {
         plan::validate(&requests)?;
         if requests.is_empty() {
@@ -462,16 +498,51 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
     })
 }
 
+/// A row of [`RAW_EVENT_COLUMNS`]: the data copied as text, the metadata
+/// read for its actor only.
+fn raw_event_from_row(r: &rusqlite::Row<'_>) -> Result<RawEvent> {
+    let col = |e: rusqlite::Error| StoreError::Corrupt(format!("event row: {e}"));
+    let text = |i: usize| -> Result<&str> {
+        r.get_ref(i)
+            .map_err(col)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))
+    };
+    let position = to_u64(r.get(0).map_err(col)?)?;
+    Ok(RawEvent {
+        position,
+        event_type: r.get(1).map_err(col)?,
+        schema_version: r.get(2).map_err(col)?,
+        data: text(3)?.to_owned(),
+        actor: FoldMetadata::parse(text(4)?, position)?,
+        recorded_at: parse_time(text(5)?)?,
+        partition: r
+            .get::<_, Option<String>>(6)
+            .map_err(col)?
+            .map(Partition::from_stored)
+            .transpose()?,
+    })
+}
+
 fn query_events(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<RecordedEvent>> {
+    query_rows(conn, sql, params, event_from_row)
+}
+
+fn query_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    from_row: impl Fn(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(lite("prepare read"))?;
     let mut rows = stmt.query(params).map_err(lite("read"))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(lite("read"))? {
-        out.push(event_from_row(row)?);
+        out.push(from_row(row)?);
     }
     Ok(out)
 }
@@ -610,26 +681,23 @@ impl EventStore for SqliteStore {
         partitions: &[Partition],
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        if partitions.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let after = to_i64(after)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let names = serde_json::to_string(partitions)
-            .map_err(|e| StoreError::Backend(format!("sqlite: partition names: {e}")))?;
-        self.blocking(move |inner| {
-            inner.read(|conn| {
-                query_events(
-                    conn,
-                    &format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 \
-                         AND partition IN (SELECT value FROM json_each(?2)) \
-                         ORDER BY position LIMIT ?3"
-                    ),
-                    params![after, names, limit],
-                )
-            })
-        })
+        self.partition_rows(EVENT_COLUMNS, after, partitions, limit, event_from_row)
+            .await
+    }
+
+    async fn read_partitions_raw(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RawEvent>> {
+        self.partition_rows(
+            RAW_EVENT_COLUMNS,
+            after,
+            partitions,
+            limit,
+            raw_event_from_row,
+        )
         .await
     }
 

@@ -40,7 +40,7 @@ use uuid::Uuid;
 
 use crate::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, NewAccess, Partition,
-    Position, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
+    Position, RawEvent, RecordedEvent, Result, Snapshot, StoreError, StreamVersion,
 };
 
 /// What an erased person's text reads as.
@@ -231,9 +231,52 @@ impl Vault {
     /// Opens the sealed fields of these events in place; text whose key was
     /// destroyed becomes [`ERASED`].
     pub async fn open(&self, events: &mut [RecordedEvent]) -> Result<()> {
+        let mut items: Vec<_> = events
+            .iter_mut()
+            .map(|e| {
+                (
+                    e.event_type.as_str(),
+                    &mut e.data,
+                    e.metadata.reason.as_mut(),
+                )
+            })
+            .collect();
+        self.open_each(&mut items).await
+    }
+
+    /// [`Vault::open`] for events read as text: only an event of a type that
+    /// holds personal text is parsed (and written back), the rest are left
+    /// as read. A fold never reads the metadata's reason, so it is not there
+    /// to open.
+    pub async fn open_raw(&self, events: &mut [RawEvent]) -> Result<()> {
+        let mut personal = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if (self.personal)(&e.event_type).is_some() {
+                let data: Value = serde_json::from_str(&e.data)
+                    .map_err(|err| StoreError::Corrupt(format!("data at {}: {err}", e.position)))?;
+                personal.push((i, data));
+            }
+        }
+        if personal.is_empty() {
+            return Ok(());
+        }
+        let mut items: Vec<_> = personal
+            .iter_mut()
+            .map(|(i, data)| (events[*i].event_type.as_str(), data, None))
+            .collect();
+        self.open_each(&mut items).await?;
+        drop(items);
+        for (i, data) in personal {
+            events[i].data = data.to_string();
+        }
+        Ok(())
+    }
+
+    /// Opens each (event type, data, reason) in place.
+    async fn open_each(&self, items: &mut [(&str, &mut Value, Option<&mut String>)]) -> Result<()> {
         let mut owners = HashSet::new();
-        for e in events.iter() {
-            if let Some((owner, _)) = self.spec(&e.event_type, &e.data) {
+        for (event_type, data, _) in items.iter() {
+            if let Some((owner, _)) = self.spec(event_type, data) {
                 owners.insert(owner);
             }
         }
@@ -254,19 +297,19 @@ impl Vault {
             }
         }
         let cache = self.cache.lock();
-        for e in events.iter_mut() {
-            let Some((_, fields)) = self.spec(&e.event_type, &e.data) else {
+        for (event_type, data, reason) in items.iter_mut() {
+            let Some((_, fields)) = self.spec(event_type, data) else {
                 continue;
             };
-            if let Value::Object(map) = &mut e.data {
+            if let Value::Object(map) = &mut **data {
                 for f in fields {
                     if let Some(Value::String(s)) = map.get_mut(*f) {
                         *s = open_text(&cache, s)?;
                     }
                 }
             }
-            if let Some(reason) = &mut e.metadata.reason {
-                *reason = open_text(&cache, reason)?;
+            if let Some(reason) = reason {
+                **reason = open_text(&cache, reason)?;
             }
         }
         Ok(())
@@ -446,6 +489,20 @@ impl EventStore for VaultStore {
     ) -> Result<Vec<RecordedEvent>> {
         let events = self.inner.read_partitions(after, partitions, limit).await?;
         self.opened(events).await
+    }
+
+    async fn read_partitions_raw(
+        &self,
+        after: Position,
+        partitions: &[Partition],
+        limit: usize,
+    ) -> Result<Vec<RawEvent>> {
+        let mut events = self
+            .inner
+            .read_partitions_raw(after, partitions, limit)
+            .await?;
+        self.vault.open_raw(&mut events).await?;
+        Ok(events)
     }
 
     async fn first_unassigned(&self) -> Result<Option<Position>> {

@@ -18,8 +18,8 @@ use registre_store::communication::{CheckpointMove, OutboxItem};
 use registre_store::testing::{self, TestDb};
 use registre_store::{
     AccessRecord, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    Idempotency, LogReader, NewAccess, NewEvent, Partition, PostgresStore, RecordedEvent, Snapshot,
-    SqliteStore, StoreError, VaultStore, ERASED,
+    Idempotency, LogReader, NewAccess, NewEvent, Partition, PostgresStore, RawEvent, RecordedEvent,
+    Snapshot, SqliteStore, StoreError, VaultStore, ERASED,
 };
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -1172,6 +1172,11 @@ async fn crypto_shredding(db: &Subject) {
     );
 
     let opened = store.read_all(0, 10).await.unwrap();
+    assert_eq!(
+        raw_reads(store.as_ref()).await,
+        opened.iter().map(RawEvent::of).collect::<Vec<_>>(),
+        "a fold's read opens what a whole read opens"
+    );
     assert_eq!(opened[0].data["display_name"], "Alice Martin");
     assert_eq!(opened[0].metadata.reason.as_deref(), Some("because"));
     assert_eq!(opened[1].data["body"], "Mon fils est malade.");
@@ -1185,6 +1190,11 @@ async fn crypto_shredding(db: &Subject) {
         VaultStore::wrap(raw.clone(), sealed_fields).unwrap(),
     ] {
         let after = reader.read_all(0, 10).await.unwrap();
+        assert_eq!(
+            raw_reads(reader.as_ref()).await,
+            after.iter().map(RawEvent::of).collect::<Vec<_>>(),
+            "a fold's read shows the erasure"
+        );
         assert_eq!(after.len(), 3, "the events stay");
         assert_eq!(after[0].data["display_name"], ERASED);
         assert_eq!(after[0].metadata.reason.as_deref(), Some(ERASED));
@@ -1222,6 +1232,18 @@ async fn crypto_shredding(db: &Subject) {
     // An idempotent retry still answers the original outcome.
     let again = store.find_idempotent("k-vault").await.unwrap().unwrap();
     assert_eq!(again.events.len(), 3);
+}
+
+/// The directory's events as a fold reads them, parsed back to compare.
+async fn raw_reads(store: &dyn EventStore) -> Vec<RawEvent> {
+    let raw = store
+        .read_partitions_raw(0, &[Partition::directory()], 10)
+        .await
+        .unwrap();
+    for e in &raw {
+        let _: serde_json::Value = serde_json::from_str(&e.data).expect("the data is JSON");
+    }
+    raw
 }
 
 /// A backend of someone else's making that keeps no subject keys: every call
@@ -1461,6 +1483,28 @@ async fn partitions_are_kept_and_read_by_set(db: &Subject) {
         .await
         .unwrap();
     assert_eq!(positions(&rest), a_and_dir[2..]);
+
+    // A fold's read answers the same events, pages and all, in the fold's
+    // form: the backend's own query, not the trait's default.
+    for (after, set, limit) in [
+        (0, vec![a.clone()], 100),
+        (0, vec![a.clone(), dir.clone()], 2),
+        (a_and_dir[1], vec![a.clone(), dir.clone()], 100),
+        (0, vec![b.clone(), a.clone(), dir.clone()], 100),
+    ] {
+        let whole = store.read_partitions(after, &set, limit).await.unwrap();
+        let raw = store.read_partitions_raw(after, &set, limit).await.unwrap();
+        assert_eq!(
+            raw,
+            whole.iter().map(RawEvent::of).collect::<Vec<_>>(),
+            "after {after}, {set:?}, limit {limit}"
+        );
+    }
+    assert!(store
+        .read_partitions_raw(0, &[], 100)
+        .await
+        .unwrap()
+        .is_empty());
 
     assert!(store.read_partitions(0, &[], 100).await.unwrap().is_empty());
     let unknown = Partition::establishment("0130003C");
