@@ -32,9 +32,11 @@ pub struct Uai(String);
 impl Uai {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim().to_ascii_uppercase();
-        let ok = s.len() == 8
-            && s[..7].bytes().all(|b| b.is_ascii_digit())
-            && s.as_bytes()[7].is_ascii_uppercase();
+        // Bytes, not a slice of the string: eight bytes may end inside a
+        // character ("075000ؾ"), where slicing the `str` would panic.
+        let b = s.as_bytes();
+        let ok =
+            b.len() == 8 && b[..7].iter().all(|c| c.is_ascii_digit()) && b[7].is_ascii_uppercase();
         if ok {
             Ok(Self(s))
         } else {
@@ -150,5 +152,24 @@ impl TimeZone {
     /// the establishment's day, not the server's (Réunion is 3 hours ahead of Paris).
     pub fn today(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
         now.with_timezone(&self.0).date_naive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `scripts/fuzz event_decode`: eight bytes ending inside a
+    /// two-byte character made the check slice the string off a character
+    /// boundary and panic, from any request or stored event naming a UAI.
+    #[test]
+    fn a_uai_is_refused_not_a_panic_whatever_its_characters() {
+        for raw in ["075000ؾ", "07500ؾ1", "é750001A", "0750001é", "0750001", ""] {
+            assert!(Uai::parse(raw).is_err(), "{raw:?} accepted");
+        }
+        assert_eq!(
+            Uai::parse(" 0750001a ").map(|u| u.as_str().to_owned()),
+            Ok("0750001A".to_owned())
+        );
     }
 }

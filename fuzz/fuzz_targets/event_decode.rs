@@ -8,7 +8,8 @@
 //! not such an array are taken as one record whose type is picked by the
 //! first byte and whose data is the rest.
 //!
-//! Asserted: no panic; every refusal is a typed `DecodeError` of the right
+//! Asserted: no panic; decoding the data's text (a rebuild's path) answers
+//! what decoding its tree answers; every refusal is a typed `DecodeError` of the right
 //! kind (an unknown type is `UnknownType`, a version above the current one
 //! `FutureVersion`); whatever decodes encodes back to data that decodes to
 //! the same event (the stored form is a fixed point); the fold either applies
@@ -54,7 +55,20 @@ fn records(data: &[u8]) -> Vec<Raw> {
 }
 
 fn check_decode(raw: &Raw) {
-    match DomainEvent::decode(&raw.event_type, raw.version, &raw.data) {
+    // A rebuild decodes the stored text (`decode_text`, no tree); it must
+    // answer what decoding the tree answers.
+    let from_tree = DomainEvent::decode(&raw.event_type, raw.version, &raw.data);
+    let from_text = DomainEvent::decode_text(&raw.event_type, raw.version, &raw.data.to_string());
+    match (&from_tree, &from_text) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the text decodes to the tree's event"),
+        (Err(a), Err(b)) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "refused alike: {a} / {b}"
+        ),
+        _ => panic!("tree {from_tree:?}, text {from_text:?}"),
+    }
+    match from_tree {
         Ok(event) => {
             assert_eq!(
                 event.event_type(),

@@ -24,9 +24,9 @@
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use async_graphql::{Request, Variables};
 use libfuzzer_sys::fuzz_target;
-use registre_app::{App, AppConfig};
 use registre_api::context::Caller;
 use registre_api::graphql::{build_schema, RegistreSchema};
+use registre_app::{App, AppConfig};
 use registre_store::EventStore;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
