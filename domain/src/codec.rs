@@ -370,6 +370,7 @@ fn decode_direct_text(
     directly_decoded!(from_text)
 }
 
+/// Brings `data` written at `version` up to the current shape of `event_type`.
 fn upcast(_event_type: &str, _version: u32, data: Value) -> Value {
     data
 }

@@ -83,9 +83,7 @@ impl LoggedEvent {
             partition: recorded.partition.clone(),
         })
     }
-}
 
-impl LoggedEvent {
     /// [`LoggedEvent::decode`] of an event read as text (a rebuild's read).
     pub fn decode_raw(raw: &RawEvent) -> Result<Self, ApplyError> {
         let event = DomainEvent::decode_text(&raw.event_type, raw.schema_version, &raw.data)

@@ -31,7 +31,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
@@ -305,9 +304,11 @@ impl PostgresStore {
                 ))
                 .await
                 .map_err(pg("prepare read_partition"))?;
-            let after = to_i64(after)?;
-            let params: [&(dyn ToSql + Sync); 3] = [&one.as_str(), &after, &limit];
-            return collect_rows(&client, &stmt, &params, "read_partition", from_row).await;
+            let rows = client
+                .query(&stmt, &[&one.as_str(), &to_i64(after)?, &limit])
+                .await
+                .map_err(pg("read_partition"))?;
+            return rows.iter().map(from_row).collect();
         }
         let names: Vec<&str> = partitions.iter().map(Partition::as_str).collect();
         // One index-only range scan per partition on (partition, position),
@@ -325,9 +326,11 @@ impl PostgresStore {
             ))
             .await
             .map_err(pg("prepare read_partitions"))?;
-        let after = to_i64(after)?;
-        let params: [&(dyn ToSql + Sync); 3] = [&names, &after, &limit];
-        collect_rows(&client, &stmt, &params, "read_partitions", from_row).await
+        let rows = client
+            .query(&stmt, &[&names, &to_i64(after)?, &limit])
+            .await
+            .map_err(pg("read_partitions"))?;
+        rows.iter().map(from_row).collect()
     }
 
     async fn submit(&self, job: append::Job) -> Result<()> {
@@ -377,18 +380,6 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
             .map(Partition::from_stored)
             .transpose()?,
     })
-}
-
-/// Runs `stmt` and turns its rows.
-async fn collect_rows<T>(
-    client: &tokio_postgres::Client,
-    stmt: &tokio_postgres::Statement,
-    params: &[&(dyn ToSql + Sync)],
-    context: &'static str,
-    from_row: fn(&Row) -> Result<T>,
-) -> Result<Vec<T>> {
-    let rows = client.query(stmt, params).await.map_err(pg(context))?;
-    rows.iter().map(from_row).collect()
 }
 
 /// A row of [`RAW_EVENT_COLUMNS`]: the data copied as text, the metadata

@@ -461,17 +461,8 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
     let col = |e: rusqlite::Error| StoreError::Corrupt(format!("event row: {e}"));
     let position = to_u64(r.get(0).map_err(col)?)?;
     let event_id: Vec<u8> = r.get(3).map_err(col)?;
-    // Borrowed from the row: the JSON is parsed, never copied as text.
-    let data = r
-        .get_ref(6)
-        .map_err(col)?
-        .as_str()
-        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))?;
-    let metadata = r
-        .get_ref(7)
-        .map_err(col)?
-        .as_str()
-        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))?;
+    let data = text_column(r, 6)?;
+    let metadata = text_column(r, 7)?;
     let recorded_at: String = r.get(8).map_err(col)?;
     let hash: Vec<u8> = r.get(9).map_err(col)?;
     Ok(RecordedEvent {
@@ -498,24 +489,27 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> Result<RecordedEvent> {
     })
 }
 
+/// Text column `i` of a row, borrowed: the JSON is parsed, never copied as
+/// a `String` first.
+fn text_column<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    r.get_ref(i)
+        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))
+}
+
 /// A row of [`RAW_EVENT_COLUMNS`]: the data copied as text, the metadata
 /// read for its actor only.
 fn raw_event_from_row(r: &rusqlite::Row<'_>) -> Result<RawEvent> {
     let col = |e: rusqlite::Error| StoreError::Corrupt(format!("event row: {e}"));
-    let text = |i: usize| -> Result<&str> {
-        r.get_ref(i)
-            .map_err(col)?
-            .as_str()
-            .map_err(|e| StoreError::Corrupt(format!("event row: {e}")))
-    };
     let position = to_u64(r.get(0).map_err(col)?)?;
     Ok(RawEvent {
         position,
         event_type: r.get(1).map_err(col)?,
         schema_version: r.get(2).map_err(col)?,
-        data: text(3)?.to_owned(),
-        actor: FoldMetadata::parse(text(4)?, position)?,
-        recorded_at: parse_time(text(5)?)?,
+        data: text_column(r, 3)?.to_owned(),
+        actor: FoldMetadata::parse(text_column(r, 4)?, position)?,
+        recorded_at: parse_time(text_column(r, 5)?)?,
         partition: r
             .get::<_, Option<String>>(6)
             .map_err(col)?
