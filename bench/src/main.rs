@@ -181,6 +181,14 @@ struct ThroughputArgs {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The engine's own log lines (a fold's phases, say) on stderr, filtered
+    // as a node's are: `REGISTRE_LOG=info registre-bench rebuild ...`.
+    if let Ok(filter) = std::env::var("REGISTRE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match cli.command {
         Command::Generate { events, seed } => {
             let config = gen::GenConfig {

@@ -451,23 +451,27 @@ impl ProjectionEngine {
                     report(fresh.position(), applied);
                 }
                 let position = fresh.position();
-                *shared.model.write() = std::mem::take(&mut fresh);
+                let replaced = std::mem::replace(&mut *shared.model.write(), fresh);
                 *shared.moved.lock() = None;
                 shared.applied.send_if_modified(|p| {
                     let changed = *p != position;
                     *p = position;
                     changed
                 });
-                Ok::<_, ProjectionError>((guard, position))
+                Ok::<_, ProjectionError>((guard, position, replaced))
             })
             .await;
-        let (guard, position) = match swapped {
+        let (guard, position, replaced) = match swapped {
             Ok(swapped) => swapped,
             Err(e) => {
                 shared.metrics.lock().rebuilding = None;
                 return Err(e);
             }
         };
+        // A whole model's millions of allocations take a second or more to
+        // free: not under the model's lock, where readers would wait, nor on
+        // the runtime's workers.
+        std::thread::spawn(move || drop(replaced));
         let seconds = started.elapsed().as_secs_f64();
         let done = RebuildReport {
             events: applied,

@@ -85,7 +85,7 @@ impl LoggedEvent {
     }
 
     /// [`LoggedEvent::decode`] of an event read as text (a rebuild's read).
-    pub fn decode_raw(raw: &RawEvent) -> Result<Self, ApplyError> {
+    pub fn decode_raw(raw: RawEvent) -> Result<Self, ApplyError> {
         let event = DomainEvent::decode_text(&raw.event_type, raw.schema_version, &raw.data)
             .map_err(|source| ApplyError::Decode {
                 position: raw.position,
@@ -96,7 +96,7 @@ impl LoggedEvent {
             recorded_at: raw.recorded_at,
             actor: raw.actor.map(PersonId),
             event,
-            partition: raw.partition.clone(),
+            partition: raw.partition,
         })
     }
 }

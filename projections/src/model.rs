@@ -621,7 +621,10 @@ impl ReadModel {
             None => (self.place_of_event(&event), self.people_concerned(&event)),
             Some(a) => {
                 let directory = a.directory.unwrap_or(&*self);
-                let concerned = concerned_with(&event, |s| directory.student_at(s, position), self);
+                let concerned = match a.students {
+                    Some(index) => concerned_with(&event, |s| index.student_at(s, position), self),
+                    None => concerned_with(&event, |s| directory.student_at(s, position), self),
+                };
                 (a.place, concerned)
             }
         };

@@ -36,7 +36,10 @@ impl ParallelFold {
         store: &Arc<dyn EventStore>,
         mut progress: impl FnMut(u64),
     ) -> Result<ReadModel, ProjectionError> {
-        let directory = self.directory(store).await?;
+        let started = std::time::Instant::now();
+        let folds = FoldThreads::start(self.threads.max(1));
+        let directory = self.directory(store, &folds).await?;
+        let directory_done = started.elapsed();
         let folded = AtomicU64::new(directory.1);
         progress(directory.1);
         let directory = Arc::new(directory.0);
@@ -44,12 +47,11 @@ impl ParallelFold {
             None => directory.partitions(),
             Some(set) => set.clone(),
         };
-        let gate = Arc::new(tokio::sync::Semaphore::new(self.threads.max(1)));
         // Twice as many partitions in flight as folds at once: one reads
         // while another folds.
         let mut running = futures::stream::iter(partitions)
             .filter(|p| std::future::ready(!p.is_directory()))
-            .map(|p| self.partition(store, Arc::clone(&directory), p, Arc::clone(&gate)))
+            .map(|p| self.partition(store, Arc::clone(&directory), p, &folds))
             .buffer_unordered(2 * self.threads.max(1));
         let mut parts = Vec::new();
         while let Some(part) = running.next().await {
@@ -58,24 +60,37 @@ impl ParallelFold {
             parts.push(part);
         }
         drop(running);
+        let partitions_done = started.elapsed();
         let directory = Arc::try_unwrap(directory).map_err(|_| {
             ProjectionError::Io(std::io::Error::other(
                 "a partition fold outlived the rebuild",
             ))
         })?;
         let threads = self.threads;
-        let mut joined = tokio::task::spawn_blocking(move || directory.join(parts, threads))
-            .await
-            .map_err(join_error)?;
+        let mut joined = tokio::task::spawn_blocking(move || {
+            folds.finish();
+            directory.join(parts, threads)
+        })
+        .await
+        .map_err(join_error)?;
         // Every event up to the head is folded or another node's: a node
         // serving a set is at the head even if its last event is older.
         joined.position = self.head;
+        tracing::info!(
+            events = folded.into_inner(),
+            directory_ms = directory_done.as_millis() as u64,
+            partitions_ms = (partitions_done - directory_done).as_millis() as u64,
+            joined_ms = (started.elapsed() - partitions_done).as_millis() as u64,
+            head = self.head,
+            "read model folded from the log, partitions in parallel"
+        );
         Ok(joined)
     }
 
     async fn directory(
         &self,
         store: &Arc<dyn EventStore>,
+        folds: &FoldThreads,
     ) -> Result<(DirectoryFold, u64), ProjectionError> {
         let mut fold = DirectoryFold::new();
         let mut count = 0;
@@ -98,12 +113,12 @@ impl ParallelFold {
                 next = Some(read(last));
             }
             let head = self.head;
-            (fold, count) = tokio::task::spawn_blocking(move || {
-                let n = fold_page(&page, head, |e| fold.apply(e))?;
-                Ok::<_, ApplyError>((fold, count + n))
-            })
-            .await
-            .map_err(join_error)??;
+            (fold, count) = folds
+                .run(move || {
+                    let n = fold_page(page, head, |e| fold.apply(e))?;
+                    Ok::<_, ApplyError>((fold, count + n))
+                })
+                .await??;
         }
         Ok((fold, count))
     }
@@ -113,7 +128,7 @@ impl ParallelFold {
         store: &Arc<dyn EventStore>,
         directory: Arc<DirectoryFold>,
         partition: Partition,
-        gate: Arc<tokio::sync::Semaphore>,
+        folds: &FoldThreads,
     ) -> Result<(PartitionFold, u64), ProjectionError> {
         let mut fold = directory.partition(&partition);
         let mut count = 0;
@@ -135,18 +150,14 @@ impl ParallelFold {
                 break;
             };
             let full = page.len() == self.page;
-            let permit = Arc::clone(&gate).acquire_owned().await.map_err(|_| {
-                ProjectionError::Io(std::io::Error::other("the rebuild's gate closed"))
-            })?;
             let head = self.head;
             let directory = Arc::clone(&directory);
-            (fold, count) = tokio::task::spawn_blocking(move || {
-                let n = fold_page(&page, head, |e| fold.apply(&directory, e))?;
-                drop(permit);
-                Ok::<_, ApplyError>((fold, count + n))
-            })
-            .await
-            .map_err(join_error)??;
+            (fold, count) = folds
+                .run(move || {
+                    let n = fold_page(page, head, |e| fold.apply(&directory, e))?;
+                    Ok::<_, ApplyError>((fold, count + n))
+                })
+                .await??;
             if !full {
                 break;
             }
@@ -158,16 +169,102 @@ impl ParallelFold {
 
 /// Decodes and folds the events of `page` up to `head`; returns how many.
 fn fold_page(
-    page: &[RawEvent],
+    page: Vec<RawEvent>,
     head: Position,
     mut apply: impl FnMut(LoggedEvent),
 ) -> Result<u64, ApplyError> {
     let mut n = 0;
-    for e in page.iter().take_while(|e| e.position <= head) {
+    for e in page.into_iter().take_while(|e| e.position <= head) {
         apply(LoggedEvent::decode_raw(e)?);
         n += 1;
     }
     Ok(n)
+}
+
+type FoldJob = Box<dyn FnOnce() + Send>;
+
+/// The threads a parallel fold folds its pages on, as many as it may fold at
+/// once. They end before the union: mimalloc lends the memory of a thread
+/// that ended to the threads still allocating, so the union builds the model
+/// in the pages the parts are freed from. Folded on the blocking pool, whose
+/// threads outlive the fold and keep their pages, the union faulted in as many
+/// fresh pages as the model holds (40 % of its time, zeroing them).
+struct FoldThreads {
+    jobs: Option<std::sync::mpsc::Sender<FoldJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FoldThreads {
+    fn start(n: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<FoldJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let threads = (0..n)
+            .map(|i| {
+                let queue = Arc::clone(&queue);
+                std::thread::Builder::new()
+                    .name(format!("registre-fold-{i}"))
+                    .spawn(move || loop {
+                        // A job never panics into the lock: `run` catches it.
+                        let next = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    })
+            })
+            .filter_map(Result::ok)
+            .collect();
+        FoldThreads {
+            jobs: Some(jobs),
+            threads,
+        }
+    }
+
+    /// Runs `f` on one of the threads; a panic in it is resumed here.
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ProjectionError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: FoldJob = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        });
+        let gone = || ProjectionError::Io(std::io::Error::other("the fold's threads ended"));
+        if self.threads.is_empty() {
+            return Err(ProjectionError::Io(std::io::Error::other(
+                "no thread could be started for the fold",
+            )));
+        }
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
+        match answer.await.map_err(|_| gone())? {
+            Ok(r) => Ok(r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Waits for the threads to end (blocking: call it off the runtime).
+    fn finish(mut self) {
+        self.jobs = None;
+        for thread in std::mem::take(&mut self.threads) {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl Drop for FoldThreads {
+    /// A fold that failed leaves its threads to end once the queue is empty.
+    fn drop(&mut self) {
+        self.jobs = None;
+    }
 }
 
 fn join_error(e: tokio::task::JoinError) -> ProjectionError {
