@@ -307,3 +307,54 @@ pub(crate) fn in_parallel<T: Send, R: Send>(
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fold_threads_answer_each_job_and_end_when_finished() {
+        let folds = FoldThreads::start(2);
+        let caller = std::thread::current().id();
+        let answers = futures::future::join_all((0..8u64).map(|i| {
+            folds.run(move || {
+                (
+                    i * i,
+                    std::thread::current().id(),
+                    std::thread::current().name().map(str::to_owned),
+                )
+            })
+        }))
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let (square, thread, name) = answer.expect("answered");
+            assert_eq!(square, (i * i) as u64);
+            assert_ne!(thread, caller, "folded on the fold's own threads");
+            assert!(name.is_some_and(|n| n.starts_with("registre-fold-")));
+        }
+        assert_eq!(folds.threads.len(), 2);
+        tokio::task::spawn_blocking(move || folds.finish())
+            .await
+            .expect("the threads end once the queue is closed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[should_panic(expected = "a bug in a fold")]
+    async fn a_panic_in_a_fold_reaches_the_caller() {
+        let folds = FoldThreads::start(1);
+        let _ = folds.run(|| panic!("a bug in a fold")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fold_threads_survive_a_job_that_panicked() {
+        let folds = FoldThreads::start(1);
+        let folds = Arc::new(folds);
+        let panicked = tokio::spawn({
+            let folds = Arc::clone(&folds);
+            async move { folds.run(|| -> u8 { panic!("one bad page") }).await }
+        })
+        .await;
+        assert!(panicked.is_err_and(|e| e.is_panic()));
+        assert_eq!(folds.run(|| 7).await.expect("still folding"), 7);
+    }
+}
