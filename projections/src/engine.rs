@@ -470,8 +470,11 @@ impl ProjectionEngine {
         };
         // A whole model's millions of allocations take a second or more to
         // free: not under the model's lock, where readers would wait, nor on
-        // the runtime's workers.
-        std::thread::spawn(move || drop(replaced));
+        // the runtime's workers. (Where no thread can be started, the
+        // refused closure, and the model with it, is dropped here.)
+        let _ = std::thread::Builder::new()
+            .name("registre-free-model".into())
+            .spawn(move || drop(replaced));
         let seconds = started.elapsed().as_secs_f64();
         let done = RebuildReport {
             events: applied,

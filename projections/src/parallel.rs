@@ -37,7 +37,7 @@ impl ParallelFold {
         mut progress: impl FnMut(u64),
     ) -> Result<ReadModel, ProjectionError> {
         let started = std::time::Instant::now();
-        let folds = FoldThreads::start(self.threads.max(1));
+        let folds = FoldThreads::start(self.threads.max(1))?;
         let directory = self.directory(store, &folds).await?;
         let directory_done = started.elapsed();
         let folded = AtomicU64::new(directory.1);
@@ -190,12 +190,12 @@ type FoldJob = Box<dyn FnOnce() + Send>;
 /// threads outlive the fold and keep their pages, the union faulted in as many
 /// fresh pages as the model holds (40 % of its time, zeroing them).
 struct FoldThreads {
-    jobs: Option<std::sync::mpsc::Sender<FoldJob>>,
+    jobs: std::sync::mpsc::Sender<FoldJob>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl FoldThreads {
-    fn start(n: usize) -> Self {
+    fn start(n: usize) -> Result<Self, ProjectionError> {
         let (jobs, queue) = std::sync::mpsc::channel::<FoldJob>();
         let queue = Arc::new(std::sync::Mutex::new(queue));
         let threads = (0..n)
@@ -215,12 +215,8 @@ impl FoldThreads {
                         }
                     })
             })
-            .filter_map(Result::ok)
-            .collect();
-        FoldThreads {
-            jobs: Some(jobs),
-            threads,
-        }
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(FoldThreads { jobs, threads })
     }
 
     /// Runs `f` on one of the threads; a panic in it is resumed here.
@@ -233,37 +229,24 @@ impl FoldThreads {
             let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
         });
         let gone = || ProjectionError::Io(std::io::Error::other("the fold's threads ended"));
-        if self.threads.is_empty() {
-            return Err(ProjectionError::Io(std::io::Error::other(
-                "no thread could be started for the fold",
-            )));
-        }
-        self.jobs
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(job)
-            .map_err(|_| gone())?;
+        self.jobs.send(job).map_err(|_| gone())?;
         match answer.await.map_err(|_| gone())? {
             Ok(r) => Ok(r),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
-    /// Waits for the threads to end (blocking: call it off the runtime).
-    fn finish(mut self) {
-        self.jobs = None;
-        for thread in std::mem::take(&mut self.threads) {
+    /// Closes the queue and waits for the threads to end (blocking: call it
+    /// off the runtime). A fold that failed drops them instead: they end once
+    /// the queue is empty.
+    fn finish(self) {
+        let FoldThreads { jobs, threads } = self;
+        drop(jobs);
+        for thread in threads {
             if let Err(panic) = thread.join() {
                 std::panic::resume_unwind(panic);
             }
         }
-    }
-}
-
-impl Drop for FoldThreads {
-    /// A fold that failed leaves its threads to end once the queue is empty.
-    fn drop(&mut self) {
-        self.jobs = None;
     }
 }
 
@@ -314,7 +297,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fold_threads_answer_each_job_and_end_when_finished() {
-        let folds = FoldThreads::start(2);
+        let folds = FoldThreads::start(2).expect("threads");
         let caller = std::thread::current().id();
         let answers = futures::future::join_all((0..8u64).map(|i| {
             folds.run(move || {
@@ -341,13 +324,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[should_panic(expected = "a bug in a fold")]
     async fn a_panic_in_a_fold_reaches_the_caller() {
-        let folds = FoldThreads::start(1);
+        let folds = FoldThreads::start(1).expect("threads");
         let _ = folds.run(|| panic!("a bug in a fold")).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_fold_threads_survive_a_job_that_panicked() {
-        let folds = FoldThreads::start(1);
+        let folds = FoldThreads::start(1).expect("threads");
         let folds = Arc::new(folds);
         let panicked = tokio::spawn({
             let folds = Arc::clone(&folds);
