@@ -345,26 +345,207 @@ impl Admission {
 
 /// Whether one GraphQL request (its `query` text and `operationName`) runs a
 /// mutation. A document that does not contain the word `mutation` cannot be
-/// one, so most reads are classified without parsing; the others are parsed
-/// (syntax only, linear in the text) and the selected operation looked up.
+/// one, so most reads are classified without reading further.
 /// A document that does not parse is a read: it will fail at once anyway.
 pub fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    if !query.contains("mutation") {
-        return false;
+    use async_graphql::parser::types::OperationType;
+    memchr::memmem::find(query.as_bytes(), b"mutation").is_some()
+        && selected_operation(query, operation_name) == Some(OperationType::Mutation)
+}
+
+/// The type of the operation a request runs: the one named, or the only
+/// one. `None` when there is no such operation or the document does not
+/// parse.
+///
+/// Admission asks this of every request a saturated node must choose
+/// among, and a full parse (async-graphql's, a PEG parser) of a roll call
+/// cost some 11 µs there, as much as the rest of its refusal. So the
+/// document's top level is first read lexically ([`top_level_operations`]);
+/// only a text that reader does not know is parsed.
+fn selected_operation(
+    query: &str,
+    operation_name: Option<&str>,
+) -> Option<async_graphql::parser::types::OperationType> {
+    match top_level_operations(query) {
+        Some(operations) => operations.select(operation_name),
+        None => parsed_operation(query, operation_name),
     }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
-    let ty = match (&document.operations, operation_name) {
+}
+
+/// [`selected_operation`] by a full parse.
+fn parsed_operation(
+    query: &str,
+    operation_name: Option<&str>,
+) -> Option<async_graphql::parser::types::OperationType> {
+    use async_graphql::parser::types::DocumentOperations;
+    let document = async_graphql::parser::parse_query(query).ok()?;
+    match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
             ops.values().next().map(|op| op.node.ty)
         }
         (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// The operations at the top level of a document, as far as
+/// [`top_level_operations`] read them.
+#[derive(Debug, PartialEq, Eq)]
+struct TopLevel<'a> {
+    /// The first operation without a name, if any.
+    anonymous: Option<async_graphql::parser::types::OperationType>,
+    /// How many operations, named or not.
+    count: usize,
+    /// The named operations, in order (few in any real document).
+    named: Vec<(&'a str, async_graphql::parser::types::OperationType)>,
+}
+
+impl TopLevel<'_> {
+    /// The operation selected as the executor selects it: a lone anonymous
+    /// operation whatever the name asked; otherwise the named one, or the
+    /// only one when no name is given.
+    fn select(
+        &self,
+        operation_name: Option<&str>,
+    ) -> Option<async_graphql::parser::types::OperationType> {
+        match (self.anonymous, operation_name) {
+            (Some(ty), _) => Some(ty),
+            (None, Some(wanted)) => self
+                .named
+                .iter()
+                .find(|(name, _)| *name == wanted)
+                .map(|&(_, ty)| ty),
+            (None, None) if self.count == 1 => self.named.first().map(|&(_, ty)| ty),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Reads a GraphQL document's top level without parsing it: the operations'
+/// types and names, skipping their bodies (brackets counted, strings, block
+/// strings and comments stepped over). `None` for anything but the plain
+/// shape (operations and fragments, brackets that balance, an anonymous
+/// operation only alone), so that the parser decides every doubtful case.
+fn top_level_operations(query: &str) -> Option<TopLevel<'_>> {
+    use async_graphql::parser::types::OperationType;
+    /// The definition whose head (before its selection set) is being read.
+    #[derive(Clone, Copy)]
+    enum Head<'a> {
+        Between,
+        Operation(OperationType, Option<&'a str>),
+        Fragment,
+    }
+    let text = query.as_bytes();
+    let mut top = TopLevel {
+        anonymous: None,
+        count: 0,
+        named: Vec::new(),
     };
-    ty == Some(OperationType::Mutation)
+    let mut head = Head::Between;
+    let mut depth = 0usize;
+    let mut directive = false;
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            b'#' => {
+                i += memchr::memchr2(b'\n', b'\r', &text[i..]).unwrap_or(text.len() - i);
+            }
+            b'"' => i = after_string(text, i)?,
+            b'{' if depth == 0 => {
+                match head {
+                    Head::Between => {
+                        top.anonymous.get_or_insert(OperationType::Query);
+                        top.count += 1;
+                    }
+                    Head::Operation(ty, None) => {
+                        top.anonymous.get_or_insert(ty);
+                        top.count += 1;
+                    }
+                    Head::Operation(ty, Some(name)) => {
+                        if top.named.iter().any(|(n, _)| *n == name) {
+                            return None;
+                        }
+                        top.named.push((name, ty));
+                        top.count += 1;
+                    }
+                    Head::Fragment => {}
+                }
+                head = Head::Between;
+                depth = 1;
+                i += 1;
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b')' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            _ if depth > 0 => i += 1,
+            b'@' => {
+                directive = true;
+                i += 1;
+            }
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                let start = i;
+                while text
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    i += 1;
+                }
+                let name = &query[start..i];
+                if std::mem::take(&mut directive) {
+                    continue;
+                }
+                head = match (head, name) {
+                    (Head::Between, "query") => Head::Operation(OperationType::Query, None),
+                    (Head::Between, "mutation") => Head::Operation(OperationType::Mutation, None),
+                    (Head::Between, "subscription") => {
+                        Head::Operation(OperationType::Subscription, None)
+                    }
+                    (Head::Between, "fragment") | (Head::Fragment, _) => Head::Fragment,
+                    (Head::Operation(ty, None), name) => Head::Operation(ty, Some(name)),
+                    _ => return None,
+                };
+            }
+            _ => return None,
+        }
+    }
+    let plain = depth == 0
+        && matches!(head, Head::Between)
+        && !directive
+        && (top.anonymous.is_none() || top.count == 1);
+    plain.then_some(top)
+}
+
+/// The index just past the string (or block string) opening at `start`;
+/// `None` when it does not close.
+fn after_string(text: &[u8], start: usize) -> Option<usize> {
+    if text[start..].starts_with(b"\"\"\"") {
+        // A block string ends at the first `"""` not escaped as `\"""`.
+        let mut i = start + 3;
+        loop {
+            let at = i + memchr::memmem::find(&text[i..], b"\"\"\"")?;
+            if text[..at].ends_with(b"\\") {
+                i = at + 3;
+            } else {
+                return Some(at + 3);
+            }
+        }
+    }
+    let mut i = start + 1;
+    loop {
+        match *text.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            b'\n' | b'\r' => return None,
+            _ => i += 1,
+        }
+    }
 }
 
 /// The admission kind of an HTTP body (one request or a batch), read with a
@@ -373,7 +554,7 @@ pub fn kind_of_body(body: &[u8]) -> Kind {
     // Most bodies are reads, and a body without the word cannot hold a
     // mutation: this scan spares a saturated node a JSON parse per refusal.
     // (A client escaping the word in JSON only loses its priority.)
-    if !body.windows(b"mutation".len()).any(|w| w == b"mutation") {
+    if memchr::memmem::find(body, b"mutation").is_none() {
         return Kind::Read;
     }
     #[derive(serde::Deserialize)]
@@ -383,23 +564,26 @@ pub fn kind_of_body(body: &[u8]) -> Kind {
         #[serde(borrow, default, rename = "operationName")]
         operation_name: Option<std::borrow::Cow<'a, str>>,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Body<'a> {
-        #[serde(borrow)]
-        One(Op<'a>),
-        #[serde(borrow)]
-        Many(Vec<Op<'a>>),
-    }
     let mutation = |op: &Op<'_>| {
         op.query
             .as_deref()
             .is_some_and(|q| is_mutation(q, op.operation_name.as_deref()))
     };
-    match serde_json::from_slice::<Body<'_>>(body) {
-        Ok(Body::One(op)) if mutation(&op) => Kind::Write,
-        Ok(Body::Many(ops)) if ops.iter().any(mutation) => Kind::Write,
-        _ => Kind::Read,
+    // A batch is an array, one request an object: looked at directly rather
+    // than through an untagged enum, which buffers the whole body first.
+    let batch = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'[');
+    let write = if batch {
+        serde_json::from_slice::<Vec<Op<'_>>>(body).is_ok_and(|ops| ops.iter().any(mutation))
+    } else {
+        serde_json::from_slice::<Op<'_>>(body).is_ok_and(|op| mutation(&op))
+    };
+    if write {
+        Kind::Write
+    } else {
+        Kind::Read
     }
 }
 
@@ -417,24 +601,11 @@ pub fn kind_of_ws_payload(payload: &serde_json::Value) -> Kind {
 /// Whether a WebSocket operation is a subscription (it holds no place while
 /// it lives: it is checked for room when it starts, nothing more).
 pub fn is_subscription(payload: &serde_json::Value) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    use async_graphql::parser::types::OperationType;
     let query = payload.get("query").and_then(|q| q.as_str()).unwrap_or("");
-    if !query.contains("subscription") {
-        return false;
-    }
     let name = payload.get("operationName").and_then(|n| n.as_str());
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
-    let ty = match (&document.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    ty == Some(OperationType::Subscription)
+    memchr::memmem::find(query.as_bytes(), b"subscription").is_some()
+        && selected_operation(query, name) == Some(OperationType::Subscription)
 }
 
 /// Open WebSockets by holder, for the per-person and anonymous caps.
@@ -583,6 +754,56 @@ mod tests {
         assert!(!is_subscription(
             &serde_json::json!({ "query": "{ me { id } }" })
         ));
+    }
+
+    #[test]
+    fn the_top_level_reader_selects_what_the_parser_selects() {
+        let documents = [
+            "{ me { id } }",
+            "query { me { id } }",
+            "query Q { me { id } }",
+            "mutation M($input: ReportAbsenceInput!) { reportAbsence(input: $input) { id } }",
+            "mutation($input: ReportAbsenceInput! = {kind: ABSENCE, note: \"}{\"}) { reportAbsence(input: $input) { id } }",
+            "subscription S @live { absenceReported { position } }",
+            "query Q($d: Date = \"2026-01-01\") @cached(ttl: 1) { me { id } } mutation M { a(x: [1, {y: \"]\"}]) }",
+            "# mutation { x }\n query Q { me { id } }",
+            "query Q { note(text: \"\"\" mutation { } \\\"\"\" } \"\"\") }",
+            "query Q { a } query Q { b }",
+            "query Q { ...F } fragment F on Person @d { id } mutation M { b }",
+            "fragment F on Person { id }",
+            "{ a } mutation M { b }",
+            "{ a } { b }",
+            "mutation {",
+            "mutation { a } }",
+            "mutation M { a(x: \"unterminated) }",
+            "type Query { a: Int }",
+            "query Q @ { a }",
+            "mutation M { a } garbage",
+            "",
+        ];
+        let mut read = 0;
+        for document in documents {
+            for name in [None, Some("Q"), Some("M"), Some("S"), Some("X")] {
+                if let Some(top) = top_level_operations(document) {
+                    read += 1;
+                    assert_eq!(
+                        top.select(name),
+                        parsed_operation(document, name),
+                        "{document:?} {name:?}"
+                    );
+                }
+                assert_eq!(
+                    selected_operation(document, name),
+                    parsed_operation(document, name),
+                    "{document:?} {name:?}"
+                );
+            }
+        }
+        // The plain shapes are read without the parser.
+        assert!(read >= 5 * 10, "only {read} read lexically");
+        for plain in &documents[..9] {
+            assert!(top_level_operations(plain).is_some(), "{plain:?}");
+        }
     }
 
     #[tokio::test]

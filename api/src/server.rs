@@ -27,7 +27,7 @@ use async_graphql::{
     BatchRequest, BatchResponse, Data, Executor,
 };
 use async_trait::async_trait;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -186,7 +186,7 @@ pub async fn serve_executor<E, F>(
     transport: Transport<E>,
     listen: SocketAddr,
     shutdown: F,
-) -> Result<RunningServer, warp::Error>
+) -> Result<RunningServer, warp::hyper::Error>
 where
     E: Executor,
     F: Future<Output = ()> + Send + 'static,
@@ -214,11 +214,29 @@ where
     });
 
     let mut graceful = stopping.clone();
-    let (addr, server) =
-        warp::serve(routes).try_bind_with_graceful_shutdown(listen, async move {
+    // As `warp::serve` binds, with the routes behind [`front`].
+    let mut incoming = warp::hyper::server::conn::AddrIncoming::bind(&listen)?;
+    incoming.set_nodelay(true);
+    let addr = incoming.local_addr();
+    let routes = warp::service(routes);
+    let front_shared = shared.clone();
+    let service = warp::hyper::service::make_service_fn(move |_| {
+        let (routes, shared) = (routes.clone(), front_shared.clone());
+        std::future::ready(Ok::<_, Infallible>(warp::hyper::service::service_fn(
+            move |request| front(shared.clone(), routes.clone(), request),
+        )))
+    });
+    let server = warp::hyper::Server::builder(incoming)
+        .serve(service)
+        .with_graceful_shutdown(async move {
             let _ = graceful.wait_for(|s| *s).await;
             tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-        })?;
+        })
+        .map(|served| {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "server error");
+            }
+        });
     let mut deadline = stopping;
     let task = tokio::spawn(async move {
         let server = tokio::spawn(server);
@@ -289,7 +307,14 @@ fn routes<E: Executor>(
              body,
              shared: Arc<Shared<E>>| async move {
                 let gzip = crate::encoding::accepts_gzip(accept_encoding.as_deref());
-                graphql_multipart(shared, content_type, authorization, gzip, body).await
+                Box::pin(graphql_multipart(
+                    shared,
+                    content_type,
+                    authorization,
+                    gzip,
+                    body,
+                ))
+                .await
             },
         );
 
@@ -299,7 +324,7 @@ fn routes<E: Executor>(
         .and(with.clone())
         .then(
             |id: String, authorization: Option<String>, shared: Arc<Shared<E>>| async move {
-                download(shared, id, authorization).await
+                Box::pin(download(shared, id, authorization)).await
             },
         );
 
@@ -307,6 +332,7 @@ fn routes<E: Executor>(
         .and(warp::path::end())
         .and(warp::post())
         .and(warp::body::content_length_limit(limits.max_body_bytes))
+        .and(warp::ext::optional::<Admitted>())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>(
             registre_app::cluster::FORWARDED_HEADER,
@@ -315,13 +341,22 @@ fn routes<E: Executor>(
         .and(warp::body::bytes())
         .and(with.clone())
         .then(
-            |authorization: Option<String>,
+            |admitted: Option<Admitted>,
+             authorization: Option<String>,
              forwarded: Option<String>,
              accept_encoding: Option<String>,
              body: warp::hyper::body::Bytes,
              shared: Arc<Shared<E>>| async move {
                 let gzip = crate::encoding::accepts_gzip(accept_encoding.as_deref());
-                graphql_http(shared, authorization, forwarded.is_some(), gzip, body).await
+                graphql_http(
+                    shared,
+                    admitted,
+                    authorization,
+                    forwarded.is_some(),
+                    gzip,
+                    body,
+                )
+                .await
             },
         );
 
@@ -336,7 +371,7 @@ fn routes<E: Executor>(
         .and(with.clone())
         .then(
             |key: Option<String>, body: warp::hyper::body::Bytes, shared: Arc<Shared<E>>| async move {
-                internal_slice(shared, key, body).await
+                Box::pin(internal_slice(shared, key, body)).await
             },
         );
 
@@ -413,13 +448,13 @@ fn routes<E: Executor>(
              authorization: Option<String>,
              query: HashMap<String, String>,
              shared: Arc<Shared<E>>| async move {
-                bulletin_http(
+                Box::pin(bulletin_http(
                     shared,
                     student,
                     file,
                     authorization,
                     query.get("at").cloned(),
-                )
+                ))
                 .await
             },
         );
@@ -488,6 +523,100 @@ fn routes<E: Executor>(
             let max = limits.max_body_bytes;
             async move { Ok::<_, Infallible>(rejection_reply(&rejection, max, &refused)) }
         })
+}
+
+/// A place taken in front of the routes ([`front`]) for a `POST /graphql`,
+/// handed to its handler in the request's extensions; `started` is when the
+/// request began waiting for it.
+#[derive(Clone)]
+struct Admitted {
+    permit: Arc<parking_lot::Mutex<Option<admission::Permit>>>,
+    started: Instant,
+}
+
+/// The node's HTTP service: the routes, with admission for `POST /graphql`
+/// (a JSON body) done before them. At ten times its capacity nine requests
+/// in ten are refused, and each refusal is then answered without running
+/// the routes' filters (header and body extraction, one rejection per route
+/// tried before the right one) or building the handler's future.
+async fn front<E, S>(
+    shared: Arc<Shared<E>>,
+    mut routes: S,
+    request: warp::http::Request<warp::hyper::Body>,
+) -> Result<warp::reply::Response, Infallible>
+where
+    E: Executor,
+    S: warp::hyper::service::Service<
+        warp::http::Request<warp::hyper::Body>,
+        Response = warp::reply::Response,
+        Error = Infallible,
+    >,
+{
+    let limit = shared.transport.limits.max_body_bytes;
+    let Some(length) = graphql_json_post(&request).filter(|&length| length <= limit) else {
+        // Everything else, and bodies the route refuses, as the routes say.
+        return routes.call(request).await;
+    };
+    let started = Instant::now();
+    let admission = &shared.admission;
+    let (request, permit) = match admission.try_admit(Kind::Read) {
+        Some(permit) => (request, permit),
+        None => {
+            // No place at once: whether it is a mutation decides, and
+            // that is in the body (already read with the head, usually).
+            let (parts, body) = request.into_parts();
+            let Ok(body) = warp::hyper::body::to_bytes(body).await else {
+                return Ok(error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    "the request body could not be read",
+                ));
+            };
+            debug_assert!(body.len() as u64 <= length);
+            match admission.admit(|| admission::kind_of_body(&body)).await {
+                Ok(permit) => (
+                    warp::http::Request::from_parts(parts, warp::hyper::Body::from(body)),
+                    permit,
+                ),
+                Err(refusal) => {
+                    return Ok(rate_limited_reply(refusal, admission.retry_after_secs()))
+                }
+            }
+        }
+    };
+    let mut request = request;
+    request.extensions_mut().insert(Admitted {
+        permit: Arc::new(parking_lot::Mutex::new(Some(permit))),
+        started,
+    });
+    routes.call(request).await
+}
+
+/// The declared length of a `POST /graphql` request with a body other than
+/// multipart (the route of uploads admits its own).
+fn graphql_json_post(request: &warp::http::Request<warp::hyper::Body>) -> Option<u64> {
+    if request.method() != warp::http::Method::POST || request.uri().path() != "/graphql" {
+        return None;
+    }
+    let headers = request.headers();
+    let multipart = headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .get(..19)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/form-data"))
+        });
+    if multipart {
+        return None;
+    }
+    headers
+        .get(warp::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A GraphQL-shaped error body, so that clients parse every refusal the same way.
@@ -574,49 +703,65 @@ fn auth_data(auth: Option<Result<Caller, AuthRejection>>, request_id: RequestId)
 
 async fn graphql_http<E: Executor>(
     shared: Arc<Shared<E>>,
+    admitted: Option<Admitted>,
     authorization: Option<String>,
     forwarded: bool,
     gzip: bool,
     body: warp::hyper::body::Bytes,
 ) -> warp::reply::Response {
-    let started = Instant::now();
-    // Before anything costly: token verification, parsing, execution.
-    let _permit = match shared
-        .admission
-        .admit(|| admission::kind_of_body(&body))
-        .await
-    {
-        Ok(permit) => permit,
-        Err(refusal) => return rate_limited_reply(refusal, shared.admission.retry_after_secs()),
+    // Admitted in front of the routes as a rule; here for a request
+    // [`front`] let through (a path warp matches that it does not).
+    let taken = admitted.and_then(|a| a.permit.lock().take().map(|p| (a.started, p)));
+    let (started, _permit) = match taken {
+        Some(taken) => taken,
+        None => {
+            let started = Instant::now();
+            // Before anything costly: token verification, parsing, execution.
+            match shared
+                .admission
+                .admit(|| admission::kind_of_body(&body))
+                .await
+            {
+                Ok(permit) => (started, permit),
+                Err(refusal) => {
+                    return rate_limited_reply(refusal, shared.admission.retry_after_secs())
+                }
+            }
+        }
     };
     let request_id = RequestId(Uuid::now_v7());
     let span = tracing::info_span!("graphql", request_id = %request_id.0, transport = "http");
-    async move {
-        let t = &shared.transport;
-        let batch: BatchRequest = match serde_json::from_slice(&body) {
-            Ok(batch) => batch,
-            Err(e) => {
-                t.metrics.refused.with_label_values(&["bad_json"]).inc();
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_INPUT",
-                    &format!("the body is not a GraphQL request: {e}"),
-                );
-            }
-        };
-        let forward = (!forwarded).then_some(&body);
-        run_batch(
-            &shared,
-            authorization,
-            batch,
-            started,
-            request_id,
-            forward,
-            gzip,
-        )
-        .await
-    }
-    .instrument(span)
+    // Boxed: the executor's future is large, and unboxed it would be part of
+    // every request's future, refusals included (moved, so copied, each time
+    // a request starts: at ten times capacity, most of them refusals).
+    Box::pin(
+        async move {
+            let t = &shared.transport;
+            let batch: BatchRequest = match serde_json::from_slice(&body) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    t.metrics.refused.with_label_values(&["bad_json"]).inc();
+                    return error_reply(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_INPUT",
+                        &format!("the body is not a GraphQL request: {e}"),
+                    );
+                }
+            };
+            let forward = (!forwarded).then_some(&body);
+            run_batch(
+                &shared,
+                authorization,
+                batch,
+                started,
+                request_id,
+                forward,
+                gzip,
+            )
+            .await
+        }
+        .instrument(span),
+    )
     .await
 }
 
@@ -1546,4 +1691,67 @@ fn ws_refusal(protocol: WebSocketProtocols, id: &str, message: &str, retry_after
         }
     }
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> warp::http::Request<warp::hyper::Body> {
+        let mut builder = warp::http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(warp::hyper::Body::empty()).expect("request")
+    }
+
+    #[test]
+    fn only_json_posts_to_graphql_are_admitted_in_front_of_the_routes() {
+        let json = [
+            ("content-type", "application/json"),
+            ("content-length", "42"),
+        ];
+        assert_eq!(
+            graphql_json_post(&request("POST", "/graphql", &json)),
+            Some(42)
+        );
+        assert_eq!(
+            graphql_json_post(&request("POST", "/graphql", &[("content-length", "7")])),
+            Some(7),
+            "a body without a content type is the route's to judge, admitted first"
+        );
+        // Uploads admit in their own route; other paths and methods are the routes'.
+        for content_type in [
+            "multipart/form-data; boundary=x",
+            "  Multipart/Form-Data; boundary=x",
+        ] {
+            let multipart = [("content-type", content_type), ("content-length", "42")];
+            assert_eq!(
+                graphql_json_post(&request("POST", "/graphql", &multipart)),
+                None
+            );
+        }
+        assert_eq!(graphql_json_post(&request("GET", "/graphql", &json)), None);
+        assert_eq!(
+            graphql_json_post(&request("POST", "/graphql/x", &json)),
+            None
+        );
+        assert_eq!(
+            graphql_json_post(&request("POST", "/internal/slice", &json)),
+            None
+        );
+        // Without a length the route answers 411 itself.
+        let chunked = [
+            ("content-type", "application/json"),
+            ("transfer-encoding", "chunked"),
+        ];
+        assert_eq!(
+            graphql_json_post(&request("POST", "/graphql", &chunked)),
+            None
+        );
+    }
 }

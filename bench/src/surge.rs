@@ -86,7 +86,9 @@ pub struct SurgeArgs {
     /// The node on the first half of the CPUs, the load generator (this
     /// process) on the other half, as if each had a machine of its own:
     /// otherwise the generator's work, which in a real surge is done by the
-    /// phones, takes CPU from the node being measured.
+    /// phones, takes CPU from the node being measured. PostgreSQL, when it
+    /// runs on this machine, goes beside the generator for the run (its own
+    /// server in production), so that the node's CPUs are the node's.
     #[arg(long)]
     pub split_cores: bool,
 }
@@ -120,6 +122,123 @@ fn pin_this_process(cpus: &str) -> Result<()> {
         .context("running taskset (util-linux)")?;
     anyhow::ensure!(status.success(), "taskset --pid failed: {status}");
     Ok(())
+}
+
+/// PostgreSQL's processes moved onto other CPUs for a run, put back on the
+/// CPUs they had when this is dropped.
+///
+/// Left where the scheduler puts them, they follow the node that wakes them:
+/// measured at ten times capacity with the generator busy on its own half,
+/// PostgreSQL took 14 % of the node's only CPU (and little of it at
+/// capacity, when the generator's half was idle enough to take it), so the
+/// surge was measured on a node with less CPU than its capacity run had.
+struct PostgresMoved {
+    postmaster: u32,
+    /// The postmaster's CPUs before, as `taskset` prints them (a hex mask).
+    mask: String,
+}
+
+impl PostgresMoved {
+    /// Moves the server behind `admin_url` and every process it started onto
+    /// `cpus`; `None` (said on stderr) when it does not run on this machine
+    /// or may not be moved by this user.
+    async fn onto(admin_url: &str, cpus: &str) -> Result<Option<PostgresMoved>> {
+        let client = registre_store::testing::connect(admin_url).await?;
+        let backend: i32 = client
+            .query_one("select pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        // Read while the backend lives: its parent is the postmaster.
+        let postmaster = u32::try_from(backend)
+            .ok()
+            .and_then(|backend| process_parent(backend).map(|parent| (backend, parent)))
+            .filter(|&(backend, parent)| {
+                process_name(backend).as_deref() == Some("postgres")
+                    && process_name(parent).as_deref() == Some("postgres")
+            })
+            .map(|(_, parent)| parent);
+        drop(client);
+        let Some(postmaster) = postmaster else {
+            eprintln!("  PostgreSQL does not run on this machine: nothing to move");
+            return Ok(None);
+        };
+        let mask = std::process::Command::new("taskset")
+            .args(["--pid", &postmaster.to_string()])
+            .output()
+            .context("running taskset (util-linux)")?;
+        let mask = String::from_utf8_lossy(&mask.stdout)
+            .rsplit(' ')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let moved = PostgresMoved { postmaster, mask };
+        if moved.set(&["--cpu-list", cpus]) {
+            eprintln!("  PostgreSQL (postmaster {postmaster}) on CPUs {cpus}");
+            Ok(Some(moved))
+        } else {
+            eprintln!(
+                "  PostgreSQL could not be moved onto CPUs {cpus} (taskset refused): it shares the node's"
+            );
+            moved.set(&[&moved.mask]);
+            Ok(None)
+        }
+    }
+
+    /// Applies `taskset` arguments to the postmaster and its children (new
+    /// backends inherit the postmaster's CPUs); whether all were applied.
+    fn set(&self, how: &[&str]) -> bool {
+        let mut pids = vec![self.postmaster];
+        pids.extend(children_of(self.postmaster));
+        pids.into_iter().all(|pid| {
+            std::process::Command::new("taskset")
+                .args(["--all-tasks", "--pid"])
+                .args(how)
+                .arg(pid.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
+    }
+}
+
+impl Drop for PostgresMoved {
+    fn drop(&mut self) {
+        if !self.mask.is_empty() && !self.set(&[&self.mask]) {
+            eprintln!(
+                "  PostgreSQL's CPUs could not be put back (mask {}): `taskset -a -p {} {}`",
+                self.mask, self.mask, self.postmaster
+            );
+        }
+    }
+}
+
+/// `/proc/<pid>/stat`'s fields after the command name (which may hold spaces).
+fn process_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn process_parent(pid: u32) -> Option<u32> {
+    process_stat(pid)?.get(1)?.parse().ok()
+}
+
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim().to_owned())
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| process_parent(pid) == Some(parent))
+        .collect()
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -609,6 +728,9 @@ fn open_files_limit() -> Option<u64> {
 pub struct SurgeReport {
     /// The CPUs of the node and of the load generator, under `--split-cores`.
     pub split: Option<(String, String)>,
+    /// Whether PostgreSQL ran on the load generator's CPUs (`--split-cores`,
+    /// a server on this machine).
+    pub postgres_beside_load: bool,
     pub capacity: f64,
     pub capacity_measured: Option<LevelResult>,
     pub levels: Vec<LevelResult>,
@@ -617,9 +739,11 @@ pub struct SurgeReport {
 
 pub async fn run(admin_url: &str, args: &SurgeArgs) -> Result<SurgeReport> {
     let split = args.split_cores.then(split_cores).transpose()?;
+    let mut postgres_moved = None;
     if let Some((node_cpus, load_cpus)) = &split {
         eprintln!("  node on CPUs {node_cpus}, load generator on CPUs {load_cpus}");
         pin_this_process(load_cpus)?;
+        postgres_moved = PostgresMoved::onto(admin_url, load_cpus).await?;
     }
     let node_cpus = split.as_ref().map(|(node, _)| node.as_str());
     let report = ChildNode::on_seeded_db(
@@ -630,7 +754,11 @@ pub async fn run(admin_url: &str, args: &SurgeArgs) -> Result<SurgeReport> {
         async |node, g| run_on(node, g, args).await,
     )
     .await?;
-    Ok(SurgeReport { split, ..report })
+    Ok(SurgeReport {
+        split,
+        postgres_beside_load: postgres_moved.is_some(),
+        ..report
+    })
 }
 
 async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<SurgeReport> {
@@ -765,6 +893,7 @@ async fn run_on(node: &ChildNode, g: &GenConfig, args: &SurgeArgs) -> Result<Sur
     }
     Ok(SurgeReport {
         split: None,
+        postgres_beside_load: false,
         capacity,
         capacity_measured,
         levels,
@@ -785,7 +914,14 @@ pub fn print(report: &SurgeReport, args: &SurgeArgs) {
         "Surge: dashboards and roll calls ({}% roll calls) on one node{}, capacity {:.0} req/s{}",
         args.mutation_percent,
         match &report.split {
-            Some((node, load)) => format!(" on CPUs {node} (the load generator on CPUs {load})"),
+            Some((node, load)) => format!(
+                " on CPUs {node} (the load generator{} on CPUs {load})",
+                if report.postgres_beside_load {
+                    " and PostgreSQL"
+                } else {
+                    ""
+                }
+            ),
             None => " sharing the CPUs with the load generator".to_owned(),
         },
         report.capacity,
