@@ -12,6 +12,8 @@
 //!
 //! Asserted, for every input:
 //! - no panic (libFuzzer reports one as a crash);
+//! - admission's lexical reading of the operation's type agrees with the
+//!   parser on every document that parses;
 //! - every error of the response has `extensions.code` (the contract's rule;
 //!   `REGISTRE_FUZZ_UNCODED_OK=1` relaxes it, for a build without issue 11's
 //!   typed validation errors, see docs/fuzzing.md);
@@ -309,10 +311,17 @@ fuzz_target!(|data: &[u8]| {
     let variables =
         serde_json::from_str::<Value>(&substitute(&String::from_utf8_lossy(variables), &w.ids))
             .unwrap_or(Value::Null);
-    let operation = async_graphql::parser::parse_query(&document)
-        .ok()
-        .as_ref()
-        .and_then(selected_operation);
+    let parsed = async_graphql::parser::parse_query(&document).ok();
+    let operation = parsed.as_ref().and_then(selected_operation);
+    if parsed.is_some() {
+        // Admission reads the operation lexically where it can: on a document
+        // that parses, it must agree with the parser.
+        assert_eq!(
+            registre_api::admission::is_mutation(&document, None),
+            matches!(operation, Some((OperationType::Mutation, _))),
+            "admission's reading of the operation differs from the parser's: {document}"
+        );
+    }
 
     let (before, response, after) = w.runtime.block_on(async {
         let before = w.store.head().await.expect("head before");
