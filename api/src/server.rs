@@ -280,11 +280,7 @@ fn routes<E: Executor>(
         .and(warp::post())
         .and(
             warp::header::<String>("content-type").and_then(|ct: String| async move {
-                if ct
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-                {
+                if is_multipart(&ct) {
                     Ok(ct)
                 } else {
                     Err(warp::reject::not_found())
@@ -559,7 +555,7 @@ where
     };
     let started = Instant::now();
     let admission = &shared.admission;
-    let (request, permit) = match admission.try_admit(Kind::Read) {
+    let (mut request, permit) = match admission.try_admit(Kind::Read) {
         Some(permit) => (request, permit),
         None => {
             // No place at once: whether it is a mutation decides, and
@@ -584,7 +580,6 @@ where
             }
         }
     };
-    let mut request = request;
     request.extensions_mut().insert(Admitted {
         permit: Arc::new(parking_lot::Mutex::new(Some(permit))),
         started,
@@ -602,12 +597,7 @@ fn graphql_json_post(request: &warp::http::Request<warp::hyper::Body>) -> Option
     let multipart = headers
         .get(warp::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value
-                .trim_start()
-                .get(..19)
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/form-data"))
-        });
+        .is_some_and(is_multipart);
     if multipart {
         return None;
     }
@@ -617,6 +607,16 @@ fn graphql_json_post(request: &warp::http::Request<warp::hyper::Body>) -> Option
         .ok()?
         .parse()
         .ok()
+}
+
+/// Whether a `Content-Type` is a multipart form: the GraphQL multipart
+/// request of uploads, which has a route (and an admission) of its own.
+fn is_multipart(content_type: &str) -> bool {
+    const MULTIPART: &str = "multipart/form-data";
+    content_type
+        .trim_start()
+        .get(..MULTIPART.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(MULTIPART))
 }
 
 /// A GraphQL-shaped error body, so that clients parse every refusal the same way.

@@ -114,14 +114,20 @@ fn split_cores() -> Result<(String, String)> {
 
 /// Moves every thread of this process onto `cpus`.
 fn pin_this_process(cpus: &str) -> Result<()> {
-    let status = std::process::Command::new("taskset")
-        .args(["--all-tasks", "--pid", "--cpu-list", cpus])
-        .arg(std::process::id().to_string())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running taskset (util-linux)")?;
+    let status = taskset(std::process::id(), &["--cpu-list", cpus])?;
     anyhow::ensure!(status.success(), "taskset --pid failed: {status}");
     Ok(())
+}
+
+/// `taskset --all-tasks --pid <how> <pid>`: every thread of `pid`.
+fn taskset(pid: u32, how: &[&str]) -> Result<std::process::ExitStatus> {
+    std::process::Command::new("taskset")
+        .args(["--all-tasks", "--pid"])
+        .args(how)
+        .arg(pid.to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")
 }
 
 /// PostgreSQL's processes moved onto other CPUs for a run, put back on the
@@ -172,15 +178,20 @@ impl PostgresMoved {
             .unwrap_or("")
             .trim()
             .to_owned();
+        if mask.is_empty() {
+            // Without the CPUs it had, it could not be put back.
+            eprintln!("  PostgreSQL's CPUs could not be read: it is left where it is");
+            return Ok(None);
+        }
         let moved = PostgresMoved { postmaster, mask };
         if moved.set(&["--cpu-list", cpus]) {
             eprintln!("  PostgreSQL (postmaster {postmaster}) on CPUs {cpus}");
             Ok(Some(moved))
         } else {
+            // Dropping `moved` puts back the processes that did move.
             eprintln!(
                 "  PostgreSQL could not be moved onto CPUs {cpus} (taskset refused): it shares the node's"
             );
-            moved.set(&[&moved.mask]);
             Ok(None)
         }
     }
@@ -190,22 +201,14 @@ impl PostgresMoved {
     fn set(&self, how: &[&str]) -> bool {
         let mut pids = vec![self.postmaster];
         pids.extend(children_of(self.postmaster));
-        pids.into_iter().all(|pid| {
-            std::process::Command::new("taskset")
-                .args(["--all-tasks", "--pid"])
-                .args(how)
-                .arg(pid.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-        })
+        pids.into_iter()
+            .all(|pid| taskset(pid, how).is_ok_and(|status| status.success()))
     }
 }
 
 impl Drop for PostgresMoved {
     fn drop(&mut self) {
-        if !self.mask.is_empty() && !self.set(&[&self.mask]) {
+        if !self.set(&[&self.mask]) {
             eprintln!(
                 "  PostgreSQL's CPUs could not be put back (mask {}): `taskset -a -p {} {}`",
                 self.mask, self.mask, self.postmaster
